@@ -1,0 +1,439 @@
+//! Framing: cutting a byte stream into records, in file order, without holding the file.
+//!
+//! Delimited text: a record ends at `\n`, `\r\n` or a lone `\r` outside a quoted field; a quote
+//! opens a quoted field only at the start of a field (elsewhere it is a literal character), and a
+//! doubled quote inside one is an escaped quote. JSON lines: a record is a line. JSON array: a
+//! record is one top-level element. A record longer than the limit is reported and skipped to the
+//! next line end; an unterminated quoted field runs to the end of the file and is reported.
+
+use memchr::{memchr, memchr2, memchr3};
+
+/// Why a framed record cannot be used as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    Ok,
+    /// A quoted field was still open at the end of the file.
+    Unterminated,
+    /// Longer than the record limit: its bytes were dropped.
+    TooLong,
+}
+
+/// A record: `[start, end)` in the framer's buffer, its 1-based first line (JSON array: the
+/// 0-based element index), and a flag.
+#[derive(Debug, Clone, Copy)]
+pub struct Rec {
+    pub start: usize,
+    pub end: usize,
+    pub line: u64,
+    pub flag: Flag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Delimited { delim: u8, quote: Option<u8> },
+    Lines,
+    JsonArray,
+}
+
+/// Incremental framer over a growing buffer.
+pub struct Framer {
+    kind: Kind,
+    max: usize,
+    /// Start of the record being scanned.
+    rec_start: usize,
+    /// Scan position (bytes before it, after `rec_start`, are known not to end the record).
+    scan: usize,
+    in_quote: bool,
+    skipping: bool,
+    line: u64,
+    // JSON array state
+    arr_state: ArrState,
+    depth: u32,
+    in_str: bool,
+    esc: bool,
+    element: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArrState {
+    BeforeOpen,
+    BetweenElements,
+    InElement,
+    Closed,
+}
+
+/// The array structure itself is broken (not `[`, garbage after `]`): the whole file is unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArrayError(pub String);
+
+impl Framer {
+    pub fn new(kind: Kind, max_record_bytes: usize) -> Self {
+        Self {
+            kind,
+            max: max_record_bytes,
+            rec_start: 0,
+            scan: 0,
+            in_quote: false,
+            skipping: false,
+            line: 1,
+            arr_state: ArrState::BeforeOpen,
+            depth: 0,
+            in_str: false,
+            esc: false,
+            element: 0,
+        }
+    }
+
+    /// Where the unconsumed bytes start: everything before can be dropped from the buffer.
+    pub fn consumed(&self) -> usize {
+        self.rec_start
+    }
+
+    /// Shifts internal offsets after the caller dropped `n` bytes from the buffer front.
+    pub fn shift(&mut self, n: usize) {
+        self.rec_start -= n;
+        self.scan -= n;
+    }
+
+    /// Finds the complete records in `buf` (and at `eof`, the last one), appending them to `out`.
+    pub fn frame(&mut self, buf: &[u8], eof: bool, out: &mut Vec<Rec>) -> Result<(), ArrayError> {
+        match self.kind {
+            Kind::JsonArray => self.frame_array(buf, eof, out),
+            _ => {
+                self.frame_lines(buf, eof, out);
+                Ok(())
+            }
+        }
+    }
+
+    fn emit(&mut self, buf: &[u8], end: usize, term: usize, flag: Flag, out: &mut Vec<Rec>) {
+        let mut rec = Rec { start: self.rec_start, end, line: self.line, flag };
+        if end - self.rec_start > self.max {
+            rec = Rec { start: self.rec_start, end: self.rec_start, line: self.line, flag: Flag::TooLong };
+        }
+        let body = &buf[self.rec_start..end];
+        // physical lines inside a quoted multi-line record
+        let inner =
+            if self.kind == Kind::Lines { 0 } else { memchr::memchr_iter(b'\n', body).count() as u64 };
+        self.line += inner + u64::from(term > 0);
+        if rec.end > rec.start || rec.flag != Flag::Ok {
+            out.push(rec);
+        }
+        self.rec_start = end + term;
+        self.scan = self.rec_start;
+        self.in_quote = false;
+    }
+
+    fn frame_lines(&mut self, buf: &[u8], eof: bool, out: &mut Vec<Rec>) {
+        let (delim, quote) = match self.kind {
+            Kind::Delimited { delim, quote } => (delim, quote),
+            _ => (0, None),
+        };
+        let len = buf.len();
+        let mut i = self.scan;
+        loop {
+            if self.skipping {
+                match memchr2(b'\n', b'\r', &buf[i..]) {
+                    Some(k) => {
+                        let j = i + k;
+                        let term = if buf[j] == b'\r' && buf.get(j + 1) == Some(&b'\n') { 2 } else { 1 };
+                        self.skipping = false;
+                        self.line += 1;
+                        self.rec_start = j + term;
+                        self.scan = self.rec_start;
+                        i = self.rec_start;
+                        continue;
+                    }
+                    None => {
+                        // drop everything scanned: the record is already reported
+                        self.rec_start = len;
+                        self.scan = len;
+                        return;
+                    }
+                }
+            }
+            if i - self.rec_start > self.max {
+                out.push(Rec {
+                    start: self.rec_start,
+                    end: self.rec_start,
+                    line: self.line,
+                    flag: Flag::TooLong,
+                });
+                self.skipping = true;
+                self.in_quote = false;
+                continue;
+            }
+            if self.in_quote {
+                let q = quote.unwrap_or(b'"');
+                match memchr(q, &buf[i..]) {
+                    None => {
+                        i = len;
+                        if eof {
+                            self.emit(buf, len, 0, Flag::Unterminated, out);
+                            return;
+                        }
+                        if i - self.rec_start > self.max {
+                            continue;
+                        }
+                        break;
+                    }
+                    Some(k) => {
+                        let j = i + k;
+                        if j + 1 >= len && !eof {
+                            i = j;
+                            break;
+                        }
+                        if buf.get(j + 1) == Some(&q) {
+                            i = j + 2;
+                        } else {
+                            self.in_quote = false;
+                            i = j + 1;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let hit = match quote {
+                Some(q) => memchr3(q, b'\n', b'\r', &buf[i..]),
+                None => memchr2(b'\n', b'\r', &buf[i..]),
+            };
+            let Some(k) = hit else {
+                i = len;
+                if i - self.rec_start > self.max {
+                    continue;
+                }
+                if eof {
+                    if len > self.rec_start {
+                        self.emit(buf, len, 0, Flag::Ok, out);
+                    }
+                    return;
+                }
+                break;
+            };
+            let j = i + k;
+            let c = buf[j];
+            if Some(c) == quote {
+                if j == self.rec_start || buf[j - 1] == delim {
+                    self.in_quote = true;
+                }
+                i = j + 1;
+                continue;
+            }
+            let term = if c == b'\r' {
+                if j + 1 >= len && !eof {
+                    i = j;
+                    break;
+                }
+                if buf.get(j + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                }
+            } else {
+                1
+            };
+            self.emit(buf, j, term, Flag::Ok, out);
+            i = self.rec_start;
+        }
+        self.scan = i;
+    }
+
+    fn frame_array(&mut self, buf: &[u8], eof: bool, out: &mut Vec<Rec>) -> Result<(), ArrayError> {
+        let len = buf.len();
+        let mut i = self.scan;
+        while i < len {
+            let b = buf[i];
+            match self.arr_state {
+                ArrState::BeforeOpen => {
+                    if b.is_ascii_whitespace() {
+                        i += 1;
+                    } else if b == b'[' {
+                        self.arr_state = ArrState::BetweenElements;
+                        i += 1;
+                    } else {
+                        return Err(ArrayError("a JSON array file must start with `[`".into()));
+                    }
+                    self.rec_start = i;
+                }
+                ArrState::BetweenElements => {
+                    if b.is_ascii_whitespace() || b == b',' {
+                        i += 1;
+                        self.rec_start = i;
+                    } else if b == b']' {
+                        self.arr_state = ArrState::Closed;
+                        i += 1;
+                        self.rec_start = i;
+                    } else {
+                        self.arr_state = ArrState::InElement;
+                        self.rec_start = i;
+                        self.depth = 0;
+                        self.in_str = false;
+                        self.esc = false;
+                    }
+                }
+                ArrState::InElement => {
+                    if i - self.rec_start > self.max {
+                        return Err(ArrayError(format!(
+                            "JSON array element {} is longer than {} bytes",
+                            self.element, self.max
+                        )));
+                    }
+                    let mut end = None;
+                    if self.in_str {
+                        if self.esc {
+                            self.esc = false;
+                        } else if b == b'\\' {
+                            self.esc = true;
+                        } else if b == b'"' {
+                            self.in_str = false;
+                            if self.depth == 0 {
+                                end = Some(i + 1);
+                            }
+                        }
+                    } else {
+                        match b {
+                            b'"' => self.in_str = true,
+                            b'{' | b'[' => self.depth += 1,
+                            b'}' | b']' if self.depth > 0 => {
+                                self.depth -= 1;
+                                if self.depth == 0 {
+                                    end = Some(i + 1);
+                                }
+                            }
+                            b',' | b']' if self.depth == 0 => end = Some(i),
+                            c if c.is_ascii_whitespace() && self.depth == 0 => end = Some(i),
+                            _ => {}
+                        }
+                    }
+                    if let Some(e) = end {
+                        out.push(Rec { start: self.rec_start, end: e, line: self.element, flag: Flag::Ok });
+                        self.element += 1;
+                        self.arr_state = ArrState::BetweenElements;
+                        i = e;
+                        self.rec_start = e;
+                        continue;
+                    }
+                    i += 1;
+                }
+                ArrState::Closed => {
+                    if !b.is_ascii_whitespace() {
+                        return Err(ArrayError(
+                            "unexpected text after the closing `]` of the JSON array".into(),
+                        ));
+                    }
+                    i += 1;
+                    self.rec_start = i;
+                }
+            }
+        }
+        self.scan = i;
+        if eof {
+            match self.arr_state {
+                ArrState::Closed => {}
+                ArrState::InElement if self.depth == 0 && !self.in_str && i > self.rec_start => {
+                    return Err(ArrayError("the JSON array is not closed with `]`".into()));
+                }
+                ArrState::BeforeOpen => return Err(ArrayError("no JSON array found".into())),
+                _ => {
+                    if self.arr_state == ArrState::InElement {
+                        out.push(Rec {
+                            start: self.rec_start,
+                            end: len,
+                            line: self.element,
+                            flag: Flag::Unterminated,
+                        });
+                        self.rec_start = len;
+                        self.scan = len;
+                    }
+                    return Err(ArrayError("the JSON array is truncated: it is not closed with `]`".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_all(kind: Kind, data: &[u8], step: usize) -> Vec<(String, u64, Flag)> {
+        let mut f = Framer::new(kind, 64);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        let mut res = Vec::new();
+        for chunk in data.chunks(step.max(1)) {
+            buf.extend_from_slice(chunk);
+            f.frame(&buf, false, &mut out).unwrap();
+            for r in out.drain(..) {
+                res.push((String::from_utf8_lossy(&buf[r.start..r.end]).into_owned(), r.line, r.flag));
+            }
+            let c = f.consumed();
+            buf.drain(..c);
+            f.shift(c);
+        }
+        let _ = f.frame(&buf, true, &mut out);
+        for r in out.drain(..) {
+            res.push((String::from_utf8_lossy(&buf[r.start..r.end]).into_owned(), r.line, r.flag));
+        }
+        res
+    }
+
+    #[test]
+    fn quoted_newlines_and_mixed_line_ends_at_any_split() {
+        let data = b"h1,h2\r\n\"a\nb\",c\rd,\"e\"\"f\"\n\ng,h";
+        for step in 1..data.len() + 1 {
+            let recs = frame_all(Kind::Delimited { delim: b',', quote: Some(b'"') }, data, step);
+            let got: Vec<(&str, u64)> = recs.iter().map(|(s, l, _)| (s.as_str(), *l)).collect();
+            assert_eq!(
+                got,
+                [("h1,h2", 1), ("\"a\nb\",c", 2), ("d,\"e\"\"f\"", 4), ("g,h", 6)],
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn quote_inside_a_field_is_literal() {
+        let recs = frame_all(Kind::Delimited { delim: b',', quote: Some(b'"') }, b"a,b\"c,d\ne,f\n", 3);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].0, "a,b\"c,d");
+    }
+
+    #[test]
+    fn unterminated_quote_runs_to_the_end_and_is_flagged() {
+        let recs = frame_all(Kind::Delimited { delim: b',', quote: Some(b'"') }, b"a,b\n\"oops,c\nd,e\n", 4);
+        assert_eq!(recs[0].2, Flag::Ok);
+        assert_eq!(recs[1].2, Flag::Unterminated);
+        assert_eq!(recs[1].1, 2);
+    }
+
+    #[test]
+    fn too_long_record_is_skipped_to_the_next_line() {
+        let mut data = b"a\n".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 500));
+        data.extend_from_slice(b"\nb\n");
+        let recs = frame_all(Kind::Lines, &data, 7);
+        let got: Vec<(&str, u64, Flag)> = recs.iter().map(|(s, l, f)| (s.as_str(), *l, *f)).collect();
+        assert_eq!(got, [("a", 1, Flag::Ok), ("", 2, Flag::TooLong), ("b", 3, Flag::Ok)]);
+    }
+
+    #[test]
+    fn json_array_elements() {
+        let data = br#" [ {"a": "x,]"}, 1 , {"b": [1, {"c": 2}]}, "s" ] "#;
+        for step in 1..data.len() {
+            let recs = frame_all(Kind::JsonArray, data, step);
+            let got: Vec<&str> = recs.iter().map(|(s, _, _)| s.as_str()).collect();
+            assert_eq!(got, [r#"{"a": "x,]"}"#, "1", r#"{"b": [1, {"c": 2}]}"#, "\"s\""], "step {step}");
+        }
+    }
+
+    #[test]
+    fn truncated_json_array_is_an_error() {
+        let mut f = Framer::new(Kind::JsonArray, 1024);
+        let mut out = vec![];
+        assert!(f.frame(br#"[{"a": 1}, {"b""#, true, &mut out).is_err());
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].flag, Flag::Unterminated);
+    }
+}
