@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Starts moto's server on 127.0.0.1 for the end-to-end tests.
+
+moto lacks WorkSpaces' DescribeWorkspacesConnectionStatus; this launcher registers that one
+operation on moto's WorkSpaces response class. The state it returns is taken from each
+workspace's tags (set by the test): `test:last-connected` (ISO-8601 or `never`) and
+`test:connection-state`.
+"""
+import argparse
+import json
+
+from moto.server import ThreadedMotoServer
+
+
+def _install_connection_status():
+    try:
+        from moto.workspaces.responses import WorkSpacesResponse
+        from moto.workspaces.models import workspaces_backends
+    except Exception:  # moto without workspaces: nothing to add
+        return
+
+    def describe_workspaces_connection_status(self):
+        params = json.loads(self.body or "{}")
+        ids = params.get("WorkspaceIds") or []
+        backend = workspaces_backends[self.current_account][self.region]
+        out = []
+        for ws_id in ids or list(backend.workspaces.keys()):
+            ws = backend.workspaces.get(ws_id)
+            if ws is None:
+                continue
+            tags = {t["Key"]: t["Value"] for t in (getattr(ws, "tags", None) or [])}
+            item = {"WorkspaceId": ws_id,
+                    "ConnectionState": tags.get("test:connection-state", "DISCONNECTED")}
+            last = tags.get("test:last-connected")
+            if last and last != "never":
+                import datetime as dt
+                item["LastKnownUserConnectionTimestamp"] = dt.datetime.fromisoformat(
+                    last.replace("Z", "+00:00")).timestamp()
+            out.append(item)
+        return json.dumps({"WorkspacesConnectionStatus": out})
+
+    WorkSpacesResponse.describe_workspaces_connection_status = describe_workspaces_connection_status
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    a = ap.parse_args()
+    _install_connection_status()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=a.port, verbose=False)
+    server.start()
+    import threading
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

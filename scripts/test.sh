@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Run all tests"; .ci/run calls it).
+# Installs and starts what the tests need on 127.0.0.1, runs every test, stops what it started.
+#   - moto server (emulated AWS: S3, DynamoDB, SQS, SNS, Secrets Manager, KMS, WorkSpaces)
+#   - PostgreSQL 15 (a throwaway cluster in a temp dir), when the server binaries are present
+set -euo pipefail
+cd "$(dirname "$0")/.."
+here=$(pwd)
+work=$(mktemp -d /tmp/lake-test.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  if [ -n "${PGDATA_DIR:-}" ] && [ -d "$PGDATA_DIR" ]; then
+    runuser -u postgres -- pg_ctl -D "$PGDATA_DIR" -m immediate stop >/dev/null 2>&1 || pg_ctl -D "$PGDATA_DIR" -m immediate stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ---- moto ----
+if ! python3 -c 'import moto.server' 2>/dev/null; then
+  echo "installing moto[server] ..."
+  python3 -m pip install --quiet 'moto[server]>=5,<6'
+fi
+MOTO_PORT=$(free_port)
+python3 scripts/moto_server.py --port "$MOTO_PORT" >"$work/moto.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$MOTO_PORT/moto-api/')" 2>/dev/null; then break; fi
+  sleep 0.2
+done
+export LAKE_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+
+# ---- PostgreSQL ----
+if ! command -v initdb >/dev/null 2>&1 && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "installing postgresql ..."
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || true
+  fi
+fi
+PG_BIN=$(dirname "$(command -v initdb 2>/dev/null || echo /usr/lib/postgresql/15/bin/initdb)")
+if [ -x "$PG_BIN/initdb" ]; then
+  id postgres >/dev/null 2>&1 || useradd -r -m postgres 2>/dev/null || true
+  PGDATA_DIR="$work/pg"
+  mkdir -p "$PGDATA_DIR" && chown postgres "$work" "$PGDATA_DIR" 2>/dev/null || true
+  PG_PORT=$(free_port)
+  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U lake -A trust --no-sync -E UTF8 >"$work/initdb.log" 2>&1
+  as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$work/pg.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PGDATA_DIR -c fsync=off" start >/dev/null
+  export LAKE_TEST_DATABASE_URL="postgres://lake@127.0.0.1:$PG_PORT/postgres"
+else
+  echo "warning: no PostgreSQL server binaries; database tests will fail" >&2
+fi
+
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-gov-west-1 AWS_DEFAULT_REGION=us-gov-west-1
+cargo test --workspace --all-targets "$@"
