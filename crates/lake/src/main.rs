@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use lake::embedded;
 
 #[derive(Parser)]
 #[command(name = "lake", version, about = "County health-data lake: contracts, embedded runs, operations")]
@@ -25,8 +26,53 @@ enum Cmd {
     /// Work with source contracts.
     #[command(subcommand)]
     Contract(ContractCmd),
+    /// Run the pipeline embedded: DIR/<source>/... is the ingestion bucket; outputs under --lake.
+    Run(RunArgs),
+    /// The run ledger as a table.
+    Status {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Show object keys (they may carry PHI).
+        #[arg(long)]
+        show_keys: bool,
+    },
+    /// Replay DLQ failure envelopes to the stage that failed (after fixing the cause).
+    Redrive {
+        #[command(flatten)]
+        lake: LakeArgs,
+        #[arg(long)]
+        file_id: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        error_kind: Option<String>,
+        /// Drive the pipeline after replaying (embedded lake).
+        #[arg(long, default_value_t = true)]
+        run: bool,
+    },
     /// Benchmark the transform against the Python baselines (pandas, polars) in the same run.
     Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct LakeArgs {
+    /// Folder of the embedded lake (buckets, queues, ledger).
+    #[arg(long, default_value = "./lake-data")]
+    lake: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Folder standing in for the ingestion bucket: DIR/<source>/<file>.
+    dir: PathBuf,
+    #[command(flatten)]
+    lake: LakeArgs,
+    /// Source contracts published before the run (a changed file becomes a new version).
+    #[arg(long, default_value = "config/sources")]
+    contracts: PathBuf,
+    /// Show object keys in the table (they may carry PHI).
+    #[arg(long)]
+    show_keys: bool,
 }
 
 #[derive(Subcommand)]
@@ -47,6 +93,46 @@ enum ContractCmd {
         #[arg(long)]
         canonical: Option<PathBuf>,
     },
+    /// Validate a contract and publish it as the source's new version (embedded lake).
+    Publish {
+        contract: PathBuf,
+        #[command(flatten)]
+        lake: LakeArgs,
+    },
+}
+
+fn rt(f: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(f)
+}
+
+async fn run_embedded(a: RunArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let dir = a.dir.canonicalize().with_context(|| format!("cannot open {}", a.dir.display()))?;
+    std::fs::create_dir_all(&a.lake.lake)?;
+    let (deps, topo) = embedded::local_deps(&a.lake.lake, Some(&dir));
+    for (src, v, new) in embedded::publish_dir(&deps, &a.contracts).await? {
+        if new {
+            eprintln!("published {src} contract v{v}");
+        }
+    }
+    let n = embedded::notify_all(&deps, &topo).await?;
+    eprintln!("{n} file(s) found under {}", a.dir.display());
+    embedded::drain(&deps, &topo).await?;
+    let runs = embedded::status(&deps).await?;
+    print!("{}", embedded::table(&runs, a.show_keys));
+    let failed = runs.iter().filter(|r| r.status == layer::ledger::Status::Failed).count();
+    println!(
+        "\nlake: {}  (raw/ quarantine/ under buckets/, DLQ under queues/dlq, alerts under topics/)",
+        a.lake.lake.display()
+    );
+    if failed > 0 {
+        println!(
+            "{failed} file(s) FAILED: see the DLQ envelopes; fix, then `lake redrive --lake {}`",
+            a.lake.lake.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -58,6 +144,41 @@ fn main() -> ExitCode {
             check::run_validate(&contracts, canonical)
         }
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {
+            let (deps, _) = embedded::local_deps(&lake.lake, None);
+            let (src, v, new) = embedded::publish(&deps, &contract).await?;
+            println!("{} {src} contract v{v}", if new { "published" } else { "unchanged:" });
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Run(a) => rt(run_embedded(a)),
+        Cmd::Status { lake, show_keys } => rt(async move {
+            let (deps, _) = embedded::local_deps(&lake.lake, None);
+            print!("{}", embedded::table(&embedded::status(&deps).await?, show_keys));
+            Ok(ExitCode::SUCCESS)
+        }),
+        Cmd::Redrive { lake, file_id, source, error_kind, run } => rt(async move {
+            let (deps, topo) = embedded::local_deps(&lake.lake, None);
+            let f = embedded::RedriveFilter { file_id, source, error_kind };
+            let done = embedded::redrive(&deps, &topo, &f).await?;
+            for e in &done {
+                println!(
+                    "redriven {} ({}, {}) -> {}",
+                    e.file_id,
+                    e.source.as_deref().unwrap_or("-"),
+                    e.error_kind,
+                    e.function
+                );
+            }
+            println!("{} envelope(s) replayed", done.len());
+            if run && !done.is_empty() {
+                embedded::drain(&deps, &topo).await?;
+                let runs = embedded::status(&deps).await?;
+                let ids: Vec<&str> = done.iter().map(|e| e.file_id.as_str()).collect();
+                let mine: Vec<_> = runs.into_iter().filter(|r| ids.contains(&r.file_id.as_str())).collect();
+                print!("{}", embedded::table(&mine, false));
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
     };
     match res {
         Ok(code) => code,

@@ -71,9 +71,10 @@ fn check_against_reference(source: &str, file: &str) {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     let stem = file.rsplit_once('.').unwrap().0;
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join(format!("tests/expected/{stem}.manifest.json"))).unwrap())
-            .unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join(format!("tests/expected/{stem}.manifest.json"))).unwrap(),
+    )
+    .unwrap();
     for (suffix, key) in [(".parquet", "expected_good"), (".bad.parquet", "expected_bad")] {
         let (names, got) = read_rows(&out.path().join(format!("{stem}{suffix}")));
         let (want_names, want) = read_rows(&root().join(format!("tests/expected/{stem}{suffix}")));
@@ -176,7 +177,8 @@ fn run_bytes(source: &str, name: &str, data: &[u8], extra: &[&str]) -> Run {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let (good, bad) = if o.status.success() { (read(".parquet"), read(".bad.parquet")) } else { (vec![], vec![]) };
+    let (good, bad) =
+        if o.status.success() { (read(".parquet"), read(".bad.parquet")) } else { (vec![], vec![]) };
     Run {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into(),
@@ -240,8 +242,11 @@ fn invalid_utf8_and_extra_fields_are_malformed_and_the_rest_goes_on() {
     let r = run_bytes("county_general", "u.psv", &data, &["--keep-raw"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.good.len(), 2);
-    let reasons: Vec<(u64, String)> =
-        r.malformed.iter().map(|m| (m["line"].as_u64().unwrap(), m["reason"].as_str().unwrap().to_string())).collect();
+    let reasons: Vec<(u64, String)> = r
+        .malformed
+        .iter()
+        .map(|m| (m["line"].as_u64().unwrap(), m["reason"].as_str().unwrap().to_string()))
+        .collect();
     assert_eq!(reasons[0], (3, "invalid UTF-8 at byte 7".to_string()));
     assert_eq!(reasons[1], (4, "more fields than the header's 16".to_string()));
     assert!(r.malformed[1]["raw"].as_str().unwrap().ends_with("|extra"), "--keep-raw keeps the text");
@@ -296,7 +301,8 @@ fn json_lines_and_arrays_hostile_cases() {
     assert_eq!(r.good.len(), 1, "the duplicate line is dropped");
     assert!(r.stdout.contains("duplicates               1"), "{}", r.stdout);
     assert!(r.stdout.contains("ignored keys    extraKey (1)"), "{}", r.stdout);
-    let m: Vec<(u64, &str)> = r.malformed.iter().map(|m| (m["line"].as_u64().unwrap(), m["reason"].as_str().unwrap())).collect();
+    let m: Vec<(u64, &str)> =
+        r.malformed.iter().map(|m| (m["line"].as_u64().unwrap(), m["reason"].as_str().unwrap())).collect();
     assert_eq!(m, [(2, "not a JSON object"), (3, "invalid JSON (truncated)")]);
     assert_eq!(r.good[0][18], "E11.9");
     assert_eq!(r.good[0][19], "12.000000");
@@ -312,7 +318,14 @@ fn json_lines_and_arrays_hostile_cases() {
     let spaced = good.replace(",", ", ");
     std::fs::write(&input, format!("[{good}, \"text\", {spaced}]")).unwrap();
     let out = dir.path().join("out");
-    let o = lake(&["contract", "check", cp.to_str().unwrap(), input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = lake(&[
+        "contract",
+        "check",
+        cp.to_str().unwrap(),
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("duplicates               1"), "same keys and values: {stdout}");

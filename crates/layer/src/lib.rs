@@ -1,10 +1,21 @@
-//! The shared layer every Lambda and the CLI stand on: telemetry (JSON logs that never carry
-//! PHI), PHI-safe value types, and stable error kinds.
+//! The shared layer every Lambda and the CLI stand on: configuration from the environment,
+//! the AWS client factory (honours `AWS_ENDPOINT_URL`, so tests reach moto), telemetry (JSON
+//! logs and EMF metrics that never carry PHI), PHI-safe value types, the run ledger types, the
+//! failure envelope, and the ports (object store, queue, notifier, metadata) with their AWS and
+//! local adapters.
 //!
 //! Boundaries: no business rules (those live in `contracts`, `transform` and the Lambda crates)
 //! and no columnar code. Library code here logs ids, hashes and counts, never values.
 
+pub mod aws;
+pub mod config;
+pub mod envelope;
+pub mod ledger;
+pub mod local;
 pub mod phi;
+pub mod pipeline;
+pub mod ports;
+pub mod s3event;
 pub mod telemetry;
 
 pub use phi::{key_hash, Phi};

@@ -1,0 +1,25 @@
+//! Lambda entry point of `ingestion-router`: state built once per cold start.
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use layer::pipeline::{Deps, PipelineConfig};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    layer::telemetry::init_json();
+    let deps = Deps::aws(PipelineConfig::router_from_env()?).await?;
+    lambda_runtime::run(service_fn(|ev: LambdaEvent<Value>| {
+        let deps = &deps;
+        async move {
+            let is_sqs = ev.payload["Records"][0]["eventSource"] == "aws:sqs";
+            if is_sqs {
+                let sqs: SqsEvent = serde_json::from_value(ev.payload)?;
+                Ok::<Value, Error>(serde_json::to_value(ingestion_router::handle(deps, sqs).await)?)
+            } else {
+                ingestion_router::handle_s3(deps, &ev.payload.to_string()).await?;
+                Ok(Value::Null)
+            }
+        }
+    }))
+    .await
+}

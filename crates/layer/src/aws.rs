@@ -1,0 +1,421 @@
+//! The AWS client factory. `aws-config` reads `AWS_ENDPOINT_URL` (and the per-service variants),
+//! so the same code reaches moto in tests and AWS in production. S3 uses path-style addressing
+//! when an endpoint override is set (moto, VPC endpoints by URL).
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Loads the shared SDK configuration once per cold start.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+pub fn s3(cfg: &SdkConfig) -> aws_sdk_s3::Client {
+    let mut b = aws_sdk_s3::config::Builder::from(cfg);
+    if std::env::var("AWS_ENDPOINT_URL").is_ok() || std::env::var("AWS_ENDPOINT_URL_S3").is_ok() {
+        b = b.force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(b.build())
+}
+
+pub fn dynamodb(cfg: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(cfg)
+}
+
+pub fn sqs(cfg: &SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(cfg)
+}
+
+pub fn sns(cfg: &SdkConfig) -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::new(cfg)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adapters
+// ---------------------------------------------------------------------------------------------
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::ledger::{now, PublishedContract, RunRecord};
+use crate::ports::{Metadata, Notifier, ObjectStore, ObjectVersion, PortError, Queue, Received};
+
+/// An SDK error as a port error: the message is the service's error code and text (no payloads).
+fn sdk_err<E, R>(service: &'static str, op: &'static str, e: aws_sdk_s3::error::SdkError<E, R>) -> PortError
+where
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::SdkError;
+    let transient = !matches!(&e, SdkError::ServiceError(s) if {
+        let code = s.err().code().unwrap_or_default();
+        matches!(code, "NoSuchKey" | "NoSuchBucket" | "AccessDenied" | "ResourceNotFoundException" | "NotFound" | "InvalidParameterValue" | "ValidationException" | "AWS.SimpleQueueService.NonExistentQueue")
+    });
+    let msg = match &e {
+        SdkError::ServiceError(s) => {
+            format!("{}: {}", s.err().code().unwrap_or("error"), s.err().message().unwrap_or(""))
+        }
+        other => format!("{}", aws_sdk_s3::error::DisplayErrorContext(other)),
+    };
+    PortError::new(service, op, msg, transient)
+}
+
+/// S3 as the object store.
+pub struct S3Store {
+    pub client: aws_sdk_s3::Client,
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Vec<u8>, PortError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version.map(Into::into))
+            .send()
+            .await
+            .map_err(|e| sdk_err("s3", "GetObject", e))?;
+        let body =
+            out.body.collect().await.map_err(|e| PortError::new("s3", "GetObject", e.to_string(), true))?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        kms_key: Option<&str>,
+    ) -> Result<(), PortError> {
+        let mut req = self.client.put_object().bucket(bucket).key(key).body(body.into());
+        if let Some(k) = kms_key {
+            req = req
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .ssekms_key_id(k)
+                .bucket_key_enabled(true);
+        }
+        req.send().await.map_err(|e| sdk_err("s3", "PutObject", e))?;
+        Ok(())
+    }
+
+    async fn list_versions(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectVersion>, PortError> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.clone())
+                .set_version_id_marker(version_marker.clone())
+                .send()
+                .await
+                .map_err(|e| sdk_err("s3", "ListObjectVersions", e))?;
+            for v in page.versions() {
+                out.push(ObjectVersion {
+                    key: v.key().unwrap_or_default().to_string(),
+                    version_id: v.version_id().filter(|v| *v != "null").map(Into::into),
+                    size: v.size().unwrap_or_default() as u64,
+                    last_modified: v.last_modified().map(|t| t.to_string()).unwrap_or_default(),
+                    is_latest: v.is_latest().unwrap_or(false),
+                });
+            }
+            if page.is_truncated() == Some(true) {
+                key_marker = page.next_key_marker().map(Into::into);
+                version_marker = page.next_version_id_marker().map(Into::into);
+            } else {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// SQS as the queue. `queue` is the queue URL.
+pub struct SqsQueue {
+    pub client: aws_sdk_sqs::Client,
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, queue: &str, body: &str) -> Result<(), PortError> {
+        self.client
+            .send_message()
+            .queue_url(queue)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| sdk_err("sqs", "SendMessage", e))?;
+        Ok(())
+    }
+
+    async fn receive(&self, queue: &str, max: usize) -> Result<Vec<Received>, PortError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .map_err(|e| sdk_err("sqs", "ReceiveMessage", e))?;
+        Ok(out
+            .messages()
+            .iter()
+            .map(|m| Received {
+                message_id: m.message_id().unwrap_or_default().into(),
+                body: m.body().unwrap_or_default().into(),
+                receipt: m.receipt_handle().unwrap_or_default().into(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                    })
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+            })
+            .collect())
+    }
+
+    async fn delete(&self, queue: &str, receipt: &str) -> Result<(), PortError> {
+        self.client
+            .delete_message()
+            .queue_url(queue)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| sdk_err("sqs", "DeleteMessage", e))?;
+        Ok(())
+    }
+
+    async fn release(&self, queue: &str, receipt: &str) -> Result<(), PortError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(queue)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map_err(|e| sdk_err("sqs", "ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+}
+
+/// SNS as the notifier. `topic` is the topic ARN.
+pub struct SnsNotifier {
+    pub client: aws_sdk_sns::Client,
+}
+
+#[async_trait]
+impl Notifier for SnsNotifier {
+    async fn publish(&self, topic: &str, subject: &str, message: &str) -> Result<(), PortError> {
+        self.client
+            .publish()
+            .topic_arn(topic)
+            .subject(subject)
+            .message(message)
+            .send()
+            .await
+            .map_err(|e| sdk_err("sns", "Publish", e))?;
+        Ok(())
+    }
+}
+
+/// DynamoDB as the metadata store: the `runs` ledger and the `datasets` table.
+/// Keys: runs `pk = run#<file_id>`, `sk = ledger`; datasets `pk = source#<source>`,
+/// `sk = v#<0000version>` per version and `sk = current` for the published one.
+pub struct DynamoMetadata {
+    pub client: aws_sdk_dynamodb::Client,
+    pub runs_table: String,
+    pub datasets_table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a str> {
+    item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+impl DynamoMetadata {
+    fn run_item(run: &RunRecord) -> Result<HashMap<String, AttributeValue>, PortError> {
+        let doc = serde_json::to_string(run)
+            .map_err(|e| PortError::new("dynamodb", "PutItem", e.to_string(), false))?;
+        let mut item = HashMap::from([
+            ("pk".to_string(), s(format!("run#{}", run.file_id))),
+            ("sk".to_string(), s("ledger")),
+            ("file_id".to_string(), s(&run.file_id)),
+            ("status".to_string(), s(run.status.as_str())),
+            ("stage".to_string(), s(&run.stage)),
+            ("updated_at".to_string(), s(&run.updated_at)),
+            ("doc".to_string(), s(doc)),
+        ]);
+        if let Some(src) = &run.source {
+            item.insert("source".into(), s(src));
+        }
+        if let Some(k) = &run.error_kind {
+            item.insert("error_kind".into(), s(k));
+        }
+        Ok(item)
+    }
+
+    fn parse_run(item: &HashMap<String, AttributeValue>) -> Result<RunRecord, PortError> {
+        let doc = get_s(item, "doc")
+            .ok_or_else(|| PortError::new("dynamodb", "GetItem", "ledger item without doc", false))?;
+        serde_json::from_str(doc).map_err(|e| PortError::new("dynamodb", "GetItem", e.to_string(), false))
+    }
+
+    fn parse_contract(item: &HashMap<String, AttributeValue>) -> Result<PublishedContract, PortError> {
+        let doc = get_s(item, "doc")
+            .ok_or_else(|| PortError::new("dynamodb", "GetItem", "dataset item without doc", false))?;
+        serde_json::from_str(doc).map_err(|e| PortError::new("dynamodb", "GetItem", e.to_string(), false))
+    }
+
+    async fn get_dataset_item(&self, source: &str, sk: &str) -> Result<Option<PublishedContract>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.datasets_table)
+            .key("pk", s(format!("source#{source}")))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("dynamodb", "GetItem", e))?;
+        out.item().map(Self::parse_contract).transpose()
+    }
+}
+
+#[async_trait]
+impl Metadata for DynamoMetadata {
+    async fn put_run_if_absent(&self, run: &RunRecord) -> Result<bool, PortError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.runs_table)
+            .set_item(Some(Self::run_item(run)?))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err("dynamodb", "PutItem", e)),
+        }
+    }
+
+    async fn put_run(&self, run: &RunRecord) -> Result<(), PortError> {
+        self.client
+            .put_item()
+            .table_name(&self.runs_table)
+            .set_item(Some(Self::run_item(run)?))
+            .send()
+            .await
+            .map_err(|e| sdk_err("dynamodb", "PutItem", e))?;
+        Ok(())
+    }
+
+    async fn get_run(&self, file_id: &str) -> Result<Option<RunRecord>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.runs_table)
+            .key("pk", s(format!("run#{file_id}")))
+            .key("sk", s("ledger"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("dynamodb", "GetItem", e))?;
+        out.item().map(Self::parse_run).transpose()
+    }
+
+    async fn list_runs(&self) -> Result<Vec<RunRecord>, PortError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.runs_table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_err("dynamodb", "Scan", e))?;
+            for item in page.items() {
+                out.push(Self::parse_run(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn publish_contract(&self, source: &str, dataset: &str, toml: &str) -> Result<u32, PortError> {
+        let version = self.current_contract(source).await?.map_or(1, |c| c.version + 1);
+        let pc = PublishedContract {
+            source: source.into(),
+            dataset: dataset.into(),
+            version,
+            toml: toml.into(),
+            published_at: now(),
+        };
+        let doc = serde_json::to_string(&pc)
+            .map_err(|e| PortError::new("dynamodb", "PutItem", e.to_string(), false))?;
+        for sk in [format!("v#{version:04}"), "current".to_string()] {
+            let mut req = self
+                .client
+                .put_item()
+                .table_name(&self.datasets_table)
+                .item("pk", s(format!("source#{source}")))
+                .item("sk", s(&sk))
+                .item("dataset", s(dataset))
+                .item("version", AttributeValue::N(version.to_string()))
+                .item("doc", s(&doc));
+            if sk != "current" {
+                req = req.condition_expression("attribute_not_exists(pk)");
+            }
+            req.send().await.map_err(|e| sdk_err("dynamodb", "PutItem", e))?;
+        }
+        Ok(version)
+    }
+
+    async fn current_contract(&self, source: &str) -> Result<Option<PublishedContract>, PortError> {
+        self.get_dataset_item(source, "current").await
+    }
+
+    async fn contract_version(
+        &self,
+        source: &str,
+        version: u32,
+    ) -> Result<Option<PublishedContract>, PortError> {
+        self.get_dataset_item(source, &format!("v#{version:04}")).await
+    }
+
+    async fn set_dataset_status(&self, source: &str, status: &str, file_id: &str) -> Result<(), PortError> {
+        self.client
+            .update_item()
+            .table_name(&self.datasets_table)
+            .key("pk", s(format!("source#{source}")))
+            .key("sk", s("current"))
+            .update_expression("SET last_status = :s, last_file_id = :f, last_run_at = :t")
+            .expression_attribute_values(":s", s(status))
+            .expression_attribute_values(":f", s(file_id))
+            .expression_attribute_values(":t", s(now()))
+            .send()
+            .await
+            .map_err(|e| sdk_err("dynamodb", "UpdateItem", e))?;
+        Ok(())
+    }
+}

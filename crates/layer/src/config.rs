@@ -1,0 +1,34 @@
+//! Configuration from the environment, validated once at cold start.
+
+/// A required variable is missing or empty: the message names it, so the fix is obvious.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: environment variable {0} is not set (or empty)")]
+pub struct MissingVar(pub String);
+
+/// A required variable.
+pub fn var(name: &str) -> Result<String, MissingVar> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(MissingVar(name.to_string())),
+    }
+}
+
+/// An optional variable.
+pub fn opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Names of the pipeline's environment variables: one place, shared by code, template test, docs.
+pub mod names {
+    pub const DATASETS_TABLE: &str = "LAKE_DATASETS_TABLE";
+    pub const RUNS_TABLE: &str = "LAKE_RUNS_TABLE";
+    pub const QUEUE_DELIMITED: &str = "LAKE_QUEUE_DELIMITED";
+    pub const QUEUE_JSON: &str = "LAKE_QUEUE_JSON";
+    pub const DLQ_URL: &str = "LAKE_DLQ_URL";
+    pub const ALERT_TOPIC_ARN: &str = "LAKE_ALERT_TOPIC_ARN";
+    pub const FORMAT_FAMILY: &str = "LAKE_FORMAT_FAMILY";
+    pub const RAW_BUCKET: &str = "LAKE_RAW_BUCKET";
+    pub const QUARANTINE_BUCKET: &str = "LAKE_QUARANTINE_BUCKET";
+    pub const KMS_KEY_ID: &str = "LAKE_KMS_KEY_ID";
+    pub const PII_QUEUE_URL: &str = "LAKE_PII_QUEUE_URL";
+}

@@ -1,0 +1,91 @@
+//! Ports: the small traits the handlers need from the outside world. Each has an AWS adapter
+//! (`crate::aws`) and a local adapter (`crate::local`); handlers never know which they hold.
+
+use async_trait::async_trait;
+
+use crate::ledger::{PublishedContract, RunRecord};
+
+/// A failure of an outside service. `transient` says whether retrying can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{service} {op}: {message}")]
+pub struct PortError {
+    pub service: &'static str,
+    pub op: &'static str,
+    pub message: String,
+    pub transient: bool,
+}
+
+impl PortError {
+    pub fn new(service: &'static str, op: &'static str, message: impl Into<String>, transient: bool) -> Self {
+        Self { service, op, message: message.into(), transient }
+    }
+}
+
+/// One stored version of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub size: u64,
+    /// RFC 3339.
+    pub last_modified: String,
+    pub is_latest: bool,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Vec<u8>, PortError>;
+    /// Writes an object; with `kms_key`, encrypted with SSE-KMS under that key.
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        kms_key: Option<&str>,
+    ) -> Result<(), PortError>;
+    async fn list_versions(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectVersion>, PortError>;
+}
+
+/// A message taken from a queue; `receive_count` counts this delivery too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub message_id: String,
+    pub body: String,
+    pub receipt: String,
+    pub receive_count: u32,
+}
+
+#[async_trait]
+pub trait Queue: Send + Sync {
+    async fn send(&self, queue: &str, body: &str) -> Result<(), PortError>;
+    async fn receive(&self, queue: &str, max: usize) -> Result<Vec<Received>, PortError>;
+    /// Done with it: remove it for good.
+    async fn delete(&self, queue: &str, receipt: &str) -> Result<(), PortError>;
+    /// Not done: make it visible again at once (the next receive counts one more delivery).
+    async fn release(&self, queue: &str, receipt: &str) -> Result<(), PortError>;
+}
+
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn publish(&self, topic: &str, subject: &str, message: &str) -> Result<(), PortError>;
+}
+
+/// The metadata store: the run ledger and the published contracts.
+#[async_trait]
+pub trait Metadata: Send + Sync {
+    /// Writes the run only if no run with its file id exists; false when one does.
+    async fn put_run_if_absent(&self, run: &RunRecord) -> Result<bool, PortError>;
+    async fn put_run(&self, run: &RunRecord) -> Result<(), PortError>;
+    async fn get_run(&self, file_id: &str) -> Result<Option<RunRecord>, PortError>;
+    async fn list_runs(&self) -> Result<Vec<RunRecord>, PortError>;
+    /// Stores a new version of a source's contract and makes it current; returns its version.
+    async fn publish_contract(&self, source: &str, dataset: &str, toml: &str) -> Result<u32, PortError>;
+    async fn current_contract(&self, source: &str) -> Result<Option<PublishedContract>, PortError>;
+    async fn contract_version(
+        &self,
+        source: &str,
+        version: u32,
+    ) -> Result<Option<PublishedContract>, PortError>;
+    /// Records the last run's status on the source's dataset entry.
+    async fn set_dataset_status(&self, source: &str, status: &str, file_id: &str) -> Result<(), PortError>;
+}

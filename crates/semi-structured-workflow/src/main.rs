@@ -1,0 +1,21 @@
+//! Lambda entry point of `semi-structured-workflow`: state built once per cold start; the format
+//! family this deployment serves comes from `LAKE_FORMAT_FAMILY`.
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use layer::config::{names, var};
+use layer::pipeline::{Deps, PipelineConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    layer::telemetry::init_json();
+    let family = var(names::FORMAT_FAMILY)?;
+    let mut cfg = PipelineConfig::workflow_from_env()?;
+    cfg.queue_delimited = var(names::QUEUE_DELIMITED).unwrap_or_default();
+    cfg.queue_json = var(names::QUEUE_JSON).unwrap_or_default();
+    let deps = Deps::aws(cfg).await?;
+    lambda_runtime::run(service_fn(|ev: LambdaEvent<SqsEvent>| {
+        let (deps, family) = (&deps, family.as_str());
+        async move { Ok::<_, Error>(semi_structured_workflow::handle(deps, family, ev.payload).await) }
+    }))
+    .await
+}

@@ -1,0 +1,170 @@
+//! The WorkSpaces reaper Lambda: once a week it terminates Amazon WorkSpaces unused for longer
+//! than the policy allows, warns users whose WorkSpace will pass the limit before the next run,
+//! and writes a CSV report and a history snapshot for managers. Termination destroys data, so
+//! every doubt (exempt tag, unknown tags or status, protected state, first sighting, a changed
+//! state at re-check, a tripped cap, dry run) means keep. The decision is a pure function
+//! (`decide`); AWS sits behind small ports (`WorkspacesApi`, `ObjectStore`, `Notifier`) with SDK
+//! and in-memory adapters. This crate must not depend on polars, the transform engine or any
+//! other Lambda crate, and it logs ids and counts only.
+
+pub mod decide;
+pub mod error;
+pub mod notify;
+pub mod policy;
+pub mod port;
+pub mod report;
+pub mod run;
+pub mod sdk;
+pub mod store;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use lambda_runtime::LambdaEvent;
+
+pub use decide::{decide, plan, Connection, Decision, Observed, Plan, Rule, Verdict, Workspace, WsState};
+pub use error::ReaperError;
+pub use policy::Policy;
+pub use port::{ApiError, Backoff, FakeWorkspace, FakeWorkspaces, WorkspacesApi};
+pub use run::{Reaper, RunSummary};
+
+/// Environment variables the Lambda cannot start without.
+pub const REQUIRED_ENV: &[&str] =
+    &["REAPER_REPORTS_BUCKET", "REAPER_KMS_KEY_ID", "REAPER_ALERT_TOPIC_ARN", "REAPER_NOTIFY_TOPIC_ARN"];
+
+/// The Lambda's settings, read and validated at cold start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvConfig {
+    pub reports_bucket: String,
+    pub kms_key_id: String,
+    pub alert_topic_arn: String,
+    pub notify_topic_arn: String,
+    pub policy: Policy,
+}
+
+impl EnvConfig {
+    /// Reads settings through `get` (the process environment in the Lambda, a map in tests).
+    /// An empty value counts as missing. `REAPER_POLICY` names a TOML file replacing the embedded
+    /// `config/reaper.toml`; `REAPER_DRY_RUN` and the other `REAPER_*` overrides apply on top.
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ReaperError> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let mut vals = Vec::with_capacity(REQUIRED_ENV.len());
+        for name in REQUIRED_ENV {
+            vals.push(get(name).ok_or(ReaperError::MissingEnv(name))?);
+        }
+        let mut policy = match get("REAPER_POLICY") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| ReaperError::Policy(format!("REAPER_POLICY {path}: {e}")))?;
+                Policy::from_toml(&text)?
+            }
+            None => Policy::from_toml(policy::EMBEDDED_POLICY)?,
+        };
+        policy.apply_env(&get)?;
+        policy.validate()?;
+        let mut it = vals.into_iter();
+        let mut next = || it.next().unwrap_or_default();
+        Ok(Self {
+            reports_bucket: next(),
+            kms_key_id: next(),
+            alert_topic_arn: next(),
+            notify_topic_arn: next(),
+            policy,
+        })
+    }
+}
+
+impl Reaper {
+    /// Builds the AWS-backed reaper from the process environment (once per cold start).
+    pub async fn from_env() -> Result<Self, ReaperError> {
+        let env = EnvConfig::from_lookup(&|k| std::env::var(k).ok())?;
+        let sdk = aws_config::load_from_env().await;
+        Ok(Self {
+            api: Arc::new(sdk::SdkWorkspaces::new(aws_sdk_workspaces::Client::new(&sdk))),
+            store: Arc::new(store::S3Store::new(
+                aws_sdk_s3::Client::new(&sdk),
+                env.reports_bucket,
+                env.kms_key_id,
+            )),
+            notifier: Arc::new(notify::SnsNotifier::new(
+                aws_sdk_sns::Client::new(&sdk),
+                env.notify_topic_arn,
+                env.alert_topic_arn,
+            )),
+            policy: env.policy,
+            backoff: Backoff::default(),
+        })
+    }
+}
+
+/// The run time of a scheduled event: its `time` field, else now.
+pub fn event_time(event: &serde_json::Value) -> DateTime<Utc> {
+    event
+        .get("time")
+        .and_then(|t| t.as_str())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
+}
+
+/// The Lambda handler for the weekly EventBridge schedule. A failed run alerts on-call and
+/// returns the error, so Lambda retries and finally sends the event to the DLQ.
+pub async fn handle(
+    reaper: &Reaper,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<RunSummary, ReaperError> {
+    let now = event_time(&event.payload);
+    match reaper.run(now).await {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            tracing::error!(kind = e.kind(), error = %e, "reaper run failed");
+            let alert = notify::Alert {
+                subject: "WorkSpaces reaper: run failed".into(),
+                body: format!(
+                    "The run for {} failed and nothing further was done: {e}",
+                    now.format("%Y-%m-%d")
+                ),
+            };
+            if let Err(n) = reaper.notifier.alert(&alert).await {
+                tracing::error!(error = %n, "alert not sent");
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn missing_env_is_named() {
+        let mut m = env(&[
+            ("REAPER_REPORTS_BUCKET", "reports"),
+            ("REAPER_KMS_KEY_ID", "alias/lake"),
+            ("REAPER_ALERT_TOPIC_ARN", "arn:aws-us-gov:sns:us-gov-west-1:1:alerts"),
+        ]);
+        let err = EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap_err();
+        assert_eq!(err.to_string(), "missing required environment variable REAPER_NOTIFY_TOPIC_ARN");
+        m.insert("REAPER_NOTIFY_TOPIC_ARN".into(), "arn:aws-us-gov:sns:us-gov-west-1:1:notify".into());
+        m.insert("REAPER_DRY_RUN".into(), "false".into());
+        let cfg = EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap();
+        assert_eq!(cfg.reports_bucket, "reports");
+        assert_eq!(cfg.notify_topic_arn, "arn:aws-us-gov:sns:us-gov-west-1:1:notify");
+        assert!(!cfg.policy.dry_run);
+        m.insert("REAPER_KMS_KEY_ID".into(), " ".into());
+        let err = EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap_err();
+        assert!(err.to_string().contains("REAPER_KMS_KEY_ID"));
+    }
+
+    #[test]
+    fn scheduled_event_time_is_the_run_time() {
+        let ev = serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events",
+            "time": "2025-03-10T06:00:00Z", "detail": {}});
+        assert_eq!(event_time(&ev).to_rfc3339(), "2025-03-10T06:00:00+00:00");
+    }
+}

@@ -1,0 +1,92 @@
+//! Test helpers shared by the integration tests: fleets, an in-memory object store, a reaper.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use workspace_reaper::notify::RecordingNotifier;
+use workspace_reaper::store::{ObjectStore, StoreError};
+use workspace_reaper::{Backoff, FakeWorkspace, FakeWorkspaces, Policy, Reaper, Workspace, WsState};
+
+pub const DIR: &str = "d-0123456789";
+
+pub fn now() -> DateTime<Utc> {
+    "2025-03-10T06:00:00Z".parse().unwrap()
+}
+
+pub fn days_ago(d: i64) -> DateTime<Utc> {
+    now() - Duration::days(d)
+}
+
+/// The shipped policy, live (not dry run).
+pub fn live_policy() -> Policy {
+    let mut p = Policy::embedded().unwrap();
+    p.dry_run = false;
+    p.cap.max_terminations = 10_000;
+    p.cap.max_fleet_share = 1.0;
+    p
+}
+
+pub fn ws(id: &str, user: &str, state: WsState, last: Option<DateTime<Utc>>) -> FakeWorkspace {
+    FakeWorkspace {
+        ws: Workspace {
+            id: id.into(),
+            user: user.into(),
+            directory: DIR.into(),
+            state,
+            tags: Some(BTreeMap::new()),
+        },
+        last_connection: last,
+    }
+}
+
+pub fn tagged(mut w: FakeWorkspace, k: &str, v: &str) -> FakeWorkspace {
+    w.ws.tags.get_or_insert_with(BTreeMap::new).insert(k.into(), v.into());
+    w
+}
+
+/// Objects in a map.
+#[derive(Debug, Default)]
+pub struct MemStore(pub Mutex<BTreeMap<String, Vec<u8>>>);
+
+impl MemStore {
+    pub fn text(&self, key: &str) -> Option<String> {
+        self.0.lock().unwrap().get(key).map(|b| String::from_utf8(b.clone()).unwrap())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemStore {
+    async fn put(&self, key: &str, body: Vec<u8>, _ct: &str) -> Result<(), StoreError> {
+        self.0.lock().unwrap().insert(key.into(), body);
+        Ok(())
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.0.lock().unwrap().get(key).cloned())
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.0.lock().unwrap().keys().filter(|k| k.starts_with(prefix)).cloned().collect())
+    }
+}
+
+pub struct Rig {
+    pub api: Arc<FakeWorkspaces>,
+    pub store: Arc<dyn ObjectStore>,
+    pub notifier: Arc<RecordingNotifier>,
+    pub reaper: Reaper,
+}
+
+pub fn rig(api: FakeWorkspaces, store: Arc<dyn ObjectStore>, policy: Policy) -> Rig {
+    let api = Arc::new(api);
+    let notifier = Arc::new(RecordingNotifier::default());
+    let reaper = Reaper {
+        api: api.clone(),
+        store: store.clone(),
+        notifier: notifier.clone(),
+        policy,
+        backoff: Backoff::fast(),
+    };
+    Rig { api, store, notifier, reaper }
+}

@@ -1,0 +1,204 @@
+# Private-only VPC: no internet gateway, no NAT. Every AWS API the VPC-attached workloads use is
+# reached through an endpoint.
+resource "aws_vpc" "lake" {
+  cidr_block           = var.vpc_cidr
+  enable_dns_support   = true
+  enable_dns_hostnames = true
+  tags                 = { Name = local.name }
+}
+
+# Lock the default security group down to nothing.
+resource "aws_default_security_group" "default" {
+  vpc_id = aws_vpc.lake.id
+  tags   = { Name = "${local.name}-default-unused" }
+}
+
+resource "aws_subnet" "private" {
+  count             = local.az_count
+  vpc_id            = aws_vpc.lake.id
+  cidr_block        = cidrsubnet(var.vpc_cidr, 4, count.index)
+  availability_zone = local.azs[count.index]
+  tags              = { Name = "${local.name}-private-${local.azs[count.index]}", Tier = "private" }
+}
+
+resource "aws_route_table" "private" {
+  vpc_id = aws_vpc.lake.id
+  tags   = { Name = "${local.name}-private" }
+}
+
+resource "aws_route_table_association" "private" {
+  count          = local.az_count
+  subnet_id      = aws_subnet.private[count.index].id
+  route_table_id = aws_route_table.private.id
+}
+
+# ---- flow logs ----
+resource "aws_cloudwatch_log_group" "flow_logs" {
+  name              = "/county-lake/${var.environment}/vpc-flow-logs"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.lake.arn
+}
+
+resource "aws_flow_log" "lake" {
+  vpc_id               = aws_vpc.lake.id
+  traffic_type         = "ALL"
+  log_destination_type = "cloud-watch-logs"
+  log_destination      = aws_cloudwatch_log_group.flow_logs.arn
+  iam_role_arn         = aws_iam_role.flow_logs.arn
+}
+
+data "aws_iam_policy_document" "flow_logs_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["vpc-flow-logs.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "flow_logs" {
+  name_prefix        = "${local.name}-flow-logs-"
+  assume_role_policy = data.aws_iam_policy_document.flow_logs_trust.json
+}
+
+data "aws_iam_policy_document" "flow_logs" {
+  statement {
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+      "logs:DescribeLogStreams",
+    ]
+    resources = [
+      aws_cloudwatch_log_group.flow_logs.arn,
+      "${aws_cloudwatch_log_group.flow_logs.arn}:*",
+    ]
+  }
+}
+
+resource "aws_iam_role_policy" "flow_logs" {
+  name   = "write-flow-logs"
+  role   = aws_iam_role.flow_logs.id
+  policy = data.aws_iam_policy_document.flow_logs.json
+}
+
+# ---- security groups ----
+resource "aws_security_group" "lambda" {
+  # checkov:skip=CKV2_AWS_5:Attached outside terraform: template.yaml puts pii-matching in it (SAM parameter VpcSecurityGroupId).
+  name_prefix = "${local.name}-lambda-"
+  description = "pii-matching Lambda: out to the VPC endpoints and Aurora only"
+  vpc_id      = aws_vpc.lake.id
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_egress_rule" "lambda_to_endpoints" {
+  security_group_id            = aws_security_group.lambda.id
+  description                  = "HTTPS to the interface endpoints"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = aws_security_group.endpoints.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "lambda_to_s3" {
+  security_group_id = aws_security_group.lambda.id
+  description       = "HTTPS to S3 through the gateway endpoint"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  prefix_list_id    = aws_vpc_endpoint.s3.prefix_list_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "lambda_to_dynamodb" {
+  security_group_id = aws_security_group.lambda.id
+  description       = "HTTPS to DynamoDB through the gateway endpoint"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  prefix_list_id    = aws_vpc_endpoint.dynamodb.prefix_list_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "lambda_to_db" {
+  security_group_id            = aws_security_group.lambda.id
+  description                  = "PostgreSQL to Aurora"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = aws_security_group.db.id
+}
+
+resource "aws_security_group" "endpoints" {
+  name_prefix = "${local.name}-endpoints-"
+  description = "Interface VPC endpoints: HTTPS from inside the VPC"
+  vpc_id      = aws_vpc.lake.id
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {
+  security_group_id = aws_security_group.endpoints.id
+  description       = "HTTPS from the lake VPC"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = var.vpc_cidr
+}
+
+resource "aws_security_group" "db" {
+  name_prefix = "${local.name}-aurora-"
+  description = "Aurora PostgreSQL: 5432 from pii-matching only"
+  vpc_id      = aws_vpc.lake.id
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "db_from_lambda" {
+  security_group_id            = aws_security_group.db.id
+  description                  = "PostgreSQL from the pii-matching Lambda"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = aws_security_group.lambda.id
+}
+
+# ---- endpoints ----
+# Interface endpoints for what the VPC-attached code calls (xray: pii-matching has Tracing: Active).
+locals {
+  interface_endpoints = toset(["sqs", "sns", "secretsmanager", "kms", "logs", "xray"])
+}
+
+resource "aws_vpc_endpoint" "interface" {
+  for_each            = local.interface_endpoints
+  vpc_id              = aws_vpc.lake.id
+  service_name        = "com.amazonaws.${local.region}.${each.key}"
+  vpc_endpoint_type   = "Interface"
+  private_dns_enabled = true
+  subnet_ids          = aws_subnet.private[*].id
+  security_group_ids  = [aws_security_group.endpoints.id]
+  tags                = { Name = "${local.name}-${each.key}" }
+}
+
+resource "aws_vpc_endpoint" "s3" {
+  vpc_id            = aws_vpc.lake.id
+  service_name      = "com.amazonaws.${local.region}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = [aws_route_table.private.id]
+  tags              = { Name = "${local.name}-s3" }
+}
+
+resource "aws_vpc_endpoint" "dynamodb" {
+  vpc_id            = aws_vpc.lake.id
+  service_name      = "com.amazonaws.${local.region}.dynamodb"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = [aws_route_table.private.id]
+  tags              = { Name = "${local.name}-dynamodb" }
+}

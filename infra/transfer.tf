@@ -1,0 +1,180 @@
+# Transfer Family SFTP: an internal VPC endpoint reached by partner networks over site-to-site
+# VPN / Direct Connect (sftp_allowed_cidrs). Each hospital is one service-managed user whose home
+# is its own <source>/ prefix of the ingestion bucket, and whose session (scope-down) policy
+# allows nothing outside that prefix.
+resource "aws_security_group" "sftp" {
+  name_prefix = "${local.name}-sftp-"
+  description = "Transfer Family SFTP endpoint: port 22 from partner networks"
+  vpc_id      = aws_vpc.lake.id
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "sftp" {
+  for_each          = toset(var.sftp_allowed_cidrs)
+  security_group_id = aws_security_group.sftp.id
+  description       = "SFTP from partner network ${each.key}"
+  ip_protocol       = "tcp"
+  from_port         = 22
+  to_port           = 22
+  cidr_ipv4         = each.key
+}
+
+resource "aws_cloudwatch_log_group" "transfer" {
+  name              = "/aws/transfer/${local.name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.lake.arn
+}
+
+resource "aws_transfer_server" "sftp" {
+  endpoint_type          = "VPC"
+  protocols              = ["SFTP"]
+  identity_provider_type = "SERVICE_MANAGED"
+  domain                 = "S3"
+  # FIPS endpoints in GovCloud; checkov CKV_AWS_380 fails a policy older than 24 months, so this
+  # must move to the newest FIPS policy at least every two years.
+  security_policy_name   = "TransferSecurityPolicy-FIPS-2025-03"
+  logging_role           = aws_iam_role.transfer_logging.arn
+  structured_log_destinations = [
+    "${aws_cloudwatch_log_group.transfer.arn}:*",
+  ]
+
+  endpoint_details {
+    vpc_id             = aws_vpc.lake.id
+    subnet_ids         = aws_subnet.private[*].id
+    security_group_ids = [aws_security_group.sftp.id]
+  }
+
+  tags = { Name = "${local.name}-sftp" }
+}
+
+# ---- logging role ----
+data "aws_iam_policy_document" "transfer_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["transfer.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "transfer_logging" {
+  name_prefix        = "${local.name}-sftp-log-"
+  assume_role_policy = data.aws_iam_policy_document.transfer_trust.json
+}
+
+data "aws_iam_policy_document" "transfer_logging" {
+  statement {
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+      "logs:DescribeLogStreams",
+    ]
+    resources = [
+      aws_cloudwatch_log_group.transfer.arn,
+      "${aws_cloudwatch_log_group.transfer.arn}:*",
+    ]
+  }
+}
+
+resource "aws_iam_role_policy" "transfer_logging" {
+  name   = "write-transfer-logs"
+  role   = aws_iam_role.transfer_logging.id
+  policy = data.aws_iam_policy_document.transfer_logging.json
+}
+
+# ---- the users' role: the ingestion bucket; each user's session policy narrows it to one prefix ----
+resource "aws_iam_role" "sftp_user" {
+  name_prefix        = "${local.name}-sftp-user-"
+  assume_role_policy = data.aws_iam_policy_document.transfer_trust.json
+}
+
+data "aws_iam_policy_document" "sftp_user" {
+  statement {
+    sid       = "ListIngestionBucket"
+    actions   = ["s3:ListBucket"]
+    resources = [local.ingestion_bucket_arn]
+  }
+  # No DeleteObject: uploads are versioned originals; a partner re-sends, it never removes.
+  statement {
+    sid       = "UploadObjects"
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"]
+    resources = ["${local.ingestion_bucket_arn}/*"]
+  }
+  statement {
+    sid       = "EncryptWithLakeKey"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.lake.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "sftp_user" {
+  name   = "ingestion-bucket"
+  role   = aws_iam_role.sftp_user.id
+  policy = data.aws_iam_policy_document.sftp_user.json
+}
+
+# Scope-down (session) policy of one hospital: its own <source>/ prefix, nothing else.
+data "aws_iam_policy_document" "sftp_scope_down" {
+  for_each = var.sftp_users
+
+  statement {
+    sid       = "ListOwnPrefixOnly"
+    actions   = ["s3:ListBucket"]
+    resources = [local.ingestion_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${each.key}/", "${each.key}/*"]
+    }
+  }
+  statement {
+    sid       = "UploadToOwnPrefixOnly"
+    actions   = ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"]
+    resources = ["${local.ingestion_bucket_arn}/${each.key}/*"]
+  }
+  statement {
+    sid       = "EncryptWithLakeKey"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [aws_kms_key.lake.arn]
+  }
+}
+
+resource "aws_transfer_user" "hospital" {
+  for_each            = var.sftp_users
+  server_id           = aws_transfer_server.sftp.id
+  user_name           = each.key
+  role                = aws_iam_role.sftp_user.arn
+  policy              = data.aws_iam_policy_document.sftp_scope_down[each.key].json
+  home_directory_type = "LOGICAL"
+
+  # The user sees "/" and it is <bucket>/<source>: no path outside its prefix exists for it.
+  home_directory_mappings {
+    entry  = "/"
+    target = "/${local.ingestion_bucket_name}/${each.key}"
+  }
+
+  tags = { Source = each.key }
+}
+
+locals {
+  sftp_keys = merge([
+    for source, user in var.sftp_users : {
+      for i, key in user.ssh_public_keys : "${source}-${i}" => { source = source, key = key }
+    }
+  ]...)
+}
+
+resource "aws_transfer_ssh_key" "hospital" {
+  for_each  = local.sftp_keys
+  server_id = aws_transfer_server.sftp.id
+  user_name = aws_transfer_user.hospital[each.value.source].user_name
+  body      = each.value.key
+}

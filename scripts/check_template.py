@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""Proves template.yaml gives every function what its code needs, and nothing broader.
+
+For every function: the environment variables its code requires are set (and point at the right
+resource), each bucket/prefix, table, queue, topic, secret and key it touches is granted by its
+execution role with exactly the expected actions, no statement is broader than that, and a
+Resource "*" appears only in the statements AWS requires it for, each with its reason written
+beside it. Also: queue redrive/visibility rules, KMS on queues/topics/log groups, DLQ alarms,
+${AWS::Partition} in every ARN, the reaper's classic EventBridge rule, and that .gitlab-ci.yml
+parses and its lint/test jobs run the same commands as .ci/run.
+
+Ties to the code: each `LAKE_*` name in crates/layer/src/config.rs (`mod names`) must be set by
+some function, and a Lambda crate's `REQUIRED_ENV: &[&str] = &[...]` must be set on its function.
+
+usage: python3 scripts/check_template.py [template.yaml]   (exit 1 on any failure)
+"""
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+errors: list[str] = []
+
+
+def fail(msg: str) -> None:
+    errors.append(msg)
+
+
+# ---------------------------------------------------------------- CloudFormation-aware YAML loader
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _tag(name):
+    key = "Ref" if name == "Ref" else f"Fn::{name}"
+
+    def construct(loader, node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+            if name == "GetAtt":
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {key: value}
+
+    return construct
+
+
+for _t in ["Ref", "Sub", "GetAtt", "If", "Equals", "Join", "Select", "Split", "FindInMap", "ImportValue",
+           "Base64", "GetAZs", "Not", "And", "Or", "Condition", "Cidr", "Transform"]:
+    CfnLoader.add_constructor(f"!{_t}", _tag(_t))
+
+
+# ---------------------------------------------------------------- what each function's code needs
+# env: name -> expected value (("Ref", X) = !Ref X; a plain string = that literal).
+# grants: (resource logical id or parameter, ARN suffix) -> exact set of actions.
+KMS = {"kms:Decrypt", "kms:GenerateDataKey"}
+REF = "Ref"
+FUNCTIONS = {
+    "IngestionRouterFunction": {
+        "bin": "ingestion-router", "queue": "IngestQueue", "log_group": "IngestionRouterLogGroup",
+        "env": {
+            "LAKE_DATASETS_TABLE": (REF, "DatasetsTable"), "LAKE_RUNS_TABLE": (REF, "RunsTable"),
+            "LAKE_QUEUE_DELIMITED": (REF, "WorkflowDelimitedQueue"), "LAKE_QUEUE_JSON": (REF, "WorkflowJsonQueue"),
+            "LAKE_DLQ_URL": (REF, "PipelineDLQ"), "LAKE_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"),
+        },
+        "grants": {
+            ("IngestionBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion"},  # HeadObject = s3:GetObject
+            ("DatasetsTable", ""): {"dynamodb:GetItem", "dynamodb:Query"},
+            ("RunsTable", ""): {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"},
+            ("WorkflowDelimitedQueue", ""): {"sqs:SendMessage"},
+            ("WorkflowJsonQueue", ""): {"sqs:SendMessage"},
+            ("PipelineDLQ", ""): {"sqs:SendMessage"},
+            ("AlertTopicArn", ""): {"sns:Publish"},
+            ("KmsKeyArn", ""): KMS,
+        },
+    },
+    "PiiMatchingFunction": {
+        "bin": "pii-matching", "queue": "PiiQueue", "log_group": "PiiMatchingLogGroup", "vpc": True,
+        "env": {
+            "LAKE_RUNS_TABLE": (REF, "RunsTable"), "LAKE_RAW_BUCKET": (REF, "RawBucket"),
+            "LAKE_QUARANTINE_BUCKET": (REF, "QuarantineBucket"), "LAKE_KMS_KEY_ID": (REF, "KmsKeyArn"),
+            "LAKE_DB_SECRET_ARN": (REF, "DbSecretArn"), "LAKE_DLQ_URL": (REF, "PipelineDLQ"),
+            "LAKE_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"),
+        },
+        "grants": {
+            ("QuarantineBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"},
+            ("RawBucket", "/dataset=*"): {"s3:PutObject"},
+            ("RunsTable", ""): {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"},
+            ("PipelineDLQ", ""): {"sqs:SendMessage"},
+            ("AlertTopicArn", ""): {"sns:Publish"},
+            ("DbSecretArn", ""): {"secretsmanager:GetSecretValue"},
+            ("KmsKeyArn", ""): KMS,
+        },
+    },
+    "WorkspaceReaperFunction": {
+        "bin": "workspace-reaper", "queue": None, "log_group": "WorkspaceReaperLogGroup",
+        "env": {
+            "REAPER_REPORTS_BUCKET": (REF, "ReportsBucket"), "REAPER_KMS_KEY_ID": (REF, "KmsKeyArn"),
+            "REAPER_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"), "REAPER_NOTIFY_TOPIC_ARN": (REF, "ReaperNotifyTopic"),
+        },
+        "grants": {
+            ("ReportsBucket", ""): {"s3:ListBucket"},
+            ("ReportsBucket", "/*"): {"s3:GetObject", "s3:PutObject"},
+            ("AlertTopicArn", ""): {"sns:Publish"},
+            ("ReaperNotifyTopic", ""): {"sns:Publish"},
+            ("KmsKeyArn", ""): KMS,
+            ("ReaperDLQ", ""): {"sqs:SendMessage"},  # async-invocation DLQ uses the execution role
+            ("workspace/*", ""): {"workspaces:TerminateWorkspaces"},
+        },
+    },
+}
+for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimited"),
+                        ("json", "WorkflowJsonQueue", "WorkflowJson")):
+    FUNCTIONS[f"{pfx}Function"] = {
+        "bin": "semi-structured-workflow", "queue": queue, "log_group": f"{pfx}LogGroup",
+        "env": {
+            "LAKE_FORMAT_FAMILY": fam, "LAKE_DATASETS_TABLE": (REF, "DatasetsTable"),
+            "LAKE_RUNS_TABLE": (REF, "RunsTable"), "LAKE_RAW_BUCKET": (REF, "RawBucket"),
+            "LAKE_QUARANTINE_BUCKET": (REF, "QuarantineBucket"), "LAKE_KMS_KEY_ID": (REF, "KmsKeyArn"),
+            "LAKE_PII_QUEUE_URL": (REF, "PiiQueue"), "LAKE_DLQ_URL": (REF, "PipelineDLQ"),
+            "LAKE_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"),
+        },
+        "grants": {
+            ("IngestionBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion"},
+            ("RawBucket", "/dataset=*"): {"s3:PutObject"},
+            ("QuarantineBucket", "/*"): {"s3:PutObject"},
+            ("DatasetsTable", ""): {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+            ("RunsTable", ""): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+            ("PiiQueue", ""): {"sqs:SendMessage"},
+            ("PipelineDLQ", ""): {"sqs:SendMessage"},
+            ("AlertTopicArn", ""): {"sns:Publish"},
+            ("KmsKeyArn", ""): KMS,
+        },
+    }
+
+# Statements where AWS requires Resource "*": Sid -> (functions allowed to have it, exact actions).
+STAR_ALLOWED = {
+    "XRayWriteNoResourceLevel": (set(FUNCTIONS), {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
+    "DescribeWorkspacesNoResourceLevel": ({"WorkspaceReaperFunction"}, {
+        "workspaces:DescribeWorkspaces", "workspaces:DescribeWorkspacesConnectionStatus", "workspaces:DescribeTags"}),
+    "VpcNetworkInterfacesNoResourceLevel": ({"PiiMatchingFunction"}, {
+        "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}),
+}
+CONSUME = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+LOGS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def resource_key(res):
+    """A statement Resource -> (logical id / parameter / literal tail, suffix) or '*'."""
+    if res == "*":
+        return "*"
+    if isinstance(res, dict) and "Ref" in res:
+        return (res["Ref"], "")
+    if isinstance(res, dict) and "Fn::GetAtt" in res:
+        name, attr = res["Fn::GetAtt"]
+        return (name, "") if attr == "Arn" else (f"{name}.{attr}", "")
+    if isinstance(res, dict) and "Fn::Sub" in res:
+        s = res["Fn::Sub"]
+        if not isinstance(s, str):
+            return ("<complex Sub>", "")
+        m = re.fullmatch(r"arn:\$\{AWS::Partition\}:s3:::\$\{(\w+)\}(/.*)?", s) or \
+            re.fullmatch(r"\$\{(\w+)\.Arn\}(/.*)?", s)
+        if m:
+            return (m.group(1), m.group(2) or "")
+        m = re.fullmatch(r"arn:\$\{AWS::Partition\}:workspaces:\$\{AWS::Region\}:\$\{AWS::AccountId\}:(workspace/\*)", s)
+        if m:
+            return (m.group(1), "")
+        return (f"<Sub {s}>", "")
+    return (f"<literal {res!r}>", "")
+
+
+def check_functions(tpl, raw_text):
+    res = tpl.get("Resources", {})
+    glob = tpl.get("Globals", {}).get("Function", {})
+    found = {k for k, v in res.items() if v.get("Type") == "AWS::Serverless::Function"}
+    if found != set(FUNCTIONS):
+        fail(f"functions in template {sorted(found)} != expected {sorted(FUNCTIONS)}")
+    for fn, spec in FUNCTIONS.items():
+        if fn not in res:
+            continue
+        props = {**glob, **res[fn].get("Properties", {})}
+        where = f"{fn}:"
+        for k, want in (("Runtime", "provided.al2023"), ("Handler", "bootstrap"), ("Tracing", "Active")):
+            if props.get(k) != want:
+                fail(f"{where} {k} is {props.get(k)!r}, want {want!r}")
+        if props.get("Architectures") not in (["x86_64"], ["arm64"]):
+            fail(f"{where} Architectures must be [x86_64] or [arm64]")
+        if str(props.get("CodeUri", "")).rstrip("/") != f"target/lambda/{spec['bin']}":
+            fail(f"{where} CodeUri {props.get('CodeUri')!r} is not target/lambda/{spec['bin']}/")
+        if not isinstance(props.get("ReservedConcurrentExecutions"), int):
+            fail(f"{where} no ReservedConcurrentExecutions")
+        if props.get("KmsKeyArn") != {"Ref": "KmsKeyArn"}:
+            fail(f"{where} environment not encrypted with KmsKeyArn")
+        lg = props.get("LoggingConfig", {}).get("LogGroup")
+        if lg != {"Ref": spec["log_group"]}:
+            fail(f"{where} LoggingConfig.LogGroup is not !Ref {spec['log_group']}")
+        lgp = res.get(spec["log_group"], {}).get("Properties", {})
+        if lgp.get("KmsKeyId") != {"Ref": "KmsKeyArn"} or "RetentionInDays" not in lgp:
+            fail(f"{spec['log_group']}: needs KmsKeyId !Ref KmsKeyArn and RetentionInDays")
+        if spec.get("vpc"):
+            vpc = props.get("VpcConfig", {})
+            if vpc.get("SubnetIds") != {"Ref": "VpcSubnetIds"} or vpc.get("SecurityGroupIds") != [{"Ref": "VpcSecurityGroupId"}]:
+                fail(f"{where} must run in VpcSubnetIds / VpcSecurityGroupId")
+        elif "VpcConfig" in props:
+            fail(f"{where} unexpected VpcConfig")
+
+        # -- environment
+        env = props.get("Environment", {}).get("Variables", {})
+        for name, want in spec["env"].items():
+            got = env.get(name)
+            if got is None:
+                fail(f"{where} environment variable {name} is not set")
+            elif isinstance(want, tuple) and got != {"Ref": want[1]}:
+                fail(f"{where} {name} = {got!r}, want !Ref {want[1]}")
+            elif isinstance(want, str) and got != want:
+                fail(f"{where} {name} = {got!r}, want {want!r}")
+        for name in env:
+            if name not in spec["env"]:
+                fail(f"{where} environment variable {name} is not one its code requires (add it to check_template.py)")
+
+        # -- event source
+        timeout = props.get("Timeout")
+        events = props.get("Events", {})
+        if spec["queue"]:
+            sqs = [e for e in events.values() if e.get("Type") == "SQS"]
+            if len(sqs) != 1 or sqs[0]["Properties"].get("Queue") != {"Fn::GetAtt": [spec["queue"], "Arn"]}:
+                fail(f"{where} must have exactly one SQS event on {spec['queue']}")
+            elif "ReportBatchItemFailures" not in sqs[0]["Properties"].get("FunctionResponseTypes", []):
+                fail(f"{where} SQS event lacks FunctionResponseTypes: [ReportBatchItemFailures]")
+            q = res.get(spec["queue"], {}).get("Properties", {})
+            vt = q.get("VisibilityTimeout", 30)
+            if not isinstance(timeout, int) or vt < 6 * timeout:
+                fail(f"{spec['queue']}: VisibilityTimeout {vt} < 6 x {fn} Timeout {timeout}")
+        else:
+            dlq = props.get("DeadLetterQueue", {})
+            if dlq.get("Type") != "SQS" or dlq.get("TargetArn") != {"Fn::GetAtt": ["ReaperDLQ", "Arn"]}:
+                fail(f"{where} async function needs DeadLetterQueue SQS ReaperDLQ")
+            if events:
+                fail(f"{where} schedule must be the explicit classic rule ReaperScheduleRule, not a SAM event")
+
+        # -- permissions
+        if "Policies" in props:
+            fail(f"{where} uses SAM Policies; the execution role must be the explicit one (least privilege)")
+        role_ref = props.get("Role")
+        if not (isinstance(role_ref, dict) and "Fn::GetAtt" in role_ref):
+            fail(f"{where} Role must be !GetAtt <Role>.Arn")
+            continue
+        role_id = role_ref["Fn::GetAtt"][0]
+        role = res.get(role_id, {})
+        if role.get("Type") != "AWS::IAM::Role":
+            fail(f"{where} role {role_id} not found")
+            continue
+        if role["Properties"].get("ManagedPolicyArns"):
+            fail(f"{role_id}: managed policies are broader than the function needs")
+        granted: dict = {}
+        for pol in role["Properties"].get("Policies", []):
+            for st in as_list(pol["PolicyDocument"]["Statement"]):
+                sid = st.get("Sid", "<no Sid>")
+                if st.get("Effect") != "Allow":
+                    continue
+                if "NotAction" in st or "NotResource" in st:
+                    fail(f"{role_id} {sid}: NotAction/NotResource not allowed")
+                actions = set(as_list(st.get("Action", [])))
+                for a in actions:
+                    if "*" in a:
+                        fail(f"{role_id} {sid}: wildcard action {a}")
+                for r in as_list(st.get("Resource", [])):
+                    key = resource_key(r)
+                    if key == "*":
+                        allowed = STAR_ALLOWED.get(sid)
+                        if not allowed or fn not in allowed[0]:
+                            fail(f"{role_id} {sid}: Resource \"*\" is not one AWS requires for this function")
+                        elif actions != allowed[1]:
+                            fail(f"{role_id} {sid}: Resource \"*\" statement has actions {sorted(actions)}, "
+                                 f"want exactly {sorted(allowed[1])}")
+                        elif not re.search(r'#[^\n]*Resource "\*" is required[^\n]*\n(?:\s*#[^\n]*\n)*\s*- Sid: ' + sid,
+                                           raw_text[raw_text.index(f"  {role_id}:"):]):
+                            fail(f"{role_id} {sid}: no '# Resource \"*\" is required: <reason>' comment beside it")
+                        continue
+                    granted.setdefault(key, set()).update(actions)
+        expected = {k: set(v) for k, v in spec["grants"].items()}
+        expected.setdefault((spec["log_group"], ""), set()).update(LOGS)
+        if spec["queue"]:
+            expected.setdefault((spec["queue"], ""), set()).update(CONSUME)
+        for key, acts in expected.items():
+            missing = acts - granted.get(key, set())
+            if missing:
+                fail(f"{where} {key[0]}{key[1]} lacks {sorted(missing)}")
+        for key, acts in granted.items():
+            extra = acts - expected.get(key, set())
+            if extra:
+                fail(f"{where} {key[0]}{key[1]} grants more than the code needs: {sorted(extra)}")
+
+
+def check_queues_topics_alarms(tpl):
+    res = tpl["Resources"]
+    queues = {k: v.get("Properties", {}) for k, v in res.items() if v["Type"] == "AWS::SQS::Queue"}
+    for name, p in queues.items():
+        if p.get("KmsMasterKeyId") != {"Ref": "KmsKeyArn"}:
+            fail(f"{name}: queue not encrypted with KmsKeyArn")
+        rp = p.get("RedrivePolicy")
+        if not name.endswith("DLQ"):
+            if not rp or rp.get("maxReceiveCount") != 4:
+                fail(f"{name}: needs RedrivePolicy with maxReceiveCount 4")
+    for name, v in res.items():
+        if v["Type"] == "AWS::SNS::Topic" and v["Properties"].get("KmsMasterKeyId") != {"Ref": "KmsKeyArn"}:
+            fail(f"{name}: topic not encrypted with KmsKeyArn")
+        if v["Type"] == "AWS::Logs::LogGroup" and v["Properties"].get("KmsKeyId") != {"Ref": "KmsKeyArn"}:
+            fail(f"{name}: log group not encrypted with KmsKeyArn")
+    alarmed = set()
+    for v in res.values():
+        if v["Type"] == "AWS::CloudWatch::Alarm":
+            p = v["Properties"]
+            for d in p.get("Dimensions", []):
+                if d.get("Name") == "QueueName" and isinstance(d.get("Value"), dict) and "Fn::GetAtt" in d["Value"]:
+                    if p.get("AlarmActions") == [{"Ref": "AlertTopicArn"}]:
+                        alarmed.add(d["Value"]["Fn::GetAtt"][0])
+    for name in queues:
+        if name.endswith("DLQ") and name not in alarmed:
+            fail(f"{name}: no depth alarm to AlertTopicArn")
+    rule = res.get("ReaperScheduleRule", {})
+    if rule.get("Type") != "AWS::Events::Rule" or not re.match(r"(rate|cron)\(", str(rule["Properties"].get("ScheduleExpression", ""))):
+        fail("ReaperScheduleRule: must be a classic AWS::Events::Rule with a rate()/cron() schedule")
+    else:
+        t = rule["Properties"]["Targets"][0]
+        if t.get("Arn") != {"Fn::GetAtt": ["WorkspaceReaperFunction", "Arn"]} or "RetryPolicy" not in t \
+                or t.get("DeadLetterConfig", {}).get("Arn") != {"Fn::GetAtt": ["ReaperDLQ", "Arn"]}:
+            fail("ReaperScheduleRule: target must be the reaper with RetryPolicy and DeadLetterConfig ReaperDLQ")
+    if any(v["Type"] == "AWS::Scheduler::Schedule" for v in res.values()):
+        fail("EventBridge Scheduler is not allowed (not on every HIPAA-eligible list)")
+
+
+def check_partition(raw_text, tpl):
+    if re.search(r"arn:aws(-us-gov)?:", raw_text.replace("^arn:aws[a-z-]*:", "")):
+        fail("template.yaml: a literal arn:aws... ARN; use arn:${AWS::Partition}:")
+
+    def walk(o):
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if k == "Fn::Sub":
+                    s = v if isinstance(v, str) else v[0]
+                    if isinstance(s, str) and s.startswith("arn:") and not s.startswith("arn:${AWS::Partition}:"):
+                        fail(f"ARN without ${{AWS::Partition}}: {s}")
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+    walk(tpl.get("Resources", {}))
+
+
+def check_code_ties(tpl):
+    res = tpl["Resources"]
+    all_env = set()
+    for fn in FUNCTIONS:
+        all_env |= set(res.get(fn, {}).get("Properties", {}).get("Environment", {}).get("Variables", {}))
+    cfg = ROOT / "crates/layer/src/config.rs"
+    if cfg.exists():
+        m = re.search(r"pub mod names \{(.*?)\n\}", cfg.read_text(), re.S)
+        for name in re.findall(r'"((?:LAKE|REAPER)_[A-Z0-9_]+)"', m.group(1) if m else ""):
+            if name not in all_env:
+                fail(f"crates/layer/src/config.rs names {name}, but no function in template.yaml sets it")
+    for fn, spec in FUNCTIONS.items():
+        src = ROOT / "crates" / spec["bin"] / "src"
+        if not src.is_dir():
+            print(f"note: crates/{spec['bin']} not in the workspace yet; {fn} checked against this script's list only")
+            continue
+        env = set(res.get(fn, {}).get("Properties", {}).get("Environment", {}).get("Variables", {}))
+        for f in src.rglob("*.rs"):
+            for arr in re.findall(r"REQUIRED_ENV\s*:\s*&\[&str\]\s*=\s*&\[(.*?)\]", f.read_text(), re.S):
+                for name in re.findall(r'"([A-Z0-9_]+)"', arr):
+                    if name not in env:
+                        fail(f"{f.relative_to(ROOT)} requires {name}, not set on {fn}")
+
+
+def check_ci():
+    ci_path, run_path = ROOT / ".gitlab-ci.yml", ROOT / ".ci/run"
+    try:
+        ci = yaml.safe_load(ci_path.read_text())
+    except Exception as e:  # noqa: BLE001
+        fail(f".gitlab-ci.yml does not parse: {e}")
+        return
+    want = ["cargo fmt --all --check", "cargo clippy --workspace --all-targets -- -D warnings",
+            "bash scripts/test.sh", "bash scripts/check_infra.sh"]
+    if run_path.exists():
+        for line in run_path.read_text().splitlines():
+            line = line.strip()
+            if re.match(r"(cargo|bash|python3) ", line) and line not in want:
+                want.append(line)
+        if "bash scripts/check_infra.sh" not in run_path.read_text():
+            print("note: .ci/run does not call `bash scripts/check_infra.sh` yet (the GitLab lint stage does)")
+    stages = ci.get("stages", [])
+    if stages != ["lint", "test", "build", "deploy_dev", "deploy_prod"]:
+        fail(f".gitlab-ci.yml stages {stages} != lint, test, build, deploy_dev, deploy_prod")
+    jobs = {k: v for k, v in ci.items() if isinstance(v, dict) and "script" in v and not k.startswith(".")}
+    lint_test = [c.strip() for j in jobs.values() if j.get("stage") in ("lint", "test") for c in j["script"]]
+    for cmd in want:
+        if cmd not in lint_test:
+            fail(f".gitlab-ci.yml: no lint/test job runs `{cmd}` (as .ci/run does)")
+    build = [j for j in jobs.values() if j.get("stage") == "build"]
+    if not build or not any("cargo lambda build --release" in c for j in build for c in j["script"]) \
+            or not any("target/lambda/" in p for j in build for p in j.get("artifacts", {}).get("paths", [])):
+        fail(".gitlab-ci.yml: build job must run `cargo lambda build --release` and keep target/lambda/")
+    dev = [j for j in jobs.values() if j.get("stage") == "deploy_dev"]
+    prod = [j for j in jobs.values() if j.get("stage") == "deploy_prod"]
+    if not dev or not any("sam deploy --config-env dev" in c for c in dev[0]["script"]) \
+            or "main" not in str(dev[0].get("rules")):
+        fail(".gitlab-ci.yml: deploy_dev must run `sam deploy --config-env dev` on main")
+    if not prod or not any("sam deploy --config-env prod" in c for c in prod[0]["script"]) \
+            or "manual" not in str(prod[0].get("rules")) or prod[0].get("environment", {}).get("name") != "prod":
+        fail(".gitlab-ci.yml: deploy_prod must be a manual `sam deploy --config-env prod` job on the prod (protected) environment")
+    if not any("cache" in j for j in jobs.values()):
+        fail(".gitlab-ci.yml: no job caches cargo's registry and target dir")
+
+
+def main():
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "template.yaml"
+    raw = path.read_text()
+    tpl = yaml.load(raw, Loader=CfnLoader)
+    params = set(tpl.get("Parameters", {}))
+    for p in ("Environment", "KmsKeyArn", "AlertTopicArn", "VpcSubnetIds", "VpcSecurityGroupId", "DbSecretArn"):
+        if p not in params:
+            fail(f"template.yaml: parameter {p} missing")
+    check_functions(tpl, raw)
+    check_queues_topics_alarms(tpl)
+    check_partition(raw, tpl)
+    check_code_ties(tpl)
+    check_ci()
+    if errors:
+        print(f"check_template: {len(errors)} problem(s):", file=sys.stderr)
+        for e in errors:
+            print(f"  - {e}", file=sys.stderr)
+        sys.exit(1)
+    print(f"check_template: OK ({len(FUNCTIONS)} functions: env, grants, queues, alarms, partition, CI)")
+
+
+if __name__ == "__main__":
+    main()
