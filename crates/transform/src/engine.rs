@@ -335,10 +335,12 @@ fn check_header(got: &[&str], want: &[String]) -> Result<(), TransformError> {
                 .into(),
         ));
     }
-    if let Some(extra) = got.iter().find(|c| !want.iter().any(|w| w == *c)) {
+    // Header cells of a wrong file may be data (a file without its header): name positions,
+    // never the cell text, since this message travels to the DLQ and alerts.
+    if let Some(pos) = got.iter().position(|c| !want.iter().any(|w| w == c)) {
         return Err(TransformError::Header(format!(
-            "unexpected column `{}` in the header (schema drift?): map it or drop it in the contract",
-            truncate(extra, 64)
+            "unexpected column at position {} of the header (schema drift?): map it or drop it in the contract",
+            pos + 1
         )));
     }
     if let Some(missing) = want.iter().find(|w| !got.contains(&w.as_str())) {
@@ -351,10 +353,6 @@ fn check_header(got: &[&str], want: &[String]) -> Result<(), TransformError> {
         got.len(),
         want.len()
     )))
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
 }
 
 fn dedupe_key(kind: Kind, rec: &[u8]) -> u128 {
