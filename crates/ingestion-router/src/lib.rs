@@ -36,6 +36,8 @@ pub async fn route_object(deps: &Deps, o: &CreatedObject) -> Result<(), StageErr
         bucket: o.bucket.clone(),
         key_hash: run.key_hash.clone(),
         first_seen: Some(run.received_at.clone()),
+        key: layer::Phi::new(o.key.clone()),
+        version_id: o.version_id.clone(),
         ..Default::default()
     };
     let fresh = deps

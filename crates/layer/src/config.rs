@@ -31,4 +31,12 @@ pub mod names {
     pub const QUARANTINE_BUCKET: &str = "LAKE_QUARANTINE_BUCKET";
     pub const KMS_KEY_ID: &str = "LAKE_KMS_KEY_ID";
     pub const PII_QUEUE_URL: &str = "LAKE_PII_QUEUE_URL";
+    /// pii-matching: the RDS secret (username, password; host/port/dbname when present).
+    pub const DB_SECRET_ARN: &str = "LAKE_DB_SECRET_ARN";
+    /// pii-matching: database host, port and name when the secret does not carry them.
+    pub const DB_HOST: &str = "LAKE_DB_HOST";
+    pub const DB_PORT: &str = "LAKE_DB_PORT";
+    pub const DB_NAME: &str = "LAKE_DB_NAME";
+    /// pii-matching: `require` (default; always in AWS) or `disable` (local tests only).
+    pub const DB_SSLMODE: &str = "LAKE_DB_SSLMODE";
 }

@@ -10,6 +10,7 @@
 pub mod aws;
 pub mod config;
 pub mod envelope;
+pub mod faults;
 pub mod ledger;
 pub mod local;
 pub mod phi;

@@ -99,6 +99,9 @@ pub struct FileCtx {
     pub source: Option<String>,
     pub dataset: Option<String>,
     pub first_seen: Option<String>,
+    /// The object key, kept to rebuild a ledger entry that a failure left missing; never printed.
+    pub key: crate::Phi<String>,
+    pub version_id: Option<String>,
 }
 
 /// A stage's failure: a stable kind (`UnknownSource`, `HeaderMismatch`, `S3GetFailed`, ...), a
@@ -204,7 +207,7 @@ pub async fn fail(
         first_seen: f.first_seen.clone().unwrap_or_else(now),
         failed_at: now(),
         source_queue: source_queue.into(),
-        original_message: original,
+        original_message: redact_message(&original),
     };
     let body = serde_json::to_string(&env)
         .map_err(|x| PortError::new("envelope", "serialise", x.to_string(), false))?;
@@ -217,9 +220,11 @@ pub async fn fail(
         let mut run = match deps.meta.get_run(&f.file_id).await {
             Ok(Some(r)) => r,
             _ => {
-                let mut r = RunRecord::received(&f.bucket, "", None);
+                let mut r = RunRecord::received(&f.bucket, f.key.expose(), f.version_id.as_deref());
                 r.file_id = f.file_id.clone();
                 r.key_hash = f.key_hash.clone();
+                r.source = f.source.clone();
+                r.dataset = f.dataset.clone();
                 r
             }
         };
@@ -237,6 +242,40 @@ pub async fn fail(
         }
     }
     Ok(())
+}
+
+/// The original message as the envelope keeps it: object keys (which can carry a patient's name)
+/// replaced by their hash, anything that is not JSON replaced by its size and hash. `lake redrive`
+/// rebuilds the message from the ledger, which keeps the key under encryption and access control.
+pub fn redact_message(original: &str) -> String {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "key" || k == "bad_key" {
+                        if let serde_json::Value::String(s) = x {
+                            *x = serde_json::Value::String(format!("redacted:{}", crate::key_hash(s)));
+                        }
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(original) {
+        Ok(mut v) => {
+            walk(&mut v);
+            v.to_string()
+        }
+        Err(_) => format!(
+            "redacted: non-JSON message of {} bytes, sha256 {}",
+            original.len(),
+            crate::key_hash(original)
+        ),
+    }
 }
 
 /// The message a router sends to a workflow queue.

@@ -41,6 +41,8 @@ async fn process(deps: &Deps, m: SqsMessage) -> Result<(), StageError> {
         source: Some(w.source.clone()),
         dataset: Some(w.dataset.clone()),
         first_seen: None,
+        key: layer::Phi::new(w.key.clone()),
+        version_id: w.version_id.clone(),
     };
     let mut run = deps
         .meta
