@@ -14,6 +14,17 @@ use layer::s3event::{self, CreatedObject};
 
 pub const FUNCTION: &str = "ingestion-router";
 
+/// Environment variables this Lambda needs (checked at cold start; `scripts/check_template.py`
+/// proves `template.yaml` sets each of them on the function).
+pub const REQUIRED_ENV: &[&str] = &[
+    "LAKE_DATASETS_TABLE",
+    "LAKE_RUNS_TABLE",
+    "LAKE_QUEUE_DELIMITED",
+    "LAKE_QUEUE_JSON",
+    "LAKE_DLQ_URL",
+    "LAKE_ALERT_TOPIC_ARN",
+];
+
 /// The SQS-triggered handler: every message is an S3 notification.
 pub async fn handle(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     handle_batch(deps, FUNCTION, "ingest", event, route_message).await
@@ -80,16 +91,23 @@ pub async fn route_object(deps: &Deps, o: &CreatedObject) -> Result<(), StageErr
                 .with_file(&ctx))
         }
     };
-    ctx.source = Some(source.clone());
+    // until a contract vouches for it, the first path segment is just key text (it may be PHI)
     let published = deps
         .meta
         .current_contract(&source)
         .await
         .map_err(|e| StageError::port("MetadataReadFailed", e).with_file(&ctx))?
         .ok_or_else(|| {
-            StageError::permanent("UnknownSource", format!("no published contract for source `{source}`"))
-                .with_file(&ctx)
+            StageError::permanent(
+                "UnknownSource",
+                format!(
+                    "no published contract for the key's first path segment (hash {})",
+                    layer::key_hash(&source)
+                ),
+            )
+            .with_file(&ctx)
         })?;
+    ctx.source = Some(source.clone());
     ctx.dataset = Some(published.dataset.clone());
     let origin = format!("{source} contract v{}", published.version);
     let contract = Contract::from_toml_str(&published.toml, &origin, &Catalog::builtin())
@@ -122,6 +140,7 @@ pub async fn route_object(deps: &Deps, o: &CreatedObject) -> Result<(), StageErr
     run.stage = "queued".into();
     run.updated_at = now();
     deps.meta.put_run(&run).await.map_err(|e| StageError::port("LedgerWriteFailed", e).with_file(&ctx))?;
+    layer::metrics::emit(FUNCTION, run.source.as_deref(), &[("FilesRouted", 1.0, "Count")]);
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     layer::telemetry::init_json();
+    layer::config::require_all(ingestion_router::REQUIRED_ENV)?;
     let deps = Deps::aws(PipelineConfig::router_from_env()?).await?;
     lambda_runtime::run(service_fn(|ev: LambdaEvent<Value>| {
         let deps = &deps;

@@ -40,3 +40,13 @@ pub mod names {
     /// pii-matching: `require` (default; always in AWS) or `disable` (local tests only).
     pub const DB_SSLMODE: &str = "LAKE_DB_SSLMODE";
 }
+
+/// Checks a Lambda's required variables at cold start; the error names every missing one.
+pub fn require_all(names: &[&str]) -> Result<(), MissingVar> {
+    let missing: Vec<&str> = names.iter().copied().filter(|n| opt(n).is_none()).collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(MissingVar(missing.join(", ")))
+    }
+}

@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod faults;
 pub mod ledger;
 pub mod local;
+pub mod metrics;
 pub mod phi;
 pub mod pipeline;
 pub mod ports;

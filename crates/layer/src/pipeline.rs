@@ -211,6 +211,7 @@ pub async fn fail(
     };
     let body = serde_json::to_string(&env)
         .map_err(|x| PortError::new("envelope", "serialise", x.to_string(), false))?;
+    crate::metrics::emit(function, f.source.as_deref(), &[("FilesFailed", 1.0, "Count")]);
     deps.queue.send(&deps.cfg.dlq, &body).await?;
     let (subject, text) = env.alert();
     if let Err(x) = deps.notifier.publish(&deps.cfg.alert_topic, &subject, &text).await {

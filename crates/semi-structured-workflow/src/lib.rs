@@ -14,6 +14,20 @@ use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, StageError, WorkM
 
 pub const FUNCTION: &str = "semi-structured-workflow";
 
+/// Environment variables this Lambda needs (checked at cold start; `scripts/check_template.py`
+/// proves `template.yaml` sets each of them on both workflow functions).
+pub const REQUIRED_ENV: &[&str] = &[
+    "LAKE_FORMAT_FAMILY",
+    "LAKE_DATASETS_TABLE",
+    "LAKE_RUNS_TABLE",
+    "LAKE_RAW_BUCKET",
+    "LAKE_QUARANTINE_BUCKET",
+    "LAKE_KMS_KEY_ID",
+    "LAKE_PII_QUEUE_URL",
+    "LAKE_DLQ_URL",
+    "LAKE_ALERT_TOPIC_ARN",
+];
+
 /// The SQS-triggered handler of one format family's queue.
 pub async fn handle(deps: &Deps, family: &str, event: SqsEvent) -> SqsBatchResponse {
     let queue = deps.cfg.family_queue(family).to_string();
@@ -165,6 +179,18 @@ async fn process(deps: &Deps, m: SqsMessage) -> Result<(), StageError> {
     if let Err(e) = deps.meta.set_dataset_status(&w.source, "DONE", &w.file_id).await {
         tracing::warn!(error = %e, "dataset status not updated");
     }
+    layer::metrics::emit(
+        FUNCTION,
+        Some(&w.source),
+        &[
+            ("FilesDone", 1.0, "Count"),
+            ("RowsRead", summary.rows_read as f64, "Count"),
+            ("RowsGood", summary.good as f64, "Count"),
+            ("RowsBad", summary.bad as f64, "Count"),
+            ("RowsMalformed", summary.malformed as f64, "Count"),
+            ("TransformSeconds", summary.seconds, "Seconds"),
+        ],
+    );
     tracing::info!(file_id = %w.file_id, good = summary.good, bad = summary.bad, malformed = summary.malformed, "done");
     Ok(())
 }

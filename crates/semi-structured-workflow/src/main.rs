@@ -8,6 +8,7 @@ use layer::pipeline::{Deps, PipelineConfig};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     layer::telemetry::init_json();
+    layer::config::require_all(semi_structured_workflow::REQUIRED_ENV)?;
     let family = var(names::FORMAT_FAMILY)?;
     let mut cfg = PipelineConfig::workflow_from_env()?;
     cfg.queue_delimited = var(names::QUEUE_DELIMITED).unwrap_or_default();
