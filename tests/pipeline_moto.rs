@@ -327,3 +327,92 @@ fn contracts_columns() -> Vec<String> {
         .filter(|n| n != "encounter")
         .collect()
 }
+
+fn small_st_marys(tag: &str) -> Vec<u8> {
+    let h = "VisitID,PatientID,FirstName,LastName,MiddleInit,DOB,Gender,SSN,Address1,City,State,Zip,Phone,VisitDate,Facility,DxCodes,TotalCharges,RoomNo";
+    format!("{h}\nV{tag},P1,Ann,Lee,,01/02/1980,F,123-45-6789,1 A St,Town,MA,02139,,01/02/2024,X,E119,$10,1\n").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awkward_object_keys_each_end_done_exactly_once() {
+    let w = world().await;
+    embedded::publish_dir(&w.deps, &root().join("config/sources")).await.unwrap();
+    let long = format!("st_marys/{}.csv", "k".repeat(1024 - "st_marys/".len() - ".csv".len()));
+    assert_eq!(long.len(), 1024);
+    let keys = [
+        "st_marys/a+b.csv".to_string(),
+        "st_marys/a%2Bb.csv".to_string(),
+        "st_marys/with space.csv".to_string(),
+        "st_marys/caf\u{e9}.csv".to_string(),
+        "st_marys/cafe\u{301}.csv".to_string(),
+        "st_marys/../escape.csv".to_string(),
+        "st_marys/QZXLASTMARK_1923-07-04.csv".to_string(),
+        long,
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        w.upload(k, small_st_marys(&i.to_string()), 2).await;
+    }
+    embedded::drain(&w.deps, &w.topo).await.unwrap();
+    let runs = embedded::status(&w.deps).await.unwrap();
+    assert_eq!(runs.len(), keys.len(), "NFC and NFD forms are different keys, each once");
+    for r in &runs {
+        assert_eq!(r.status, Status::Done, "{:?} {:?}", r.error_kind, r.error_message);
+        assert_eq!(r.counts.good, 1);
+        assert!(keys.contains(&r.key), "the ledger holds the decoded key exactly");
+    }
+    let listed = w.s3.list_objects_v2().bucket(&w.deps.cfg.raw_bucket).send().await.unwrap();
+    let out: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(out.len(), keys.len());
+    assert!(out.iter().all(|k| !k.contains("..") && !k.contains("QZX")), "output keys carry file ids only: {out:?}");
+    let audit = embedded::audit(&w.deps, &w.topo, 0).await.unwrap();
+    assert_eq!(audit.len(), keys.len());
+    assert!(audit.iter().all(|a| a.verdict == "DONE"), "{audit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_files_from_twenty_sources_through_moto() {
+    let w = world().await;
+    let dialects = [("st_marys", "st_marys_600.csv"), ("county_general", "county_general_600.psv"), ("valley_clinic", "valley_clinic_600.jsonl")];
+    let mut heads = vec![];
+    for s in 0..20 {
+        let (dialect, file) = dialects[s % 3];
+        let id = format!("hosp{s:02}");
+        let text = std::fs::read_to_string(root().join(format!("config/sources/{dialect}.toml")))
+            .unwrap()
+            .replace(&format!("source = \"{dialect}\""), &format!("source = \"{id}\""))
+            .replace(&format!("keys = [\"{dialect}/\"]"), &format!("keys = [\"{id}/\"]"));
+        w.deps.meta.publish_contract(&id, "encounter", &text).await.unwrap();
+        let body = String::from_utf8(sample(dialect, file)).unwrap();
+        let head: String = body.lines().take(30).map(|l| format!("{l}\n")).collect();
+        heads.push((id, file.rsplit_once('.').unwrap().1.to_string(), head));
+    }
+    let t = std::time::Instant::now();
+    // uploads with no event yet; then every event twice, the second copies in reverse order
+    let mut events = vec![];
+    for i in 0..200 {
+        let (id, ext, head) = &heads[i % 20];
+        let key = format!("{id}/b{}/f{i:03}.{ext}", i / 50);
+        let out = w.s3.put_object().bucket(&w.ingest_bucket).key(&key).body(head.clone().into_bytes().into()).send().await.unwrap();
+        events.push(layer::s3event::notification(&w.ingest_bucket, &key, out.version_id(), head.len() as u64));
+    }
+    for e in events.iter().chain(events.iter().rev()) {
+        w.deps.queue.send(&w.topo.ingest_queue, e).await.unwrap();
+    }
+    embedded::drain(&w.deps, &w.topo).await.unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let runs = embedded::status(&w.deps).await.unwrap();
+    assert_eq!(runs.len(), 200);
+    assert!(runs.iter().all(|r| r.status == Status::Done));
+    let mut n = 0;
+    let mut token = None;
+    loop {
+        let page = w.s3.list_objects_v2().bucket(&w.deps.cfg.raw_bucket).set_continuation_token(token).send().await.unwrap();
+        n += page.contents().len();
+        token = page.next_continuation_token().map(String::from);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(n, 200, "exactly one raw output per file");
+    eprintln!("moto load: 200 files (400 events) from 20 sources in {secs:.1}s = {:.1} files/s (debug build, moto)", 200.0 / secs);
+}
