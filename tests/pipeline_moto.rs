@@ -330,7 +330,10 @@ fn contracts_columns() -> Vec<String> {
 
 fn small_st_marys(tag: &str) -> Vec<u8> {
     let h = "VisitID,PatientID,FirstName,LastName,MiddleInit,DOB,Gender,SSN,Address1,City,State,Zip,Phone,VisitDate,Facility,DxCodes,TotalCharges,RoomNo";
-    format!("{h}\nV{tag},P1,Ann,Lee,,01/02/1980,F,123-45-6789,1 A St,Town,MA,02139,,01/02/2024,X,E119,$10,1\n").into_bytes()
+    format!(
+        "{h}\nV{tag},P1,Ann,Lee,,01/02/1980,F,123-45-6789,1 A St,Town,MA,02139,,01/02/2024,X,E119,$10,1\n"
+    )
+    .into_bytes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -363,7 +366,10 @@ async fn awkward_object_keys_each_end_done_exactly_once() {
     let listed = w.s3.list_objects_v2().bucket(&w.deps.cfg.raw_bucket).send().await.unwrap();
     let out: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(out.len(), keys.len());
-    assert!(out.iter().all(|k| !k.contains("..") && !k.contains("QZX")), "output keys carry file ids only: {out:?}");
+    assert!(
+        out.iter().all(|k| !k.contains("..") && !k.contains("QZX")),
+        "output keys carry file ids only: {out:?}"
+    );
     let audit = embedded::audit(&w.deps, &w.topo, 0).await.unwrap();
     assert_eq!(audit.len(), keys.len());
     assert!(audit.iter().all(|a| a.verdict == "DONE"), "{audit:?}");
@@ -372,7 +378,11 @@ async fn awkward_object_keys_each_end_done_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_files_from_twenty_sources_through_moto() {
     let w = world().await;
-    let dialects = [("st_marys", "st_marys_600.csv"), ("county_general", "county_general_600.psv"), ("valley_clinic", "valley_clinic_600.jsonl")];
+    let dialects = [
+        ("st_marys", "st_marys_600.csv"),
+        ("county_general", "county_general_600.psv"),
+        ("valley_clinic", "valley_clinic_600.jsonl"),
+    ];
     let mut heads = vec![];
     for s in 0..20 {
         let (dialect, file) = dialects[s % 3];
@@ -392,8 +402,20 @@ async fn two_hundred_files_from_twenty_sources_through_moto() {
     for i in 0..200 {
         let (id, ext, head) = &heads[i % 20];
         let key = format!("{id}/b{}/f{i:03}.{ext}", i / 50);
-        let out = w.s3.put_object().bucket(&w.ingest_bucket).key(&key).body(head.clone().into_bytes().into()).send().await.unwrap();
-        events.push(layer::s3event::notification(&w.ingest_bucket, &key, out.version_id(), head.len() as u64));
+        let out =
+            w.s3.put_object()
+                .bucket(&w.ingest_bucket)
+                .key(&key)
+                .body(head.clone().into_bytes().into())
+                .send()
+                .await
+                .unwrap();
+        events.push(layer::s3event::notification(
+            &w.ingest_bucket,
+            &key,
+            out.version_id(),
+            head.len() as u64,
+        ));
     }
     for e in events.iter().chain(events.iter().rev()) {
         w.deps.queue.send(&w.topo.ingest_queue, e).await.unwrap();
@@ -406,7 +428,13 @@ async fn two_hundred_files_from_twenty_sources_through_moto() {
     let mut n = 0;
     let mut token = None;
     loop {
-        let page = w.s3.list_objects_v2().bucket(&w.deps.cfg.raw_bucket).set_continuation_token(token).send().await.unwrap();
+        let page =
+            w.s3.list_objects_v2()
+                .bucket(&w.deps.cfg.raw_bucket)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
         n += page.contents().len();
         token = page.next_continuation_token().map(String::from);
         if token.is_none() {
@@ -414,5 +442,8 @@ async fn two_hundred_files_from_twenty_sources_through_moto() {
         }
     }
     assert_eq!(n, 200, "exactly one raw output per file");
-    eprintln!("moto load: 200 files (400 events) from 20 sources in {secs:.1}s = {:.1} files/s (debug build, moto)", 200.0 / secs);
+    eprintln!(
+        "moto load: 200 files (400 events) from 20 sources in {secs:.1}s = {:.1} files/s (debug build, moto)",
+        200.0 / secs
+    );
 }

@@ -7,6 +7,7 @@
 
 mod bench;
 mod check;
+mod reaper;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,9 @@ enum Cmd {
     },
     /// Benchmark the transform against the Python baselines (pandas, polars) in the same run.
     Bench(bench::BenchArgs),
+    /// The WorkSpaces reaper in dry run: `lake reaper plan [--fleet FILE]` prints what it would do.
+    #[command(subcommand)]
+    Reaper(reaper::ReaperCmd),
 }
 
 #[derive(clap::Args)]
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
             check::run_validate(&contracts, canonical)
         }
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Reaper(c) => reaper::run(c),
         Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {
             let (deps, _) = embedded::local_deps(&lake.lake, None);
             let (src, v, new) = embedded::publish(&deps, &contract).await?;

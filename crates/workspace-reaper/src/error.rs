@@ -31,8 +31,27 @@ impl ReaperError {
     }
 }
 
+/// The message starts with the stable kind too: Lambda's asynchronous DLQ record keeps only the
+/// message (`ErrorMessage` attribute, first 1 KB) next to an HTTP status (`ErrorCode`).
 impl From<ReaperError> for lambda_runtime::Diagnostic {
     fn from(e: ReaperError) -> Self {
-        lambda_runtime::Diagnostic { error_type: e.kind().into(), error_message: e.to_string() }
+        lambda_runtime::Diagnostic {
+            error_type: e.kind().into(),
+            error_message: format!("{}: {e}", e.kind()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_diagnostic_names_the_kind_in_its_message() {
+        let d = lambda_runtime::Diagnostic::from(ReaperError::History(
+            "cannot read history/2025-03-03.json".into(),
+        ));
+        assert_eq!(d.error_type, "ReaperHistory");
+        assert_eq!(d.error_message, "ReaperHistory: history: cannot read history/2025-03-03.json");
     }
 }

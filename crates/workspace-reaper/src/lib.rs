@@ -3,8 +3,8 @@
 //! and writes a CSV report and a history snapshot for managers. Termination destroys data, so
 //! every doubt (exempt tag, unknown tags or status, protected state, first sighting, a changed
 //! state at re-check, a tripped cap, dry run) means keep. The decision is a pure function
-//! (`decide`); AWS sits behind small ports (`WorkspacesApi`, `ObjectStore`, `Notifier`) with SDK
-//! and in-memory adapters. This crate must not depend on polars, the transform engine or any
+//! (`decide`); AWS sits behind small ports (`WorkspacesApi`, `ObjectStore`, `Notifier`, `Wiki`)
+//! with SDK/HTTP and in-memory adapters. This crate must not depend on polars, the transform engine or any
 //! other Lambda crate, and it logs ids and counts only.
 
 pub mod decide;
@@ -16,6 +16,7 @@ pub mod report;
 pub mod run;
 pub mod sdk;
 pub mod store;
+pub mod wiki;
 
 use std::sync::Arc;
 
@@ -26,7 +27,8 @@ pub use decide::{decide, plan, Connection, Decision, Observed, Plan, Rule, Verdi
 pub use error::ReaperError;
 pub use policy::Policy;
 pub use port::{ApiError, Backoff, FakeWorkspace, FakeWorkspaces, WorkspacesApi};
-pub use run::{Reaper, RunSummary};
+pub use run::{load_first_seen, observe_and_plan, preview, Preview, Reaper, RunSummary};
+pub use wiki::{ConfluenceWiki, Wiki};
 
 /// Environment variables the Lambda cannot start without.
 pub const REQUIRED_ENV: &[&str] =
@@ -39,8 +41,14 @@ pub struct EnvConfig {
     pub kms_key_id: String,
     pub alert_topic_arn: String,
     pub notify_topic_arn: String,
+    /// Optional (`REAPER_CONFLUENCE_SECRET_ARN`): the Secrets Manager secret with the Confluence
+    /// base URL, page id and token. Unset: no Confluence page.
+    pub confluence_secret_arn: Option<String>,
     pub policy: Policy,
 }
+
+/// Optional: the secret that enables the Confluence page update.
+pub const CONFLUENCE_SECRET_ENV: &str = "REAPER_CONFLUENCE_SECRET_ARN";
 
 impl EnvConfig {
     /// Reads settings through `get` (the process environment in the Lambda, a map in tests).
@@ -69,6 +77,7 @@ impl EnvConfig {
             kms_key_id: next(),
             alert_topic_arn: next(),
             notify_topic_arn: next(),
+            confluence_secret_arn: get(CONFLUENCE_SECRET_ENV),
             policy,
         })
     }
@@ -91,10 +100,34 @@ impl Reaper {
                 env.notify_topic_arn,
                 env.alert_topic_arn,
             )),
+            wiki: match env.confluence_secret_arn {
+                Some(secret_id) => {
+                    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+                    let source = wiki::CredsSource::SecretsManager { client, secret_id };
+                    let w = ConfluenceWiki::new(source).map_err(|e| ReaperError::Policy(e.to_string()))?;
+                    Some(Arc::new(w) as Arc<dyn Wiki>)
+                }
+                None => None,
+            },
             policy: env.policy,
             backoff: Backoff::default(),
         })
     }
+}
+
+/// The ports `lake reaper plan` reads an account through: WorkSpaces over the SDK and, when a
+/// reports bucket is named, that bucket for first-seen history (read only, so no KMS key is
+/// needed). Honours `AWS_ENDPOINT_URL` like every other client.
+pub async fn aws_plan_ports(
+    reports_bucket: Option<String>,
+) -> (Arc<dyn WorkspacesApi>, Option<Arc<dyn store::ObjectStore>>) {
+    let sdk = aws_config::load_from_env().await;
+    let api = Arc::new(sdk::SdkWorkspaces::new(aws_sdk_workspaces::Client::new(&sdk)));
+    let history = reports_bucket.map(|b| {
+        Arc::new(store::S3Store::new(aws_sdk_s3::Client::new(&sdk), b, String::new()))
+            as Arc<dyn store::ObjectStore>
+    });
+    (api, history)
 }
 
 /// The run time of a scheduled event: its `time` field, else now.
@@ -156,6 +189,16 @@ mod tests {
         assert_eq!(cfg.reports_bucket, "reports");
         assert_eq!(cfg.notify_topic_arn, "arn:aws-us-gov:sns:us-gov-west-1:1:notify");
         assert!(!cfg.policy.dry_run);
+        assert_eq!(cfg.confluence_secret_arn, None, "Confluence is optional");
+        m.insert(
+            "REAPER_CONFLUENCE_SECRET_ARN".into(),
+            "arn:aws-us-gov:secretsmanager:us-gov-west-1:1:secret:wiki".into(),
+        );
+        let cfg = EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap();
+        assert_eq!(
+            cfg.confluence_secret_arn.as_deref(),
+            Some("arn:aws-us-gov:secretsmanager:us-gov-west-1:1:secret:wiki")
+        );
         m.insert("REAPER_KMS_KEY_ID".into(), " ".into());
         let err = EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap_err();
         assert!(err.to_string().contains("REAPER_KMS_KEY_ID"));

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::decide::{plan, Connection, Decision, Observed, Workspace, WsState};
+use crate::decide::{plan, Connection, Decision, Observed, Plan, Verdict, Workspace, WsState};
 use crate::error::ReaperError;
 use crate::notify::{Alert, Notifier, UserNotice};
 use crate::policy::Policy;
 use crate::port::{Backoff, WorkspacesApi, BATCH};
 use crate::report::{self, Outcome, Row, Snapshot, SnapshotEntry};
 use crate::store::ObjectStore;
+use crate::wiki::{Wiki, WikiPage};
 
 /// Everything a run needs; built once per cold start.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct Reaper {
     pub notifier: Arc<dyn Notifier>,
     pub policy: Policy,
     pub backoff: Backoff,
+    /// The Confluence page, when one is configured (`REAPER_CONFLUENCE_SECRET_ARN`).
+    pub wiki: Option<Arc<dyn Wiki>>,
 }
 
 /// What a run did, in counts (returned to Lambda and logged).
@@ -43,6 +46,16 @@ pub struct RunSummary {
     pub notices_sent: usize,
     pub notice_failures: usize,
     pub report_key: String,
+    /// `not configured`, `updated page <id> to version <n>` or `failed: <why>` (also in dry run).
+    pub confluence: String,
+}
+
+/// What a dry plan would do, without touching anything: the report rows a manager would see.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub rows: Vec<Row>,
+    pub planned_terminations: usize,
+    pub cap_tripped: bool,
 }
 
 struct Acted {
@@ -54,22 +67,8 @@ impl Reaper {
     /// Runs the policy once at `now`.
     pub async fn run(&self, now: DateTime<Utc>) -> Result<RunSummary, ReaperError> {
         let date = now.format("%Y-%m-%d").to_string();
-        let first_seen = self.load_first_seen().await?;
-        let fleet = self.describe_fleet().await?;
-        let connections = self.connections(&fleet).await;
-
-        let observed: Vec<Observed> = fleet
-            .into_iter()
-            .map(|ws| {
-                let connection = connections
-                    .get(&ws.id)
-                    .cloned()
-                    .unwrap_or_else(|| Connection::Unknown("not in the status answer".into()));
-                let first_seen = first_seen.get(&ws.id).copied();
-                Observed { ws, connection, first_seen }
-            })
-            .collect();
-        let plan = plan(observed, &self.policy, now);
+        let first_seen = load_first_seen(self.store.as_ref()).await?;
+        let plan = observe_and_plan(self.api.as_ref(), &self.policy, &self.backoff, &first_seen, now).await?;
         tracing::info!(
             fleet = plan.items.len(),
             planned = plan.planned_terminations,
@@ -107,6 +106,7 @@ impl Reaper {
             planned_terminations: plan.planned_terminations,
             cap_tripped: plan.cap_tripped,
             report_key: report::report_key(&date),
+            confluence: "not configured".into(),
             ..RunSummary::default()
         };
         let next_run = now + chrono::Duration::days(i64::from(self.policy.schedule_interval_days));
@@ -118,9 +118,11 @@ impl Reaper {
                 None if v.decision == Decision::AtRisk => (Outcome::AtRisk, String::new()),
                 None => (Outcome::Keep, String::new()),
             };
-            if let Connection::Unknown(m) = &o.connection {
+            if let Connection::Unknown(_) = &o.connection {
                 summary.status_unknown += 1;
-                error = format!("status lookup: {m}");
+            }
+            if error.is_empty() {
+                error = status_error(o);
             }
             if outcome == Outcome::AtRisk && !self.policy.dry_run {
                 match self.notify(&o.ws, next_run).await {
@@ -144,21 +146,7 @@ impl Reaper {
                 Connection::Last(t) => Some(*t),
                 _ => None,
             };
-            rows.push(Row {
-                workspace_id: o.ws.id.clone(),
-                user: o.ws.user.clone(),
-                directory: o.ws.directory.clone(),
-                state: o.ws.state.as_str().to_string(),
-                last_connection: match &o.connection {
-                    Connection::Last(t) => t.to_rfc3339_opts(SecondsFormat::Secs, true),
-                    Connection::Never => "never".into(),
-                    Connection::Unknown(_) => "unknown".into(),
-                },
-                days_inactive: v.days_inactive,
-                outcome,
-                rule: v.rule.as_str().to_string(),
-                error,
-            });
+            rows.push(row(o, v, outcome, error));
             snapshot.push(SnapshotEntry {
                 id: o.ws.id.clone(),
                 user: o.ws.user.clone(),
@@ -183,6 +171,27 @@ impl Reaper {
         let json = serde_json::to_vec_pretty(&snap).map_err(|e| ReaperError::History(e.to_string()))?;
         self.store.put(&report::history_key(&date), json, "application/json").await?;
 
+        // After the CSV and history are safe: a wiki failure is reported and alerted, not fatal.
+        if let Some(wiki) = &self.wiki {
+            let title = format!(
+                "WorkSpaces reaper run {}{}: {} terminated, {} at risk, {} kept. Full report: {}",
+                summary.run_at,
+                if summary.dry_run { " (dry run)" } else { "" },
+                summary.terminated,
+                summary.at_risk,
+                summary.kept,
+                summary.report_key
+            );
+            let page = WikiPage { body: crate::wiki::storage_body(&title, &rows) };
+            summary.confluence = match wiki.publish(&page).await {
+                Ok(p) => format!("updated page {} to version {}", p.page_id, p.version),
+                Err(e) => {
+                    tracing::error!(error = %e, "confluence page not updated");
+                    format!("failed: {e}")
+                }
+            };
+        }
+
         self.alerts(&summary).await;
         tracing::info!(
             terminated = summary.terminated,
@@ -193,79 +202,17 @@ impl Reaper {
             at_risk = summary.at_risk,
             kept = summary.kept,
             status_unknown = summary.status_unknown,
+            confluence = %summary.confluence,
             "reaper run done"
         );
         Ok(summary)
     }
 
-    /// First-seen dates from the newest history snapshot (absent history: everything is new).
-    async fn load_first_seen(&self) -> Result<BTreeMap<String, DateTime<Utc>>, ReaperError> {
-        let keys = self.store.list(report::HISTORY_PREFIX).await?;
-        let Some(latest) = keys.iter().filter(|k| k.ends_with(".json")).max() else {
-            return Ok(BTreeMap::new());
-        };
-        let Some(bytes) = self.store.get(latest).await? else { return Ok(BTreeMap::new()) };
-        let snap: Snapshot = serde_json::from_slice(&bytes)
-            .map_err(|e| ReaperError::History(format!("cannot read {latest}: {e}")))?;
-        Ok(snap.first_seen())
-    }
-
-    /// Every WorkSpace in scope. Any describe failure aborts the run: a partial fleet would make
-    /// the fleet-share cap meaningless.
-    async fn describe_fleet(&self) -> Result<Vec<Workspace>, ReaperError> {
-        let dirs: Vec<Option<&str>> = if self.policy.all_directories() {
-            vec![None]
-        } else {
-            self.policy.directories.iter().map(|d| Some(d.as_str())).collect()
-        };
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for dir in dirs {
-            let mut token: Option<String> = None;
-            loop {
-                let page = self
-                    .backoff
-                    .run("DescribeWorkspaces", || self.api.describe_page(dir, token.clone()))
-                    .await?;
-                for ws in page.workspaces {
-                    if seen.insert(ws.id.clone()) {
-                        out.push(ws);
-                    }
-                }
-                match page.next_token {
-                    Some(t) if Some(&t) != token.as_ref() => token = Some(t),
-                    _ => break,
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Connection status, 25 ids a call. A failed call leaves its ids unknown (so they are kept).
-    async fn connections(&self, fleet: &[Workspace]) -> BTreeMap<String, Connection> {
-        let ids: Vec<String> = fleet.iter().map(|w| w.id.clone()).collect();
-        let mut out = BTreeMap::new();
-        for chunk in ids.chunks(BATCH) {
-            match self
-                .backoff
-                .run("DescribeWorkspacesConnectionStatus", || self.api.connection_status(chunk))
-                .await
-            {
-                Ok(statuses) => {
-                    for s in statuses {
-                        let c = s.last_connection.map_or(Connection::Never, Connection::Last);
-                        out.insert(s.id, c);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(ids = chunk.len(), "status lookup failed; keeping these WorkSpaces");
-                    for id in chunk {
-                        out.insert(id.clone(), Connection::Unknown(e.to_string()));
-                    }
-                }
-            }
-        }
-        out
+    /// The plan this reaper would make at `now`, with no termination, notice or write: the
+    /// report rows with dry-run outcomes. First-seen dates come from the history in the store.
+    pub async fn preview(&self, now: DateTime<Utc>) -> Result<Preview, ReaperError> {
+        let first_seen = load_first_seen(self.store.as_ref()).await?;
+        preview(self.api.as_ref(), &self.policy, &self.backoff, &first_seen, now).await
     }
 
     /// Re-reads the state of up to 25 candidates, then terminates those still AVAILABLE/STOPPED.
@@ -364,6 +311,15 @@ impl Reaper {
                 ),
             });
         }
+        if let Some(why) = s.confluence.strip_prefix("failed: ") {
+            alerts.push(Alert {
+                subject: "WorkSpaces reaper: Confluence page not updated".into(),
+                body: format!(
+                    "The run at {} wrote its report ({}), but the Confluence page was not updated: {why}",
+                    s.run_at, s.report_key
+                ),
+            });
+        }
         for a in alerts {
             if let Err(e) = self.notifier.alert(&a).await {
                 tracing::error!(error = %e, "alert not sent");
@@ -384,4 +340,152 @@ pub fn email_for(ws: &Workspace, policy: &Policy) -> Option<String> {
     }
     let e = format!("{}@{}", ws.user, policy.notify.email_domain);
     valid(&e).then_some(e)
+}
+
+/// First-seen dates from the newest history snapshot (absent history: everything is new).
+pub async fn load_first_seen(
+    store: &dyn ObjectStore,
+) -> Result<BTreeMap<String, DateTime<Utc>>, ReaperError> {
+    let keys = store.list(report::HISTORY_PREFIX).await?;
+    let Some(latest) = keys.iter().filter(|k| k.ends_with(".json")).max() else {
+        return Ok(BTreeMap::new());
+    };
+    let Some(bytes) = store.get(latest).await? else { return Ok(BTreeMap::new()) };
+    let snap: Snapshot = serde_json::from_slice(&bytes)
+        .map_err(|e| ReaperError::History(format!("cannot read {latest}: {e}")))?;
+    Ok(snap.first_seen())
+}
+
+/// Describes the fleet, looks up connection status and decides: the one code path shared by a
+/// run and by `lake reaper plan`.
+pub async fn observe_and_plan(
+    api: &dyn WorkspacesApi,
+    policy: &Policy,
+    backoff: &Backoff,
+    first_seen: &BTreeMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Plan, ReaperError> {
+    let fleet = describe_fleet(api, policy, backoff).await?;
+    let connections = connections(api, backoff, &fleet).await;
+    let observed: Vec<Observed> = fleet
+        .into_iter()
+        .map(|ws| {
+            let connection = connections
+                .get(&ws.id)
+                .cloned()
+                .unwrap_or_else(|| Connection::Unknown("not in the status answer".into()));
+            let first_seen = first_seen.get(&ws.id).copied();
+            Observed { ws, connection, first_seen }
+        })
+        .collect();
+    Ok(plan(observed, policy, now))
+}
+
+/// The dry-run view of a plan: what a run with `dry_run = true` would report, changing nothing.
+pub async fn preview(
+    api: &dyn WorkspacesApi,
+    policy: &Policy,
+    backoff: &Backoff,
+    first_seen: &BTreeMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Preview, ReaperError> {
+    let plan = observe_and_plan(api, policy, backoff, first_seen, now).await?;
+    let rows = plan
+        .items
+        .iter()
+        .map(|(o, v)| {
+            let outcome = match v.decision {
+                Decision::Terminate if plan.cap_tripped => Outcome::HeldByCap,
+                Decision::Terminate => Outcome::WouldTerminate,
+                Decision::AtRisk => Outcome::AtRisk,
+                Decision::Keep => Outcome::Keep,
+            };
+            row(o, v, outcome, status_error(o))
+        })
+        .collect();
+    Ok(Preview { rows, planned_terminations: plan.planned_terminations, cap_tripped: plan.cap_tripped })
+}
+
+fn status_error(o: &Observed) -> String {
+    match &o.connection {
+        Connection::Unknown(m) => format!("status lookup: {m}"),
+        _ => String::new(),
+    }
+}
+
+fn row(o: &Observed, v: &Verdict, outcome: Outcome, error: String) -> Row {
+    Row {
+        workspace_id: o.ws.id.clone(),
+        user: o.ws.user.clone(),
+        directory: o.ws.directory.clone(),
+        state: o.ws.state.as_str().to_string(),
+        last_connection: match &o.connection {
+            Connection::Last(t) => t.to_rfc3339_opts(SecondsFormat::Secs, true),
+            Connection::Never => "never".into(),
+            Connection::Unknown(_) => "unknown".into(),
+        },
+        days_inactive: v.days_inactive,
+        outcome,
+        rule: v.rule.as_str().to_string(),
+        error,
+    }
+}
+
+/// Every WorkSpace in scope. Any describe failure aborts the run: a partial fleet would make
+/// the fleet-share cap meaningless.
+async fn describe_fleet(
+    api: &dyn WorkspacesApi,
+    policy: &Policy,
+    backoff: &Backoff,
+) -> Result<Vec<Workspace>, ReaperError> {
+    let dirs: Vec<Option<&str>> = if policy.all_directories() {
+        vec![None]
+    } else {
+        policy.directories.iter().map(|d| Some(d.as_str())).collect()
+    };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for dir in dirs {
+        let mut token: Option<String> = None;
+        loop {
+            let page = backoff.run("DescribeWorkspaces", || api.describe_page(dir, token.clone())).await?;
+            for ws in page.workspaces {
+                if seen.insert(ws.id.clone()) {
+                    out.push(ws);
+                }
+            }
+            match page.next_token {
+                Some(t) if Some(&t) != token.as_ref() => token = Some(t),
+                _ => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Connection status, 25 ids a call. A failed call leaves its ids unknown (so they are kept).
+async fn connections(
+    api: &dyn WorkspacesApi,
+    backoff: &Backoff,
+    fleet: &[Workspace],
+) -> BTreeMap<String, Connection> {
+    let ids: Vec<String> = fleet.iter().map(|w| w.id.clone()).collect();
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(BATCH) {
+        match backoff.run("DescribeWorkspacesConnectionStatus", || api.connection_status(chunk)).await {
+            Ok(statuses) => {
+                for s in statuses {
+                    let c = s.last_connection.map_or(Connection::Never, Connection::Last);
+                    out.insert(s.id, c);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(ids = chunk.len(), "status lookup failed; keeping these WorkSpaces");
+                for id in chunk {
+                    out.insert(id.clone(), Connection::Unknown(e.to_string()));
+                }
+            }
+        }
+    }
+    out
 }

@@ -322,3 +322,36 @@ fn a_describe_failure_fails_the_run_terminates_nothing_and_alerts() {
     assert!(r.api.terminated().is_empty());
     assert_eq!(r.notifier.alerts()[0].subject, "WorkSpaces reaper: run failed");
 }
+
+#[test]
+fn preview_is_the_dry_run_report_and_touches_nothing() {
+    let fleet = || {
+        FakeWorkspaces::new(vec![
+            ws("ws-old000001", "old", WsState::Available, Some(days_ago(20))),
+            ws("ws-risk00001", "risk", WsState::Stopped, Some(days_ago(10))),
+            ws("ws-new000001", "new", WsState::Available, None),
+            ws("ws-maint0001", "maint", WsState::parse("MAINTENANCE"), Some(days_ago(40))),
+        ])
+    };
+    let store = Arc::new(MemStore::default());
+    let r = rig(fleet(), store.clone(), live_policy());
+    let p = block_on(r.reaper.preview(now())).unwrap();
+    assert!(r.api.terminated().is_empty());
+    assert_eq!(FakeWorkspaces::count(&r.api.calls.terminate), 0);
+    assert_eq!(FakeWorkspaces::count(&r.api.calls.states), 0, "no re-check: nothing to act on");
+    assert!(store.0.lock().unwrap().is_empty(), "no report or history written");
+    assert!(r.notifier.notices().is_empty() && r.notifier.alerts().is_empty());
+    assert_eq!((p.planned_terminations, p.cap_tripped), (1, false));
+
+    // The same rows, cell for cell, as the CSV of a dry run over the same fleet.
+    let mut policy = live_policy();
+    policy.dry_run = true;
+    let dry_store = Arc::new(MemStore::default());
+    let dry = rig(fleet(), dry_store.clone(), policy);
+    block_on(dry.reaper.run(now())).unwrap();
+    let csv = String::from_utf8(workspace_reaper::report::to_csv(&p.rows).unwrap()).unwrap();
+    assert_eq!(csv, dry_store.text("reports/latest.csv").unwrap());
+    assert!(csv.contains(
+        "ws-old000001,old,d-0123456789,AVAILABLE,2025-02-18T06:00:00Z,20,would-terminate (dry run)"
+    ));
+}

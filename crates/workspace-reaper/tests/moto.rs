@@ -149,6 +149,7 @@ async fn sdk_adapter_against_moto_decides_and_terminates() {
         notifier: notifier.clone(),
         policy,
         backoff: Backoff::fast(),
+        wiki: None,
     };
     let s = reaper.run(now).await.unwrap();
     assert_eq!((s.fleet, s.terminated, s.at_risk, s.kept, s.terminate_failed), (6, 1, 2, 3, 0));

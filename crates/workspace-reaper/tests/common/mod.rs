@@ -87,6 +87,7 @@ pub fn rig(api: FakeWorkspaces, store: Arc<dyn ObjectStore>, policy: Policy) -> 
         notifier: notifier.clone(),
         policy,
         backoff: Backoff::fast(),
+        wiki: None,
     };
     Rig { api, store, notifier, reaper }
 }

@@ -1,0 +1,267 @@
+//! `lake reaper plan`: the WorkSpaces reaper's decision code run in dry-run, printed as the table
+//! a manager would see. Against the account (the SDK adapter, honouring `AWS_ENDPOINT_URL`), or,
+//! with `--fleet FILE`, against a JSON fleet through the in-memory fake for what-if checks.
+//! Nothing is ever terminated and nobody is notified: the plan calls only describe operations.
+//!
+//! The fleet file is a JSON array of WorkSpaces:
+//! ```json
+//! [{"id": "ws-0123abcd1", "user": "j.chen", "directory": "d-0123456789", "state": "STOPPED",
+//!   "tags": {"reaper:email": "jc@health.county.gov"}, "last_connected": "2025-03-01T08:00:00Z",
+//!   "first_seen": null}]
+//! ```
+//! `tags` may be omitted (no tags) or `null` (the tag lookup failed: kept); `last_connected` is
+//! required, `null` meaning never connected; `first_seen` (optional, `null` = first sighting) is
+//! the date an earlier run first saw it; `status_unavailable: true` simulates a failed status
+//! lookup. Unknown keys are errors.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use workspace_reaper::report::Row;
+use workspace_reaper::{
+    Backoff, FakeWorkspace, FakeWorkspaces, Policy, Preview, Workspace, WorkspacesApi, WsState,
+};
+
+#[derive(clap::Subcommand)]
+pub enum ReaperCmd {
+    /// Decide every WorkSpace as the weekly run would, in dry run, and print the table.
+    Plan(PlanArgs),
+}
+
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    /// A JSON fleet (see `docs/REAPER.md`) instead of the account's WorkSpaces.
+    #[arg(long)]
+    pub fleet: Option<PathBuf>,
+    /// Policy TOML (default: the shipped `config/reaper.toml`); `REAPER_*` overrides apply as
+    /// in the Lambda. Dry run is forced on.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// The run time, RFC 3339 (default: now).
+    #[arg(long)]
+    pub now: Option<String>,
+}
+
+/// One WorkSpace of a `--fleet` file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetEntry {
+    pub id: String,
+    pub user: String,
+    pub directory: String,
+    pub state: String,
+    #[serde(default = "no_tags", deserialize_with = "nullable")]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(deserialize_with = "nullable")]
+    pub last_connected: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub first_seen: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub status_unavailable: bool,
+}
+
+fn no_tags() -> Option<BTreeMap<String, String>> {
+    Some(BTreeMap::new())
+}
+
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<T>::deserialize(d)
+}
+
+/// Parses a fleet file: the fake WorkSpaces and the first-seen history it implies.
+pub fn load_fleet(text: &str) -> Result<(FakeWorkspaces, BTreeMap<String, DateTime<Utc>>)> {
+    let entries: Vec<FleetEntry> = serde_json::from_str(text)?;
+    let mut ids = BTreeSet::new();
+    let mut first_seen = BTreeMap::new();
+    let mut missing = BTreeSet::new();
+    let mut fleet = Vec::with_capacity(entries.len());
+    for e in entries {
+        if e.id.trim().is_empty() {
+            bail!("a WorkSpace has an empty id");
+        }
+        if !ids.insert(e.id.clone()) {
+            bail!("WorkSpace {} is listed twice", e.id);
+        }
+        if let Some(t) = e.first_seen {
+            first_seen.insert(e.id.clone(), t);
+        }
+        if e.status_unavailable {
+            missing.insert(e.id.clone());
+        }
+        fleet.push(FakeWorkspace {
+            ws: Workspace {
+                id: e.id,
+                user: e.user,
+                directory: e.directory,
+                state: WsState::parse(&e.state),
+                tags: e.tags,
+            },
+            last_connection: e.last_connected,
+        });
+    }
+    let mut api = FakeWorkspaces::new(fleet);
+    api.status_missing = missing;
+    Ok((api, first_seen))
+}
+
+fn load_policy(path: Option<&Path>) -> Result<Policy> {
+    let mut p = match path {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            Policy::from_toml(&text)?
+        }
+        None => Policy::from_toml(workspace_reaper::policy::EMBEDDED_POLICY)?,
+    };
+    p.apply_env(&|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))?;
+    p.validate()?;
+    p.dry_run = true;
+    Ok(p)
+}
+
+pub fn run(cmd: ReaperCmd) -> Result<ExitCode> {
+    match cmd {
+        ReaperCmd::Plan(a) => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(plan(a))
+        }
+    }
+}
+
+async fn plan(a: PlanArgs) -> Result<ExitCode> {
+    let now = match &a.now {
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .with_context(|| format!("--now {t:?} is not an RFC 3339 time"))?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    let policy = load_policy(a.policy.as_deref())?;
+    let backoff = Backoff::default();
+    let preview = match &a.fleet {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            let (api, first_seen) =
+                load_fleet(&text).with_context(|| format!("fleet file {}", f.display()))?;
+            let api: Arc<dyn WorkspacesApi> = Arc::new(api);
+            workspace_reaper::preview(api.as_ref(), &policy, &backoff, &first_seen, now).await?
+        }
+        None => {
+            let bucket = std::env::var("REAPER_REPORTS_BUCKET").ok().filter(|b| !b.trim().is_empty());
+            let (api, history) = workspace_reaper::aws_plan_ports(bucket.clone()).await;
+            let first_seen = match &history {
+                Some(store) => workspace_reaper::load_first_seen(store.as_ref()).await?,
+                None => {
+                    eprintln!(
+                        "note: REAPER_REPORTS_BUCKET not set: no run history, so never-connected WorkSpaces \
+                         count as first sighting (kept)"
+                    );
+                    BTreeMap::new()
+                }
+            };
+            workspace_reaper::preview(api.as_ref(), &policy, &backoff, &first_seen, now).await?
+        }
+    };
+    print!("{}", table(&preview.rows));
+    println!("\n{}", summary(&preview, &policy, now));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Terminal-safe cell text: control characters (escape sequences, line breaks) become `?`.
+fn cell(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// The manager's table, in the report's order (decision, then WorkSpace id).
+pub fn table(rows: &[Row]) -> String {
+    let mut sorted: Vec<&Row> = rows.iter().collect();
+    sorted.sort_by(|a, b| (a.outcome, &a.workspace_id).cmp(&(b.outcome, &b.workspace_id)));
+    let header = ["WORKSPACE", "USER", "STATE", "LAST CONNECTION", "DAYS INACTIVE", "DECISION", "RULE"];
+    let mut lines: Vec<[String; 7]> = vec![header.map(str::to_string)];
+    for r in sorted {
+        lines.push([
+            cell(&r.workspace_id),
+            cell(&r.user),
+            cell(&r.state),
+            cell(&r.last_connection),
+            r.days_inactive.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            r.outcome.as_str().to_string(),
+            r.rule.clone(),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for l in &lines {
+        for (w, c) in widths.iter_mut().zip(l) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for l in &lines {
+        let mut line = String::new();
+        for (i, (c, w)) in l.iter().zip(widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(c);
+            line.extend(std::iter::repeat_n(' ', w.saturating_sub(c.chars().count())));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn summary(p: &Preview, policy: &Policy, now: DateTime<Utc>) -> String {
+    use workspace_reaper::report::Outcome;
+    let n = |o: Outcome| p.rows.iter().filter(|r| r.outcome == o).count();
+    let next = now + chrono::Duration::days(i64::from(policy.schedule_interval_days));
+    let mut s = format!(
+        "{} WorkSpace(s) at {}: {} would be terminated, {} held by the cap, {} at risk before the next run ({}), {} kept.",
+        p.rows.len(),
+        now.format("%Y-%m-%d %H:%M UTC"),
+        n(Outcome::WouldTerminate),
+        n(Outcome::HeldByCap),
+        n(Outcome::AtRisk),
+        next.format("%Y-%m-%d"),
+        n(Outcome::Keep)
+    );
+    if p.cap_tripped {
+        s.push_str(&format!(
+            "\nCap exceeded: {} planned terminations, over {} or {:.0}% of the fleet. A live run would \
+             terminate nothing, write the report and alert on-call.",
+            p.planned_terminations,
+            policy.cap.max_terminations,
+            policy.cap.max_fleet_share * 100.0
+        ));
+    }
+    s.push_str("\nDry run: nothing was terminated and nobody was notified.");
+    s
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleet_file_keys_are_checked() {
+        let ok = r#"[{"id":"ws-1","user":"u","directory":"d-0123456789","state":"AVAILABLE","last_connected":null}]"#;
+        let (api, first) = load_fleet(ok).unwrap();
+        assert!(first.is_empty());
+        assert!(api.status_missing.is_empty());
+        let err = |text: &str| format!("{:#}", load_fleet(text).unwrap_err());
+        let no_last = r#"[{"id":"ws-1","user":"u","directory":"d-0123456789","state":"AVAILABLE"}]"#;
+        assert!(err(no_last).contains("last_connected"), "{}", err(no_last));
+        let typo = r#"[{"id":"ws-1","user":"u","directory":"d","state":"AVAILABLE","last_connected":null,"tag":{}}]"#;
+        assert!(err(typo).contains("unknown field"), "{}", err(typo));
+        let twice = format!("[{0},{0}]", &ok[1..ok.len() - 1]);
+        assert!(err(&twice).contains("listed twice"), "{}", err(&twice));
+    }
+
+    #[test]
+    fn cells_cannot_drive_the_terminal() {
+        assert_eq!(cell("a\u{1b}[2Jb\nc"), "a?[2Jb?c");
+    }
+}
