@@ -51,5 +51,7 @@ output "sam_parameter_overrides" {
     "VpcSubnetIds=${join(",", aws_subnet.private[*].id)}",
     "VpcSecurityGroupId=${aws_security_group.lambda.id}",
     "DbSecretArn=${aws_rds_cluster.lake.master_user_secret[0].secret_arn}",
+    "DbHost=${aws_rds_cluster.lake.endpoint}",
+    "DbName=${aws_rds_cluster.lake.database_name}",
   ])
 }

@@ -86,6 +86,8 @@ FUNCTIONS = {
             "LAKE_QUARANTINE_BUCKET": (REF, "QuarantineBucket"), "LAKE_KMS_KEY_ID": (REF, "KmsKeyArn"),
             "LAKE_DB_SECRET_ARN": (REF, "DbSecretArn"), "LAKE_DLQ_URL": (REF, "PipelineDLQ"),
             "LAKE_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"),
+            "LAKE_DB_HOST": (REF, "DbHost"), "LAKE_DB_PORT": "5432", "LAKE_DB_NAME": (REF, "DbName"),
+            "LAKE_DB_SSLMODE": "require",
         },
         "grants": {
             ("QuarantineBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"},
