@@ -51,3 +51,8 @@ pub(crate) fn locate(text: &str, key: &str) -> Option<usize> {
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
+
+/// First line (1-based) whose text contains `needle` (for items inside arrays, like a column).
+pub(crate) fn locate_text(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}

@@ -15,5 +15,9 @@ mod contract;
 mod error;
 
 pub use canonical::{CanonicalColumn, CanonicalSchema, Catalog, ParquetType, Semantic};
-pub use contract::{Contract, DateFormat, DateItem, Format, JsonPath, PathSeg, MAX_RECORD_BYTES_DEFAULT};
+pub use contract::{
+    Contract, DateFormat, DateItem, Format, Hl7Path, JsonPath, Limits, PathSeg, RecordType, Span,
+    TextEncoding, XmlPath, XmlStep, FHIR_RESOURCES, MAX_EXPANDED_BYTES_DEFAULT, MAX_IN_MEMORY_BYTES_DEFAULT,
+    MAX_RECORD_BYTES_DEFAULT,
+};
 pub use error::ContractError;

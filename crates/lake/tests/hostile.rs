@@ -34,7 +34,11 @@ fn check(source: &str, input: &Path, want: Want) {
         Want::Rows { good, bad, malformed } => {
             assert_eq!(o.status.code(), Some(0), "{name}: {stderr}");
             let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-            assert_eq!((v["good"].as_u64(), v["bad"].as_u64(), v["malformed"].as_u64()), (Some(good), Some(bad), Some(malformed)), "{name}: {v}");
+            assert_eq!(
+                (v["good"].as_u64(), v["bad"].as_u64(), v["malformed"].as_u64()),
+                (Some(good), Some(bad), Some(malformed)),
+                "{name}: {v}"
+            );
         }
         Want::Error(text) => {
             assert_eq!(o.status.code(), Some(1), "{name}: {stdout}{stderr}");
@@ -60,7 +64,8 @@ fn committed_corpus_outcomes() {
 }
 
 const H_CG: &str = "ENC_NO|PAT_ID|LNAME|FNAME|BIRTH_DT|SEX|SOC_SEC|STREET|CITY|ST|ZIP5|PHONE_NUM|ENC_DT|DX|CHG|INTERNAL_FLAG";
-const ROW: &str = "7|cg7|doe|jane|19840307|2|123456789|1 main st|boston|ma|2139|617.555.1234|2024-01-02|E119|12.5|N";
+const ROW: &str =
+    "7|cg7|doe|jane|19840307|2|123456789|1 main st|boston|ma|2139|617.555.1234|2024-01-02|E119|12.5|N";
 
 #[test]
 fn a_100000_column_header_and_a_100000_field_line() {

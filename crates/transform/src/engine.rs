@@ -17,6 +17,7 @@ use parquet::schema::types::ColumnPath;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::decode;
 use crate::frame::{Flag, Framer, Kind, Rec};
 use crate::plan::{Builders, Plan, Raw, Row, Src};
 use crate::TransformError;
@@ -67,6 +68,14 @@ pub struct Summary {
     pub bad: u64,
     /// Bad rows per missing required column (a row may miss several).
     pub bad_by_field: BTreeMap<String, u64>,
+    /// Records deliberately not read: fixed-width lines of another record type (header,
+    /// trailer). Not counted in `rows_read`.
+    pub skipped: u64,
+    /// What was in front of the data: `gzip` or `zip`, and the encoding transcoded from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
     /// JSON keys the contract does not map, with how many records had them.
     pub ignored_keys: BTreeMap<String, u64>,
     pub seconds: f64,
@@ -92,18 +101,19 @@ struct Chunk {
     recs: Vec<Rec>,
 }
 
-struct Done {
-    seq: u64,
-    good: Option<RecordBatch>,
-    bad: Option<RecordBatch>,
-    malformed: Vec<Malformed>,
-    bad_by_field: Vec<u64>,
-    ignored: BTreeMap<String, u64>,
-    blank: u64,
+pub(crate) struct Done {
+    pub seq: u64,
+    pub good: Option<RecordBatch>,
+    pub bad: Option<RecordBatch>,
+    pub malformed: Vec<Malformed>,
+    pub bad_by_field: Vec<u64>,
+    pub ignored: BTreeMap<String, u64>,
+    pub blank: u64,
+    pub skipped: u64,
 }
 
 #[derive(Default)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
         self.0
@@ -117,13 +127,37 @@ impl Hasher for IdHasher {
         self.0 = v as u64;
     }
 }
-type Seen = HashSet<u128, BuildHasherDefault<IdHasher>>;
-
-const GZIP: &[u8] = &[0x1f, 0x8b];
-const ZIP: &[u8] = b"PK\x03\x04";
+pub(crate) type Seen = HashSet<u128, BuildHasherDefault<IdHasher>>;
 
 /// Runs the transform of one file. `file_name` becomes `source_file`.
+///
+/// The input may be gzip- or zip-compressed and UTF-16 (with a BOM) or in the contract's
+/// declared encoding: see the decoding layer. Text formats then stream; a FHIR bundle is read
+/// whole (up to `max_in_memory_bytes`).
 pub fn run(
+    contract: &Contract,
+    schema: &CanonicalSchema,
+    file_name: &str,
+    input: impl Read + Send,
+    out: Outputs<'_>,
+    opts: &Options,
+) -> Result<Summary, TransformError> {
+    let t0 = Instant::now();
+    let text = !matches!(contract.format, Format::Excel { .. });
+    let (input, layers) = decode::open(input, contract, text)?;
+    let mut s = match &contract.format {
+        Format::Excel { .. } => crate::excel::run(contract, schema, file_name, input, out, opts)?,
+        Format::FhirBundle => crate::fhir::run(contract, schema, file_name, input, out, opts)?,
+        Format::Xml { .. } => crate::xml::run(contract, schema, file_name, input, out, opts)?,
+        _ => run_stream(contract, schema, file_name, input, out, opts)?,
+    };
+    s.compression = layers.compression.map(str::to_string);
+    s.encoding = layers.transcoded.map(str::to_string);
+    s.seconds = t0.elapsed().as_secs_f64();
+    Ok(s)
+}
+
+fn run_stream(
     contract: &Contract,
     schema: &CanonicalSchema,
     file_name: &str,
@@ -131,14 +165,21 @@ pub fn run(
     out: Outputs<'_>,
     opts: &Options,
 ) -> Result<Summary, TransformError> {
-    let t0 = Instant::now();
     let plan = Plan::new(contract, schema, file_name);
     let kind = match &contract.format {
         Format::Delimited { delimiter, quote, .. } => {
             Kind::Delimited { delim: *delimiter as u8, quote: quote.map(|q| q as u8) }
         }
-        Format::JsonLines => Kind::Lines,
+        Format::JsonLines | Format::FixedWidth { .. } => Kind::Lines,
         Format::JsonArray => Kind::JsonArray,
+        Format::Hl7v2 => Kind::Hl7,
+        Format::FhirBundle | Format::Xml { .. } | Format::Excel { .. } => {
+            return Err(TransformError::Internal("document formats do not stream through the framer".into()))
+        }
+    };
+    let header_skip = match &contract.format {
+        Format::FixedWidth { header_lines, .. } => *header_lines as u64,
+        _ => 0,
     };
     let mut framer = Framer::new(kind, contract.limits.max_record_bytes);
     let mut buf: Vec<u8> = Vec::with_capacity(opts.chunk_bytes + (64 << 10));
@@ -150,7 +191,6 @@ pub fn run(
     if buf.is_empty() {
         return Err(TransformError::EmptyInput);
     }
-    sniff(&buf)?;
     if buf.starts_with(b"\xEF\xBB\xBF") {
         buf.drain(..3);
     }
@@ -217,6 +257,9 @@ pub fn run(
             // Drop duplicates in file order: the first occurrence wins.
             let mut kept = Vec::with_capacity(framed.len());
             for r in framed.drain(..) {
+                if header_skip > 0 && r.line <= header_skip {
+                    continue;
+                }
                 rows += 1;
                 if r.flag == Flag::Ok {
                     let key = dedupe_key(kind, &buf[r.start..r.end]);
@@ -258,6 +301,7 @@ pub fn run(
         summary.bad = w.bad;
         summary.malformed = w.malformed;
         summary.blank = w.blank;
+        summary.skipped = w.skipped;
         summary.ignored_keys = w.ignored;
         let required: Vec<&str> = plan.cols.iter().filter(|c| c.required).map(|c| c.name.as_str()).collect();
         summary.bad_by_field = required
@@ -269,9 +313,8 @@ pub fn run(
         Ok(())
     });
     result?;
-    summary.rows_read -= summary.blank;
+    summary.rows_read -= summary.blank + summary.skipped;
     summary.bytes = bytes_read;
-    summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
 }
 
@@ -295,29 +338,12 @@ fn read_block(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 buf.truncate(filled);
-                return Err(TransformError::Read(e.to_string()));
+                return Err(decode::io_error(e));
             }
         }
     }
     buf.truncate(filled);
     *read += (filled - start) as u64;
-    Ok(())
-}
-
-fn sniff(b: &[u8]) -> Result<(), TransformError> {
-    if b.starts_with(GZIP) {
-        return Err(TransformError::Encoding(
-            "the file is gzip-compressed; this contract expects plain text".into(),
-        ));
-    }
-    if b.starts_with(ZIP) {
-        return Err(TransformError::Encoding(
-            "the file is a zip archive (or an xlsx workbook); this contract expects plain text".into(),
-        ));
-    }
-    if b.starts_with(b"\xFF\xFE") || b.starts_with(b"\xFE\xFF") {
-        return Err(TransformError::Encoding("the file is UTF-16 text; this contract expects UTF-8".into()));
-    }
     Ok(())
 }
 
@@ -447,7 +473,24 @@ fn process(plan: &Plan, format: &Format, chunk: Chunk, keep_raw: bool) -> Done {
     let mut bad_by_field = vec![0u64; required.len()];
     let mut ignored: BTreeMap<String, u64> = BTreeMap::new();
     let mut blank = 0;
+    let mut skipped = 0;
     let mut scratch = String::new();
+    let mut offs: Vec<usize> = Vec::new();
+    let mut hl7_vals: Vec<String> = Vec::new();
+    let mut hl7_cells: Vec<Hl7Cell> = Vec::new();
+    // fixed width: the column ranges, the record-type range last
+    let (spans, keep_types, min_chars) = match format {
+        Format::FixedWidth { columns, record_type, .. } => {
+            let mut v: Vec<(usize, usize)> = columns.iter().map(|c| c.range()).collect();
+            let min_chars = columns.iter().map(|c| c.start).max().unwrap_or(0);
+            let keep = record_type.as_ref().map(|rt| {
+                v.push((rt.start - 1, rt.start - 1 + rt.length));
+                rt.keep.clone()
+            });
+            (v, keep, min_chars)
+        }
+        _ => (vec![], None, 0),
+    };
     let is_array = matches!(format, Format::JsonArray);
     let mut report = |r: &Rec, reason: String, data: &[u8]| {
         malformed.push(Malformed {
@@ -502,6 +545,69 @@ fn process(plan: &Plan, format: &Format, chunk: Chunk, keep_raw: bool) -> Done {
                     _ => Raw::Null,
                 });
             }
+            Format::FixedWidth { columns, .. } => {
+                if s.trim().is_empty() {
+                    blank += 1;
+                    continue;
+                }
+                let (fields, chars) = cut_fixed(s, &spans, &mut offs);
+                if let Some(keep) = &keep_types {
+                    let code = fields[columns.len()];
+                    if !keep.iter().any(|k| k == code) {
+                        skipped += 1;
+                        continue;
+                    }
+                }
+                if chars < min_chars {
+                    report(
+                        r,
+                        format!("record is {chars} characters; the layout needs at least {min_chars}"),
+                        &chunk.data,
+                    );
+                    continue;
+                }
+                row.fill(plan, |_, col| match col.src {
+                    Src::Field(k) => match fields.get(k) {
+                        Some(v) if !v.trim().is_empty() => Raw::Str(v),
+                        _ => Raw::Null,
+                    },
+                    _ => Raw::Null,
+                });
+            }
+            Format::Hl7v2 => {
+                let msg = match crate::hl7::parse(s) {
+                    Ok(m) => m,
+                    Err(why) => {
+                        report(r, format!("malformed HL7 message: {why}"), &chunk.data);
+                        continue;
+                    }
+                };
+                hl7_cells.clear();
+                for col in &plan.cols {
+                    let Src::Hl7(p) = &col.src else {
+                        hl7_cells.push(Hl7Cell::Null);
+                        continue;
+                    };
+                    hl7_vals.clear();
+                    let list = col.ty == contracts::ParquetType::ListString;
+                    msg.values(p, list, &mut hl7_vals);
+                    hl7_cells.push(if list {
+                        if hl7_vals.is_empty() {
+                            Hl7Cell::Null
+                        } else {
+                            Hl7Cell::List(Value::Array(hl7_vals.drain(..).map(Value::String).collect()))
+                        }
+                    } else {
+                        hl7_vals.pop().map_or(Hl7Cell::Null, Hl7Cell::Str)
+                    });
+                }
+                row.fill(plan, |i, _| match &hl7_cells[i] {
+                    Hl7Cell::Null => Raw::Null,
+                    Hl7Cell::Str(s) => Raw::Str(s),
+                    Hl7Cell::List(v) => Raw::Json(v),
+                });
+            }
+            Format::FhirBundle | Format::Xml { .. } | Format::Excel { .. } => continue,
             Format::JsonLines | Format::JsonArray => {
                 if s.trim().is_empty() {
                     blank += 1;
@@ -552,7 +658,29 @@ fn process(plan: &Plan, format: &Format, chunk: Chunk, keep_raw: bool) -> Done {
         bad_by_field,
         ignored,
         blank,
+        skipped,
     }
+}
+
+/// An HL7 value of one column, owned for the row being filled.
+enum Hl7Cell {
+    Null,
+    Str(String),
+    List(Value),
+}
+
+/// Cuts a fixed-width line at 0-based character ranges; returns the pieces and the line's
+/// length in characters.
+fn cut_fixed<'a>(s: &'a str, spans: &[(usize, usize)], offs: &mut Vec<usize>) -> (Vec<&'a str>, usize) {
+    if s.is_ascii() {
+        let n = s.len();
+        return (spans.iter().map(|&(a, b)| &s[a.min(n)..b.min(n)]).collect(), n);
+    }
+    offs.clear();
+    offs.extend(s.char_indices().map(|(i, _)| i));
+    let n = offs.len();
+    offs.push(s.len());
+    (spans.iter().map(|&(a, b)| &s[offs[a.min(n)]..offs[b.min(n)]]).collect(), n)
 }
 
 trait ClassifyText {
@@ -580,16 +708,17 @@ fn lookup<'v>(v: &'v Value, path: &contracts::JsonPath) -> Option<&'v Value> {
     Some(cur)
 }
 
-struct Written {
-    good: u64,
-    bad: u64,
-    malformed: u64,
-    blank: u64,
-    bad_by_field: Vec<u64>,
-    ignored: BTreeMap<String, u64>,
+pub(crate) struct Written {
+    pub good: u64,
+    pub bad: u64,
+    pub malformed: u64,
+    pub blank: u64,
+    pub skipped: u64,
+    pub bad_by_field: Vec<u64>,
+    pub ignored: BTreeMap<String, u64>,
 }
 
-fn write_all(
+pub(crate) fn write_all(
     plan: &Plan,
     rx: crossbeam_channel::Receiver<Done>,
     out: Outputs<'_>,
@@ -619,6 +748,7 @@ fn write_all(
         bad: 0,
         malformed: 0,
         blank: 0,
+        skipped: 0,
         bad_by_field: vec![0; plan.cols.iter().filter(|c| c.required).count()],
         ignored: BTreeMap::new(),
     };
@@ -639,6 +769,7 @@ fn write_all(
         }
         w.malformed += d.malformed.len() as u64;
         w.blank += d.blank;
+        w.skipped += d.skipped;
         for (a, b) in w.bad_by_field.iter_mut().zip(&d.bad_by_field) {
             *a += b;
         }

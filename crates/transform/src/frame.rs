@@ -5,6 +5,9 @@
 //! doubled quote inside one is an escaped quote. JSON lines: a record is a line. JSON array: a
 //! record is one top-level element. A record longer than the limit is reported and skipped to the
 //! next line end; an unterminated quoted field runs to the end of the file and is reported.
+//! HL7 v2: a record is one message, from an `MSH` segment to the next `MSH` (segments end at
+//! `\r`, `\n` or `\r\n`; MLLP framing bytes and FHS/BHS/BTS/FTS batch segments are skipped);
+//! its "line" is the 1-based number of its MSH segment among the file's segments.
 
 use memchr::{memchr, memchr2, memchr3};
 
@@ -33,6 +36,7 @@ pub enum Kind {
     Delimited { delim: u8, quote: Option<u8> },
     Lines,
     JsonArray,
+    Hl7,
 }
 
 /// Incremental framer over a growing buffer.
@@ -52,6 +56,11 @@ pub struct Framer {
     in_str: bool,
     esc: bool,
     element: u64,
+    // HL7 state
+    in_msg: bool,
+    skip_seg: bool,
+    msg_line: u64,
+    seg_end: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +90,10 @@ impl Framer {
             in_str: false,
             esc: false,
             element: 0,
+            in_msg: false,
+            skip_seg: false,
+            msg_line: 0,
+            seg_end: 0,
         }
     }
 
@@ -93,12 +106,17 @@ impl Framer {
     pub fn shift(&mut self, n: usize) {
         self.rec_start -= n;
         self.scan -= n;
+        self.seg_end = self.seg_end.saturating_sub(n);
     }
 
     /// Finds the complete records in `buf` (and at `eof`, the last one), appending them to `out`.
     pub fn frame(&mut self, buf: &[u8], eof: bool, out: &mut Vec<Rec>) -> Result<(), ArrayError> {
         match self.kind {
             Kind::JsonArray => self.frame_array(buf, eof, out),
+            Kind::Hl7 => {
+                self.frame_hl7(buf, eof, out);
+                Ok(())
+            }
             _ => {
                 self.frame_lines(buf, eof, out);
                 Ok(())
@@ -234,6 +252,96 @@ impl Framer {
             };
             self.emit(buf, j, term, Flag::Ok, out);
             i = self.rec_start;
+        }
+        self.scan = i;
+    }
+
+    fn end_msg(&mut self, out: &mut Vec<Rec>) {
+        if self.in_msg {
+            out.push(Rec { start: self.rec_start, end: self.seg_end, line: self.msg_line, flag: Flag::Ok });
+            self.in_msg = false;
+        }
+    }
+
+    fn frame_hl7(&mut self, buf: &[u8], eof: bool, out: &mut Vec<Rec>) {
+        let len = buf.len();
+        let mut i = self.scan;
+        loop {
+            if self.skip_seg {
+                match memchr2(b'\r', b'\n', &buf[i..]) {
+                    Some(k) => {
+                        self.skip_seg = false;
+                        self.line += 1;
+                        i += k;
+                    }
+                    None => {
+                        i = len;
+                        if !self.in_msg {
+                            self.rec_start = len;
+                        }
+                        break;
+                    }
+                }
+            }
+            while i < len && matches!(buf[i], b'\r' | b'\n' | 0x0b | 0x1c) {
+                i += 1;
+            }
+            if !self.in_msg {
+                self.rec_start = i;
+            }
+            if i >= len {
+                if eof {
+                    self.end_msg(out);
+                    self.rec_start = len;
+                }
+                break;
+            }
+            if len - i < 3 && !eof {
+                break;
+            }
+            let id = &buf[i..(i + 3).min(len)];
+            let msh = id == b"MSH";
+            let batch = matches!(id, b"FHS" | b"BHS" | b"BTS" | b"FTS");
+            // (a segment cut by the buffer end is scanned again from its start)
+            let resumed = self.in_msg && i == self.rec_start;
+            if (msh || batch) && !resumed {
+                self.end_msg(out);
+                self.rec_start = i;
+                self.skipping = false;
+            }
+            if batch || self.skipping {
+                self.skip_seg = true;
+                continue;
+            }
+            if !self.in_msg {
+                self.in_msg = true;
+                self.rec_start = i;
+                self.msg_line = self.line;
+            }
+            let end = match memchr2(b'\r', b'\n', &buf[i..]) {
+                Some(k) => i + k,
+                None if eof => len,
+                None => {
+                    if len - self.rec_start > self.max {
+                        out.push(Rec { start: i, end: i, line: self.msg_line, flag: Flag::TooLong });
+                        self.in_msg = false;
+                        self.skipping = true;
+                        self.skip_seg = true;
+                        i = len;
+                        self.rec_start = len;
+                    }
+                    break;
+                }
+            };
+            self.line += 1;
+            self.seg_end = end;
+            if end - self.rec_start > self.max {
+                out.push(Rec { start: i, end: i, line: self.msg_line, flag: Flag::TooLong });
+                self.in_msg = false;
+                self.skipping = true;
+                self.rec_start = end;
+            }
+            i = end;
         }
         self.scan = i;
     }
@@ -425,6 +533,31 @@ mod tests {
             let recs = frame_all(Kind::JsonArray, data, step);
             let got: Vec<&str> = recs.iter().map(|(s, _, _)| s.as_str()).collect();
             assert_eq!(got, [r#"{"a": "x,]"}"#, "1", r#"{"b": [1, {"c": 2}]}"#, "\"s\""], "step {step}");
+        }
+    }
+
+    #[test]
+    fn hl7_messages_at_any_split_with_mllp_and_batch_segments() {
+        let data = b"FHS|^~\\&|X\rBHS|^~\\&\r\x0bMSH|^~\\&|A\rPID|1\r\x1c\r\x0bMSH|^~\\&|B\r\nPV1|1\nDG1|1\r\x1c\rBTS|2\rFTS|1\r";
+        for step in 1..data.len() + 1 {
+            let recs = frame_all(Kind::Hl7, data, step);
+            let got: Vec<(&str, u64)> = recs.iter().map(|(s, l, _)| (s.as_str(), *l)).collect();
+            assert_eq!(got, [("MSH|^~\\&|A\rPID|1", 3), ("MSH|^~\\&|B\r\nPV1|1\nDG1|1", 5)], "step {step}");
+        }
+    }
+
+    #[test]
+    fn hl7_orphan_segments_become_a_record_and_long_messages_are_flagged() {
+        let recs = frame_all(Kind::Hl7, b"ZZZ|1\rMSH|^~\\&|A\r", 5);
+        assert_eq!(recs[0].0, "ZZZ|1");
+        assert_eq!(recs[1].0, "MSH|^~\\&|A");
+        let mut data = b"MSH|^~\\&|A\rOBX|".to_vec();
+        data.extend(std::iter::repeat_n(b'x', 200));
+        data.extend_from_slice(b"\rOBX|2\rMSH|^~\\&|B\r");
+        for step in [3, 7, 500] {
+            let recs = frame_all(Kind::Hl7, &data, step);
+            let got: Vec<(&str, Flag)> = recs.iter().map(|(s, _, f)| (s.as_str(), *f)).collect();
+            assert_eq!(got, [("", Flag::TooLong), ("MSH|^~\\&|B", Flag::Ok)], "step {step}");
         }
     }
 

@@ -6,9 +6,17 @@
 //! line numbers, never silently lost. Hostile input ends in a defined outcome or a clear
 //! [`TransformError`], never a panic.
 //!
-//! It streams: a framer cuts the input into records in file order and drops duplicates (a 128-bit
-//! hash per distinct record), workers normalise chunks in parallel straight into Arrow builders,
-//! and a writer appends row groups in file order. Memory does not grow with the file.
+//! In front of every reader sits a decoding layer (`decode`): gzip and zip are recognised by
+//! content and expanded under size and ratio limits (zip entries with `..` or absolute names are
+//! refused), UTF-16 with a BOM and a contract-declared legacy encoding are transcoded to UTF-8.
+//!
+//! Readers: delimited, JSON lines / array, fixed-width and HL7 v2 stream: a framer cuts the
+//! input into records in file order and drops duplicates (a 128-bit hash per distinct record),
+//! workers normalise chunks in parallel straight into Arrow builders, and a writer appends row
+//! groups in file order. Memory does not grow with the file. XML streams on one thread (one
+//! record and its ancestors' small elements held). FHIR bundles (joined by reference) and
+//! workbooks (calamine reads a sheet whole) are held in memory up to the contract's
+//! `max_in_memory_bytes`; they and XML feed the same writer (`sink`).
 //!
 //! Why Arrow + parquet rather than polars: the rules are per value (trim, digits, date formats),
 //! so a row-at-a-time normaliser writing straight into Arrow builders beats an expression engine
@@ -16,10 +24,16 @@
 //! the time. This crate is pure: no AWS, no network, no clock beyond timing the run; callers
 //! hand it a reader and writers.
 
+mod decode;
 mod engine;
+mod excel;
+mod fhir;
 mod frame;
+mod hl7;
 pub mod normalise;
 mod plan;
+mod sink;
+mod xml;
 
 pub use engine::{run, Malformed, Options, Outputs, Summary};
 pub use plan::arrow_schema;

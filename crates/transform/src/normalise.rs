@@ -256,6 +256,24 @@ fn parse_date(b: &[u8], items: &[DateItem]) -> Option<i32> {
                 m = Some(k as u32 + 1);
                 i += n.len();
             }
+            DateItem::Offset => {
+                // Z, +HH, +HHMM or +HH:MM: accepted and ignored (the local date is kept)
+                match b.get(i)? {
+                    b'Z' | b'z' => i += 1,
+                    b'+' | b'-' => {
+                        (two(b, i + 1)? <= 23).then_some(())?;
+                        i += 3;
+                        if b.get(i) == Some(&b':') {
+                            (two(b, i + 1)? < 60).then_some(())?;
+                            i += 3;
+                        } else if let Some(mm) = two(b, i) {
+                            (mm < 60).then_some(())?;
+                            i += 2;
+                        }
+                    }
+                    _ => return None,
+                }
+            }
             DateItem::Literal(c) => {
                 let mut enc = [0u8; 4];
                 let lit = c.encode_utf8(&mut enc).as_bytes();

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use arrow_array::builder::{Date32Builder, Float64Builder, ListBuilder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use contracts::{CanonicalSchema, Contract, DateFormat, Format, JsonPath, ParquetType, Semantic};
+use contracts::{
+    CanonicalSchema, Contract, DateFormat, Format, Hl7Path, JsonPath, ParquetType, Semantic, XmlPath,
+};
 use serde_json::Value;
 
 use crate::normalise::{self, TextRule};
@@ -16,8 +18,14 @@ use crate::normalise::{self, TextRule};
 pub enum Src {
     /// Field index in a delimited record.
     Field(usize),
-    /// Path into a JSON record.
+    /// Path into a JSON record (FHIR: its first key names the resource).
     Path(JsonPath),
+    /// An HL7 v2 field path.
+    Hl7(Hl7Path),
+    /// A path from an XML record element.
+    Xml(XmlPath),
+    /// A header name, found in the file when it is read (Excel).
+    Column(String),
     /// The same value on every row (contract constant, source id, file name).
     Constant(String),
     /// The source does not provide it.
@@ -51,6 +59,8 @@ pub enum Raw<'a> {
     Null,
     Str(&'a str),
     Json(&'a Value),
+    /// A date already known (an Excel date cell): days since 1970-01-01.
+    Date(i32),
 }
 
 fn arrow_type(t: ParquetType) -> DataType {
@@ -75,9 +85,10 @@ pub fn arrow_schema(schema: &CanonicalSchema) -> Schema {
 
 impl Plan {
     pub fn new(contract: &Contract, schema: &CanonicalSchema, file_name: &str) -> Self {
-        let header: &[String] = match &contract.format {
-            Format::Delimited { header, .. } => header,
-            _ => &[],
+        let header: Vec<&str> = match &contract.format {
+            Format::Delimited { header, .. } => header.iter().map(String::as_str).collect(),
+            Format::FixedWidth { columns, .. } => columns.iter().map(|c| c.name.as_str()).collect(),
+            _ => vec![],
         };
         let cols = schema
             .columns
@@ -85,10 +96,15 @@ impl Plan {
             .map(|c| {
                 let src = if let Some(f) = contract.fields.get(&c.name) {
                     match &contract.format {
-                        Format::Delimited { .. } => {
+                        Format::Delimited { .. } | Format::FixedWidth { .. } => {
                             Src::Field(header.iter().position(|h| h == f).unwrap_or(usize::MAX))
                         }
-                        _ => JsonPath::parse(f).map(Src::Path).unwrap_or(Src::Absent),
+                        Format::Hl7v2 => Hl7Path::parse(f).map(Src::Hl7).unwrap_or(Src::Absent),
+                        Format::Xml { .. } => XmlPath::parse(f).map(Src::Xml).unwrap_or(Src::Absent),
+                        Format::Excel { .. } => Src::Column(f.clone()),
+                        Format::JsonLines | Format::JsonArray | Format::FhirBundle => {
+                            JsonPath::parse(f).map(Src::Path).unwrap_or(Src::Absent)
+                        }
                     }
                 } else if let Some(v) = contract.constants.get(&c.name) {
                     Src::Constant(v.clone())
@@ -168,6 +184,11 @@ impl Row {
     }
 
     fn cell(&mut self, col: &ColPlan, raw: Raw<'_>) -> Cell {
+        if let Raw::Date(d) = raw {
+            if col.semantic == Semantic::Date {
+                return Cell::Date(d);
+            }
+        }
         // Lists and money take JSON arrays and numbers as they are.
         if let Raw::Json(v) = raw {
             match (col.semantic, v) {
@@ -211,6 +232,12 @@ impl Row {
                 let mut s = String::new();
                 json_number_text(j, &mut s);
                 num = s;
+                Some(num.as_str())
+            }
+            Raw::Date(d) => {
+                num = chrono::DateTime::from_timestamp(i64::from(d) * 86_400, 0)
+                    .map(|t| t.date_naive().format("%Y-%m-%d").to_string())
+                    .unwrap_or_default();
                 Some(num.as_str())
             }
         };

@@ -1,0 +1,566 @@
+//! Every format of issue 4 through `lake contract check` as a data engineer runs it: each
+//! sample gives specific canonical values, and each hostile input ends in its documented outcome
+//! (`docs/FORMATS.md`). Samples come from `crates/transform/tests/gen_formats.py`, compressed
+//! hostile files from `crates/transform/tests/gen_hostile.py`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow_array::{Array, Date32Array, Float64Array, ListArray, RecordBatch, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn lake(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lake")).args(args).current_dir(root()).output().expect("run lake")
+}
+
+type Row = BTreeMap<String, String>;
+
+fn read_rows(path: &Path) -> Vec<Row> {
+    if !path.exists() || std::fs::metadata(path).unwrap().len() == 0 {
+        return vec![];
+    }
+    let f = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let r = ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
+    let mut rows = vec![];
+    for b in r {
+        let b: RecordBatch = b.unwrap();
+        let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
+        for i in 0..b.num_rows() {
+            rows.push(names.iter().cloned().zip(b.columns().iter().map(|c| cell(c.as_ref(), i))).collect());
+        }
+    }
+    rows
+}
+
+fn cell(c: &dyn Array, i: usize) -> String {
+    if c.is_null(i) {
+        return "<null>".into();
+    }
+    if let Some(a) = c.as_any().downcast_ref::<StringArray>() {
+        return a.value(i).to_string();
+    }
+    if let Some(a) = c.as_any().downcast_ref::<Date32Array>() {
+        return format!("d{}", a.value(i));
+    }
+    if let Some(a) = c.as_any().downcast_ref::<Float64Array>() {
+        return format!("{:.2}", a.value(i));
+    }
+    if let Some(a) = c.as_any().downcast_ref::<ListArray>() {
+        let v = a.value(i);
+        return (0..v.len()).map(|j| cell(v.as_ref(), j)).collect::<Vec<_>>().join("|");
+    }
+    panic!("unexpected column type {:?}", c.data_type())
+}
+
+struct Run {
+    code: i32,
+    stderr: String,
+    summary: serde_json::Value,
+    good: Vec<Row>,
+    bad: Vec<Row>,
+    malformed: Vec<serde_json::Value>,
+}
+
+/// `lake contract check --json` of `input` (relative to the repo root, or absolute).
+fn check(contract: &str, input: &Path) -> Run {
+    let out = tempfile::tempdir().unwrap();
+    let o = lake(&[
+        "contract",
+        "check",
+        contract,
+        input.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--json",
+    ]);
+    let name = input.file_name().unwrap().to_str().unwrap();
+    let stem = name.rsplit_once('.').map_or(name, |x| x.0);
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    let malformed = std::fs::read_to_string(out.path().join(format!("{stem}.malformed.jsonl")))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ok = o.status.success();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+        summary: if ok { serde_json::from_str(&stdout).unwrap() } else { serde_json::Value::Null },
+        good: if ok { read_rows(&out.path().join(format!("{stem}.parquet"))) } else { vec![] },
+        bad: if ok { read_rows(&out.path().join(format!("{stem}.bad.parquet"))) } else { vec![] },
+        malformed,
+    }
+}
+
+/// Runs `data` (written to a temp file called `name`) through a contract, given as a
+/// `config/sources` name or as contract text.
+fn check_bytes(contract: Contract<'_>, name: &str, data: &[u8]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join(name);
+    std::fs::write(&input, data).unwrap();
+    let path = match contract {
+        Contract::Config(s) => format!("config/sources/{s}.toml"),
+        Contract::Text(t) => {
+            let p = dir.path().join("contract.toml");
+            std::fs::write(&p, t).unwrap();
+            p.to_str().unwrap().to_string()
+        }
+    };
+    check(&path, &input)
+}
+
+enum Contract<'a> {
+    Config(&'a str),
+    Text(&'a str),
+}
+
+fn config(source: &str) -> String {
+    std::fs::read_to_string(root().join(format!("config/sources/{source}.toml"))).unwrap()
+}
+
+fn by_id<'a>(rows: &'a [Row], id: &str) -> &'a Row {
+    rows.iter().find(|r| r["encounter_id"] == id).unwrap_or_else(|| panic!("no row {id}"))
+}
+
+fn sample(source: &str, file: &str) -> Run {
+    let r = check(&format!("config/sources/{source}.toml"), &root().join(format!("samples/{source}/{file}")));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r
+}
+
+/// What every sample of the generator holds: the same three fixed people (tests pin them).
+fn assert_fixed_people(r: &Run, id1: &str, id2: &str, id3: &str, with_address: bool) {
+    assert_eq!(r.summary["good"], 11, "{}", r.summary);
+    assert_eq!(r.summary["bad"], 1, "{}", r.summary);
+    assert_eq!(r.summary["malformed"], 0, "{}", r.summary);
+    let a = by_id(&r.good, id1);
+    assert_eq!(a["patient_id"], "HL1001");
+    assert_eq!(a["last_name"], "O'BRIEN");
+    assert_eq!(a["first_name"], "MARY");
+    assert_eq!(a["dob"], "d5179", "1984-03-07");
+    assert_eq!(a["sex"], "F");
+    assert_eq!(a["ssn"], "123-45-6789");
+    assert_eq!(a["zip"], "01101");
+    assert_eq!(a["encounter_date"], "d19724", "2024-01-02");
+    assert_eq!(a["diagnosis_codes"], "E11.9|I10");
+    if with_address {
+        assert_eq!(a["address"], "12 ELM ST & 3RD AVE", "escapes decoded");
+        assert_eq!(a["city"], "SPRINGFIELD");
+    }
+    let b = by_id(&r.good, id2);
+    assert_eq!((b["first_name"].as_str(), b["last_name"].as_str()), ("JOSÉ", "MÜLLER"));
+    assert_eq!(b["dob"], "d14", "1970-01-15");
+    assert_eq!(b["sex"], "M");
+    assert_eq!(b["diagnosis_codes"], "J45.909");
+    let c = by_id(&r.bad, id3);
+    assert_eq!(c["last_name"], "LEE");
+    assert_eq!(c["ssn"], "<null>");
+    assert_eq!(c["missing_fields"], "ssn");
+}
+
+// ---- the samples ----
+
+#[test]
+fn hl7v2_sample_one_row_per_message() {
+    let r = sample("harbor_lab", "harbor_lab_12.hl7");
+    assert_fixed_people(&r, "V1001", "V1002", "V1003", true);
+    let a = by_id(&r.good, "V1001");
+    assert_eq!(a["middle_initial"], "Q");
+    assert_eq!(a["phone"], "617-555-1234");
+    assert_eq!(a["facility"], "HARBOR LAB");
+    assert_eq!(r.summary["rows_read"], 12, "ORU and ADT messages alike; FHS/BHS/BTS/FTS are not rows");
+    // the same file zipped gives the same rows
+    let z = sample("harbor_lab", "harbor_lab_12_zip.zip");
+    assert_eq!(z.summary["compression"], "zip");
+    let key = |rows: &[Row]| {
+        let mut v: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| r.iter().filter(|(k, _)| *k != "source_file").map(|(_, v)| v.clone()).collect())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(key(&z.good), key(&r.good));
+}
+
+#[test]
+fn fixed_width_sample_in_windows_1252_with_header_and_trailer() {
+    let r = sample("old_mill", "old_mill_12.dat");
+    assert_fixed_people(&r, "V1001", "V1002", "V1003", false);
+    assert_eq!(r.summary["encoding"], "windows-1252");
+    assert_eq!(r.summary["skipped"], 2, "the H and T records");
+    assert_eq!(r.summary["rows_read"], 12);
+    assert_eq!(by_id(&r.good, "V1001")["charges"], "120.50");
+    let g = sample("old_mill", "old_mill_12_gz.dat.gz");
+    assert_eq!(g.summary["compression"], "gzip");
+    assert_eq!(g.good.len(), 11);
+    assert_eq!(by_id(&g.good, "V1002")["last_name"], "MÜLLER");
+}
+
+#[test]
+fn fhir_bundle_sample_joins_patient_and_conditions() {
+    let r = sample("riverside_fhir", "riverside_fhir_12.json");
+    assert_fixed_people(&r, "enc-0", "enc-1", "enc-2", true);
+    assert_eq!(by_id(&r.good, "enc-0")["facility"], "RIVERSIDE MEDICAL CENTER");
+    assert_eq!(r.summary["skipped"], 1, "the Organization resource");
+}
+
+#[test]
+fn xml_sample_reads_records_and_their_ancestors() {
+    let r = sample("lakeview_xml", "lakeview_xml_12.xml");
+    assert_fixed_people(&r, "V1001", "V1002", "V1003", true);
+    let a = by_id(&r.good, "V1001");
+    assert_eq!(a["facility"], "LAKEVIEW CLINIC", "../../@facility");
+    assert_eq!(a["charges"], "120.50");
+}
+
+#[test]
+fn utf16_with_bom_reads_like_utf8() {
+    let text = "ENC_NO|PAT_ID|LNAME|FNAME|BIRTH_DT|SEX|SOC_SEC|STREET|CITY|ST|ZIP5|PHONE_NUM|ENC_DT|DX|CHG|INTERNAL_FLAG\r\n\
+                7|cg1|  doe |zoë|19840307|2|123456789|1 main st|boston|ma|2139|617.555.1234|2024-01-02|E119^I10|12.5|N\r\n";
+    for (bom, le) in [([0xFF, 0xFE], true), ([0xFE, 0xFF], false)] {
+        let mut data = bom.to_vec();
+        for u in text.encode_utf16() {
+            data.extend(if le { u.to_le_bytes() } else { u.to_be_bytes() });
+        }
+        let r = check_bytes(Contract::Config("county_general"), "u16.psv", &data);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.good.len(), 1);
+        assert_eq!(r.good[0]["first_name"], "ZOË");
+        assert_eq!(r.good[0]["dob"], "d5179");
+        assert_eq!(r.summary["encoding"], if le { "UTF-16LE" } else { "UTF-16BE" });
+    }
+}
+
+// ---- hostile input: each kind ends in its documented outcome ----
+
+fn data(name: &str) -> PathBuf {
+    root().join("crates/transform/tests/data").join(name)
+}
+
+#[test]
+fn compressed_hostile_files_fail_clearly() {
+    let cases = [
+        ("bomb.dat.gz", "expands more than 100:1 (a decompression bomb?)", "UnsupportedContent"),
+        ("bomb.zip", "expands more than 100:1", "UnsupportedContent"),
+        ("truncated.dat.gz", "the gzip stream is corrupt or truncated", "BrokenStructure"),
+        ("slip.zip", "zip entry 1 has an absolute path or `..` in its name: refused", "UnsupportedContent"),
+        ("absolute.zip", "absolute path or `..` in its name: refused", "UnsupportedContent"),
+        (
+            "two_files.zip",
+            "the zip archive holds 2 files; exactly one file per archive is expected",
+            "UnsupportedContent",
+        ),
+    ];
+    for (file, msg, kind) in cases {
+        let r = check("config/sources/old_mill.toml", &data(file));
+        assert_eq!(r.code, 1, "{file}: {}", r.stderr);
+        assert!(r.stderr.contains(msg), "{file}: {}", r.stderr);
+        assert!(r.stderr.contains(&format!("[{kind}]")), "{file}: {}", r.stderr);
+        assert!(!r.stderr.contains("evil"), "entry names may be PHI: never echoed");
+    }
+    // a truncated zip (central directory cut off)
+    let z = std::fs::read(root().join("samples/harbor_lab/harbor_lab_12_zip.zip")).unwrap();
+    let r = check_bytes(Contract::Config("harbor_lab"), "cut.zip", &z[..z.len() - 40]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("[BrokenStructure]"), "{}", r.stderr);
+}
+
+const FW_ROW: &str =
+    "DV1001   HL1001  DOE            JANE        19840307F1234567890110120240102E119               12.50     ";
+
+#[test]
+fn fixed_width_hostile_lines() {
+    let long = format!("D{}", "x".repeat(5000));
+    let short = "DV1002   HL1002  SHORT";
+    let text = format!(
+        "H header\r\n{FW_ROW}\r\n{short}\r\nX other record type\r\n{long}\r\n{}\r\nT00000003\r\n",
+        FW_ROW.replace("V1001", "V1004")
+    );
+    let contract = config("old_mill").replace("[dates]", "[limits]\nmax_record_bytes = 1024\n\n[dates]");
+    let r = check_bytes(Contract::Text(&contract), "fw.dat", text.as_bytes());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.good.len(), 2);
+    assert_eq!(by_id(&r.good, "V1004")["last_name"], "DOE");
+    assert_eq!(r.summary["skipped"], 3, "H, X and T records");
+    let m: Vec<(u64, &str)> =
+        r.malformed.iter().map(|m| (m["line"].as_u64().unwrap(), m["reason"].as_str().unwrap())).collect();
+    assert_eq!(
+        m,
+        [
+            (3, format!("record is {} characters; the layout needs at least 96", short.len()).as_str()),
+            (5, "record too long: over the contract's max_record_bytes")
+        ]
+    );
+    // a windows-1252 byte: read as declared; without the declaration the record is malformed
+    let mut row2 = FW_ROW.replace("V1001", "V1005").into_bytes();
+    row2[18] = 0xC9;
+    let bytes = [FW_ROW.as_bytes(), b"\r\n", &row2].concat();
+    let r = check_bytes(Contract::Config("old_mill"), "fw2.dat", &bytes);
+    assert_eq!(by_id(&r.good, "V1005")["last_name"], "D\u{c9}E");
+    let utf8_only = config("old_mill").replace("encoding = \"windows-1252\"\n", "");
+    let r = check_bytes(Contract::Text(&utf8_only), "fw2.dat", &bytes);
+    assert_eq!(r.good.len(), 1);
+    assert_eq!(r.malformed[0]["reason"], "invalid UTF-8 at byte 18");
+    assert_eq!(r.malformed[0]["line"], 2);
+}
+
+/// Segment `id` with `fields` at their 1-based positions.
+fn seg(id: &str, fields: &[(usize, &str)]) -> String {
+    let n = fields.iter().map(|f| f.0).max().unwrap_or(0);
+    let mut v = vec![""; n + 1];
+    v[0] = id;
+    for (i, f) in fields {
+        v[*i] = f;
+    }
+    v.join("|")
+}
+
+fn msg(id: &str, mrn: &str) -> String {
+    let pid =
+        seg("PID", &[(1, "1"), (3, mrn), (5, "DOE^JANE"), (7, "19840307"), (8, "F"), (19, "123-45-6789")]);
+    let pv1 = seg("PV1", &[(1, "1"), (2, "I"), (19, id), (44, "20240102")]);
+    format!("MSH|^~\\&|A|B|C|D|20240102||ADT^A01|{id}|P|2.5.1\r{pid}\r{pv1}\rDG1|1||E119\r")
+}
+
+#[test]
+fn hl7_hostile_messages() {
+    let big = format!("MSH|^~\\&|A\rOBX|1|TX|||{}\r", "x".repeat(20_000));
+    let text = format!(
+        "ZZZ|orphan\r{}MSH|^~\\&|A\rpid|bad segment\r{}{big}{}",
+        msg("M1", "P1"),
+        msg("M2", "P2"),
+        &msg("M3", "P3")[..60]
+    );
+    let contract = config("harbor_lab").replace("[dates]", "[limits]\nmax_record_bytes = 4096\n\n[dates]");
+    let r = check_bytes(Contract::Text(&contract), "h.hl7", text.as_bytes());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.good.len(), 2, "M1 and M2");
+    assert_eq!(by_id(&r.good, "M2")["patient_id"], "P2");
+    assert_eq!(r.bad.len(), 1, "the truncated last message lacks its PID fields");
+    let m: Vec<(u64, &str)> =
+        r.malformed.iter().map(|m| (m["line"].as_u64().unwrap(), m["reason"].as_str().unwrap())).collect();
+    assert_eq!(
+        m,
+        [
+            (1, "malformed HL7 message: segments outside a message (no MSH segment before them)"),
+            (6, "malformed HL7 message: segment 2 of the message is not a valid HL7 segment"),
+            (12, "record too long: over the contract's max_record_bytes"),
+        ]
+    );
+    // a file that is not HL7 at all: one malformed record, no rows
+    let r = check_bytes(Contract::Config("harbor_lab"), "x.hl7", b"a,b,c\n1,2,3\n");
+    assert_eq!(r.code, 0);
+    assert_eq!(r.summary["good"], 0);
+    assert_eq!(r.malformed.len(), 1);
+}
+
+const PATIENT: &str = r#"{"resourceType":"Patient","id":"p1","identifier":[{"value":"MRN1"},{"value":"123456789"}],"name":[{"family":"Doe","given":["Jane"]}],"birthDate":"1984-03-07"}"#;
+const ENCOUNTER: &str = r#"{"resourceType":"Encounter","id":"e1","subject":{"reference":"Patient/p1"},"period":{"start":"2024-01-02"}}"#;
+
+#[test]
+fn fhir_hostile_files() {
+    // NDJSON: a broken line is malformed, an encounter without its patient is a bad row
+    let orphan = ENCOUNTER.replace("\"e1\"", "\"e2\"").replace("Patient/p1", "Patient/nope");
+    let text = format!("{PATIENT}\n{{\"resourceType\": \"Encounter\", \n{ENCOUNTER}\n[1]\n{orphan}\n");
+    let r = check_bytes(Contract::Config("riverside_fhir"), "r.ndjson", text.as_bytes());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.good.len(), 1);
+    assert_eq!(r.good[0]["last_name"], "DOE");
+    assert_eq!(r.bad.len(), 1);
+    assert!(r.bad[0]["missing_fields"].contains("last_name"), "{:?}", r.bad[0]);
+    let m: Vec<(u64, &str)> =
+        r.malformed.iter().map(|m| (m["line"].as_u64().unwrap(), m["reason"].as_str().unwrap())).collect();
+    assert_eq!(m, [(2, "invalid JSON (truncated)"), (4, "not a FHIR resource (no resourceType)")]);
+
+    // a truncated bundle is one broken document
+    let bundle = format!(
+        r#"{{"resourceType":"Bundle","entry":[{{"resource":{PATIENT}}},{{"resource":{ENCOUNTER}}}]}}"#
+    );
+    let r =
+        check_bytes(Contract::Config("riverside_fhir"), "b.json", &bundle.as_bytes()[..bundle.len() - 30]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("the FHIR bundle is not valid JSON (truncated"), "{}", r.stderr);
+    assert!(r.stderr.contains("[BrokenStructure]"), "{}", r.stderr);
+
+    // nesting bomb: serde_json's recursion limit, not a stack overflow
+    let deep =
+        format!("{{\"resourceType\":\"Bundle\",\"entry\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+    let r = check_bytes(Contract::Config("riverside_fhir"), "deep.json", deep.as_bytes());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.malformed[0]["reason"], "bundle entry without a resource");
+    assert_eq!(r.malformed[0]["element"], 0);
+    let deep = format!(
+        "{}\n{}\n",
+        ENCOUNTER,
+        PATIENT.replace("\"id\"", &format!("\"x\":{}{},\"id\"", "[".repeat(100_000), "]".repeat(100_000)))
+    );
+    let r = check_bytes(Contract::Config("riverside_fhir"), "deep.ndjson", deep.as_bytes());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.bad.len(), 1, "the encounter without its (unreadable) patient");
+    assert!(r.bad[0]["missing_fields"].contains("last_name"));
+
+    // oversized: held in memory, so capped
+    let small = config("riverside_fhir").replace("[dates]", "[limits]\nmax_in_memory_bytes = 200\n\n[dates]");
+    let r = check_bytes(Contract::Text(&small), "big.json", bundle.as_bytes());
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("larger than max_in_memory_bytes (200 bytes)"), "{}", r.stderr);
+    assert!(r.stderr.contains("[UnsupportedContent]"), "{}", r.stderr);
+}
+
+const XML_REC: &str = "<Patient mrn=\"P1\"><Name><Family>Doe</Family><Given>Jane</Given></Name>\
+<BirthDate>1984-03-07</BirthDate><SSN>123456789</SSN><Encounter id=\"E1\"><Date>2024-01-02</Date></Encounter></Patient>";
+
+#[test]
+fn xml_hostile_files() {
+    let laughs = "<?xml version=\"1.0\"?>\n<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\">\
+<!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">]>\n<Export>&lol3;</Export>";
+    let xxe = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]><Export><Patient mrn=\"&xxe;\"/></Export>";
+    for (name, text) in [("laughs.xml", laughs), ("xxe.xml", xxe)] {
+        let r = check_bytes(Contract::Config("lakeview_xml"), name, text.as_bytes());
+        assert_eq!(r.code, 1, "{name}");
+        assert!(
+            r.stderr.contains(
+                "declares a DTD (<!DOCTYPE>): DTDs and entities are refused (XXE, entity expansion)"
+            ),
+            "{name}: {}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("[BrokenStructure]"));
+    }
+    let deep = format!("<Export>{}{}</Export>", "<a>".repeat(10_000), "</a>".repeat(10_000));
+    let r = check_bytes(Contract::Config("lakeview_xml"), "deep.xml", deep.as_bytes());
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("nests deeper than max_depth (64)"), "{}", r.stderr);
+
+    let whole = format!("<Export facility=\"F\">{XML_REC}</Export>");
+    let cut = whole.strip_suffix("</Patient></Export>").unwrap();
+    let r = check_bytes(Contract::Config("lakeview_xml"), "t.xml", cut.as_bytes());
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("the XML is truncated: 2 element(s) not closed"), "{}", r.stderr);
+
+    let r = check_bytes(
+        Contract::Config("lakeview_xml"),
+        "m.xml",
+        whole.replace("</Given>", "</Givn>").as_bytes(),
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("the XML is malformed"), "{}", r.stderr);
+
+    // record-level problems are quarantined and the rest goes on
+    let big =
+        XML_REC.replace("E1", "E3").replace("<Date>", &format!("<Note>{}</Note><Date>", "x".repeat(3000)));
+    let text = format!(
+        "<Export facility=\"F\">{XML_REC}{}{big}{}</Export>",
+        XML_REC.replace("E1", "E2").replace("<Date>", "<Date>&unknown;"),
+        XML_REC.replace("E1", "E4").replace("P1", "P4")
+    );
+    let contract = config("lakeview_xml").replace("[dates]", "[limits]\nmax_record_bytes = 1024\n\n[dates]");
+    let r = check_bytes(Contract::Text(&contract), "r.xml", text.as_bytes());
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.good.len(), 2, "E1 and E4");
+    assert_eq!(by_id(&r.good, "E4")["patient_id"], "P4");
+    let m: Vec<(u64, &str)> =
+        r.malformed.iter().map(|m| (m["element"].as_u64().unwrap(), m["reason"].as_str().unwrap())).collect();
+    assert_eq!(
+        m,
+        [
+            (1, "a value uses an undeclared entity"),
+            (2, "record too long: over the contract's max_record_bytes")
+        ]
+    );
+}
+
+#[test]
+fn excel_samples_xlsx_xls_and_ods_give_the_same_rows() {
+    for ext in ["xlsx", "xls", "ods"] {
+        let r = sample("brookside_xlsx", &format!("brookside_12.{ext}"));
+        assert_fixed_people(&r, "V1001", "V1002", "V1003", false);
+        let a = by_id(&r.good, "V1001");
+        assert_eq!(a["zip"], "01101", "{ext}: a ZIP stored as the number 1101");
+        assert_eq!(a["ssn"], "123-45-6789", "{ext}: an SSN stored as a number");
+        assert_eq!(a["charges"], "120.50", "{ext}");
+        assert_eq!(a["facility"], "BROOKSIDE CLINIC");
+        assert_eq!(r.summary["ignored_keys"]["Room"], 12, "{ext}: a header the contract does not name");
+    }
+}
+
+#[test]
+fn excel_hostile_workbooks() {
+    let xlsx = std::fs::read(root().join("samples/brookside_xlsx/brookside_12.xlsx")).unwrap();
+    let cases: [(&str, Vec<u8>, &str, &str); 4] = [
+        (
+            "cut.xlsx",
+            xlsx[..xlsx.len() / 2].to_vec(),
+            "the workbook's zip container is unreadable",
+            "BrokenStructure",
+        ),
+        ("text.xlsx", b"Visit ID,MRN\nV1,M1\n".to_vec(), "the file is not a workbook", "UnsupportedContent"),
+        (
+            "bomb.xlsx",
+            std::fs::read(data("bomb.xlsx")).unwrap(),
+            "expands more than 100:1",
+            "UnsupportedContent",
+        ),
+        (
+            "far_cell.xlsx",
+            std::fs::read(data("far_cell.xlsx")).unwrap(),
+            "sheet `Visits` spans 17179869184 cells (first to last used cell), over the 16777216",
+            "UnsupportedContent",
+        ),
+    ];
+    for (name, bytes, msg, kind) in cases {
+        let r = check_bytes(Contract::Config("brookside_xlsx"), name, &bytes);
+        assert_eq!(r.code, 1, "{name}");
+        assert!(r.stderr.contains(msg), "{name}: {}", r.stderr);
+        assert!(r.stderr.contains(&format!("[{kind}]")), "{name}: {}", r.stderr);
+    }
+    // an xls whose sector chain loops (calamine would grow memory without end): refused first
+    let mut xls = std::fs::read(root().join("samples/brookside_xlsx/brookside_12.xls")).unwrap();
+    let first_fat = u32::from_le_bytes([xls[76], xls[77], xls[78], xls[79]]) as usize;
+    let at = (first_fat + 1) * 512; // FAT entry 0: point sector 0 at itself
+    xls[at..at + 4].copy_from_slice(&0u32.to_le_bytes());
+    let r = check_bytes(Contract::Config("brookside_xlsx"), "loop.xls", &xls);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("the xls workbook is corrupt: its FAT has a cycle [BrokenStructure]"),
+        "{}",
+        r.stderr
+    );
+    // an xls whose DIMENSIONS record claims 65,535 columns (calamine would reserve ~137 GB)
+    let mut xls = std::fs::read(root().join("samples/brookside_xlsx/brookside_12.xls")).unwrap();
+    let dims = xls.windows(4).rposition(|w| w == [0x00, 0x02, 0x0E, 0x00]).unwrap();
+    xls[dims + 14..dims + 16].copy_from_slice(&[0xFF, 0xFF]);
+    let r = check_bytes(Contract::Config("brookside_xlsx"), "dims.xls", &xls);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("the xls workbook is corrupt: a DIMENSIONS record is malformed"),
+        "{}",
+        r.stderr
+    );
+    let other_sheet = config("brookside_xlsx").replace("sheet = \"Visits\"", "sheet = \"Visitz\"");
+    let r = check_bytes(Contract::Text(&other_sheet), "s.xlsx", &xlsx);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("the workbook has no sheet `Visitz` (it has: Notes, Visits)"), "{}", r.stderr);
+    let wrong_header = config("brookside_xlsx").replace("header_row = 2", "header_row = 1");
+    let r = check_bytes(Contract::Text(&wrong_header), "h.xlsx", &xlsx);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("lacks column `Visit ID` that the contract expects [HeaderMismatch]"),
+        "{}",
+        r.stderr
+    );
+    let small =
+        config("brookside_xlsx").replace("[dates]", "[limits]\nmax_in_memory_bytes = 4096\n\n[dates]");
+    let r = check_bytes(Contract::Text(&small), "big.xlsx", &xlsx);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("larger than max_in_memory_bytes (4096 bytes)"), "{}", r.stderr);
+}

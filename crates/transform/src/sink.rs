@@ -1,0 +1,149 @@
+//! Rows from the document readers (FHIR, XML), which produce records one at a time on the
+//! reading thread: dedupe, normalise into Arrow builders, hand batches to the same writer as the
+//! streaming engine.
+
+use crossbeam_channel::{bounded, Sender};
+
+use crate::engine::{write_all, Done, Malformed, Options, Outputs, Seen, Summary};
+use crate::plan::{Builders, ColPlan, Plan, Raw, Row};
+use crate::TransformError;
+
+const BATCH_ROWS: usize = 8192;
+
+pub(crate) struct Sink<'p> {
+    plan: &'p Plan,
+    good: Builders,
+    bad: Builders,
+    row: Row,
+    required: Vec<usize>,
+    bad_by_field: Vec<u64>,
+    malformed: Vec<Malformed>,
+    pending: usize,
+    seq: u64,
+    tx: Sender<Done>,
+    seen: Seen,
+    pub rows: u64,
+    pub dups: u64,
+    pub skipped: u64,
+    pub blank: u64,
+}
+
+impl<'p> Sink<'p> {
+    pub fn plan(&self) -> &'p Plan {
+        self.plan
+    }
+
+    /// One record: dropped when `key` was seen before, else normalised with `get`.
+    pub fn push<'a>(
+        &mut self,
+        key: u128,
+        get: impl FnMut(usize, &'a ColPlan) -> Raw<'a>,
+    ) -> Result<(), TransformError>
+    where
+        'p: 'a,
+    {
+        self.rows += 1;
+        if !self.seen.insert(key) {
+            self.dups += 1;
+            return Ok(());
+        }
+        self.row.fill(self.plan, get);
+        if self.row.is_bad(self.plan) {
+            self.bad.push(&self.row, self.plan);
+            for (slot, &ci) in self.bad_by_field.iter_mut().zip(&self.required) {
+                if self.row.is_null(ci) {
+                    *slot += 1;
+                }
+            }
+        } else {
+            self.good.push(&self.row, self.plan);
+        }
+        self.pending += 1;
+        if self.pending >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// A record that could not be read.
+    pub fn malformed(&mut self, m: Malformed) -> Result<(), TransformError> {
+        self.rows += 1;
+        self.malformed.push(m);
+        self.pending += 1;
+        if self.pending >= BATCH_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), TransformError> {
+        let d = Done {
+            seq: self.seq,
+            good: (!self.good.is_empty()).then(|| self.good.finish()),
+            bad: (!self.bad.is_empty()).then(|| self.bad.finish()),
+            malformed: std::mem::take(&mut self.malformed),
+            bad_by_field: std::mem::replace(&mut self.bad_by_field, vec![0; self.required.len()]),
+            ignored: Default::default(),
+            blank: 0,
+            skipped: 0,
+        };
+        self.seq += 1;
+        self.pending = 0;
+        self.tx.send(d).map_err(|_| TransformError::Internal("the writer stopped early".into()))
+    }
+}
+
+/// Runs `body` with a sink whose rows go to `out`; returns the counts.
+pub(crate) fn run_records(
+    plan: &Plan,
+    out: Outputs<'_>,
+    opts: &Options,
+    body: impl FnOnce(&mut Sink<'_>) -> Result<(), TransformError>,
+) -> Result<Summary, TransformError> {
+    let (tx, rx) = bounded::<Done>(4);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || write_all(plan, rx, out, opts.row_group_rows));
+        let required: Vec<usize> =
+            plan.cols.iter().enumerate().filter(|(_, c)| c.required).map(|(i, _)| i).collect();
+        let mut sink = Sink {
+            plan,
+            good: Builders::new(plan, false),
+            bad: Builders::new(plan, true),
+            row: Row::default(),
+            bad_by_field: vec![0; required.len()],
+            required,
+            malformed: Vec::new(),
+            pending: 0,
+            seq: 0,
+            tx,
+            seen: Seen::default(),
+            rows: 0,
+            dups: 0,
+            skipped: 0,
+            blank: 0,
+        };
+        let r = body(&mut sink).and_then(|()| sink.flush());
+        let (rows, dups, skipped, blank) = (sink.rows, sink.dups, sink.skipped, sink.blank);
+        drop(sink);
+        let w = writer.join().map_err(|_| TransformError::Internal("writer thread panicked".into()))?;
+        r?;
+        let w = w?;
+        let names: Vec<&str> = plan.cols.iter().filter(|c| c.required).map(|c| c.name.as_str()).collect();
+        Ok(Summary {
+            rows_read: rows,
+            duplicates: dups,
+            skipped,
+            blank,
+            malformed: w.malformed,
+            good: w.good,
+            bad: w.bad,
+            bad_by_field: names
+                .iter()
+                .zip(&w.bad_by_field)
+                .filter(|(_, n)| **n > 0)
+                .map(|(c, n)| (c.to_string(), *n))
+                .collect(),
+            ..Default::default()
+        })
+    })
+}
