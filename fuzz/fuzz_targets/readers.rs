@@ -8,6 +8,11 @@ const CONTRACTS: &[&str] = &[
     include_str!("../../config/sources/st_marys.toml"),
     include_str!("../../config/sources/county_general.toml"),
     include_str!("../../config/sources/valley_clinic.toml"),
+    include_str!("../../config/sources/old_mill.toml"),
+    include_str!("../../config/sources/harbor_lab.toml"),
+    include_str!("../../config/sources/riverside_fhir.toml"),
+    include_str!("../../config/sources/lakeview_xml.toml"),
+    include_str!("../../config/sources/brookside_xlsx.toml"),
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -19,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
     let text = &texts[pick as usize % texts.len()];
     let Ok(mut c) = contracts::Contract::from_toml_str(text, "fuzz.toml", &catalog) else { return };
     c.limits.max_record_bytes = 4096;
+    c.limits.max_expanded_bytes = 1 << 20;
+    c.limits.max_in_memory_bytes = 4 << 20;
     let Some(schema) = catalog.get(&c.dataset) else { return };
     let (mut g, mut b, mut m) = (Vec::new(), Vec::new(), Vec::new());
     let opts = transform::Options { threads: 1, chunk_bytes: 1024, ..Default::default() };
