@@ -48,6 +48,8 @@ if [ -x "$PG_BIN/initdb" ]; then
   PG_PORT=$(free_port)
   as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
   as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U lake -A trust --no-sync -E UTF8 >"$work/initdb.log" 2>&1
+  # one role must give its password (pii-matching's wrong-password test); everyone else: trust
+  sed -i '1i host all lake_pw 127.0.0.1/32 scram-sha-256' "$PGDATA_DIR/pg_hba.conf"
   as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$work/pg.log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PGDATA_DIR -c fsync=off" start >/dev/null
   export LAKE_TEST_DATABASE_URL="postgres://lake@127.0.0.1:$PG_PORT/postgres"

@@ -8,6 +8,7 @@
 mod bench;
 mod check;
 mod reaper;
+mod review;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,8 @@ enum Cmd {
     },
     /// Benchmark the transform against the Python baselines (pandas, polars) in the same run.
     Bench(bench::BenchArgs),
+    /// Proposed person matches: list (masked), show with evidence, accept (completes the row), reject.
+    Review(review::ReviewArgs),
     /// The WorkSpaces reaper in dry run: `lake reaper plan [--fleet FILE]` prints what it would do.
     #[command(subcommand)]
     Reaper(reaper::ReaperCmd),
@@ -186,6 +189,7 @@ fn main() -> ExitCode {
             check::run_validate(&contracts, canonical)
         }
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Review(a) => review::run(a),
         Cmd::Reaper(c) => reaper::run(c),
         Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {
             let (deps, _) = embedded::local_deps(&lake.lake, None);

@@ -1,0 +1,359 @@
+//! Matching benchmark against `../shared/bench/baseline_match.py` in the same run: loads the
+//! person CSV into PostgreSQL (DATABASE URL) and into memory, matches the bad records with both
+//! adapters, scores precision / recall per tier and per error kind against the truth file, then
+//! runs the Python baseline (its own PostgreSQL 15 with the same settings) and prints both.
+//!
+//! cargo run --release -p pii-matching --example bench -- --database-url postgres://...
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::Parser;
+use pii_matching::pg::{copy_people_csv, Db, PgIndex};
+use pii_matching::{Decision, Matcher, MemoryIndex, PersonIndex, Record, Rules, Tier};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "/tmp/benchdata/people_1000000.csv")]
+    people: PathBuf,
+    #[arg(long, default_value = "/tmp/benchdata/bad_records_10000.csv")]
+    bad: PathBuf,
+    #[arg(long, default_value = "/tmp/benchdata/bad_records_10000.truth.csv")]
+    truth: PathBuf,
+    /// A PostgreSQL to load the people into (a fresh database is created on it).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    database_url: String,
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Records per `match_batch` call (a Lambda batch = one file's bad rows).
+    #[arg(long, default_value_t = 10_000)]
+    batch: usize,
+    /// Keys per query (chunks of one batch run concurrently).
+    #[arg(long, default_value_t = 4096)]
+    chunk: usize,
+    #[arg(long, default_value_t = 2)]
+    connections: u32,
+    #[arg(long, default_value = "config/matching.toml")]
+    rules: PathBuf,
+    /// Run ../shared/bench/baseline_match.py in the same run (skip with --no-baseline).
+    #[arg(long, default_value = "../shared/bench/baseline_match.py")]
+    baseline: PathBuf,
+    #[arg(long)]
+    no_baseline: bool,
+    #[arg(long, default_value = "/tmp/benchvenv/bin/python")]
+    python: String,
+    #[arg(long, default_value = "/tmp/benchdata/results/match_rust.json")]
+    json: PathBuf,
+}
+
+fn read_records(path: &PathBuf) -> Result<Vec<Record>> {
+    let mut rd = csv::Reader::from_path(path)?;
+    let h = rd.headers()?.clone();
+    let c = |n: &str| h.iter().position(|x| x == n);
+    let (id, fi, la, dob, sx, ad, ci, zi, ph) = (
+        c("record_id").or(c("encounter_id")).context("no record_id")?,
+        c("first_name"),
+        c("last_name"),
+        c("dob"),
+        c("sex"),
+        c("address"),
+        c("city"),
+        c("zip"),
+        c("phone"),
+    );
+    let mut out = Vec::new();
+    for r in rd.records() {
+        let r = r?;
+        let g = |i: Option<usize>| {
+            i.and_then(|i| r.get(i)).map(str::trim).filter(|s| !s.is_empty()).map(String::from)
+        };
+        out.push(Record {
+            reference: r.get(id).unwrap_or_default().to_string(),
+            first_name: g(fi),
+            last_name: g(la),
+            dob: g(dob).and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
+            sex: g(sx),
+            address: g(ad),
+            city: g(ci),
+            zip: g(zi),
+            phone: g(ph),
+        });
+    }
+    Ok(out)
+}
+
+struct Truth {
+    person: HashMap<String, Option<i64>>,
+    variant: HashMap<String, String>,
+}
+
+fn read_truth(path: &PathBuf) -> Result<Truth> {
+    let mut rd = csv::Reader::from_path(path)?;
+    let mut t = Truth { person: HashMap::new(), variant: HashMap::new() };
+    for r in rd.records() {
+        let r = r?;
+        let id = r.get(0).unwrap_or_default().to_string();
+        t.person.insert(id.clone(), r.get(1).and_then(|v| v.parse().ok()));
+        t.variant.insert(id, r.get(2).unwrap_or_default().to_string());
+    }
+    Ok(t)
+}
+
+async fn run_all(m: &Matcher, idx: &dyn PersonIndex, recs: &[Record], batch: usize) -> Result<Vec<Decision>> {
+    let mut out = Vec::with_capacity(recs.len());
+    for b in recs.chunks(batch.max(1)) {
+        out.extend(m.match_batch(idx, b).await?.0);
+    }
+    Ok(out)
+}
+
+fn score(ds: &[Decision], t: &Truth) -> serde_json::Value {
+    let truth: HashSet<(String, i64)> =
+        t.person.iter().filter_map(|(r, p)| p.map(|p| (r.clone(), p))).collect();
+    let mut out = serde_json::Map::new();
+    for (name, tiers) in [("exact", vec![Tier::Exact]), ("exact+proposed", vec![Tier::Exact, Tier::Proposed])]
+    {
+        let pred: HashSet<(String, i64)> = ds
+            .iter()
+            .filter(|d| tiers.contains(&d.tier))
+            .flat_map(|d| d.chosen.iter().map(|c| (d.reference.clone(), c.person_id)))
+            .collect();
+        let tp = pred.intersection(&truth).count();
+        out.insert(
+            name.into(),
+            serde_json::json!({"predicted_pairs": pred.len(), "tp": tp, "true_pairs": truth.len(),
+                "precision": tp as f64 / pred.len().max(1) as f64, "recall": tp as f64 / truth.len().max(1) as f64}),
+        );
+    }
+    let mut by: BTreeMap<String, BTreeMap<&str, usize>> = BTreeMap::new();
+    for d in ds {
+        let v = t.variant.get(&d.reference).cloned().unwrap_or_else(|| "?".into());
+        let tp = t.person.get(&d.reference).copied().flatten();
+        let e = by.entry(v).or_default();
+        *e.entry("n").or_default() += 1;
+        *e.entry(d.tier.as_str()).or_default() += 1;
+        let hit = tp.is_some_and(|p| d.chosen.iter().any(|c| c.person_id == p));
+        if hit && d.tier == Tier::Exact {
+            *e.entry("exact_right").or_default() += 1;
+        }
+        if d.tier == Tier::Exact && !hit {
+            *e.entry("exact_wrong").or_default() += 1;
+        }
+        if hit {
+            *e.entry("truth_found").or_default() += 1;
+        }
+        if tp.is_none() && !d.chosen.is_empty() {
+            *e.entry("false_candidates").or_default() += 1;
+        }
+    }
+    out.insert("by_variant".into(), serde_json::to_value(by).unwrap());
+    serde_json::Value::Object(out)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn load_avg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a = Args::parse();
+    let rules = Rules::from_file(&a.rules)?;
+    let matcher = Matcher::new(rules);
+    let recs = read_records(&a.bad)?;
+    let truth = read_truth(&a.truth)?;
+    println!("{} records, load average {}", recs.len(), load_avg());
+
+    // PostgreSQL: a fresh database, migrations, COPY.
+    let admin = Db::from_url(&a.database_url, 1)?;
+    let dbname = format!("pii_bench_{}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {dbname}")).execute(&admin.pool()).await?;
+    let base = a.database_url.rsplit_once('/').map(|x| x.0).unwrap_or(&a.database_url);
+    let db = Arc::new(Db::from_url(&format!("{base}/{dbname}"), a.connections)?);
+    db.migrate().await?;
+    let t = Instant::now();
+    let n = copy_people_csv(&db, &a.people).await?;
+    let load_s = t.elapsed().as_secs_f64();
+    println!("PostgreSQL: loaded {n} people (COPY into indexed table + ANALYZE) in {load_s:.1}s");
+    let pg = PgIndex { db: db.clone(), chunk: a.chunk };
+    run_all(&matcher, &pg, &recs[..recs.len().min(2000)], a.batch).await?; // warm-up, as the baseline
+    let mut times = Vec::new();
+    let mut pg_dec = Vec::new();
+    for r in 0..a.runs {
+        let t = Instant::now();
+        pg_dec = run_all(&matcher, &pg, &recs, a.batch).await?;
+        let dt = t.elapsed().as_secs_f64();
+        println!(
+            "rust+postgres run={r} {} records in {dt:.3}s = {:.0} rec/s (load {})",
+            recs.len(),
+            recs.len() as f64 / dt,
+            load_avg()
+        );
+        times.push(dt);
+    }
+    let pg_med = median(&mut times);
+    {
+        // where the time goes (one batch of everything): candidate query vs scoring
+        let keys: Vec<_> =
+            recs.iter().flat_map(|r| matcher.keys(r)).collect::<HashSet<_>>().into_iter().collect();
+        let t = Instant::now();
+        let persons = pg.candidates(&keys).await?;
+        let q = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let _ = matcher.decide_all(&recs, &persons, &matcher.rules.blocking.passes[0]);
+        println!(
+            "phases: {} keys -> {} candidates: query {q:.3}s, scoring {:.3}s",
+            keys.len(),
+            persons.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+
+    // In memory.
+    let t = Instant::now();
+    let mem = MemoryIndex::load(&a.people)?;
+    let mem_load = t.elapsed().as_secs_f64();
+    let mut mtimes = Vec::new();
+    let mut mem_dec = Vec::new();
+    for _ in 0..a.runs {
+        let t = Instant::now();
+        mem_dec = run_all(&matcher, &mem, &recs, a.batch).await?;
+        mtimes.push(t.elapsed().as_secs_f64());
+    }
+    let mem_med = median(&mut mtimes);
+    let same = pg_dec.iter().zip(&mem_dec).filter(|(x, y)| x == y).count();
+    println!(
+        "in-memory: loaded {} people in {mem_load:.1}s; {:.0} rec/s; decisions identical to PostgreSQL: {same}/{}",
+        mem.len(),
+        recs.len() as f64 / mem_med,
+        recs.len()
+    );
+
+    let sc = score(&pg_dec, &truth);
+    let classes: BTreeMap<&str, usize> = pg_dec.iter().fold(BTreeMap::new(), |mut m, d| {
+        *m.entry(d.tier.as_str()).or_default() += 1;
+        m
+    });
+    let rules_fired: BTreeMap<String, usize> = pg_dec.iter().fold(BTreeMap::new(), |mut m, d| {
+        *m.entry(format!("{}:{}", d.tier.as_str(), d.rule)).or_default() += 1;
+        m
+    });
+    let report = serde_json::json!({
+        "records": recs.len(), "runs_s": times, "median_s": pg_med, "records_per_s": recs.len() as f64 / pg_med,
+        "memory_records_per_s": recs.len() as f64 / mem_med, "identical_decisions": same,
+        "people_load_s": load_s, "classes": classes, "rules_fired": rules_fired, "score": sc,
+    });
+
+    // The baseline, same run.
+    let mut base_json = serde_json::Value::Null;
+    if !a.no_baseline {
+        let out = "/tmp/benchdata/results/match_baseline_same_run.json";
+        println!("running the baseline ({}) ...", a.baseline.display());
+        let st = std::process::Command::new(&a.python)
+            .arg(&a.baseline)
+            .args(["--people"])
+            .arg(&a.people)
+            .args(["--bad"])
+            .arg(&a.bad)
+            .args(["--truth"])
+            .arg(&a.truth)
+            .args(["--threads", "8", "--rules", "basic", "--runs"])
+            .arg(a.runs.to_string())
+            .args(["--json", out])
+            .status()?;
+        if st.success() {
+            base_json = serde_json::from_str(&std::fs::read_to_string(out)?)?;
+        }
+    }
+    sqlx::query(&format!("DROP DATABASE {dbname} WITH (FORCE)")).execute(&admin.pool()).await.ok();
+
+    println!("\n=== {} bad records vs {} people (load average now {}) ===", recs.len(), n, load_avg());
+    println!("{:<28} {:>10} {:>22} {:>26}", "engine", "rec/s", "exact P / R", "exact+proposed P / R");
+    let pr = |v: &serde_json::Value, k: &str| {
+        format!(
+            "{:.4} / {:.4}",
+            v[k]["precision"].as_f64().unwrap_or(0.0),
+            v[k]["recall"].as_f64().unwrap_or(0.0)
+        )
+    };
+    println!(
+        "{:<28} {:>10.0} {:>22} {:>26}",
+        "rust (postgres)",
+        recs.len() as f64 / pg_med,
+        pr(&sc, "exact"),
+        pr(&sc, "exact+proposed")
+    );
+    println!(
+        "{:<28} {:>10.0} {:>22} {:>26}",
+        "rust (in-memory)",
+        recs.len() as f64 / mem_med,
+        "(same decisions)",
+        ""
+    );
+    if let Some(b) = base_json.get("basic") {
+        let rps = b["records_per_s"].as_f64().unwrap_or(0.0);
+        println!(
+            "{:<28} {:>10.0} {:>22} {:>26}",
+            "baseline basic (8 threads)",
+            rps,
+            pr(b, "exact"),
+            pr(b, "exact+proposed")
+        );
+        println!("speed-up vs baseline: {:.1}x", (recs.len() as f64 / pg_med) / rps.max(1.0));
+    }
+    println!("\nper error kind (rust): n / exact right / exact wrong / proposed / none / truth found / false candidates");
+    if let Some(m) = sc["by_variant"].as_object() {
+        for (v, c) in m {
+            let g = |k: &str| c.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            println!(
+                "  {v:<14} {:>5} {:>6} {:>4} {:>6} {:>6} {:>6} ({:.1}%) {:>5}",
+                g("n"),
+                g("exact_right"),
+                g("exact_wrong"),
+                g("proposed"),
+                g("none"),
+                g("truth_found"),
+                100.0 * g("truth_found") as f64 / g("n").max(1) as f64,
+                g("false_candidates")
+            );
+        }
+    }
+    if let Some(m) = base_json.get("basic").and_then(|b| b["by_variant"].as_object()) {
+        println!("per error kind (baseline basic): n / exact / proposed / none / truth in candidates / false candidates");
+        for (v, c) in m {
+            let g = |k: &str| c.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            println!(
+                "  {v:<14} {:>5} {:>6} {:>6} {:>6} {:>6} {:>5}",
+                g("n"),
+                g("exact"),
+                g("proposed"),
+                g("none"),
+                g("truth_in_candidates"),
+                g("false_candidates")
+            );
+        }
+    }
+    println!("rules fired: {}", serde_json::to_string(&report["rules_fired"])?);
+    if let Some(p) = a.json.parent() {
+        std::fs::create_dir_all(p)?;
+    }
+    std::fs::write(
+        &a.json,
+        serde_json::to_string_pretty(&serde_json::json!({"rust": report, "baseline": base_json}))?,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! The Lambda handler: a pii-queue message points at a file's bad records; they are matched as
+//! one batch; exact matches are completed and written into the dataset, proposed ones go to
+//! review, the rest stay in quarantine as `unmatched`. Retries, DLQ, alerts and the ledger follow
+//! `layer::pipeline::handle_batch`. Logs carry file ids and counts only.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use layer::ledger::{now, Status};
+use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, StageError};
+use serde::Serialize;
+
+use crate::index::{IndexError, PersonIndex};
+use crate::matcher::{Matcher, Tier};
+use crate::model::Person;
+use crate::pg::{DecisionRow, ReviewRow, Reviews};
+use crate::rows;
+
+pub const FUNCTION: &str = "pii-matching";
+/// Ledger stage once matching has finished for a file.
+pub const STAGE_MATCHED: &str = "matched";
+
+/// What the handler runs with: the pipeline's ports plus the person index and the review store.
+#[derive(Clone)]
+pub struct MatchDeps {
+    pub pipeline: Deps,
+    pub index: Arc<dyn PersonIndex>,
+    pub reviews: Arc<dyn Reviews>,
+    pub matcher: Arc<Matcher>,
+}
+
+/// What matching did with one file's bad rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MatchSummary {
+    pub file_id: String,
+    pub rows: u64,
+    /// Exact matches completed and written into the dataset.
+    pub completed: u64,
+    /// Exact matches that cannot be completed (a missing field the person index does not hold).
+    pub incomplete: u64,
+    pub proposed: u64,
+    pub unmatched: u64,
+    /// Review rows that were new (0 on a retry).
+    pub reviews_inserted: u64,
+    pub matched_key: Option<String>,
+    pub report_key: String,
+}
+
+#[derive(Serialize)]
+struct RowOutcome<'a> {
+    row: usize,
+    tier: &'a str,
+    reason: &'a str,
+    rule: &'a str,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    file_id: &'a str,
+    summary: &'a MatchSummary,
+    /// Rows that stay in quarantine, with why (no values).
+    rows: Vec<RowOutcome<'a>>,
+}
+
+fn index_err(e: IndexError) -> StageError {
+    StageError { kind: e.kind().into(), message: e.to_string(), transient: e.transient(), file: None }
+}
+
+/// The SQS entry point.
+pub async fn handle(deps: &MatchDeps, event: SqsEvent) -> SqsBatchResponse {
+    let queue = deps.pipeline.cfg.pii_queue.clone();
+    handle_batch(
+        &deps.pipeline,
+        FUNCTION,
+        &queue,
+        event,
+        |_, m| async move { process(deps, m).await.map(|_| ()) },
+    )
+    .await
+}
+
+/// Matches the bad rows of one message.
+pub async fn process(d: &MatchDeps, m: SqsMessage) -> Result<MatchSummary, StageError> {
+    let body = m.body.unwrap_or_default();
+    let msg: PiiMessage = serde_json::from_str(&body)
+        .map_err(|e| StageError::permanent("BadMessage", format!("not a pii message: {e}")))?;
+    let ctx = FileCtx {
+        file_id: msg.file_id.clone(),
+        bucket: msg.bucket.clone(),
+        key_hash: layer::key_hash(&msg.bad_key),
+        source: Some(msg.source.clone()),
+        dataset: Some(msg.dataset.clone()),
+        first_seen: None,
+        ..Default::default()
+    };
+    run(d, &msg).await.map_err(|e| e.with_file(&ctx))
+}
+
+async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError> {
+    let t0 = std::time::Instant::now();
+    let p = &d.pipeline;
+    let bytes =
+        p.store.get(&msg.bucket, &msg.bad_key, None).await.map_err(|e| StageError::port("S3GetFailed", e))?;
+    let batch = rows::read_parquet(bytes).map_err(|e| StageError::permanent("BadRecordsUnreadable", e.0))?;
+    let records = rows::records(&batch, &msg.file_id);
+    let missing = rows::missing(&batch);
+    let (decisions, pool) = d.matcher.match_batch(d.index.as_ref(), &records).await.map_err(index_err)?;
+    let by_id: HashMap<i64, &Person> = pool.iter().map(|p| (p.person_id, p)).collect();
+
+    let mut s = MatchSummary {
+        file_id: msg.file_id.clone(),
+        rows: records.len() as u64,
+        report_key: format!(
+            "matching/{}.json",
+            rows::output_key(&msg.bad_key, "match").trim_end_matches(".parquet")
+        ),
+        ..Default::default()
+    };
+    let mut fills: Vec<(usize, &Person)> = Vec::new();
+    let mut stays: Vec<RowOutcome> = Vec::new();
+    let mut reviews = Vec::new();
+    let mut audit = Vec::new();
+    for (i, dec) in decisions.iter().enumerate() {
+        let best = dec.chosen.first();
+        audit.push(DecisionRow {
+            record_ref: dec.reference.clone(),
+            file_id: msg.file_id.clone(),
+            tier: dec.tier.as_str().into(),
+            person_id: best.map(|c| c.person_id),
+            score: dec.best_score,
+            rule: dec.rule.clone(),
+            decided_by: "matcher".into(),
+        });
+        match dec.tier {
+            Tier::Exact => match best.and_then(|c| by_id.get(&c.person_id)) {
+                Some(person) if rows::completable(&missing[i], person) => {
+                    s.completed += 1;
+                    fills.push((i, person));
+                }
+                _ => {
+                    s.incomplete += 1;
+                    stays.push(RowOutcome { row: i, tier: "exact", reason: "incomplete", rule: &dec.rule });
+                }
+            },
+            Tier::Proposed => {
+                s.proposed += 1;
+                stays.push(RowOutcome { row: i, tier: "proposed", reason: "in_review", rule: &dec.rule });
+                reviews.push(ReviewRow {
+                    record_ref: dec.reference.clone(),
+                    file_id: msg.file_id.clone(),
+                    row_index: i32::try_from(i).unwrap_or(i32::MAX),
+                    dataset: msg.dataset.clone(),
+                    source: msg.source.clone(),
+                    bad_bucket: msg.bucket.clone(),
+                    bad_key: msg.bad_key.clone(),
+                    candidates: serde_json::to_value(&dec.chosen).unwrap_or_default(),
+                    best_score: dec.best_score.unwrap_or_default(),
+                    rule: dec.rule.clone(),
+                });
+            }
+            Tier::None => {
+                s.unmatched += 1;
+                stays.push(RowOutcome { row: i, tier: "none", reason: "unmatched", rule: &dec.rule });
+            }
+        }
+    }
+    let kms = p.cfg.kms_key.as_deref();
+    if !fills.is_empty() {
+        let out = rows::complete(&batch, &fills).and_then(|b| rows::to_parquet(&b));
+        let out = out.map_err(|e| StageError::permanent("CompletionFailed", e.0))?;
+        let key = rows::output_key(&msg.bad_key, "matched");
+        p.store
+            .put(&p.cfg.raw_bucket, &key, out, kms)
+            .await
+            .map_err(|e| StageError::port("S3PutFailed", e))?;
+        s.matched_key = Some(key);
+    }
+    s.reviews_inserted = d.reviews.propose(&reviews).await.map_err(index_err)?;
+    d.reviews.record(&audit).await.map_err(index_err)?;
+    let report = serde_json::to_vec_pretty(&Report { file_id: &msg.file_id, summary: &s, rows: stays })
+        .map_err(|e| StageError::permanent("CompletionFailed", e.to_string()))?;
+    p.store
+        .put(&p.cfg.quarantine_bucket, &s.report_key, report, kms)
+        .await
+        .map_err(|e| StageError::port("S3PutFailed", e))?;
+
+    // Ledger: counts move once (a retry finds the stage already `matched`).
+    match p.meta.get_run(&msg.file_id).await.map_err(|e| StageError::port("LedgerWriteFailed", e))? {
+        Some(mut run) => {
+            if run.stage != STAGE_MATCHED {
+                run.counts.good += s.completed;
+                run.counts.bad = run.counts.bad.saturating_sub(s.completed);
+                run.seconds += t0.elapsed().as_secs_f64();
+            }
+            run.status = Status::Done;
+            run.stage = STAGE_MATCHED.into();
+            run.updated_at = now();
+            for k in s
+                .matched_key
+                .iter()
+                .map(|k| format!("{}/{k}", p.cfg.raw_bucket))
+                .chain([format!("{}/{}", p.cfg.quarantine_bucket, s.report_key)])
+            {
+                if !run.outputs.contains(&k) {
+                    run.outputs.push(k);
+                }
+            }
+            p.meta.put_run(&run).await.map_err(|e| StageError::port("LedgerWriteFailed", e))?;
+        }
+        None => tracing::warn!(file_id = %msg.file_id, "no ledger entry for the file; counts not updated"),
+    }
+    tracing::info!(
+        file_id = %msg.file_id,
+        rows = s.rows,
+        completed = s.completed,
+        incomplete = s.incomplete,
+        proposed = s.proposed,
+        unmatched = s.unmatched,
+        "matched"
+    );
+    Ok(s)
+}
+
+/// Reviews kept in memory (embedded runs and tests).
+#[derive(Debug, Default)]
+pub struct MemoryReviews {
+    pub reviews: Mutex<Vec<ReviewRow>>,
+    pub decisions: Mutex<Vec<DecisionRow>>,
+}
+
+#[async_trait]
+impl Reviews for MemoryReviews {
+    async fn propose(&self, rows: &[ReviewRow]) -> Result<u64, IndexError> {
+        let mut g = self.reviews.lock().map_err(|_| IndexError::Query("poisoned".into()))?;
+        let have: HashSet<String> = g.iter().map(|r| r.record_ref.clone()).collect();
+        let new: Vec<ReviewRow> = rows.iter().filter(|r| !have.contains(&r.record_ref)).cloned().collect();
+        let n = new.len() as u64;
+        g.extend(new);
+        Ok(n)
+    }
+
+    async fn record(&self, rows: &[DecisionRow]) -> Result<u64, IndexError> {
+        let mut g = self.decisions.lock().map_err(|_| IndexError::Query("poisoned".into()))?;
+        let key = |d: &DecisionRow| (d.record_ref.clone(), d.tier.clone(), d.decided_by.clone());
+        let have: HashSet<_> = g.iter().map(key).collect();
+        let new: Vec<DecisionRow> = rows.iter().filter(|r| !have.contains(&key(r))).cloned().collect();
+        let n = new.len() as u64;
+        g.extend(new);
+        Ok(n)
+    }
+}
+
+/// Completes the row of an accepted review like an exact match: the row with its missing fields
+/// filled from `person`, written to the raw bucket at a path derived from the record (a repeat
+/// overwrites), and the ledger counts moved. Returns the raw key.
+pub async fn complete_accepted(
+    p: &Deps,
+    review: &crate::pg::StoredReview,
+    person: &Person,
+) -> Result<String, StageError> {
+    let bytes = p
+        .store
+        .get(&review.bad_bucket, &review.bad_key, None)
+        .await
+        .map_err(|e| StageError::port("S3GetFailed", e))?;
+    let batch = rows::read_parquet(bytes).map_err(|e| StageError::permanent("BadRecordsUnreadable", e.0))?;
+    let row = usize::try_from(review.row_index).unwrap_or(usize::MAX);
+    let missing = rows::missing(&batch);
+    let Some(m) = missing.get(row) else {
+        return Err(StageError::permanent("BadRecordsUnreadable", format!("row {row} is not in the file")));
+    };
+    if !rows::completable(m, person) {
+        return Err(StageError::permanent(
+            "Incomplete",
+            format!("the person index has no value for a missing field ({})", m.join(", ")),
+        ));
+    }
+    let out = rows::complete(&batch, &[(row, person)])
+        .and_then(|b| rows::to_parquet(&b))
+        .map_err(|e| StageError::permanent("CompletionFailed", e.0))?;
+    let key = rows::output_key(&review.bad_key, &format!("reviewed-{row}"));
+    p.store
+        .put(&p.cfg.raw_bucket, &key, out, p.cfg.kms_key.as_deref())
+        .await
+        .map_err(|e| StageError::port("S3PutFailed", e))?;
+    if let Some(mut run) =
+        p.meta.get_run(&review.file_id).await.map_err(|e| StageError::port("LedgerWriteFailed", e))?
+    {
+        let full = format!("{}/{key}", p.cfg.raw_bucket);
+        if !run.outputs.contains(&full) {
+            run.counts.good += 1;
+            run.counts.bad = run.counts.bad.saturating_sub(1);
+            run.outputs.push(full);
+            run.updated_at = now();
+            p.meta.put_run(&run).await.map_err(|e| StageError::port("LedgerWriteFailed", e))?;
+        }
+    }
+    Ok(key)
+}

@@ -1,0 +1,407 @@
+//! Scoring and deciding: every candidate gets a score (sum of the weights of the levels that
+//! held) and its per-field levels as evidence; the tiers of the rules turn the scores into one
+//! decision per record, naming the rule or score that fired.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use chrono::NaiveDate;
+
+use serde::Serialize;
+
+use crate::compare::{date_level, text_level, Nicknames};
+use crate::index::{IndexError, PersonIndex};
+use crate::model::{norm, norm_phone, BlockingKey, BlockingKind, Person, Record};
+use crate::rules::{Comparison, Field, Rule, Rules};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Exact,
+    Proposed,
+    None,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Exact => "exact",
+            Tier::Proposed => "proposed",
+            Tier::None => "none",
+        }
+    }
+}
+
+/// A candidate with its score and the level each field reached (no values: safe to store and show).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Scored {
+    pub person_id: i64,
+    pub score: f64,
+    pub levels: BTreeMap<Field, String>,
+}
+
+/// The matcher's decision for one record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub reference: String,
+    pub tier: Tier,
+    /// The exact rule, `score>=T` or the proposed rule, or why there is no match.
+    pub rule: String,
+    /// Exact: the one person. Proposed: the proposals, best first. None: empty.
+    pub chosen: Vec<Scored>,
+    /// How many candidates blocking found.
+    pub candidates: usize,
+    pub best_score: Option<f64>,
+}
+
+/// The rules, compiled.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub rules: Rules,
+    nick: Nicknames,
+}
+
+/// Identity values normalised once (per record, per candidate), not once per pair.
+#[derive(Debug, Default)]
+struct Prepared {
+    first: Option<String>,
+    last: Option<String>,
+    dob: Option<NaiveDate>,
+    sex: Option<String>,
+    address: Option<String>,
+    city: Option<String>,
+    zip: Option<String>,
+    phone: Option<String>,
+}
+
+fn n(v: Option<&str>) -> Option<String> {
+    v.map(norm).filter(|s| !s.is_empty())
+}
+
+impl Prepared {
+    fn record(r: &Record) -> Self {
+        Self {
+            first: n(r.first_name.as_deref()),
+            last: n(r.last_name.as_deref()),
+            dob: r.dob,
+            sex: n(r.sex.as_deref()),
+            address: n(r.address.as_deref()),
+            city: n(r.city.as_deref()),
+            zip: r.zip.as_deref().map(zip5).filter(|s| !s.is_empty()),
+            phone: r.phone.as_deref().and_then(norm_phone),
+        }
+    }
+    fn person(p: &Person) -> Self {
+        Self {
+            first: n(p.first_name.as_deref()),
+            last: n(p.last_name.as_deref()),
+            dob: p.dob,
+            sex: n(p.sex.as_deref()),
+            address: n(p.address.as_deref()),
+            city: n(p.city.as_deref()),
+            zip: p.zip.as_deref().map(zip5).filter(|s| !s.is_empty()),
+            phone: p.phone.as_deref().and_then(norm_phone),
+        }
+    }
+    fn text(&self, f: Field) -> Option<&str> {
+        match f {
+            Field::FirstName => self.first.as_deref(),
+            Field::LastName => self.last.as_deref(),
+            Field::Sex => self.sex.as_deref(),
+            Field::Address => self.address.as_deref(),
+            Field::City => self.city.as_deref(),
+            Field::Zip => self.zip.as_deref(),
+            Field::Phone => self.phone.as_deref(),
+            Field::Dob => None,
+        }
+    }
+    /// A hash of the blocking key of `kind` (the same value as `BlockingKey::of_*` would give).
+    fn key_hash(&self, kind: BlockingKind) -> Option<u64> {
+        let mut h = DefaultHasher::new();
+        kind.hash(&mut h);
+        match kind {
+            BlockingKind::LastNameDob => (self.last.as_deref()?, self.dob?).hash(&mut h),
+            BlockingKind::FirstNameDob => (self.first.as_deref()?, self.dob?).hash(&mut h),
+            BlockingKind::Address => self.address.as_deref()?.hash(&mut h),
+            BlockingKind::Phone => self.phone.as_deref()?.hash(&mut h),
+            BlockingKind::LastFirstName => (self.last.as_deref()?, self.first.as_deref()?).hash(&mut h),
+        }
+        Some(h.finish())
+    }
+}
+
+impl Matcher {
+    pub fn new(rules: Rules) -> Self {
+        let nick = Nicknames::new(&rules.nicknames);
+        Self { rules, nick }
+    }
+
+    /// The first-pass blocking keys of a record (those whose parts are all present).
+    pub fn keys(&self, r: &Record) -> Vec<BlockingKey> {
+        let first = self.rules.blocking.passes.first().map(Vec::as_slice).unwrap_or_default();
+        first.iter().filter_map(|k| BlockingKey::of_record(*k, r)).collect()
+    }
+
+    fn keys_of(kinds: &[BlockingKind], recs: &[&Record]) -> Vec<BlockingKey> {
+        let mut all: HashSet<BlockingKey> = HashSet::new();
+        for r in recs {
+            all.extend(kinds.iter().filter_map(|k| BlockingKey::of_record(*k, r)));
+        }
+        all.into_iter().collect()
+    }
+
+    /// Finds candidates with one set-based index call per blocking pass (each pass only for the
+    /// records the earlier passes did not decide as exact), then decides every record.
+    /// Returns the decisions and the candidate pool (to complete rows from).
+    pub async fn match_batch(
+        &self,
+        index: &dyn PersonIndex,
+        records: &[Record],
+    ) -> Result<(Vec<Decision>, Vec<Person>), IndexError> {
+        let mut pool = Pool::default();
+        let mut decisions: Vec<Option<Decision>> = vec![None; records.len()];
+        let mut open: Vec<usize> = (0..records.len()).collect();
+        let mut kinds: Vec<BlockingKind> = Vec::new();
+        for pass in &self.rules.blocking.passes {
+            if open.is_empty() {
+                break;
+            }
+            kinds.extend(pass.iter().copied());
+            let recs: Vec<&Record> = open.iter().map(|&i| &records[i]).collect();
+            let keys = Self::keys_of(pass, &recs);
+            if !keys.is_empty() {
+                pool.add(index.candidates(&keys).await?, &self.rules.blocking.all_kinds());
+            }
+            let ds = self.decide_pool(&recs, &pool, &kinds);
+            let mut still = Vec::new();
+            for (i, d) in open.into_iter().zip(ds) {
+                if d.tier != Tier::Exact {
+                    still.push(i);
+                }
+                decisions[i] = Some(d);
+            }
+            open = still;
+        }
+        let decisions = decisions
+            .into_iter()
+            .zip(records)
+            .map(|(d, r)| d.unwrap_or_else(|| self.decide(r, &[])))
+            .collect();
+        Ok((decisions, pool.persons))
+    }
+
+    /// Decides every record against a candidate pool: a record's candidates are the persons
+    /// sharing one of its keys of `kinds`. Scoring runs on all cores.
+    pub fn decide_all(
+        &self,
+        records: &[Record],
+        persons: &[Person],
+        kinds: &[BlockingKind],
+    ) -> Vec<Decision> {
+        let mut pool = Pool::default();
+        pool.add(persons.to_vec(), kinds);
+        let recs: Vec<&Record> = records.iter().collect();
+        self.decide_pool(&recs, &pool, kinds)
+    }
+
+    fn decide_pool(&self, records: &[&Record], pool: &Pool, kinds: &[BlockingKind]) -> Vec<Decision> {
+        let persons = &pool.persons;
+        let work = |recs: &[&Record]| -> Vec<Decision> {
+            recs.iter()
+                .map(|r| {
+                    let rp = Prepared::record(r);
+                    let mut idx: Vec<u32> = kinds
+                        .iter()
+                        .filter_map(|k| rp.key_hash(*k))
+                        .filter_map(|h| pool.by_key.get(&h))
+                        .flatten()
+                        .copied()
+                        .collect();
+                    idx.sort_unstable_by_key(|&i| (persons[i as usize].person_id, i));
+                    idx.dedup_by_key(|i| persons[*i as usize].person_id);
+                    idx.truncate(self.rules.blocking.max_candidates);
+                    let cands: Vec<(&Person, &Prepared)> =
+                        idx.iter().map(|&i| (&persons[i as usize], &pool.prepared[i as usize])).collect();
+                    self.decide_prepared(r, &rp, &cands)
+                })
+                .collect()
+        };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        if threads < 2 || records.len() < 2000 {
+            return work(records);
+        }
+        let per = records.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let hs: Vec<_> = records.chunks(per).map(|c| s.spawn(move || work(c))).collect();
+            hs.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        })
+    }
+
+    /// Scores one pair.
+    pub fn score(&self, r: &Record, p: &Person) -> Scored {
+        self.score_prepared(&Prepared::record(r), p.person_id, &Prepared::person(p))
+    }
+
+    fn score_prepared(&self, r: &Prepared, person_id: i64, p: &Prepared) -> Scored {
+        self.score_compact(r, person_id, p).expand(self)
+    }
+
+    /// Score and level names by reference: no allocation per pair (most pairs are discarded).
+    fn score_compact<'s>(&'s self, r: &Prepared, person_id: i64, p: &Prepared) -> Compact<'s> {
+        let mut score = 0.0;
+        let mut levels = Vec::with_capacity(self.rules.comparisons.len());
+        for c in &self.rules.comparisons {
+            let (name, w) = self.compare(c, r, p);
+            score += w;
+            levels.push(name);
+        }
+        Compact { person_id, score, levels }
+    }
+
+    fn compare<'c>(&self, c: &'c Comparison, r: &Prepared, p: &Prepared) -> (&'c str, f64) {
+        if c.field == Field::Dob {
+            let (Some(a), Some(b)) = (r.dob, p.dob) else { return ("missing", c.missing) };
+            for l in &c.levels {
+                if date_level(&l.kind, a, b) {
+                    return (l.name(), l.weight);
+                }
+            }
+            return ("else", c.else_weight);
+        }
+        let (Some(a), Some(b)) = (r.text(c.field), p.text(c.field)) else {
+            return ("missing", c.missing);
+        };
+        for l in &c.levels {
+            if text_level(&l.kind, a, b, &self.nick) {
+                return (l.name(), l.weight);
+            }
+        }
+        ("else", c.else_weight)
+    }
+
+    fn holds(&self, rule: &Rule, s: &Compact) -> bool {
+        rule.min_score.is_none_or(|m| s.score >= m)
+            && rule.require.iter().all(|(f, ok)| {
+                self.rules
+                    .comparisons
+                    .iter()
+                    .position(|c| c.field == *f)
+                    .and_then(|i| s.levels.get(i))
+                    .is_some_and(|l| ok.iter().any(|x| x == l))
+            })
+    }
+
+    /// Decides one record against its candidates.
+    pub fn decide(&self, r: &Record, cands: &[&Person]) -> Decision {
+        let prepared: Vec<Prepared> = cands.iter().map(|p| Prepared::person(p)).collect();
+        let pairs: Vec<(&Person, &Prepared)> = cands.iter().copied().zip(prepared.iter()).collect();
+        self.decide_prepared(r, &Prepared::record(r), &pairs)
+    }
+
+    fn decide_prepared(&self, r: &Record, rp: &Prepared, cands: &[(&Person, &Prepared)]) -> Decision {
+        let mut scored: Vec<Compact> =
+            cands.iter().map(|(p, pp)| self.score_compact(rp, p.person_id, pp)).collect();
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.person_id.cmp(&b.person_id)));
+        let n = scored.len();
+        let none = |rule: &str, best: Option<f64>| Decision {
+            reference: r.reference.clone(),
+            tier: Tier::None,
+            rule: rule.into(),
+            chosen: vec![],
+            candidates: n,
+            best_score: best,
+        };
+        let Some(best) = scored.first() else { return none("no_candidates", None) };
+        let t = &self.rules.tiers;
+        let margin = scored.get(1).map_or(f64::INFINITY, |s| best.score - s.score);
+        if margin >= t.exact.min_margin {
+            if let Some(rule) = t.exact.rules.iter().find(|x| self.holds(x, best)) {
+                return Decision {
+                    reference: r.reference.clone(),
+                    tier: Tier::Exact,
+                    rule: rule.name.clone(),
+                    chosen: vec![best.expand(self)],
+                    candidates: n,
+                    best_score: Some(best.score),
+                };
+            }
+        }
+        let floor = best.score - t.proposed.within;
+        let mut rule_fired: Option<String> = None;
+        let mut chosen = Vec::new();
+        for s in scored.iter().take_while(|s| s.score >= floor) {
+            let fired = if s.score >= t.proposed.min_score {
+                Some(format!("score>={}", t.proposed.min_score))
+            } else {
+                t.proposed.rules.iter().find(|x| self.holds(x, s)).map(|x| x.name.clone())
+            };
+            if let Some(f) = fired {
+                rule_fired.get_or_insert(f);
+                chosen.push(s.expand(self));
+                if chosen.len() == t.proposed.max_candidates {
+                    break;
+                }
+            }
+        }
+        let best_score = Some(best.score);
+        match rule_fired {
+            Some(rule) => Decision {
+                reference: r.reference.clone(),
+                tier: Tier::Proposed,
+                rule,
+                chosen,
+                candidates: n,
+                best_score,
+            },
+            None => none("below_threshold", best_score),
+        }
+    }
+}
+
+/// The candidates found so far, normalised once and hashed by blocking key.
+#[derive(Default)]
+struct Pool {
+    persons: Vec<Person>,
+    prepared: Vec<Prepared>,
+    ids: HashSet<i64>,
+    by_key: HashMap<u64, Vec<u32>>,
+}
+
+impl Pool {
+    fn add(&mut self, found: Vec<Person>, kinds: &[BlockingKind]) {
+        for p in found {
+            if !self.ids.insert(p.person_id) {
+                continue;
+            }
+            let pp = Prepared::person(&p);
+            let i = u32::try_from(self.persons.len()).unwrap_or(u32::MAX);
+            for k in kinds {
+                if let Some(h) = pp.key_hash(*k) {
+                    self.by_key.entry(h).or_default().push(i);
+                }
+            }
+            self.persons.push(p);
+            self.prepared.push(pp);
+        }
+    }
+}
+
+/// A scored pair before it is kept: level names borrowed from the rules.
+struct Compact<'s> {
+    person_id: i64,
+    score: f64,
+    levels: Vec<&'s str>,
+}
+
+impl Compact<'_> {
+    fn expand(&self, m: &Matcher) -> Scored {
+        let levels =
+            m.rules.comparisons.iter().zip(&self.levels).map(|(c, l)| (c.field, (*l).to_string())).collect();
+        Scored { person_id: self.person_id, score: self.score, levels }
+    }
+}
+
+fn zip5(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).take(5).collect()
+}

@@ -1,0 +1,621 @@
+//! The PostgreSQL (Aurora) adapter: credentials from Secrets Manager (fetched once per cold
+//! start, refetched once when the database rejects them), TLS required outside tests, the
+//! migrations, the set-based candidate query, and the review and audit tables.
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::Deserialize;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+
+use crate::index::{IndexError, PersonIndex};
+use crate::model::{BlockingKey, Person};
+
+/// The standard RDS secret JSON (`engine`, `host`, `port`, `dbname` are absent from an
+/// RDS-managed master-user secret; then the settings from the environment are used).
+#[derive(Clone, Deserialize)]
+pub struct DbSecret {
+    pub username: String,
+    pub password: String,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub dbname: Option<String>,
+}
+
+impl std::fmt::Debug for DbSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DbSecret(***)")
+    }
+}
+
+impl DbSecret {
+    pub fn parse(json: &str) -> Result<Self, IndexError> {
+        serde_json::from_str(json).map_err(|e| {
+            IndexError::Secret(format!(
+                "not the RDS secret JSON (username, password, host, port, dbname): {e}"
+            ))
+        })
+    }
+}
+
+/// Where the credentials come from.
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    async fn fetch(&self) -> Result<DbSecret, IndexError>;
+}
+
+/// AWS Secrets Manager (`LAKE_DB_SECRET_ARN`).
+pub struct SecretsManager {
+    pub client: aws_sdk_secretsmanager::Client,
+    pub secret_id: String,
+}
+
+#[async_trait]
+impl SecretSource for SecretsManager {
+    async fn fetch(&self) -> Result<DbSecret, IndexError> {
+        let out = self.client.get_secret_value().secret_id(&self.secret_id).send().await.map_err(|e| {
+            let e = aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string();
+            IndexError::Secret(format!("GetSecretValue failed: {}", e.chars().take(300).collect::<String>()))
+        })?;
+        let s = out.secret_string().ok_or_else(|| IndexError::Secret("secret has no SecretString".into()))?;
+        DbSecret::parse(s)
+    }
+}
+
+/// Connection settings besides the credentials.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    /// `sslmode=require` (always in AWS); plain only for local tests.
+    pub require_tls: bool,
+    pub max_connections: u32,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 5432,
+            dbname: "postgres".into(),
+            require_tls: true,
+            max_connections: 2,
+        }
+    }
+}
+
+fn options(secret: &DbSecret, s: &DbSettings) -> PgConnectOptions {
+    PgConnectOptions::new()
+        .host(secret.host.as_deref().unwrap_or(&s.host))
+        .port(secret.port.unwrap_or(s.port))
+        .database(secret.dbname.as_deref().unwrap_or(&s.dbname))
+        .username(&secret.username)
+        .password(&secret.password)
+        .ssl_mode(if s.require_tls { PgSslMode::Require } else { PgSslMode::Disable })
+        .application_name("pii-matching")
+}
+
+fn pool(opts: PgConnectOptions, max: u32) -> PgPool {
+    // The batch is split into concurrent chunks here; a parallel plan per chunk only adds
+    // worker start-up time to every query.
+    let opts = opts.options([("max_parallel_workers_per_gather", "0")]);
+    PgPoolOptions::new()
+        .max_connections(max.max(1))
+        .acquire_timeout(Duration::from_secs(15))
+        .connect_lazy_with(opts)
+}
+
+/// Maps a driver error to the port's error without row values (SQLSTATE and class only).
+pub fn map_err(e: sqlx::Error) -> IndexError {
+    match &e {
+        sqlx::Error::Database(d) => {
+            let code = d.code().map(|c| c.to_string()).unwrap_or_default();
+            if code.starts_with("28") {
+                IndexError::Auth(format!("SQLSTATE {code}: {}", d.message()))
+            } else if code.starts_with("08") || code.starts_with("57") || code.starts_with("53") {
+                IndexError::Unavailable(format!("SQLSTATE {code}"))
+            } else {
+                IndexError::Query(format!("SQLSTATE {code}"))
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => IndexError::Unavailable(e.to_string()),
+        sqlx::Error::Configuration(_) => IndexError::Secret(e.to_string()),
+        _ => IndexError::Query(e.to_string().chars().take(200).collect()),
+    }
+}
+
+/// A connection pool that knows where its credentials came from.
+pub struct Db {
+    source: Option<Arc<dyn SecretSource>>,
+    settings: DbSettings,
+    pool: RwLock<PgPool>,
+}
+
+impl Db {
+    /// Fetches the secret once (cold start) and builds a lazy pool.
+    pub async fn from_secret(
+        source: Arc<dyn SecretSource>,
+        settings: DbSettings,
+    ) -> Result<Self, IndexError> {
+        let secret = source.fetch().await?;
+        let p = pool(options(&secret, &settings), settings.max_connections);
+        Ok(Self { source: Some(source), settings, pool: RwLock::new(p) })
+    }
+
+    /// A fixed URL (tests, benchmark, CLI): no refetch.
+    pub fn from_url(url: &str, max_connections: u32) -> Result<Self, IndexError> {
+        let opts: PgConnectOptions =
+            url.parse().map_err(|e: sqlx::Error| IndexError::Secret(e.to_string()))?;
+        Ok(Self {
+            source: None,
+            settings: DbSettings { max_connections, ..DbSettings::default() },
+            pool: RwLock::new(pool(opts, max_connections)),
+        })
+    }
+
+    pub fn pool(&self) -> PgPool {
+        match self.pool.read() {
+            Ok(p) => p.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    async fn refresh(&self) -> Result<(), IndexError> {
+        let Some(src) = &self.source else { return Ok(()) };
+        let secret = src.fetch().await?;
+        let p = pool(options(&secret, &self.settings), self.settings.max_connections);
+        let old = {
+            let mut g = match self.pool.write() {
+                Ok(g) => g,
+                Err(g) => g.into_inner(),
+            };
+            std::mem::replace(&mut *g, p)
+        };
+        old.close().await;
+        Ok(())
+    }
+
+    /// Runs `f` on the pool; on an authentication failure refetches the secret once (rotation)
+    /// and tries again. A second rejection is `IndexError::Auth` (permanent).
+    pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, IndexError>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        match f(self.pool()).await.map_err(map_err) {
+            Err(IndexError::Auth(m)) if self.source.is_some() => {
+                tracing::warn!("database rejected the credentials; refetching the secret once");
+                self.refresh().await?;
+                f(self.pool())
+                    .await
+                    .map_err(map_err)
+                    .map_err(|e| match e {
+                        IndexError::Auth(m2) => {
+                            IndexError::Auth(format!("{m2}; also after refetching the secret"))
+                        }
+                        other => other,
+                    })
+                    .inspect_err(|_| tracing::debug!(first = %m, "retry after refetch failed"))
+            }
+            r => r,
+        }
+    }
+
+    /// Applies `migrations/` (idempotent).
+    pub async fn migrate(&self) -> Result<(), IndexError> {
+        let p = self.pool();
+        sqlx::migrate!("./migrations").run(&p).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => map_err(e),
+            other => IndexError::Query(other.to_string()),
+        })
+    }
+}
+
+/// The person index in PostgreSQL: one query per chunk of keys (a UNION ALL of one UNNEST join
+/// per key kind, each on its index), the chunks run concurrently on the pool's connections;
+/// duplicates are dropped here.
+pub struct PgIndex {
+    pub db: Arc<Db>,
+    /// Keys per query; a batch larger than this runs as several concurrent queries.
+    pub chunk: usize,
+}
+
+#[derive(Default)]
+struct KeyArrays {
+    ld_last: Vec<String>,
+    ld_dob: Vec<NaiveDate>,
+    fd_first: Vec<String>,
+    fd_dob: Vec<NaiveDate>,
+    address: Vec<String>,
+    phone: Vec<String>,
+    lf_last: Vec<String>,
+    lf_first: Vec<String>,
+}
+
+impl KeyArrays {
+    fn of(keys: &[BlockingKey]) -> Self {
+        let mut a = Self::default();
+        for k in keys {
+            match k {
+                BlockingKey::LastNameDob { last_name, dob } => {
+                    a.ld_last.push(last_name.clone());
+                    a.ld_dob.push(*dob);
+                }
+                BlockingKey::FirstNameDob { first_name, dob } => {
+                    a.fd_first.push(first_name.clone());
+                    a.fd_dob.push(*dob);
+                }
+                BlockingKey::Address { address } => a.address.push(address.clone()),
+                BlockingKey::Phone { phone } => a.phone.push(phone.clone()),
+                BlockingKey::LastFirstName { last_name, first_name } => {
+                    a.lf_last.push(last_name.clone());
+                    a.lf_first.push(first_name.clone());
+                }
+            }
+        }
+        a
+    }
+}
+
+async fn candidates_query(pool: PgPool, a: Arc<KeyArrays>) -> Result<Vec<Person>, sqlx::Error> {
+    let rows = sqlx::query_as!(
+        Person,
+        r#"
+        SELECT q.person_id AS "person_id!", q.first_name, q.last_name, q.middle_initial, q.dob,
+               q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
+          FROM person q JOIN UNNEST($1::text[], $2::date[]) AS k(last_name, dob)
+            ON q.last_name = k.last_name AND q.dob = k.dob
+        UNION ALL
+        SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
+               q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
+          FROM person q JOIN UNNEST($3::text[], $4::date[]) AS k(first_name, dob)
+            ON q.first_name = k.first_name AND q.dob = k.dob
+        UNION ALL
+        SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
+               q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
+          FROM person q WHERE q.address = ANY($5::text[])
+        UNION ALL
+        SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
+               q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
+          FROM person q WHERE q.phone = ANY($6::text[])
+        UNION ALL
+        SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
+               q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
+          FROM person q JOIN UNNEST($7::text[], $8::text[]) AS k(last_name, first_name)
+            ON q.last_name = k.last_name AND q.first_name = k.first_name
+        "#,
+        &a.ld_last,
+        &a.ld_dob,
+        &a.fd_first,
+        &a.fd_dob,
+        &a.address,
+        &a.phone,
+        &a.lf_last,
+        &a.lf_first,
+    )
+    .fetch_all(&pool)
+    .await?;
+    Ok(rows)
+}
+
+#[async_trait]
+impl PersonIndex for PgIndex {
+    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Vec<Person>, IndexError> {
+        let chunks: Vec<Arc<KeyArrays>> =
+            keys.chunks(self.chunk.max(1)).map(|c| Arc::new(KeyArrays::of(c))).collect();
+        let mut out: Vec<Person> = self
+            .db
+            .run(|pool| {
+                let chunks = chunks.clone();
+                async move {
+                    let tasks: Vec<_> =
+                        chunks.into_iter().map(|a| tokio::spawn(candidates_query(pool.clone(), a))).collect();
+                    let mut all = Vec::new();
+                    for t in tasks {
+                        let rows =
+                            t.await.map_err(|e| sqlx::Error::Protocol(format!("query task: {e}")))??;
+                        all.extend(rows);
+                    }
+                    Ok(all)
+                }
+            })
+            .await?;
+        out.sort_unstable_by_key(|p| p.person_id);
+        out.dedup_by_key(|p| p.person_id);
+        Ok(out)
+    }
+}
+
+/// A proposed match waiting for a data scientist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewRow {
+    pub record_ref: String,
+    pub file_id: String,
+    pub row_index: i32,
+    pub dataset: String,
+    pub source: String,
+    pub bad_bucket: String,
+    pub bad_key: String,
+    /// `[Scored]`, best first: person ids, scores, levels (no values).
+    pub candidates: serde_json::Value,
+    pub best_score: f64,
+    pub rule: String,
+}
+
+/// One audited decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRow {
+    pub record_ref: String,
+    pub file_id: String,
+    pub tier: String,
+    pub person_id: Option<i64>,
+    pub score: Option<f64>,
+    pub rule: String,
+    pub decided_by: String,
+}
+
+/// A stored review (as `lake review` shows it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReview {
+    pub review_id: i64,
+    pub record_ref: String,
+    pub file_id: String,
+    pub row_index: i32,
+    pub dataset: String,
+    pub source: String,
+    pub bad_bucket: String,
+    pub bad_key: String,
+    pub candidates: serde_json::Value,
+    pub best_score: f64,
+    pub rule: String,
+    pub status: String,
+    pub accepted_person_id: Option<i64>,
+    pub reviewer: Option<String>,
+}
+
+/// Where proposed matches and the decision audit go.
+#[async_trait]
+pub trait Reviews: Send + Sync {
+    /// Inserts reviews; an existing record reference is left alone. Returns how many were new.
+    async fn propose(&self, rows: &[ReviewRow]) -> Result<u64, IndexError>;
+    /// Appends audit rows; a decision already recorded is left alone.
+    async fn record(&self, rows: &[DecisionRow]) -> Result<u64, IndexError>;
+}
+
+/// Reviews and audit in PostgreSQL.
+pub struct PgReviews {
+    pub db: Arc<Db>,
+}
+
+#[async_trait]
+impl Reviews for PgReviews {
+    async fn propose(&self, rows: &[ReviewRow]) -> Result<u64, IndexError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let col = |f: fn(&ReviewRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
+        let (r, fi, ds, so, bb, bk, ru) = (
+            col(|x| x.record_ref.clone()),
+            col(|x| x.file_id.clone()),
+            col(|x| x.dataset.clone()),
+            col(|x| x.source.clone()),
+            col(|x| x.bad_bucket.clone()),
+            col(|x| x.bad_key.clone()),
+            col(|x| x.rule.clone()),
+        );
+        let ix: Vec<i32> = rows.iter().map(|x| x.row_index).collect();
+        let ca: Vec<serde_json::Value> = rows.iter().map(|x| x.candidates.clone()).collect();
+        let sc: Vec<f64> = rows.iter().map(|x| x.best_score).collect();
+        self.db
+            .run(|pool| {
+                let (r, fi, ds, so, bb, bk, ru, ix, ca, sc) =
+                    (&r, &fi, &ds, &so, &bb, &bk, &ru, &ix, &ca, &sc);
+                async move {
+                    let res = sqlx::query!(
+                        r#"
+                        INSERT INTO match_review
+                            (record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key,
+                             candidates, best_score, rule)
+                        SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::text[],
+                                             $6::text[], $7::text[], $8::jsonb[], $9::float8[], $10::text[])
+                        ON CONFLICT (record_ref) DO NOTHING
+                        "#,
+                        r,
+                        fi,
+                        ix,
+                        ds,
+                        so,
+                        bb,
+                        bk,
+                        ca,
+                        sc,
+                        ru
+                    )
+                    .execute(&pool)
+                    .await?;
+                    Ok(res.rows_affected())
+                }
+            })
+            .await
+    }
+
+    async fn record(&self, rows: &[DecisionRow]) -> Result<u64, IndexError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let col = |f: fn(&DecisionRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
+        let (r, fi, ti, ru, by) = (
+            col(|x| x.record_ref.clone()),
+            col(|x| x.file_id.clone()),
+            col(|x| x.tier.clone()),
+            col(|x| x.rule.clone()),
+            col(|x| x.decided_by.clone()),
+        );
+        let pe: Vec<Option<i64>> = rows.iter().map(|x| x.person_id).collect();
+        let sc: Vec<Option<f64>> = rows.iter().map(|x| x.score).collect();
+        self.db
+            .run(|pool| {
+                let (r, fi, ti, ru, by, pe, sc) = (&r, &fi, &ti, &ru, &by, &pe, &sc);
+                async move {
+                    let res = sqlx::query!(
+                        r#"
+                        INSERT INTO match_decision (record_ref, file_id, tier, person_id, score, rule, decided_by)
+                        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::float8[],
+                                             $6::text[], $7::text[])
+                        ON CONFLICT (record_ref, tier, decided_by) DO NOTHING
+                        "#,
+                        r,
+                        fi,
+                        ti,
+                        pe as &[Option<i64>],
+                        sc as &[Option<f64>],
+                        ru,
+                        by
+                    )
+                    .execute(&pool)
+                    .await?;
+                    Ok(res.rows_affected())
+                }
+            })
+            .await
+    }
+}
+
+impl PgReviews {
+    /// Reviews with a status, oldest first.
+    pub async fn list(&self, status: &str, limit: i64) -> Result<Vec<StoredReview>, IndexError> {
+        self.db
+            .run(|pool| async move {
+                sqlx::query_as!(
+                    StoredReview,
+                    r#"SELECT review_id, record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key,
+                              candidates, best_score, rule, status, accepted_person_id, reviewer
+                       FROM match_review WHERE status = $1 ORDER BY created_at, review_id LIMIT $2"#,
+                    status,
+                    limit
+                )
+                .fetch_all(&pool)
+                .await
+            })
+            .await
+    }
+
+    pub async fn get(&self, review_id: i64) -> Result<Option<StoredReview>, IndexError> {
+        self.db
+            .run(|pool| async move {
+                sqlx::query_as!(
+                    StoredReview,
+                    r#"SELECT review_id, record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key,
+                              candidates, best_score, rule, status, accepted_person_id, reviewer
+                       FROM match_review WHERE review_id = $1"#,
+                    review_id
+                )
+                .fetch_optional(&pool)
+                .await
+            })
+            .await
+    }
+
+    /// Accepts (with the chosen person) or rejects a pending review; false when it was not pending.
+    pub async fn decide(
+        &self,
+        review_id: i64,
+        accept_person: Option<i64>,
+        reviewer: &str,
+    ) -> Result<bool, IndexError> {
+        let status = if accept_person.is_some() { "accepted" } else { "rejected" };
+        self.db
+            .run(|pool| async move {
+                let mut tx = pool.begin().await?;
+                let row = sqlx::query!(
+                    r#"UPDATE match_review SET status = $2, accepted_person_id = $3, reviewer = $4, decided_at = now()
+                       WHERE review_id = $1 AND status = 'pending'
+                       RETURNING record_ref, file_id, best_score"#,
+                    review_id,
+                    status,
+                    accept_person,
+                    reviewer
+                )
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else { return Ok(false) };
+                sqlx::query!(
+                    r#"INSERT INTO match_decision (record_ref, file_id, tier, person_id, score, rule, decided_by)
+                       VALUES ($1, $2, $3, $4, $5, 'review', $6)
+                       ON CONFLICT (record_ref, tier, decided_by) DO NOTHING"#,
+                    row.record_ref,
+                    row.file_id,
+                    status,
+                    accept_person,
+                    row.best_score,
+                    reviewer
+                )
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+            .await
+    }
+
+    /// One person by id (to complete an accepted row).
+    pub async fn person(&self, person_id: i64) -> Result<Option<Person>, IndexError> {
+        self.db
+            .run(|pool| async move {
+                sqlx::query_as!(
+                    Person,
+                    r#"SELECT person_id, first_name, last_name, middle_initial, dob, sex, ssn, address, city,
+                              state, zip, phone FROM person WHERE person_id = $1"#,
+                    person_id
+                )
+                .fetch_optional(&pool)
+                .await
+            })
+            .await
+    }
+
+    /// Counts of reviews and decisions for a file (tests, status).
+    pub async fn counts(&self, file_id: &str) -> Result<(i64, i64), IndexError> {
+        self.db
+            .run(|pool| async move {
+                let r = sqlx::query!(
+                    r#"SELECT (SELECT count(*) FROM match_review WHERE file_id = $1) AS "reviews!",
+                              (SELECT count(*) FROM match_decision WHERE file_id = $1) AS "decisions!""#,
+                    file_id
+                )
+                .fetch_one(&pool)
+                .await?;
+                Ok((r.reviews, r.decisions))
+            })
+            .await
+    }
+}
+
+/// Loads a person CSV (the benchmark's `people_<N>.csv` layout) with COPY, then VACUUM ANALYZE.
+pub async fn copy_people_csv(db: &Db, path: &std::path::Path) -> Result<u64, IndexError> {
+    let data = tokio::fs::read(path).await.map_err(|e| IndexError::Load(e.to_string()))?;
+    let pool = db.pool();
+    let mut conn = pool.acquire().await.map_err(map_err)?;
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY person (person_id, first_name, last_name, middle_initial, dob, sex, ssn, address, city, \
+             state, zip, phone) FROM STDIN WITH (FORMAT csv, HEADER true)",
+        )
+        .await
+        .map_err(map_err)?;
+    copy.send(data).await.map_err(map_err)?;
+    let n = copy.finish().await.map_err(map_err)?;
+    sqlx::query("VACUUM ANALYZE person").execute(&mut *conn).await.map_err(map_err)?;
+    Ok(n)
+}

@@ -1,0 +1,526 @@
+//! pii-matching against a real PostgreSQL (`LAKE_TEST_DATABASE_URL`, started by
+//! `scripts/test.sh`): each test gets a fresh database with a random name. The handler runs with
+//! the local pipeline adapters (folders for buckets, queues and ledger) and real event JSON.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Date32Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use async_trait::async_trait;
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use chrono::NaiveDate;
+use layer::envelope::FailureEnvelope;
+use layer::ledger::{RunRecord, Status};
+use layer::local::{LocalMetadata, LocalNotifier, LocalObjectStore, LocalQueue};
+use layer::pipeline::{Deps, PiiMessage, PipelineConfig};
+use pii_matching::handler::{self, MatchDeps, MatchSummary};
+use pii_matching::index::IndexError;
+use pii_matching::pg::{copy_people_csv, Db, DbSecret, DbSettings, PgIndex, PgReviews, SecretSource};
+use pii_matching::{Matcher, MemoryIndex, PersonIndex, Record, Rules};
+use sqlx::postgres::PgConnectOptions;
+
+const PEOPLE: &str = "person_id,first_name,last_name,middle_initial,dob,sex,ssn,address,city,state,zip,phone
+101,ANNA,SMITH,J,1980-03-05,F,123-45-6789,1 MAIN ST,CAMBRIDGE,MA,02138,617-555-0101
+102,ROBERT,JONES,,1975-07-20,M,234-56-7890,2 ELM AVE,SOMERVILLE,MA,02143,617-555-0102
+103,MARIA,GARCIA,L,1990-11-11,F,345-67-8901,3 OAK RD,LOWELL,MA,01850,978-555-0103
+104,MARY,GARCIA,,1990-11-11,F,456-78-9012,4 PINE CT,LOWELL,MA,01851,978-555-0104
+105,JAMES,BROWN,T,1960-01-02,M,567-89-0123,5 HIGH ST,ACTON,MA,01720,978-555-0105
+";
+
+fn database_url() -> String {
+    std::env::var("LAKE_TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "LAKE_TEST_DATABASE_URL is not set: these tests need a real PostgreSQL. \
+             Run them with `bash scripts/test.sh -p pii-matching`, which starts one."
+        )
+    })
+}
+
+/// A fresh database (random name) with the migrations applied.
+async fn fresh_db() -> (Arc<Db>, String) {
+    let url = database_url();
+    let admin = Db::from_url(&url, 1).unwrap();
+    let name = format!(
+        "pii_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+    );
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
+    let base = url.rsplit_once('/').unwrap().0;
+    let db = Arc::new(Db::from_url(&format!("{base}/{name}"), 2).unwrap());
+    db.migrate().await.unwrap();
+    (db, name)
+}
+
+async fn load_people(db: &Db, csv: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(csv.as_bytes()).unwrap();
+    copy_people_csv(db, f.path()).await.unwrap();
+    f
+}
+
+fn s(v: &[Option<&str>]) -> ArrayRef {
+    Arc::new(StringArray::from(v.to_vec()))
+}
+
+fn days(d: &str) -> i32 {
+    let d = NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
+}
+
+/// Four bad rows as the workflow writes them (canonical columns + `missing_fields`):
+/// 0 exact, 1 surname change (proposed), 2 not in the index (unmatched), 3 exact but its MRN is
+/// also missing (cannot be completed).
+fn bad_parquet() -> Vec<u8> {
+    fn n4(v: &str) -> Vec<Option<&str>> {
+        vec![Some(v); 4]
+    }
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("source_system", s(&n4("st_marys"))),
+        ("source_file", s(&n4("f.csv"))),
+        ("encounter_id", s(&[Some("E1"), Some("E2"), Some("E3"), Some("E4")])),
+        ("patient_id", s(&[Some("M1"), Some("M2"), Some("M3"), None])),
+        ("first_name", s(&[Some("ANNA"), Some("MARIA"), Some("PETER"), Some("ROBERT")])),
+        ("last_name", s(&[Some("SMITH"), Some("LOPEZ"), Some("NOBODY"), Some("JONES")])),
+        ("middle_initial", s(&[None, None, None, None])),
+        (
+            "dob",
+            Arc::new(Date32Array::from(vec![
+                Some(days("1980-03-05")),
+                Some(days("1990-11-11")),
+                Some(days("1999-09-09")),
+                Some(days("1975-07-20")),
+            ])),
+        ),
+        ("sex", s(&[Some("F"), Some("F"), Some("M"), Some("M")])),
+        ("ssn", s(&[None, None, None, None])),
+        ("address", s(&[Some("1 MAIN ST"), Some("3 OAK RD"), Some("99 NOWHERE LN"), Some("2 ELM AVE")])),
+        ("city", s(&[Some("CAMBRIDGE"), Some("LOWELL"), Some("BOSTON"), Some("SOMERVILLE")])),
+        ("zip", s(&[Some("02138"), Some("01850"), Some("02101"), Some("02143")])),
+        ("phone", s(&[Some("617-555-0101"), Some("857-555-9999"), None, Some("617-555-0102")])),
+        ("missing_fields", s(&[Some("ssn"), Some("ssn"), Some("ssn"), Some("patient_id;ssn")])),
+    ];
+    let schema = Schema::new(
+        cols.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect::<Vec<_>>(),
+    );
+    assert_eq!(schema.field_with_name("dob").unwrap().data_type(), &DataType::Date32);
+    let b = RecordBatch::try_new(Arc::new(schema), cols.into_iter().map(|c| c.1).collect()).unwrap();
+    pii_matching::rows::to_parquet(&b).unwrap()
+}
+
+const BAD_KEY: &str =
+    "bad/dataset=encounter/source=st_marys/ingest_date=2026-11-26/00aa11bb22cc33dd.bad.parquet";
+const FILE_ID: &str = "00aa11bb22cc33dd";
+
+struct Lake {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    deps: Deps,
+}
+
+async fn lake() -> Lake {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let cfg = PipelineConfig {
+        dlq: "dlq".into(),
+        alert_topic: "alerts".into(),
+        raw_bucket: "raw".into(),
+        quarantine_bucket: "quarantine".into(),
+        pii_queue: "pii".into(),
+        ..Default::default()
+    };
+    let deps = Deps {
+        store: Arc::new(LocalObjectStore::new(root.join("buckets"))),
+        queue: Arc::new(LocalQueue::new(root.join("queues"))),
+        notifier: Arc::new(LocalNotifier::new(root.join("topics"))),
+        meta: Arc::new(LocalMetadata::new(root.join("meta"))),
+        cfg,
+    };
+    deps.store.put("quarantine", BAD_KEY, bad_parquet(), None).await.unwrap();
+    let mut run = RunRecord::received("ingest", "st_marys/f.csv", None);
+    run.file_id = FILE_ID.into();
+    run.status = Status::Done;
+    run.stage = "matching-pending".into();
+    run.counts.good = 96;
+    run.counts.bad = 4;
+    deps.meta.put_run(&run).await.unwrap();
+    Lake { _dir: dir, root, deps }
+}
+
+fn message() -> String {
+    serde_json::to_string(&PiiMessage {
+        file_id: FILE_ID.into(),
+        source: "st_marys".into(),
+        dataset: "encounter".into(),
+        bucket: "quarantine".into(),
+        bad_key: BAD_KEY.into(),
+        bad_rows: 4,
+    })
+    .unwrap()
+}
+
+/// The SQS event Lambda would deliver (real event JSON shape).
+fn event(body: &str, receive_count: u32) -> SqsEvent {
+    let json = serde_json::json!({"Records": [{
+        "messageId": "m-1", "receiptHandle": "r-1", "body": body,
+        "attributes": {"ApproximateReceiveCount": receive_count.to_string(), "SentTimestamp": "1764150000000",
+                        "SenderId": "AIDA", "ApproximateFirstReceiveTimestamp": "1764150000000"},
+        "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-gov-west-1:000000000000:pii", "awsRegion": "us-gov-west-1"
+    }]});
+    serde_json::from_value(json).unwrap()
+}
+
+fn match_deps(l: &Lake, db: &Arc<Db>) -> MatchDeps {
+    MatchDeps {
+        pipeline: l.deps.clone(),
+        index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
+        reviews: Arc::new(PgReviews { db: db.clone() }),
+        matcher: Arc::new(Matcher::new(Rules::builtin())),
+    }
+}
+
+async fn process(d: &MatchDeps) -> MatchSummary {
+    let m: SqsMessage = event(&message(), 1).records.remove(0);
+    handler::process(d, m).await.unwrap()
+}
+
+fn read_raw(l: &Lake, key: &str) -> RecordBatch {
+    let bytes = std::fs::read(l.root.join("buckets/raw").join(key)).unwrap();
+    pii_matching::rows::read_parquet(bytes).unwrap()
+}
+
+#[tokio::test]
+async fn exact_proposed_and_unmatched_records_end_where_they_should() {
+    let (db, _) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let l = lake().await;
+    let d = match_deps(&l, &db);
+    let resp = handler::handle(&d, event(&message(), 1)).await;
+    assert!(resp.batch_item_failures.is_empty());
+
+    // exact: completed row in the dataset, SSN from the person index, no missing_fields column
+    let key = "dataset=encounter/source=st_marys/ingest_date=2026-11-26/00aa11bb22cc33dd.matched.parquet";
+    let b = read_raw(&l, key);
+    assert_eq!(b.num_rows(), 1);
+    assert!(b.column_by_name("missing_fields").is_none());
+    let col = |n: &str| pii_matching::index::str_col(&b, n);
+    assert_eq!(col("encounter_id"), vec![Some("E1".to_string())]);
+    assert_eq!(col("ssn"), vec![Some("123-45-6789".to_string())]);
+
+    // proposed: one review row with the candidate and its evidence
+    let reviews = PgReviews { db: db.clone() };
+    let pending = reviews.list("pending", 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].record_ref, format!("{FILE_ID}:1"));
+    assert_eq!(pending[0].candidates[0]["person_id"], 103);
+    assert_eq!(pending[0].candidates[0]["levels"]["last_name"], "else");
+    assert_eq!(pending[0].candidates[0]["levels"]["first_name"], "exact");
+
+    // unmatched and incomplete stay in quarantine, counted, with reasons
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(l.root.join(
+            "buckets/quarantine/matching/dataset=encounter/source=st_marys/ingest_date=2026-11-26/00aa11bb22cc33dd.match.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["summary"]["completed"], 1);
+    assert_eq!(report["summary"]["proposed"], 1);
+    assert_eq!(report["summary"]["unmatched"], 1);
+    assert_eq!(report["summary"]["incomplete"], 1);
+    let reasons: HashMap<u64, String> = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["row"].as_u64().unwrap(), r["reason"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(reasons[&2], "unmatched");
+    assert_eq!(reasons[&3], "incomplete");
+    assert_eq!(reasons[&1], "in_review");
+
+    // ledger: the completed row moved from bad to good
+    let run = l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap();
+    assert_eq!(run.status, Status::Done);
+    assert_eq!(run.stage, "matched");
+    assert_eq!((run.counts.good, run.counts.bad), (97, 3));
+    // every record audited with the rule that fired
+    assert_eq!(reviews.counts(FILE_ID).await.unwrap(), (1, 4));
+}
+
+#[tokio::test]
+async fn a_retry_of_the_same_batch_changes_nothing() {
+    let (db, _) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let l = lake().await;
+    let d = match_deps(&l, &db);
+    let first = process(&d).await;
+    let key = first.matched_key.clone().unwrap();
+    let bytes1 = std::fs::read(l.root.join("buckets/raw").join(&key)).unwrap();
+    let run1 = l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap();
+    let second = process(&d).await;
+    assert_eq!(first.reviews_inserted, 1);
+    assert_eq!(second.reviews_inserted, 0);
+    assert_eq!(std::fs::read(l.root.join("buckets/raw").join(&key)).unwrap(), bytes1);
+    let run2 = l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap();
+    assert_eq!(run2.counts, run1.counts);
+    assert_eq!(run2.outputs, run1.outputs);
+    assert_eq!(PgReviews { db }.counts(FILE_ID).await.unwrap(), (1, 4));
+    let raw_files: Vec<_> = walk(&l.root.join("buckets/raw"));
+    assert_eq!(raw_files.len(), 1, "one output per input file: {raw_files:?}");
+}
+
+fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else if !e.file_name().to_string_lossy().starts_with('.') {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// The server must ask `lake_pw` for a password (scripts/test.sh adds the pg_hba line).
+async fn password_role(url: &str) -> PgConnectOptions {
+    let admin = Db::from_url(url, 1).unwrap();
+    let _ = sqlx::query("CREATE ROLE lake_pw LOGIN PASSWORD 'right-password'").execute(&admin.pool()).await;
+    let base: PgConnectOptions = url.parse().unwrap();
+    let wrong = base.clone().username("lake_pw").password("surely-wrong");
+    if sqlx::postgres::PgPool::connect_with(wrong).await.is_ok() {
+        panic!(
+            "the test PostgreSQL accepts lake_pw without its password (trust auth): start it with \
+             scripts/test.sh, which requires scram-sha-256 for lake_pw"
+        );
+    }
+    base
+}
+
+struct Counting<S> {
+    inner: S,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl<S: SecretSource> SecretSource for Counting<S> {
+    async fn fetch(&self) -> Result<DbSecret, IndexError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.fetch().await
+    }
+}
+
+fn settings(base: &PgConnectOptions, dbname: &str) -> DbSettings {
+    DbSettings {
+        host: base.get_host().to_string(),
+        port: base.get_port(),
+        dbname: dbname.into(),
+        require_tls: false,
+        max_connections: 1,
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_fails_with_db_auth_failed_and_a_dlq_envelope() {
+    let url = database_url();
+    let (db, dbname) = fresh_db().await;
+    let base = password_role(&url).await;
+    let endpoint = std::env::var("LAKE_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("LAKE_TEST_AWS_ENDPOINT is not set: run with `bash scripts/test.sh -p pii-matching` (starts moto)")
+    });
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-gov-west-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "t",
+        ))
+        .load()
+        .await;
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let secret = serde_json::json!({"engine": "postgres", "username": "lake_pw", "password": "surely-wrong",
+        "host": base.get_host(), "port": base.get_port(), "dbname": dbname});
+    let arn = client
+        .create_secret()
+        .name(format!("lake/db/{dbname}"))
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let source = Arc::new(Counting {
+        inner: pii_matching::pg::SecretsManager { client, secret_id: arn },
+        calls: AtomicUsize::new(0),
+    });
+    let wrong = Arc::new(Db::from_secret(source.clone(), settings(&base, &dbname)).await.unwrap());
+    assert_eq!(source.calls.load(Ordering::SeqCst), 1, "fetched once at cold start");
+
+    let l = lake().await;
+    let mut d = match_deps(&l, &wrong);
+    d.reviews = Arc::new(PgReviews { db });
+    let resp = handler::handle(&d, event(&message(), 1)).await;
+    assert!(resp.batch_item_failures.is_empty(), "a permanent failure is consumed after the envelope");
+    assert_eq!(source.calls.load(Ordering::SeqCst), 2, "refetched once after the rejection");
+
+    let dlq = l.deps.queue.receive("dlq", 10).await.unwrap();
+    assert_eq!(dlq.len(), 1);
+    let env: FailureEnvelope = serde_json::from_str(&dlq[0].body).unwrap();
+    assert_eq!(env.error_kind, "DbAuthFailed");
+    assert_eq!(env.function, "pii-matching");
+    assert_eq!(env.file_id, FILE_ID);
+    let original: serde_json::Value = serde_json::from_str(&env.original_message).unwrap();
+    assert_eq!(original["file_id"], FILE_ID, "the envelope carries the message to redrive");
+    assert!(env.error_message.contains("authentication failed"), "{}", env.error_message);
+    assert!(!env.error_message.contains("surely-wrong"));
+    let run = l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap();
+    assert_eq!(run.status, Status::Failed);
+    assert_eq!(run.error_kind.as_deref(), Some("DbAuthFailed"));
+}
+
+/// Wrong first, right after the refetch: a rotated secret heals without a failure.
+struct Rotating {
+    calls: AtomicUsize,
+    base: PgConnectOptions,
+    dbname: String,
+}
+
+#[async_trait]
+impl SecretSource for Rotating {
+    async fn fetch(&self) -> Result<DbSecret, IndexError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let pw = if n == 0 { "stale-password" } else { "right-password" };
+        DbSecret::parse(
+            &serde_json::json!({"username": "lake_pw", "password": pw, "host": self.base.get_host(),
+                "port": self.base.get_port(), "dbname": self.dbname})
+            .to_string(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_secret_is_refetched_once_and_works() {
+    let url = database_url();
+    let (db, dbname) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let base = password_role(&url).await;
+    sqlx::query("GRANT SELECT ON person TO lake_pw").execute(&db.pool()).await.unwrap();
+    let src = Arc::new(Rotating { calls: AtomicUsize::new(0), base: base.clone(), dbname: dbname.clone() });
+    let rotated = Arc::new(Db::from_secret(src.clone(), settings(&base, &dbname)).await.unwrap());
+    let idx = PgIndex { db: rotated, chunk: 100 };
+    let key = pii_matching::BlockingKey::Address { address: "1 MAIN ST".into() };
+    let found = idx.candidates(&[key]).await.unwrap();
+    assert_eq!(found.iter().map(|p| p.person_id).collect::<Vec<_>>(), vec![101]);
+    assert_eq!(src.calls.load(Ordering::SeqCst), 2);
+}
+
+/// A small synthetic county: deterministic names, dates, addresses; records with the usual errors.
+fn synthetic(n_people: usize, n_records: usize) -> (String, Vec<Record>) {
+    const FIRST: [&str; 12] = [
+        "ROBERT",
+        "MARY",
+        "JAMES",
+        "PATRICIA",
+        "JOHN",
+        "JENNIFER",
+        "MICHAEL",
+        "LINDA",
+        "WILLIAM",
+        "ELIZABETH",
+        "DAVID",
+        "SUSAN",
+    ];
+    const LAST: [&str; 10] =
+        ["SMITH", "JOHNSON", "WILLIAMS", "BROWN", "JONES", "GARCIA", "MILLER", "DAVIS", "LOPEZ", "WILSON"];
+    let mut x: u64 = 42;
+    let mut next = move |m: u64| {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    };
+    let mut csv = String::from(
+        "person_id,first_name,last_name,middle_initial,dob,sex,ssn,address,city,state,zip,phone\n",
+    );
+    let mut people = Vec::new();
+    for i in 0..n_people {
+        let f = FIRST[next(12) as usize];
+        let l = LAST[next(10) as usize];
+        let dob = NaiveDate::from_ymd_opt(1950 + next(20) as i32, 1 + next(12) as u32, 1 + next(28) as u32)
+            .unwrap();
+        let addr = format!("{} {} ST", 1 + next(300), ["MAIN", "ELM", "OAK"][next(3) as usize]);
+        let phone = format!("617-555-{:04}", next(10000));
+        csv.push_str(&format!("{},{f},{l},,{dob},F,,{addr},LOWELL,MA,01850,{phone}\n", 1000 + i));
+        people.push((f, l, dob, addr, phone));
+    }
+    let mut recs = Vec::new();
+    for r in 0..n_records {
+        let (f, l, dob, addr, phone) = people[next(n_people as u64) as usize].clone();
+        let (mut f, mut l, mut dob) = (f.to_string(), l.to_string(), dob);
+        match next(6) {
+            1 => l = format!("{l}X"),
+            2 => f = if f == "ROBERT" { "BOB".into() } else { f[..f.len() - 1].to_string() },
+            3 => dob = dob.succ_opt().unwrap(),
+            4 => l = LAST[next(10) as usize].to_string(),
+            _ => {}
+        }
+        recs.push(Record {
+            reference: format!("R{r}"),
+            first_name: Some(f),
+            last_name: Some(l),
+            dob: Some(dob),
+            sex: Some("F".into()),
+            address: Some(addr),
+            city: Some("LOWELL".into()),
+            zip: Some("01850".into()),
+            phone: Some(phone),
+        });
+    }
+    (csv, recs)
+}
+
+#[tokio::test]
+async fn in_memory_and_postgres_adapters_give_the_same_decisions() {
+    let (db, _) = fresh_db().await;
+    let (csv, recs) = synthetic(3000, 600);
+    let f = load_people(&db, &csv).await;
+    let mem = MemoryIndex::load(f.path()).unwrap();
+    let m = Matcher::new(Rules::builtin());
+    let (a, _) = m.match_batch(&PgIndex { db, chunk: 128 }, &recs).await.unwrap();
+    let (b, _) = m.match_batch(&mem, &recs).await.unwrap();
+    assert_eq!(a.len(), 600);
+    let tiers = |ds: &[pii_matching::Decision]| {
+        ds.iter().fold(HashMap::new(), |mut h: HashMap<&str, usize>, d| {
+            *h.entry(d.tier.as_str()).or_default() += 1;
+            h
+        })
+    };
+    assert!(tiers(&a).len() >= 2, "the data exercises several tiers: {:?}", tiers(&a));
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn an_accepted_review_completes_the_row_like_an_exact_match() {
+    let (db, _) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let l = lake().await;
+    let d = match_deps(&l, &db);
+    process(&d).await;
+    let reviews = PgReviews { db: db.clone() };
+    let r = reviews.list("pending", 10).await.unwrap().remove(0);
+    let p = reviews.person(103).await.unwrap().unwrap();
+    let key = handler::complete_accepted(&l.deps, &r, &p).await.unwrap();
+    assert!(reviews.decide(r.review_id, Some(103), "analyst1").await.unwrap());
+    assert!(!reviews.decide(r.review_id, None, "analyst2").await.unwrap(), "decided once");
+    let b = read_raw(&l, &key);
+    assert_eq!(pii_matching::index::str_col(&b, "encounter_id"), vec![Some("E2".to_string())]);
+    assert_eq!(pii_matching::index::str_col(&b, "ssn"), vec![Some("345-67-8901".to_string())]);
+    assert_eq!(pii_matching::index::str_col(&b, "last_name"), vec![Some("LOPEZ".to_string())]);
+    // a repeat (e.g. the CLI re-run) does not move the counts twice
+    handler::complete_accepted(&l.deps, &r, &p).await.unwrap();
+    let run = l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap();
+    assert_eq!((run.counts.good, run.counts.bad), (98, 2));
+    assert!(reviews.list("pending", 10).await.unwrap().is_empty());
+    assert_eq!(reviews.list("accepted", 10).await.unwrap()[0].reviewer.as_deref(), Some("analyst1"));
+}
