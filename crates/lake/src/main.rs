@@ -132,7 +132,8 @@ enum ContractCmd {
         #[arg(long)]
         canonical: Option<PathBuf>,
     },
-    /// Validate a contract and publish it as the source's new version (embedded lake).
+    /// Validate a contract and publish it as the source's new version (embedded lake, or the
+    /// datasets table with --backend aws): the Lambdas pick it up with no redeploy.
     Publish {
         contract: PathBuf,
         #[command(flatten)]
@@ -192,7 +193,7 @@ fn main() -> ExitCode {
         Cmd::Review(a) => review::run(a),
         Cmd::Reaper(c) => reaper::run(c),
         Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {
-            let (deps, _) = embedded::local_deps(&lake.lake, None);
+            let (deps, _) = lake.deps(None).await?;
             let (src, v, new) = embedded::publish(&deps, &contract).await?;
             println!("{} {src} contract v{v}", if new { "published" } else { "unchanged:" });
             Ok(ExitCode::SUCCESS)
