@@ -104,6 +104,8 @@ FUNCTIONS = {
         "env": {
             "REAPER_REPORTS_BUCKET": (REF, "ReportsBucket"), "REAPER_KMS_KEY_ID": (REF, "KmsKeyArn"),
             "REAPER_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"), "REAPER_NOTIFY_TOPIC_ARN": (REF, "ReaperNotifyTopic"),
+            # optional: set only when a Confluence secret is given
+            "REAPER_CONFLUENCE_SECRET_ARN": ("If", "HasConfluence", "ConfluenceSecretArn"),
         },
         "grants": {
             ("ReportsBucket", ""): {"s3:ListBucket"},
@@ -112,6 +114,7 @@ FUNCTIONS = {
             ("ReaperNotifyTopic", ""): {"sns:Publish"},
             ("KmsKeyArn", ""): KMS,
             ("ReaperDLQ", ""): {"sqs:SendMessage"},  # async-invocation DLQ uses the execution role
+            ("ConfluenceSecretArn", ""): {"secretsmanager:GetSecretValue"},  # only with HasConfluence
             ("workspace/*", ""): {"workspaces:TerminateWorkspaces"},
         },
     },
@@ -222,6 +225,9 @@ def check_functions(tpl, raw_text):
             got = env.get(name)
             if got is None:
                 fail(f"{where} environment variable {name} is not set")
+            elif isinstance(want, tuple) and want[0] == "If":
+                if got != {"Fn::If": [want[1], {"Ref": want[2]}, {"Ref": "AWS::NoValue"}]}:
+                    fail(f"{where} {name} = {got!r}, want !If [{want[1]}, !Ref {want[2]}, !Ref AWS::NoValue]")
             elif isinstance(want, tuple) and got != {"Ref": want[1]}:
                 fail(f"{where} {name} = {got!r}, want !Ref {want[1]}")
             elif isinstance(want, str) and got != want:
@@ -265,8 +271,12 @@ def check_functions(tpl, raw_text):
         if role["Properties"].get("ManagedPolicyArns"):
             fail(f"{role_id}: managed policies are broader than the function needs")
         granted: dict = {}
-        for pol in role["Properties"].get("Policies", []):
+        attached = [r["Properties"] for r in res.values()
+                    if r.get("Type") == "AWS::IAM::Policy" and {"Ref": role_id} in r["Properties"].get("Roles", [])]
+        for pol in role["Properties"].get("Policies", []) + attached:
             for st in as_list(pol["PolicyDocument"]["Statement"]):
+                if "Fn::If" in st:  # a statement that exists only under a condition
+                    st = st["Fn::If"][1]
                 sid = st.get("Sid", "<no Sid>")
                 if st.get("Effect") != "Allow":
                     continue
