@@ -50,6 +50,30 @@ pub struct Row {
     pub error: String,
 }
 
+impl Row {
+    /// The row's cells, in `HEADER` order, as text (not yet neutralised or escaped).
+    pub fn cells(&self) -> [String; 9] {
+        [
+            self.workspace_id.clone(),
+            self.user.clone(),
+            self.directory.clone(),
+            self.state.clone(),
+            self.last_connection.clone(),
+            self.days_inactive.map(|d| d.to_string()).unwrap_or_default(),
+            self.outcome.as_str().to_string(),
+            self.rule.clone(),
+            self.error.clone(),
+        ]
+    }
+}
+
+/// Rows in report order: by outcome, then workspace id. The CSV and the Confluence page agree.
+pub fn in_report_order(rows: &[Row]) -> Vec<&Row> {
+    let mut sorted: Vec<&Row> = rows.iter().collect();
+    sorted.sort_by(|a, b| (a.outcome, &a.workspace_id).cmp(&(b.outcome, &b.workspace_id)));
+    sorted
+}
+
 /// The report's header, in column order.
 pub const HEADER: [&str; 9] = [
     "workspace id",
@@ -73,25 +97,11 @@ pub fn neutralise(cell: &str) -> String {
 
 /// Renders rows as CSV (RFC 4180 quoting, every cell neutralised), sorted by outcome then id.
 pub fn to_csv(rows: &[Row]) -> Result<Vec<u8>, ReaperError> {
-    let mut sorted: Vec<&Row> = rows.iter().collect();
-    sorted.sort_by(|a, b| (a.outcome, &a.workspace_id).cmp(&(b.outcome, &b.workspace_id)));
     let mut w = csv::Writer::from_writer(Vec::new());
     let e = |e: csv::Error| ReaperError::Report(e.to_string());
     w.write_record(HEADER).map_err(e)?;
-    for r in sorted {
-        let days = r.days_inactive.map(|d| d.to_string()).unwrap_or_default();
-        let cells = [
-            &r.workspace_id,
-            &r.user,
-            &r.directory,
-            &r.state,
-            &r.last_connection,
-            &days,
-            r.outcome.as_str(),
-            &r.rule,
-            &r.error,
-        ];
-        w.write_record(cells.iter().map(|c| neutralise(c))).map_err(e)?;
+    for r in in_report_order(rows) {
+        w.write_record(r.cells().iter().map(|c| neutralise(c))).map_err(e)?;
     }
     w.into_inner().map_err(|e| ReaperError::Report(e.to_string()))
 }

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
-use crate::report::{Row, HEADER};
+use crate::report::{in_report_order, Row, HEADER};
 
 /// Longest a single Confluence request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -264,8 +264,6 @@ pub fn escape_html(s: &str) -> String {
 /// The page body in Confluence storage format: a heading line and the report as a table, rows in
 /// the CSV's order (decision, then WorkSpace id). Every cell is HTML-escaped.
 pub fn storage_body(title_line: &str, rows: &[Row]) -> String {
-    let mut sorted: Vec<&Row> = rows.iter().collect();
-    sorted.sort_by(|a, b| (a.outcome, &a.workspace_id).cmp(&(b.outcome, &b.workspace_id)));
     let mut s = String::with_capacity(256 + rows.len() * 256);
     s.push_str("<p>");
     s.push_str(&escape_html(title_line));
@@ -276,23 +274,11 @@ pub fn storage_body(title_line: &str, rows: &[Row]) -> String {
         s.push_str("</th>");
     }
     s.push_str("</tr>");
-    for r in sorted {
-        let days = r.days_inactive.map(|d| d.to_string()).unwrap_or_default();
-        let cells = [
-            r.workspace_id.as_str(),
-            &r.user,
-            &r.directory,
-            &r.state,
-            &r.last_connection,
-            &days,
-            r.outcome.as_str(),
-            &r.rule,
-            &r.error,
-        ];
+    for r in in_report_order(rows) {
         s.push_str("<tr>");
-        for c in cells {
+        for c in r.cells() {
             s.push_str("<td>");
-            s.push_str(&escape_html(c));
+            s.push_str(&escape_html(&c));
             s.push_str("</td>");
         }
         s.push_str("</tr>");
