@@ -87,7 +87,7 @@ FUNCTIONS = {
             "LAKE_DB_SECRET_ARN": (REF, "DbSecretArn"), "LAKE_DLQ_URL": (REF, "PipelineDLQ"),
             "LAKE_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"),
             "LAKE_DB_HOST": (REF, "DbHost"), "LAKE_DB_PORT": "5432", "LAKE_DB_NAME": (REF, "DbName"),
-            "LAKE_DB_SSLMODE": "require",
+            "LAKE_DB_SSLMODE": "verify-full", "LAKE_DB_SSLROOTCERT": "/var/task/rds-ca/global-bundle.pem",
         },
         "grants": {
             ("QuarantineBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"},

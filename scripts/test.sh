@@ -50,6 +50,35 @@ if [ -x "$PG_BIN/initdb" ]; then
   as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U lake -A trust --no-sync -E UTF8 >"$work/initdb.log" 2>&1
   # one role must give its password (pii-matching's wrong-password test); everyone else: trust
   sed -i '1i host all lake_pw 127.0.0.1/32 scram-sha-256' "$PGDATA_DIR/pg_hba.conf"
+  # TLS (pii-matching's tests/tls.rs): a throwaway CA and a server certificate for DNS:localhost
+  # only (no 127.0.0.1 SAN, so verify-full to 127.0.0.1 must fail), made here at every start and
+  # gone with $work. Role lake_tls may connect only over TLS; the other roles stay as they were.
+  if command -v openssl >/dev/null 2>&1; then
+    tls="$work/tls"
+    mkdir -p "$tls"
+    ossl() { openssl "$@" 2>>"$tls/openssl.log" || { cat "$tls/openssl.log" >&2; return 1; }; }
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    ossl req -x509 "${ec[@]}" -days 2 -subj /CN=lake-test-ca -keyout "$tls/ca.key" -out "$tls/ca.pem" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    ossl req -new "${ec[@]}" -subj /CN=localhost -keyout "$tls/server.key" -out "$tls/server.csr"
+    printf '%s\n' subjectAltName=DNS:localhost basicConstraints=critical,CA:FALSE \
+      keyUsage=critical,digitalSignature extendedKeyUsage=serverAuth >"$tls/server.ext"
+    ossl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -days 2 \
+      -set_serial "0x$(openssl rand -hex 8)" -extfile "$tls/server.ext" -out "$tls/server.pem"
+    rm -f "$tls/ca.key" "$tls/server.csr" "$tls/server.ext"
+    chmod 600 "$tls/server.key"
+    if [ "$(id -u)" = 0 ]; then chown postgres "$tls/server.key"; fi
+    printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" "$tls/server.pem" "$tls/server.key" \
+      >>"$PGDATA_DIR/postgresql.conf"
+    sed -i -e '1i hostnossl all lake_tls all reject' -e '1i hostssl all lake_tls all scram-sha-256' \
+      -e '1i local all lake_tls reject' "$PGDATA_DIR/pg_hba.conf"
+    echo "CREATE ROLE lake_tls LOGIN PASSWORD 'lake-tls-test'" |
+      as_pg "$PG_BIN/postgres" --single -D "$PGDATA_DIR" postgres >"$work/single.log" 2>&1
+    if grep -q ERROR "$work/single.log"; then cat "$work/single.log" >&2; exit 1; fi
+    export LAKE_TEST_PG_CA="$tls/ca.pem"
+  else
+    echo "warning: no openssl; PostgreSQL without TLS, pii-matching's TLS tests will fail under CI" >&2
+  fi
   as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$work/pg.log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PGDATA_DIR -c fsync=off" start >/dev/null
   export LAKE_TEST_DATABASE_URL="postgres://lake@127.0.0.1:$PG_PORT/postgres"

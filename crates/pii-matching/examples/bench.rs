@@ -17,6 +17,10 @@ use clap::Parser;
 use pii_matching::pg::{copy_people_csv, Db, PgIndex};
 use pii_matching::{Decision, Matcher, MemoryIndex, PersonIndex, Record, Rules, Tier};
 
+/// The same allocator as the Lambda binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     #[arg(long, default_value = "/tmp/benchdata/people_1000000.csv")]
@@ -49,6 +53,13 @@ struct Args {
     python: String,
     #[arg(long, default_value = "/tmp/benchdata/results/match_rust.json")]
     json: PathBuf,
+    /// Use (and keep) this database: created and loaded only when it has no people yet.
+    /// Without it, a fresh database is loaded and dropped at the end.
+    #[arg(long)]
+    db: Option<String>,
+    /// Skip the in-memory adapter.
+    #[arg(long)]
+    no_memory: bool,
 }
 
 fn read_records(path: &PathBuf) -> Result<Vec<Record>> {
@@ -104,7 +115,12 @@ fn read_truth(path: &PathBuf) -> Result<Truth> {
     Ok(t)
 }
 
-async fn run_all(m: &Matcher, idx: &dyn PersonIndex, recs: &[Record], batch: usize) -> Result<Vec<Decision>> {
+async fn run_all(
+    m: &Arc<Matcher>,
+    idx: &dyn PersonIndex,
+    recs: &[Record],
+    batch: usize,
+) -> Result<Vec<Decision>> {
     let mut out = Vec::with_capacity(recs.len());
     for b in recs.chunks(batch.max(1)) {
         out.extend(m.match_batch(idx, b).await?.0);
@@ -173,20 +189,27 @@ fn load_avg() -> String {
 async fn main() -> Result<()> {
     let a = Args::parse();
     let rules = Rules::from_file(&a.rules)?;
-    let matcher = Matcher::new(rules);
+    let matcher = Arc::new(Matcher::new(rules));
     let recs = read_records(&a.bad)?;
     let truth = read_truth(&a.truth)?;
     println!("{} records, load average {}", recs.len(), load_avg());
 
     // PostgreSQL: a fresh database, migrations, COPY.
     let admin = Db::from_url(&a.database_url, 1)?;
-    let dbname = format!("pii_bench_{}", std::process::id());
-    sqlx::query(&format!("CREATE DATABASE {dbname}")).execute(&admin.pool()).await?;
+    let dbname = a.db.clone().unwrap_or_else(|| format!("pii_bench_{}", std::process::id()));
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&dbname)
+        .fetch_optional(&admin.pool())
+        .await?;
+    if exists.is_none() {
+        sqlx::query(&format!("CREATE DATABASE {dbname}")).execute(&admin.pool()).await?;
+    }
     let base = a.database_url.rsplit_once('/').map(|x| x.0).unwrap_or(&a.database_url);
     let db = Arc::new(Db::from_url(&format!("{base}/{dbname}"), a.connections)?);
     db.migrate().await?;
     let t = Instant::now();
-    let n = copy_people_csv(&db, &a.people).await?;
+    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM person").fetch_one(&db.pool()).await?;
+    let n = if have == 0 { copy_people_csv(&db, &a.people).await? } else { have as u64 };
     let load_s = t.elapsed().as_secs_f64();
     println!("PostgreSQL: loaded {n} people (COPY into indexed table + ANALYZE) in {load_s:.1}s");
     let pg = PgIndex { db: db.clone(), chunk: a.chunk };
@@ -224,24 +247,27 @@ async fn main() -> Result<()> {
     }
 
     // In memory.
-    let t = Instant::now();
-    let mem = MemoryIndex::load(&a.people)?;
-    let mem_load = t.elapsed().as_secs_f64();
-    let mut mtimes = Vec::new();
-    let mut mem_dec = Vec::new();
-    for _ in 0..a.runs {
+    let (mut mem_med, mut same) = (f64::NAN, 0);
+    if !a.no_memory {
         let t = Instant::now();
-        mem_dec = run_all(&matcher, &mem, &recs, a.batch).await?;
-        mtimes.push(t.elapsed().as_secs_f64());
+        let mem = MemoryIndex::load(&a.people)?;
+        let mem_load = t.elapsed().as_secs_f64();
+        let mut mtimes = Vec::new();
+        let mut mem_dec = Vec::new();
+        for _ in 0..a.runs {
+            let t = Instant::now();
+            mem_dec = run_all(&matcher, &mem, &recs, a.batch).await?;
+            mtimes.push(t.elapsed().as_secs_f64());
+        }
+        mem_med = median(&mut mtimes);
+        same = pg_dec.iter().zip(&mem_dec).filter(|(x, y)| x == y).count();
+        println!(
+            "in-memory: loaded {} people in {mem_load:.1}s; {:.0} rec/s; decisions identical to PostgreSQL: {same}/{}",
+            mem.len(),
+            recs.len() as f64 / mem_med,
+            recs.len()
+        );
     }
-    let mem_med = median(&mut mtimes);
-    let same = pg_dec.iter().zip(&mem_dec).filter(|(x, y)| x == y).count();
-    println!(
-        "in-memory: loaded {} people in {mem_load:.1}s; {:.0} rec/s; decisions identical to PostgreSQL: {same}/{}",
-        mem.len(),
-        recs.len() as f64 / mem_med,
-        recs.len()
-    );
 
     let sc = score(&pg_dec, &truth);
     let classes: BTreeMap<&str, usize> = pg_dec.iter().fold(BTreeMap::new(), |mut m, d| {
@@ -279,7 +305,9 @@ async fn main() -> Result<()> {
             base_json = serde_json::from_str(&std::fs::read_to_string(out)?)?;
         }
     }
-    sqlx::query(&format!("DROP DATABASE {dbname} WITH (FORCE)")).execute(&admin.pool()).await.ok();
+    if a.db.is_none() {
+        sqlx::query(&format!("DROP DATABASE {dbname} WITH (FORCE)")).execute(&admin.pool()).await.ok();
+    }
 
     println!("\n=== {} bad records vs {} people (load average now {}) ===", recs.len(), n, load_avg());
     println!("{:<28} {:>10} {:>22} {:>26}", "engine", "rec/s", "exact P / R", "exact+proposed P / R");

@@ -71,8 +71,8 @@ pub fn soundex(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn alnum(s: &str) -> String {
-    s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_uppercase).collect()
+fn alnum(s: &str) -> impl Iterator<Item = char> + '_ {
+    s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_uppercase)
 }
 
 fn tokens(s: &str) -> Vec<&str> {
@@ -84,8 +84,8 @@ pub fn text_level(kind: &LevelKind, a: &str, b: &str, nick: &Nicknames) -> bool 
     match kind {
         LevelKind::Exact => a == b,
         LevelKind::Normalised => {
-            let (x, y) = (alnum(a), alnum(b));
-            !x.is_empty() && x == y
+            // compared as iterators: no allocation per pair
+            alnum(a).next().is_some() && alnum(a).eq(alnum(b))
         }
         LevelKind::JaroWinkler { min } => strsim::jaro_winkler(a, b) >= *min,
         LevelKind::Levenshtein { max } => strsim::levenshtein(a, b) <= *max,
@@ -107,6 +107,10 @@ pub fn text_level(kind: &LevelKind, a: &str, b: &str, nick: &Nicknames) -> bool 
     }
 }
 
+fn ymd(d: NaiveDate) -> u32 {
+    u32::try_from(d.year()).unwrap_or(0) % 10_000 * 10_000 + d.month() * 100 + d.day()
+}
+
 /// Does the date level hold for two dates?
 pub fn date_level(kind: &LevelKind, a: NaiveDate, b: NaiveDate) -> bool {
     match kind {
@@ -115,8 +119,9 @@ pub fn date_level(kind: &LevelKind, a: NaiveDate, b: NaiveDate) -> bool {
             a != b && a.year() == b.year() && a.month() == b.day() && a.day() == b.month()
         }
         LevelKind::DateOneDigit => {
-            let (x, y) = (a.format("%Y%m%d").to_string(), b.format("%Y%m%d").to_string());
-            x.bytes().zip(y.bytes()).filter(|(p, q)| p != q).count() == 1
+            // the digits of YYYYMMDD, compared without formatting
+            let (x, y) = (ymd(a), ymd(b));
+            (0..8).filter(|i| (x / 10u32.pow(*i)) % 10 != (y / 10u32.pow(*i)) % 10).count() == 1
         }
         LevelKind::DateDaysApart { max } => a != b && (a - b).num_days().abs() <= *max,
         LevelKind::DateYearOff { max } => {
@@ -148,6 +153,21 @@ mod tests {
         assert!(date_level(&LevelKind::DateDaysApart { max: 1 }, d("1980-03-31"), d("1980-04-01")));
         assert!(date_level(&LevelKind::DateYearOff { max: 10 }, d("1999-03-05"), d("2009-03-05")));
         assert!(!date_level(&LevelKind::DateYearOff { max: 10 }, d("1999-03-05"), d("1999-03-06")));
+        // one digit of YYYYMMDD, anywhere; two digits or none is not this level
+        assert!(date_level(&LevelKind::DateOneDigit, d("1985-03-05"), d("1985-03-08")));
+        assert!(date_level(&LevelKind::DateOneDigit, d("1985-12-05"), d("1985-11-05")));
+        assert!(!date_level(&LevelKind::DateOneDigit, d("1985-03-05"), d("1985-03-05")));
+        assert!(!date_level(&LevelKind::DateOneDigit, d("1985-03-05"), d("1986-03-06")));
+        assert!(!date_level(&LevelKind::DateOneDigit, d("1985-03-05"), d("1985-05-03")));
+    }
+
+    #[test]
+    fn normalised_ignores_punctuation_and_space_only() {
+        let nk = Nicknames::default();
+        assert!(text_level(&LevelKind::Normalised, "SOSA-VINCENT", "SOSA VINCENT", &nk));
+        assert!(text_level(&LevelKind::Normalised, "O'BRIEN", "OBRIEN", &nk));
+        assert!(!text_level(&LevelKind::Normalised, "SOSA", "SOSAV", &nk));
+        assert!(!text_level(&LevelKind::Normalised, "--", "..", &nk));
     }
 
     #[test]

@@ -4,6 +4,11 @@
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
+/// Scoring allocates many short strings per candidate; mimalloc frees them in a fraction of
+/// glibc's time (measured: malloc/free were about a fifth of the matcher's CPU).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     layer::telemetry::init_json();

@@ -2,9 +2,13 @@
 //! held) and its per-field levels as evidence; the tiers of the rules turn the scores into one
 //! decision per record, naming the rule or score that fired.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use foldhash::fast::FixedState;
+use foldhash::{HashMap, HashSet, HashSetExt};
+use futures_util::future::try_join_all;
 
 use chrono::NaiveDate;
 
@@ -54,6 +58,10 @@ pub struct Decision {
     pub candidates: usize,
     pub best_score: Option<f64>,
 }
+
+/// Records per group in [`Matcher::match_batch`]: small enough that the groups of one batch
+/// overlap (query, score), large enough that a query still carries a thousand keys.
+pub const GROUP: usize = 1000;
 
 /// The rules, compiled.
 #[derive(Debug, Clone)]
@@ -118,7 +126,7 @@ impl Prepared {
     }
     /// A hash of the blocking key of `kind` (the same value as `BlockingKey::of_*` would give).
     fn key_hash(&self, kind: BlockingKind) -> Option<u64> {
-        let mut h = DefaultHasher::new();
+        let mut h = FixedState::with_seed(0x5eed).build_hasher();
         kind.hash(&mut h);
         match kind {
             BlockingKind::LastNameDob => (self.last.as_deref()?, self.dob?).hash(&mut h),
@@ -153,12 +161,34 @@ impl Matcher {
 
     /// Finds candidates with one set-based index call per blocking pass (each pass only for the
     /// records the earlier passes did not decide as exact), then decides every record.
-    /// Returns the decisions and the candidate pool (to complete rows from).
+    /// Returns the decisions (in record order) and the candidate pool (to complete rows from).
+    ///
+    /// The batch goes through the passes in groups of [`GROUP`] records, all groups at once:
+    /// while one group is scored (on the blocking pool, off the async workers), the database
+    /// answers the others' queries, so both the database and the scoring keep busy.
     pub async fn match_batch(
-        &self,
+        self: &Arc<Self>,
         index: &dyn PersonIndex,
         records: &[Record],
     ) -> Result<(Vec<Decision>, Vec<Person>), IndexError> {
+        let groups: Vec<Arc<[Record]>> = records.chunks(GROUP).map(Arc::from).collect();
+        let outs = try_join_all(groups.into_iter().map(|g| self.clone().match_group(index, g))).await?;
+        let mut decisions = Vec::with_capacity(records.len());
+        let mut persons = Vec::new();
+        let mut seen = HashSet::new();
+        for (ds, ps) in outs {
+            decisions.extend(ds);
+            persons.extend(ps.into_iter().filter(|p| seen.insert(p.person_id)));
+        }
+        Ok((decisions, persons))
+    }
+
+    async fn match_group(
+        self: Arc<Self>,
+        index: &dyn PersonIndex,
+        records: Arc<[Record]>,
+    ) -> Result<(Vec<Decision>, Vec<Person>), IndexError> {
+        let all_kinds = self.rules.blocking.all_kinds();
         let mut pool = Pool::default();
         let mut decisions: Vec<Option<Decision>> = vec![None; records.len()];
         let mut open: Vec<usize> = (0..records.len()).collect();
@@ -168,24 +198,30 @@ impl Matcher {
                 break;
             }
             kinds.extend(pass.iter().copied());
-            let recs: Vec<&Record> = open.iter().map(|&i| &records[i]).collect();
-            let keys = Self::keys_of(pass, &recs);
-            if !keys.is_empty() {
-                pool.add(index.candidates(&keys).await?, &self.rules.blocking.all_kinds());
-            }
-            let ds = self.decide_pool(&recs, &pool, &kinds);
-            let mut still = Vec::new();
-            for (i, d) in open.into_iter().zip(ds) {
+            let keys = Self::keys_of(pass, &open.iter().map(|&i| &records[i]).collect::<Vec<_>>());
+            let found = if keys.is_empty() { Vec::new() } else { index.candidates(&keys).await? };
+            let (m, recs, ks, all) = (self.clone(), records.clone(), kinds.clone(), all_kinds.clone());
+            let now = std::mem::take(&mut open);
+            let (p, ds, now) = tokio::task::spawn_blocking(move || {
+                let mut pool = pool;
+                pool.add(found, &all);
+                let rs: Vec<&Record> = now.iter().map(|&i| &recs[i]).collect();
+                let ds = m.decide_pool(&rs, &pool, &ks);
+                (pool, ds, now)
+            })
+            .await
+            .map_err(|e| IndexError::Query(format!("scoring task failed: {e}")))?;
+            pool = p;
+            for (i, d) in now.into_iter().zip(ds) {
                 if d.tier != Tier::Exact {
-                    still.push(i);
+                    open.push(i);
                 }
                 decisions[i] = Some(d);
             }
-            open = still;
         }
         let decisions = decisions
             .into_iter()
-            .zip(records)
+            .zip(records.iter())
             .map(|(d, r)| d.unwrap_or_else(|| self.decide(r, &[])))
             .collect();
         Ok((decisions, pool.persons))

@@ -163,12 +163,42 @@ pub fn norm(s: &str) -> String {
 
 /// A 10-digit phone as `NNN-NNN-NNNN` (a leading 1 dropped), the canonical `phone` rule.
 pub fn norm_phone(s: &str) -> Option<String> {
-    let d: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).collect();
-    let d = match d.len() {
+    let mut d = [0u8; 11];
+    let mut n = 0;
+    for c in s.bytes().filter(u8::is_ascii_digit) {
+        if n == d.len() {
+            return None;
+        }
+        d[n] = c;
+        n += 1;
+    }
+    let d = match n {
         11 if d[0] == b'1' => &d[1..],
-        10 => &d[..],
+        10 => &d[..10],
         _ => return None,
     };
-    let t = |r: &[u8]| String::from_utf8_lossy(r).into_owned();
-    Some(format!("{}-{}-{}", t(&d[..3]), t(&d[3..6]), t(&d[6..])))
+    let mut out = String::with_capacity(12);
+    for (i, &c) in d.iter().enumerate() {
+        if i == 3 || i == 6 {
+            out.push('-');
+        }
+        out.push(char::from(c));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_become_ten_digits_with_dashes() {
+        assert_eq!(norm_phone("857-631-6197").as_deref(), Some("857-631-6197"));
+        assert_eq!(norm_phone("(857) 631 6197").as_deref(), Some("857-631-6197"));
+        assert_eq!(norm_phone("+1 857.631.6197").as_deref(), Some("857-631-6197"));
+        assert_eq!(norm_phone("2857-631-6197"), None); // 11 digits without the leading 1
+        assert_eq!(norm_phone("857-631-619"), None);
+        assert_eq!(norm_phone("1-857-631-6197-12"), None);
+        assert_eq!(norm_phone(""), None);
+    }
 }

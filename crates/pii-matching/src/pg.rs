@@ -68,14 +68,38 @@ impl SecretSource for SecretsManager {
     }
 }
 
+/// How the connection to PostgreSQL is protected (`LAKE_DB_SSLMODE`, read by `setup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbTls {
+    /// `verify-full` (the default; always in AWS): TLS, and the server certificate must chain to a
+    /// CA in `root_cert` (a PEM bundle: in AWS the RDS CA bundle, `LAKE_DB_SSLROOTCERT`) and name
+    /// the host connected to. `None` trusts only the built-in web roots, which lack the RDS CAs.
+    VerifyFull { root_cert: Option<std::path::PathBuf> },
+    /// `require`: TLS without verifying the certificate (encrypts; does not authenticate the server).
+    Require,
+    /// `disable`: plain TCP (local tests only).
+    Disable,
+}
+
+impl DbTls {
+    /// The `LAKE_DB_SSLMODE` value of this mode.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            DbTls::VerifyFull { .. } => "verify-full",
+            DbTls::Require => "require",
+            DbTls::Disable => "disable",
+        }
+    }
+}
+
 /// Connection settings besides the credentials.
 #[derive(Debug, Clone)]
 pub struct DbSettings {
     pub host: String,
     pub port: u16,
     pub dbname: String,
-    /// `sslmode=require` (always in AWS); plain only for local tests.
-    pub require_tls: bool,
+    /// TLS to the server: `VerifyFull` in AWS; `Disable` only for local tests.
+    pub tls: DbTls,
     pub max_connections: u32,
 }
 
@@ -85,21 +109,26 @@ impl Default for DbSettings {
             host: "localhost".into(),
             port: 5432,
             dbname: "postgres".into(),
-            require_tls: true,
+            tls: DbTls::VerifyFull { root_cert: None },
             max_connections: 2,
         }
     }
 }
 
 fn options(secret: &DbSecret, s: &DbSettings) -> PgConnectOptions {
-    PgConnectOptions::new()
+    let opts = PgConnectOptions::new()
         .host(secret.host.as_deref().unwrap_or(&s.host))
         .port(secret.port.unwrap_or(s.port))
         .database(secret.dbname.as_deref().unwrap_or(&s.dbname))
         .username(&secret.username)
         .password(&secret.password)
-        .ssl_mode(if s.require_tls { PgSslMode::Require } else { PgSslMode::Disable })
-        .application_name("pii-matching")
+        .application_name("pii-matching");
+    match &s.tls {
+        DbTls::VerifyFull { root_cert: Some(ca) } => opts.ssl_mode(PgSslMode::VerifyFull).ssl_root_cert(ca),
+        DbTls::VerifyFull { root_cert: None } => opts.ssl_mode(PgSslMode::VerifyFull),
+        DbTls::Require => opts.ssl_mode(PgSslMode::Require),
+        DbTls::Disable => opts.ssl_mode(PgSslMode::Disable),
+    }
 }
 
 fn pool(opts: PgConnectOptions, max: u32) -> PgPool {
@@ -269,31 +298,38 @@ impl KeyArrays {
 }
 
 async fn candidates_query(pool: PgPool, a: Arc<KeyArrays>) -> Result<Vec<Person>, sqlx::Error> {
+    // Each branch probes one generated hash column (migration 0002) and re-checks the plain
+    // columns, so a 64-bit collision never yields a false candidate.
     let rows = sqlx::query_as!(
         Person,
         r#"
         SELECT q.person_id AS "person_id!", q.first_name, q.last_name, q.middle_initial, q.dob,
                q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q JOIN UNNEST($1::text[], $2::date[]) AS k(last_name, dob)
-            ON q.last_name = k.last_name AND q.dob = k.dob
+          FROM UNNEST($1::text[], $2::date[]) AS k(l, d) JOIN person q
+            ON q.k_last_dob = hashtextextended(k.l || '|' || (k.d - DATE '2000-01-01')::text, 0)
+           AND q.last_name = k.l AND q.dob = k.d
         UNION ALL
         SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
                q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q JOIN UNNEST($3::text[], $4::date[]) AS k(first_name, dob)
-            ON q.first_name = k.first_name AND q.dob = k.dob
+          FROM UNNEST($3::text[], $4::date[]) AS k(f, d) JOIN person q
+            ON q.k_first_dob = hashtextextended(k.f || '|' || (k.d - DATE '2000-01-01')::text, 0)
+           AND q.first_name = k.f AND q.dob = k.d
         UNION ALL
         SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
                q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q WHERE q.address = ANY($5::text[])
+          FROM UNNEST($5::text[]) AS k(a) JOIN person q
+            ON q.k_address = hashtextextended(k.a, 0) AND q.address = k.a
         UNION ALL
         SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
                q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q WHERE q.phone = ANY($6::text[])
+          FROM UNNEST($6::text[]) AS k(p) JOIN person q
+            ON q.k_phone = hashtextextended(k.p, 0) AND q.phone = k.p
         UNION ALL
         SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
                q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q JOIN UNNEST($7::text[], $8::text[]) AS k(last_name, first_name)
-            ON q.last_name = k.last_name AND q.first_name = k.first_name
+          FROM UNNEST($7::text[], $8::text[]) AS k(l, f) JOIN person q
+            ON q.k_last_first = hashtextextended(k.l || '|' || k.f, 0)
+           AND q.last_name = k.l AND q.first_name = k.f
         "#,
         &a.ld_last,
         &a.ld_dob,

@@ -1,5 +1,6 @@
 //! Building the handler's dependencies from the environment, once per cold start.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use layer::config::{self, names, opt, var};
@@ -7,7 +8,7 @@ use layer::pipeline::{Deps, PipelineConfig};
 
 use crate::handler::MatchDeps;
 use crate::matcher::Matcher;
-use crate::pg::{Db, DbSettings, PgIndex, PgReviews, SecretsManager};
+use crate::pg::{Db, DbSettings, DbTls, PgIndex, PgReviews, SecretsManager};
 use crate::rules::Rules;
 
 /// A setup failure (names the variable or the secret problem; never a credential).
@@ -21,27 +22,79 @@ pub enum SetupError {
     Index(#[from] crate::index::IndexError),
 }
 
-/// Database settings from `LAKE_DB_HOST`, `LAKE_DB_PORT`, `LAKE_DB_NAME`, `LAKE_DB_SSLMODE`
-/// (the secret's host/port/dbname win when present).
+/// pii-matching: the CA bundle (PEM) that `LAKE_DB_SSLMODE=verify-full` checks the server
+/// certificate against; in AWS the RDS bundle shipped with the function (docs/DEPLOY.md).
+pub const DB_SSLROOTCERT: &str = "LAKE_DB_SSLROOTCERT";
+
+/// The values `LAKE_DB_SSLMODE` accepts.
+pub const DB_SSLMODES: &str = "verify-full (the default), require, disable";
+
+/// Database settings from `LAKE_DB_HOST`, `LAKE_DB_PORT`, `LAKE_DB_NAME`, `LAKE_DB_SSLMODE`,
+/// `LAKE_DB_SSLROOTCERT` (the secret's host/port/dbname win when present).
 pub fn db_settings_from_env() -> Result<DbSettings, SetupError> {
-    let port = match opt(names::DB_PORT) {
+    db_settings_from(opt)
+}
+
+/// [`db_settings_from_env`] over any lookup (`get(name)`: the value, `None` when unset or empty).
+pub fn db_settings_from(get: impl Fn(&str) -> Option<String>) -> Result<DbSettings, SetupError> {
+    let port = match get(names::DB_PORT) {
         Some(p) => p.parse().map_err(|_| SetupError::Invalid(format!("{} is not a port", names::DB_PORT)))?,
         None => 5432,
     };
-    let require_tls = match opt(names::DB_SSLMODE).as_deref() {
-        None | Some("require") => true,
-        Some("disable") => false,
-        Some(_) => {
-            return Err(SetupError::Invalid(format!("{} must be require or disable", names::DB_SSLMODE)))
+    Ok(DbSettings {
+        host: get(names::DB_HOST).unwrap_or_else(|| "localhost".into()),
+        port,
+        dbname: get(names::DB_NAME).unwrap_or_else(|| "postgres".into()),
+        tls: db_tls(&get)?,
+        // the groups of a batch query concurrently (Matcher::match_batch); 4 measured best on 2 vCPUs
+        max_connections: 4,
+    })
+}
+
+/// `LAKE_DB_SSLMODE` (+ `LAKE_DB_SSLROOTCERT`): verify-full needs a readable PEM CA bundle, checked
+/// here so a missing bundle fails the cold start with its name rather than every connection.
+fn db_tls(get: &impl Fn(&str) -> Option<String>) -> Result<DbTls, SetupError> {
+    let root_cert = get(DB_SSLROOTCERT).map(PathBuf::from);
+    let tls = match get(names::DB_SSLMODE).as_deref() {
+        None | Some("verify-full") => {
+            let Some(ca) = root_cert else {
+                return Err(SetupError::Invalid(format!(
+                    "{}=verify-full (the default) needs {DB_SSLROOTCERT}: the CA bundle (PEM) to verify \
+                     the database server against, e.g. the RDS bundle /var/task/rds-ca/global-bundle.pem",
+                    names::DB_SSLMODE
+                )));
+            };
+            let pem = std::fs::read_to_string(&ca).map_err(|e| {
+                SetupError::Invalid(format!(
+                    "{DB_SSLROOTCERT}={}: cannot read the CA bundle: {e}",
+                    ca.display()
+                ))
+            })?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(SetupError::Invalid(format!(
+                    "{DB_SSLROOTCERT}={}: no PEM certificate in the CA bundle",
+                    ca.display()
+                )));
+            }
+            return Ok(DbTls::VerifyFull { root_cert: Some(ca) });
+        }
+        Some("require") => DbTls::Require,
+        Some("disable") => DbTls::Disable,
+        Some(other) => {
+            return Err(SetupError::Invalid(format!(
+                "{} is {:?}; allowed: {DB_SSLMODES}",
+                names::DB_SSLMODE,
+                other.chars().take(40).collect::<String>()
+            )))
         }
     };
-    Ok(DbSettings {
-        host: opt(names::DB_HOST).unwrap_or_else(|| "localhost".into()),
-        port,
-        dbname: opt(names::DB_NAME).unwrap_or_else(|| "postgres".into()),
-        require_tls,
-        max_connections: 2,
-    })
+    if root_cert.is_some() {
+        tracing::warn!(
+            mode = tls.mode(),
+            "{DB_SSLROOTCERT} is ignored: only verify-full checks the certificate"
+        );
+    }
+    Ok(tls)
 }
 
 /// AWS adapters for the pipeline ports, Secrets Manager credentials, PostgreSQL index and reviews.
@@ -71,7 +124,9 @@ pub async fn deps_from_env() -> Result<MatchDeps, SetupError> {
         client: aws_sdk_secretsmanager::Client::new(&sdk),
         secret_id: var(names::DB_SECRET_ARN)?,
     });
-    let db = Arc::new(Db::from_secret(source, db_settings_from_env()?).await?);
+    let settings = db_settings_from_env()?;
+    tracing::info!(tls = settings.tls.mode(), "database connection settings read");
+    let db = Arc::new(Db::from_secret(source, settings).await?);
     Ok(MatchDeps {
         pipeline,
         index: Arc::new(PgIndex { db: db.clone(), chunk: 4096 }),

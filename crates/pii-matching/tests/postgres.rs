@@ -319,7 +319,7 @@ fn settings(base: &PgConnectOptions, dbname: &str) -> DbSettings {
         host: base.get_host().to_string(),
         port: base.get_port(),
         dbname: dbname.into(),
-        require_tls: false,
+        tls: pii_matching::pg::DbTls::Disable,
         max_connections: 1,
     }
 }
@@ -486,7 +486,7 @@ async fn in_memory_and_postgres_adapters_give_the_same_decisions() {
     let (csv, recs) = synthetic(3000, 600);
     let f = load_people(&db, &csv).await;
     let mem = MemoryIndex::load(f.path()).unwrap();
-    let m = Matcher::new(Rules::builtin());
+    let m = Arc::new(Matcher::new(Rules::builtin()));
     let (a, _) = m.match_batch(&PgIndex { db, chunk: 128 }, &recs).await.unwrap();
     let (b, _) = m.match_batch(&mem, &recs).await.unwrap();
     assert_eq!(a.len(), 600);
