@@ -1,6 +1,7 @@
 //! Driving the pipeline in-process: queues are drained into the real handlers with real SQS
 //! event JSON, exactly as Lambda's event source mapping would, including partial batch failures
-//! and receive counts.
+//! and receive counts. The pii queue is drained into the pii-matching handler when a person file
+//! is given (`lake run --people`): persons in memory, proposals in a review store under the lake.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use layer::envelope::FailureEnvelope;
 use layer::ledger::{now, RunRecord, Status};
 use layer::local::{LocalMetadata, LocalNotifier, LocalObjectStore, LocalQueue};
 use layer::pipeline::{Deps, PipelineConfig};
+use pii_matching::handler::MatchDeps;
 
 /// Names of the queues and buckets a driven lake uses.
 #[derive(Debug, Clone)]
@@ -95,6 +97,25 @@ fn to_event(msgs: &[layer::ports::Received]) -> SqsEvent {
     ev
 }
 
+/// Deletes the messages a handler processed and releases the ones it reported as failed (SQS
+/// makes them visible again, with a higher receive count).
+async fn settle(
+    deps: &Deps,
+    queue: &str,
+    msgs: &[layer::ports::Received],
+    resp: &aws_lambda_events::sqs::SqsBatchResponse,
+) -> Result<()> {
+    let failed: Vec<&str> = resp.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    for m in msgs {
+        if failed.contains(&m.message_id.as_str()) {
+            deps.queue.release(queue, &m.receipt).await?;
+        } else {
+            deps.queue.delete(queue, &m.receipt).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Drains the ingest queue and both workflow queues through the real handlers until all are
 /// empty. Returns the number of handler invocations.
 pub async fn drain(deps: &Deps, topo: &Topology) -> Result<usize> {
@@ -117,21 +138,162 @@ pub async fn drain(deps: &Deps, topo: &Topology) -> Result<usize> {
                 None => ingestion_router::handle(deps, to_event(&msgs)).await,
                 Some(f) => semi_structured_workflow::handle(deps, f, to_event(&msgs)).await,
             };
-            let failed: Vec<&str> =
-                resp.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
-            for m in &msgs {
-                if failed.contains(&m.message_id.as_str()) {
-                    deps.queue.release(queue, &m.receipt).await?;
-                } else {
-                    deps.queue.delete(queue, &m.receipt).await?;
-                }
-            }
+            settle(deps, queue, &msgs, &resp).await?;
         }
         if !any {
             return Ok(invocations);
         }
     }
     anyhow::bail!("queues did not drain")
+}
+
+/// The columns of a person file (`lake run --people`), as in the county's person extract.
+pub const PEOPLE_COLUMNS: [&str; 12] = [
+    "person_id",
+    "first_name",
+    "last_name",
+    "middle_initial",
+    "dob",
+    "sex",
+    "ssn",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "phone",
+];
+
+/// The column names of a person file: the header line of a CSV, the schema of a Parquet file.
+fn people_columns(path: &Path) -> Result<Vec<String>> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
+        let bytes = std::fs::read(path).with_context(|| format!("people file {}", path.display()))?;
+        let b = pii_matching::rows::read_parquet(bytes)
+            .map_err(|e| anyhow::anyhow!("people file {}: {e}", path.display()))?;
+        return Ok(b.schema().fields().iter().map(|f| f.name().clone()).collect());
+    }
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).with_context(|| format!("people file {}", path.display()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(f)
+        .read_line(&mut line)
+        .with_context(|| format!("people file {}: cannot read the header line", path.display()))?;
+    Ok(line
+        .trim_start_matches('\u{feff}')
+        .trim_end()
+        .split(',')
+        .map(|c| c.trim().trim_matches('"').to_string())
+        .filter(|c| !c.is_empty())
+        .collect())
+}
+
+/// Loads a person file (CSV with a header line, or `.parquet`) into the in-memory index. The
+/// columns are checked first, so a wrong file fails naming the file and every missing column
+/// (values are never quoted).
+pub fn load_people(path: &Path) -> Result<pii_matching::MemoryIndex> {
+    if !path.is_file() {
+        anyhow::bail!("people file {}: no such file", path.display());
+    }
+    let have = people_columns(path)?;
+    let missing: Vec<&str> =
+        PEOPLE_COLUMNS.iter().copied().filter(|c| !have.iter().any(|h| h == c)).collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "people file {}: missing column(s) {} (expected {})",
+            path.display(),
+            missing.join(", "),
+            PEOPLE_COLUMNS.join(",")
+        );
+    }
+    pii_matching::MemoryIndex::load(path).map_err(|e| anyhow::anyhow!("people file {}: {e}", path.display()))
+}
+
+/// The review store of the embedded lake under `root` (`<root>/reviews/reviews.json`).
+pub fn review_store(root: &Path) -> pii_matching::review_store::LocalReviews {
+    pii_matching::review_store::LocalReviews::new(root.join("reviews"))
+}
+
+/// The pii-matching handler's dependencies for the embedded lake: the pipeline's ports, the
+/// persons of `people` in memory (the same `PersonIndex` port the PostgreSQL adapter
+/// implements), proposals in the lake's review store, and the built-in rules.
+pub fn local_matching(deps: &Deps, root: &Path, people: &Path) -> Result<(MatchDeps, usize)> {
+    let index = load_people(people)?;
+    let n = index.len();
+    let reviews = review_store(root);
+    let abs = people.canonicalize().unwrap_or_else(|_| people.to_path_buf());
+    reviews.set_people_file(&abs)?;
+    let m = MatchDeps {
+        pipeline: deps.clone(),
+        index: Arc::new(index),
+        reviews: Arc::new(reviews),
+        matcher: Arc::new(pii_matching::Matcher::new(pii_matching::Rules::builtin())),
+    };
+    Ok((m, n))
+}
+
+/// Drains the pii queue through the real `pii_matching::handler` (the Lambda's code path:
+/// batches of 10 as SQS event JSON, partial batch failures retried, then DLQ). Returns the
+/// number of handler invocations.
+pub async fn drain_matching(m: &MatchDeps) -> Result<usize> {
+    let deps = &m.pipeline;
+    let queue = deps.cfg.pii_queue.clone();
+    for invocations in 0..10_000 {
+        let msgs = deps.queue.receive(&queue, 10).await?;
+        if msgs.is_empty() {
+            return Ok(invocations);
+        }
+        let resp = pii_matching::handler::handle(m, to_event(&msgs)).await;
+        settle(deps, &queue, &msgs, &resp).await?;
+    }
+    anyhow::bail!("the pii queue did not drain")
+}
+
+/// What matching did with one file's bad rows (from its `quarantine/matching/...match.json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MatchCounts {
+    /// Matched exactly and completed into the dataset (`*.matched.parquet`).
+    pub matched: u64,
+    /// Matched exactly but a missing field is not in the person index: left in quarantine.
+    pub incomplete: u64,
+    /// Proposed for review.
+    pub proposed: u64,
+    /// No match: left in quarantine with reason `unmatched`.
+    pub unmatched: u64,
+}
+
+impl std::ops::AddAssign for MatchCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.matched += o.matched;
+        self.incomplete += o.incomplete;
+        self.proposed += o.proposed;
+        self.unmatched += o.unmatched;
+    }
+}
+
+/// The match counts of every run that has a matching report among its outputs, by file id.
+pub async fn match_counts(deps: &Deps, runs: &[RunRecord]) -> Result<HashMap<String, MatchCounts>> {
+    let prefix = format!("{}/", deps.cfg.quarantine_bucket);
+    let mut out = HashMap::new();
+    for r in runs {
+        let Some(key) = r.outputs.iter().find_map(|o| {
+            o.strip_prefix(&prefix).filter(|k| k.starts_with("matching/") && k.ends_with(".match.json"))
+        }) else {
+            continue;
+        };
+        let body = deps.store.get(&deps.cfg.quarantine_bucket, key, None).await?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .with_context(|| format!("the matching report of {} is not JSON", r.file_id))?;
+        let n = |f: &str| v["summary"][f].as_u64().unwrap_or_default();
+        out.insert(
+            r.file_id.clone(),
+            MatchCounts {
+                matched: n("completed"),
+                incomplete: n("incomplete"),
+                proposed: n("proposed"),
+                unmatched: n("unmatched"),
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// Sends an S3 notification for every object under the ingest bucket (a re-run is harmless:
@@ -251,10 +413,24 @@ pub async fn status(deps: &Deps) -> Result<Vec<RunRecord>> {
     Ok(runs)
 }
 
-/// Formats runs as the table `lake run` and `lake status` print (no key text unless asked).
+/// Formats runs as the table `lake redrive` prints (no key text unless asked).
 pub fn table(runs: &[RunRecord], show_keys: bool) -> String {
+    table_with(runs, None, show_keys)
+}
+
+/// The table of `lake run` and `lake status`: with `matching`, three more columns (rows matched
+/// and completed, proposed for review, unmatched; `-` where nothing was matched).
+pub fn table_with(
+    runs: &[RunRecord],
+    matching: Option<&HashMap<String, MatchCounts>>,
+    show_keys: bool,
+) -> String {
+    let mcols = |a: &str, b: &str, c: &str| match matching {
+        Some(_) => format!("  {a:>7}  {b:>8}  {c:>9}"),
+        None => String::new(),
+    };
     let mut s = format!(
-        "{:<16}  {:<16}  {:<11}  {:<16}  {:>8}  {:>6}  {:>9}  {:>7}  {}\n",
+        "{:<16}  {:<16}  {:<11}  {:<16}  {:>8}  {:>6}  {:>9}{}  {:>7}  {}\n",
         "file_id",
         "source",
         "status",
@@ -262,14 +438,19 @@ pub fn table(runs: &[RunRecord], show_keys: bool) -> String {
         "good",
         "bad",
         "malformed",
+        mcols("matched", "proposed", "unmatched"),
         "seconds",
         if show_keys { "key / error" } else { "error" }
     );
     for r in runs {
         let err = r.error_kind.clone().unwrap_or_default();
         let last = if show_keys { format!("{} {}", r.key, err) } else { err };
+        let m = match matching.and_then(|m| m.get(&r.file_id)) {
+            Some(c) => mcols(&c.matched.to_string(), &c.proposed.to_string(), &c.unmatched.to_string()),
+            None => mcols("-", "-", "-"),
+        };
         s.push_str(&format!(
-            "{:<16}  {:<16}  {:<11}  {:<16}  {:>8}  {:>6}  {:>9}  {:>7.2}  {}\n",
+            "{:<16}  {:<16}  {:<11}  {:<16}  {:>8}  {:>6}  {:>9}{m}  {:>7.2}  {}\n",
             r.file_id,
             r.source.as_deref().unwrap_or("-"),
             r.status.as_str(),

@@ -112,6 +112,15 @@ struct RunArgs {
     /// Show object keys in the table (they may carry PHI).
     #[arg(long)]
     show_keys: bool,
+    /// Person index to match the bad rows against after the workflow: CSV with the header
+    /// person_id,first_name,last_name,middle_initial,dob,sex,ssn,address,city,state,zip,phone
+    /// (dob as YYYY-MM-DD), or Parquet with those columns. The pii queue is drained through the
+    /// pii-matching handler with the persons in memory: exact matches are completed into raw/
+    /// (`*.matched.parquet`), proposals go to the review store under --lake (see `lake review`),
+    /// the rest stay in quarantine as `unmatched`. Without it matching is skipped and the pii
+    /// queue is left pending (stage matching-pending). Local backend only.
+    #[arg(long, value_name = "FILE")]
+    people: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +161,19 @@ async fn run_embedded(a: RunArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(&a.lake.lake)?;
     }
     let (deps, topo) = a.lake.deps(Some(&dir)).await?;
+    // the person file is checked before anything runs: a wrong file changes nothing
+    let matching = match &a.people {
+        Some(_) if a.lake.backend == "aws" => anyhow::bail!(
+            "--people matches in the embedded lake only; with --backend aws the deployed pii-matching \
+             function matches the pii queue against PostgreSQL"
+        ),
+        Some(p) => {
+            let (m, n) = embedded::local_matching(&deps, &a.lake.lake, p)?;
+            eprintln!("loaded {n} person(s) from {}", p.display());
+            Some(m)
+        }
+        None => None,
+    };
     if a.lake.backend == "aws" {
         let n = embedded::upload_dir(&deps, &topo, &dir).await?;
         eprintln!("uploaded {n} file(s) to the ingestion bucket");
@@ -164,13 +186,39 @@ async fn run_embedded(a: RunArgs) -> anyhow::Result<ExitCode> {
     let n = embedded::notify_all(&deps, &topo).await?;
     eprintln!("{n} file(s) found under {}", a.dir.display());
     embedded::drain(&deps, &topo).await?;
+    if let Some(m) = &matching {
+        embedded::drain_matching(m).await?;
+    }
     let runs = embedded::status(&deps).await?;
-    print!("{}", embedded::table(&runs, a.show_keys));
+    let counts = embedded::match_counts(&deps, &runs).await?;
+    print!("{}", embedded::table_with(&runs, Some(&counts), a.show_keys));
     let failed = runs.iter().filter(|r| r.status == layer::ledger::Status::Failed).count();
     println!(
         "\nlake: {}  (raw/ quarantine/ under buckets/, DLQ under queues/dlq, alerts under topics/)",
         a.lake.lake.display()
     );
+    let pending: Vec<_> = runs.iter().filter(|r| r.stage == "matching-pending").collect();
+    if matching.is_some() {
+        let mut t = embedded::MatchCounts::default();
+        counts.values().for_each(|c| t += *c);
+        println!(
+            "matching: {} row(s) matched and completed into raw/ (*.matched.parquet), {} proposed for \
+             review (`lake review list --lake {}`), {} unmatched and {} matched but incomplete left in \
+             quarantine (reasons in quarantine/matching/)",
+            t.matched,
+            t.proposed,
+            a.lake.lake.display(),
+            t.unmatched,
+            t.incomplete
+        );
+    } else {
+        println!(
+            "matching skipped (no --people FILE): the bad rows of {} file(s) ({} row(s)) are left pending \
+             on the pii queue (stage matching-pending); run again with --people FILE to match them",
+            pending.len(),
+            pending.iter().map(|r| r.counts.bad).sum::<u64>()
+        );
+    }
     if failed > 0 {
         println!(
             "{failed} file(s) FAILED: see the DLQ envelopes; fix, then `lake redrive --lake {}`",
@@ -224,7 +272,9 @@ fn main() -> ExitCode {
         }),
         Cmd::Status { lake, show_keys } => rt(async move {
             let (deps, _) = lake.deps(None).await?;
-            print!("{}", embedded::table(&embedded::status(&deps).await?, show_keys));
+            let runs = embedded::status(&deps).await?;
+            let counts = embedded::match_counts(&deps, &runs).await?;
+            print!("{}", embedded::table_with(&runs, Some(&counts), show_keys));
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Redrive { lake, file_id, source, error_kind, run } => rt(async move {

@@ -14,6 +14,7 @@ pub mod index;
 pub mod matcher;
 pub mod model;
 pub mod pg;
+pub mod review_store;
 pub mod rows;
 pub mod rules;
 pub mod setup;

@@ -1,0 +1,366 @@
+//! `lake review` through the binary against a real PostgreSQL (`LAKE_TEST_DATABASE_URL`, started
+//! by `scripts/test.sh`; each test creates a fresh database with a random name). The proposals
+//! are made the way production makes them: the samples run through the embedded pipeline, then
+//! the pii queue is drained through the pii-matching handler with the PostgreSQL adapters over
+//! the persons of `config/people.example.csv`. With `LAKE_TEST_AWS_ENDPOINT` (moto), an accept
+//! through `--backend aws` and `--db-secret-arn` writes the completed row to S3 with SSE-KMS.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow_array::{Array, RecordBatch, StringArray};
+use pii_matching::handler::MatchDeps;
+use pii_matching::pg::{copy_people_csv, Db, PgIndex, PgReviews};
+use pii_matching::{Matcher, Rules};
+
+const KMS_KEY: &str =
+    "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn database_url() -> Option<String> {
+    let url = std::env::var("LAKE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!(
+            "SKIPPED: LAKE_TEST_DATABASE_URL is not set; these tests need a real PostgreSQL \
+             (`bash scripts/test.sh -p lake --test review_cli` starts one)"
+        );
+    }
+    url
+}
+
+/// A fresh database (random name) with the migrations and the example persons; its URL.
+async fn fresh_db(url: &str) -> (Arc<Db>, String) {
+    let admin = Db::from_url(url, 1).unwrap();
+    let name = format!(
+        "lake_review_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+    );
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
+    let db_url = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+    let db = Arc::new(Db::from_url(&db_url, 2).unwrap());
+    db.migrate().await.unwrap();
+    copy_people_csv(&db, &root().join("config/people.example.csv")).await.unwrap();
+    (db, db_url)
+}
+
+/// The samples through the embedded pipeline (matching skipped), then the pii queue drained
+/// through the pii-matching handler with the PostgreSQL index and review store.
+async fn lake_with_pg_proposals(l: &Path, db: &Arc<Db>) {
+    let o = Command::new(env!("CARGO_BIN_EXE_lake"))
+        .args(["run", root().join("samples").to_str().unwrap(), "--lake", l.to_str().unwrap()])
+        .args(["--contracts", root().join("config/sources").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (deps, _) = lake::embedded::local_deps(l, None);
+    let m = MatchDeps {
+        pipeline: deps,
+        index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
+        reviews: Arc::new(PgReviews { db: db.clone() }),
+        matcher: Arc::new(Matcher::new(Rules::builtin())),
+    };
+    lake::embedded::drain_matching(&m).await.unwrap();
+}
+
+/// `lake review ...` with only the variables given here (no inherited database settings).
+fn review(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lake"));
+    c.arg("review").args(args).env("RUST_LOG", "warn");
+    for v in
+        ["LAKE_DATABASE_URL", "LAKE_DB_SECRET_ARN", "AWS_ENDPOINT_URL", "LAKE_RAW_BUCKET", "LAKE_RUNS_TABLE"]
+    {
+        c.env_remove(v);
+    }
+    c.envs(env.iter().copied());
+    let o: Output = c.output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The id of the one listed review of a source.
+fn id_of(list: &str, source: &str) -> String {
+    let lines: Vec<&str> = list.lines().filter(|l| l.contains(source)).collect();
+    assert_eq!(lines.len(), 1, "one {source} review in:\n{list}");
+    lines[0].split_whitespace().next().unwrap().to_string()
+}
+
+fn batch(bytes: Vec<u8>) -> RecordBatch {
+    pii_matching::rows::read_parquet(bytes).unwrap()
+}
+
+fn strings(b: &RecordBatch, col: &str) -> Vec<Option<String>> {
+    let a = b.column_by_name(col).unwrap().as_any().downcast_ref::<StringArray>().unwrap().clone();
+    (0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i).to_string())).collect()
+}
+
+/// Values of the two reviewed records and their candidates (config/people.example.csv).
+const PHI: [&str; 10] = [
+    "BARBARA",
+    "WILSON",
+    "KOWALSKI",
+    "SARAH",
+    "ALLEN",
+    "1989-01-08",
+    "353 ADAMS RD",
+    "774-656-7549",
+    "900-10-0011",
+    "900-10-0012",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_show_accept_reject_through_the_cli() {
+    let Some(url) = database_url() else { return };
+    let (db, db_url) = fresh_db(&url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let l = dir.path().join("lake");
+    lake_with_pg_proposals(&l, &db).await;
+    let lk = l.to_str().unwrap();
+    let env = [("LAKE_DATABASE_URL", db_url.as_str())];
+
+    // list: the pending proposals, masked
+    let (ok, list, err) = review(&["list", "--lake", lk], &env);
+    assert!(ok, "{list}{err}");
+    assert!(list.contains("8 pending review(s); values masked"), "{list}");
+    for m in PHI {
+        assert!(!list.contains(m), "{m} in the masked list:\n{list}");
+    }
+    assert!(list.contains("B*** W*** ****-**-**"), "{list}");
+    let (ok, unmasked, _) = review(&["list", "--lake", lk, "--unmask"], &env);
+    assert!(ok && unmasked.contains("BARBARA WILSON 1989-01-08"), "{unmasked}");
+    let accept_id = id_of(&list, "valley_clinic");
+    let reject_id = id_of(&list, "st_marys");
+
+    // show: the evidence field by field, values masked
+    let (ok, show, err) = review(&["show", &accept_id, "--database-url", &db_url, "--lake", lk], &[]);
+    assert!(ok, "{show}{err}");
+    for m in PHI {
+        assert!(!show.contains(m), "{m} in the masked evidence:\n{show}");
+    }
+    assert!(show.contains("candidate 9000011 (score 33.0)"), "{show}");
+    let line =
+        |f: &str| show.lines().find(|l| l.starts_with(f)).unwrap().split_whitespace().collect::<Vec<_>>();
+    assert_eq!(line("last_name"), ["last_name", "W***", "K***", "[else]"], "{show}");
+    assert_eq!(line("dob"), ["dob", "****-**-**", "****-**-**", "[exact]"], "{show}");
+    assert_eq!(line("ssn"), ["ssn", "-", "***-**-****"], "{show}");
+    let (_, show, _) = review(&["show", &accept_id, "--lake", lk, "--unmask"], &env);
+    assert!(show.contains("KOWALSKI [else]") && show.contains("900-10-0011"), "{show}");
+
+    // accept: the row completed into the dataset with the accepted person's SSN, audited
+    let (ok, out, err) = review(&["accept", &accept_id, "--lake", lk, "--reviewer", "analyst1"], &env);
+    assert!(ok, "{out}{err}");
+    let key = out.trim().rsplit(" raw/").next().unwrap();
+    assert!(key.ends_with(".reviewed-7.parquet"), "{out}");
+    let b = batch(std::fs::read(l.join("buckets/raw").join(key)).unwrap());
+    assert_eq!(strings(&b, "encounter_id"), [Some("VC-3000000167".to_string())]);
+    assert_eq!(strings(&b, "ssn"), [Some("900-10-0011".to_string())]);
+    assert_eq!(strings(&b, "last_name"), [Some("WILSON".to_string())], "the record's own values stay");
+    let audit: Vec<(String, Option<i64>, String)> = sqlx::query_as(
+        "SELECT tier, person_id, decided_by FROM match_decision WHERE decided_by <> 'matcher' ORDER BY decision_id",
+    )
+    .fetch_all(&db.pool())
+    .await
+    .unwrap();
+    assert_eq!(audit, [("accepted".to_string(), Some(9000011), "analyst1".to_string())]);
+
+    // a second accept is refused, and changes nothing
+    let bytes = std::fs::read(l.join("buckets/raw").join(key)).unwrap();
+    let (ok, out, err) = review(&["accept", &accept_id, "--lake", lk, "--reviewer", "analyst2"], &env);
+    assert!(!ok, "{out}");
+    assert!(err.contains(&format!("review {accept_id} is already accepted (by analyst1)")), "{err}");
+    assert_eq!(std::fs::read(l.join("buckets/raw").join(key)).unwrap(), bytes);
+
+    // reject: the row stays in quarantine, audited
+    let (ok, out, err) = review(&["reject", &reject_id, "--lake", lk, "--reviewer", "analyst1"], &env);
+    assert!(ok && out.contains("stays in quarantine"), "{out}{err}");
+    let (ok, _, err) = review(&["reject", &reject_id, "--lake", lk, "--reviewer", "analyst1"], &env);
+    assert!(!ok && err.contains("already rejected"), "{err}");
+    let raw_st_marys: Vec<_> = std::fs::read_dir(
+        l.join("buckets/raw/dataset=encounter/source=st_marys")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap()
+    .flatten()
+    .map(|e| e.file_name().to_string_lossy().into_owned())
+    .collect();
+    assert!(raw_st_marys.iter().all(|n| !n.contains("reviewed")), "{raw_st_marys:?}");
+    let reports = l.join("buckets/quarantine/matching/dataset=encounter/source=st_marys");
+    let report = std::fs::read_dir(reports.read_dir().unwrap().next().unwrap().unwrap().path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+    assert!(v["rows"].as_array().unwrap().iter().any(|r| r["row"] == 10 && r["reason"] == "in_review"));
+    let bad = v["summary"]["matched_key"].as_str().unwrap().replace(".matched.parquet", ".bad.parquet");
+    assert!(l.join("buckets/quarantine/bad").join(bad).is_file(), "the bad rows stay in quarantine");
+    let (_, rejected, _) = review(&["list", "--status", "rejected", "--lake", lk], &env);
+    assert!(rejected.contains("1 rejected review(s)"), "{rejected}");
+    let n: (i64,) = sqlx::query_as("SELECT count(*) FROM match_decision WHERE tier = 'rejected'")
+        .fetch_one(&db.pool())
+        .await
+        .unwrap();
+    assert_eq!(n.0, 1);
+
+    // the ledger moved the accepted row from bad to good, once
+    let run = lake::embedded::status(&lake::embedded::local_deps(&l, None).0)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.source.as_deref() == Some("valley_clinic"))
+        .unwrap();
+    assert_eq!((run.counts.good, run.counts.bad), (571, 16));
+
+    // no database given and no embedded store: a clear error
+    let (ok, _, err) = review(&["list", "--lake", dir.path().join("none").to_str().unwrap()], &[]);
+    assert!(!ok && err.contains("no review database given"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_through_the_aws_backend_writes_sse_kms_to_s3_with_the_secret_from_secrets_manager() {
+    let Some(url) = database_url() else { return };
+    let Some(endpoint) = std::env::var("LAKE_TEST_AWS_ENDPOINT").ok().filter(|e| !e.is_empty()) else {
+        eprintln!("SKIPPED: LAKE_TEST_AWS_ENDPOINT is not set (moto; `bash scripts/test.sh` starts one)");
+        return;
+    };
+    let (db, db_url) = fresh_db(&url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let l = dir.path().join("lake");
+    lake_with_pg_proposals(&l, &db).await;
+
+    // moto: raw and quarantine buckets, the runs table, the database secret
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(aws_config::Region::new("us-gov-west-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let s3 =
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let id = format!(
+        "{:x}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    );
+    let name = |s: &str| format!("r{id}-{s}");
+    for b in ["raw", "quarantine"] {
+        s3.create_bucket()
+            .bucket(name(b))
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("us-gov-west-1"))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key =
+        |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
+    ddb.create_table()
+        .table_name(name("runs"))
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+    let opts: sqlx::postgres::PgConnectOptions = db_url.parse().unwrap();
+    let secret = serde_json::json!({"engine": "postgres", "username": opts.get_username(), "password": "unused-trust",
+        "host": opts.get_host(), "port": opts.get_port(), "dbname": opts.get_database().unwrap()});
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let arn = sm
+        .create_secret()
+        .name(format!("lake/review/{id}"))
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+
+    // the proposal's bad rows, where the Lambda would have left them: the quarantine bucket
+    let reviews = PgReviews { db: db.clone() };
+    let r = reviews
+        .list("pending", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.source == "valley_clinic")
+        .unwrap();
+    let bytes = std::fs::read(l.join("buckets/quarantine").join(&r.bad_key)).unwrap();
+    s3.put_object().bucket(name("quarantine")).key(&r.bad_key).body(bytes.into()).send().await.unwrap();
+    sqlx::query("UPDATE match_review SET bad_bucket = $1 WHERE review_id = $2")
+        .bind(name("quarantine"))
+        .bind(r.review_id)
+        .execute(&db.pool())
+        .await
+        .unwrap();
+
+    let (raw, runs) = (name("raw"), name("runs"));
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-gov-west-1"),
+        ("LAKE_DB_SECRET_ARN", arn.as_str()),
+        ("LAKE_DB_SSLMODE", "disable"),
+        ("LAKE_RAW_BUCKET", raw.as_str()),
+        ("LAKE_KMS_KEY_ID", KMS_KEY),
+        ("LAKE_RUNS_TABLE", runs.as_str()),
+    ];
+    let lk = l.to_str().unwrap();
+    let (ok, list, err) = review(&["list", "--backend", "aws", "--lake", lk], &env);
+    assert!(ok, "{list}{err}");
+    assert!(list.contains("8 pending review(s)") && list.contains("B*** W*** ****-**-**"), "{list}");
+    let rid = r.review_id.to_string();
+    let (ok, out, err) =
+        review(&["accept", &rid, "--backend", "aws", "--lake", lk, "--reviewer", "analyst1"], &env);
+    assert!(ok, "{out}{err}");
+    let key = out.trim().rsplit(&format!(" {raw}/")).next().unwrap().to_string();
+    assert!(
+        key.starts_with("dataset=encounter/source=valley_clinic/") && key.ends_with(".reviewed-7.parquet")
+    );
+
+    let head = s3.head_object().bucket(&raw).key(&key).send().await.unwrap();
+    assert_eq!(head.server_side_encryption(), Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms));
+    assert_eq!(head.ssekms_key_id(), Some(KMS_KEY));
+    let body = s3.get_object().bucket(&raw).key(&key).send().await.unwrap().body.collect().await.unwrap();
+    let b = batch(body.into_bytes().to_vec());
+    assert_eq!(strings(&b, "ssn"), [Some("900-10-0011".to_string())]);
+    assert!(!l.join("buckets/raw").join(&key).exists(), "not written to the embedded lake");
+    assert_eq!(reviews.get(r.review_id).await.unwrap().unwrap().status, "accepted");
+
+    // a missing setting is named
+    let (ok, _, err) = review(
+        &["accept", "1", "--backend", "aws", "--lake", lk, "--reviewer", "a"],
+        &env.iter().copied().filter(|(k, _)| *k != "LAKE_KMS_KEY_ID").collect::<Vec<_>>(),
+    );
+    assert!(!ok && err.contains("LAKE_KMS_KEY_ID"), "{err}");
+}
