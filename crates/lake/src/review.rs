@@ -282,9 +282,9 @@ fn person_value(p: &Person, f: &str, unmask: bool) -> String {
         "sex" => mask(p.sex.as_deref(), unmask),
         "address" => mask(p.address.as_deref(), unmask),
         "city" => mask(p.city.as_deref(), unmask),
-        "zip" => hide(p.zip.clone(), unmask, "*****"),
-        "phone" => hide(p.phone.clone(), unmask, "***-***-****"),
-        "ssn" => hide(p.ssn.clone(), unmask, "***-**-****"),
+        "zip" => hide(p.zip.as_deref().map(String::from), unmask, "*****"),
+        "phone" => hide(p.phone.as_deref().map(String::from), unmask, "***-***-****"),
+        "ssn" => hide(p.ssn.as_deref().map(String::from), unmask, "***-**-****"),
         _ => "-".into(),
     }
 }

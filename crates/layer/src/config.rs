@@ -37,7 +37,8 @@ pub mod names {
     pub const DB_HOST: &str = "LAKE_DB_HOST";
     pub const DB_PORT: &str = "LAKE_DB_PORT";
     pub const DB_NAME: &str = "LAKE_DB_NAME";
-    /// pii-matching: `require` (default; always in AWS) or `disable` (local tests only).
+    /// pii-matching: `verify-full` (default; what the template sets, with `LAKE_DB_SSLROOTCERT`),
+    /// `require` (TLS without certificate checks) or `disable` (local tests only).
     pub const DB_SSLMODE: &str = "LAKE_DB_SSLMODE";
 }
 

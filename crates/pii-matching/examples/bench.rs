@@ -40,8 +40,11 @@ struct Args {
     /// Keys per query (chunks of one batch run concurrently).
     #[arg(long, default_value_t = 4096)]
     chunk: usize,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 4)]
     connections: u32,
+    /// Records per concurrent group of a batch (the matcher's default unless set).
+    #[arg(long)]
+    group: Option<usize>,
     #[arg(long, default_value = "config/matching.toml")]
     rules: PathBuf,
     /// Run ../shared/bench/baseline_match.py in the same run (skip with --no-baseline).
@@ -115,15 +118,19 @@ fn read_truth(path: &PathBuf) -> Result<Truth> {
     Ok(t)
 }
 
+/// The records as the Lambda gets them: batches of `batch` records (split before timing).
+fn batches(recs: &[Record], batch: usize) -> Vec<Arc<[Record]>> {
+    recs.chunks(batch.max(1)).map(Arc::from).collect()
+}
+
 async fn run_all(
     m: &Arc<Matcher>,
     idx: &dyn PersonIndex,
-    recs: &[Record],
-    batch: usize,
+    batches: &[Arc<[Record]>],
 ) -> Result<Vec<Decision>> {
-    let mut out = Vec::with_capacity(recs.len());
-    for b in recs.chunks(batch.max(1)) {
-        out.extend(m.match_batch(idx, b).await?.0);
+    let mut out = Vec::with_capacity(batches.iter().map(|b| b.len()).sum());
+    for b in batches {
+        out.extend(m.match_batch(idx, b.clone()).await?.0);
     }
     Ok(out)
 }
@@ -176,6 +183,28 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc (Linux; 0 elsewhere).
+fn proc_cpu(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // the fields after the command name (which may hold spaces) start with the state
+    let rest = stat.rsplit_once(") ").map_or("", |x| x.1);
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+/// CPU seconds of this process and of the database's backends serving `db` (when the database
+/// runs on this machine: the benchmark's own server).
+async fn cpu_now(db: &Db) -> (f64, f64) {
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&db.pool())
+    .await
+    .unwrap_or_default();
+    (proc_cpu("self"), pids.iter().map(|p| proc_cpu(&p.to_string())).sum())
+}
+
 fn load_avg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -189,7 +218,11 @@ fn load_avg() -> String {
 async fn main() -> Result<()> {
     let a = Args::parse();
     let rules = Rules::from_file(&a.rules)?;
-    let matcher = Arc::new(Matcher::new(rules));
+    let mut matcher = Matcher::new(rules);
+    if let Some(g) = a.group {
+        matcher.group = g;
+    }
+    let matcher = Arc::new(matcher);
     let recs = read_records(&a.bad)?;
     let truth = read_truth(&a.truth)?;
     println!("{} records, load average {}", recs.len(), load_avg());
@@ -213,12 +246,14 @@ async fn main() -> Result<()> {
     let load_s = t.elapsed().as_secs_f64();
     println!("PostgreSQL: loaded {n} people (COPY into indexed table + ANALYZE) in {load_s:.1}s");
     let pg = PgIndex { db: db.clone(), chunk: a.chunk };
-    run_all(&matcher, &pg, &recs[..recs.len().min(2000)], a.batch).await?; // warm-up, as the baseline
+    let all = batches(&recs, a.batch);
+    run_all(&matcher, &pg, &batches(&recs[..recs.len().min(2000)], a.batch)).await?; // warm-up, as the baseline
     let mut times = Vec::new();
     let mut pg_dec = Vec::new();
+    let cpu0 = cpu_now(&db).await;
     for r in 0..a.runs {
         let t = Instant::now();
-        pg_dec = run_all(&matcher, &pg, &recs, a.batch).await?;
+        pg_dec = run_all(&matcher, &pg, &all).await?;
         let dt = t.elapsed().as_secs_f64();
         println!(
             "rust+postgres run={r} {} records in {dt:.3}s = {:.0} rec/s (load {})",
@@ -228,6 +263,13 @@ async fn main() -> Result<()> {
         );
         times.push(dt);
     }
+    let cpu1 = cpu_now(&db).await;
+    let (rust_ms, pg_ms) =
+        ((cpu1.0 - cpu0.0) * 1000.0 / a.runs as f64, (cpu1.1 - cpu0.1).max(0.0) * 1000.0 / a.runs as f64);
+    println!(
+        "cpu per run of {} records: matcher {rust_ms:.1} ms, postgres backends {pg_ms:.1} ms (0 when the server is elsewhere)",
+        recs.len()
+    );
     let pg_med = median(&mut times);
     {
         // where the time goes (one batch of everything): candidate query vs scoring
@@ -256,7 +298,7 @@ async fn main() -> Result<()> {
         let mut mem_dec = Vec::new();
         for _ in 0..a.runs {
             let t = Instant::now();
-            mem_dec = run_all(&matcher, &mem, &recs, a.batch).await?;
+            mem_dec = run_all(&matcher, &mem, &all).await?;
             mtimes.push(t.elapsed().as_secs_f64());
         }
         mem_med = median(&mut mtimes);
@@ -281,7 +323,7 @@ async fn main() -> Result<()> {
     let report = serde_json::json!({
         "records": recs.len(), "runs_s": times, "median_s": pg_med, "records_per_s": recs.len() as f64 / pg_med,
         "memory_records_per_s": recs.len() as f64 / mem_med, "identical_decisions": same,
-        "people_load_s": load_s, "classes": classes, "rules_fired": rules_fired, "score": sc,
+        "people_load_s": load_s, "cpu_ms_per_run": {"matcher": rust_ms, "postgres": pg_ms}, "classes": classes, "rules_fired": rules_fired, "score": sc,
     });
 
     // The baseline, same run.

@@ -1,6 +1,8 @@
 //! Field comparison primitives: the level checks of `config/matching.toml`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use chrono::{Datelike, NaiveDate};
 
@@ -35,6 +37,11 @@ impl Nicknames {
 
 /// American Soundex (letter + 3 digits); empty for a value without letters.
 pub fn soundex(s: &str) -> String {
+    soundex_code(s).map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_default()
+}
+
+/// [`soundex`] as four bytes, `None` for a value without letters (no allocation).
+pub fn soundex_code(s: &str) -> Option<[u8; 4]> {
     fn code(c: u8) -> u8 {
         match c {
             b'B' | b'F' | b'P' | b'V' => b'1',
@@ -47,36 +54,130 @@ pub fn soundex(s: &str) -> String {
             _ => b'0',
         }
     }
-    let letters: Vec<u8> =
-        s.bytes().filter(u8::is_ascii_alphabetic).map(|c| c.to_ascii_uppercase()).collect();
-    let Some(&first) = letters.first() else { return String::new() };
-    let mut out = vec![first];
+    let mut letters = s.bytes().filter(u8::is_ascii_alphabetic).map(|c| c.to_ascii_uppercase());
+    let first = letters.next()?;
+    let mut out = [first, b'0', b'0', b'0'];
+    let mut n = 1;
     let mut last = code(first);
-    for &c in &letters[1..] {
+    for c in letters {
         let d = code(c);
         if d == b'h' {
             continue; // H and W do not separate equal codes
         }
         if d != b'0' && d != last {
-            out.push(d);
-            if out.len() == 4 {
+            out[n] = d;
+            n += 1;
+            if n == 4 {
                 break;
             }
         }
         last = d;
     }
-    while out.len() < 4 {
-        out.push(b'0');
+    Some(out)
+}
+
+/// Values up to this many bytes are compared on the stack; longer or non-ASCII ones go to
+/// `strsim` (same results, with an allocation per pair).
+const SHORT: usize = 64;
+
+fn short_ascii(a: &str, b: &str) -> bool {
+    a.len() <= SHORT && b.len() <= SHORT && a.is_ascii() && b.is_ascii()
+}
+
+/// Jaro-Winkler similarity, equal to `strsim::jaro_winkler` (the same steps on bytes, so the
+/// same floating-point result) without its allocation for ASCII values up to [`SHORT`] bytes.
+pub fn jaro_winkler(a: &str, b: &str) -> f64 {
+    if !short_ascii(a, b) {
+        return strsim::jaro_winkler(a, b);
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let sim = jaro_bytes(x, y);
+    if sim > 0.7 {
+        let prefix = x.iter().take(4).zip(y).take_while(|(p, q)| p == q).count();
+        sim + 0.1 * prefix as f64 * (1.0 - sim)
+    } else {
+        sim
+    }
+}
+
+fn jaro_bytes(a: &[u8], b: &[u8]) -> f64 {
+    let (al, bl) = (a.len(), b.len());
+    if al == 0 && bl == 0 {
+        return 1.0;
+    }
+    if al == 0 || bl == 0 {
+        return 0.0;
+    }
+    let range = (al.max(bl) / 2).saturating_sub(1);
+    let (mut af, mut bf) = ([false; SHORT], [false; SHORT]);
+    let mut matches = 0_usize;
+    for (i, &c) in a.iter().enumerate() {
+        for j in i.saturating_sub(range)..bl.min(i + range + 1) {
+            if c == b[j] && !bf[j] {
+                af[i] = true;
+                bf[j] = true;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let (mut transpositions, mut k) = (0_usize, 0_usize);
+    for i in (0..al).filter(|&i| af[i]) {
+        while !bf[k] {
+            k += 1;
+        }
+        if a[i] != b[k] {
+            transpositions += 1;
+        }
+        k += 1;
+    }
+    transpositions /= 2;
+    ((matches as f64 / al as f64)
+        + (matches as f64 / bl as f64)
+        + ((matches - transpositions) as f64 / matches as f64))
+        / 3.0
+}
+
+/// Levenshtein distance at most `max` (no allocation for short ASCII values; stops early once
+/// every cell of a row exceeds `max`).
+pub fn levenshtein_within(a: &str, b: &str, max: usize) -> bool {
+    if !short_ascii(a, b) {
+        return strsim::levenshtein(a, b) <= max;
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len().abs_diff(b.len()) > max {
+        return false;
+    }
+    let mut row = [0_usize; SHORT + 1];
+    for (j, cell) in row.iter_mut().enumerate().take(b.len() + 1) {
+        *cell = j;
+    }
+    for (i, &ca) in a.iter().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        let mut row_min = row[0];
+        for (j, &cb) in b.iter().enumerate() {
+            let up = row[j + 1];
+            row[j + 1] = (up + 1).min(row[j] + 1).min(diag + usize::from(ca != cb));
+            diag = up;
+            row_min = row_min.min(row[j + 1]);
+        }
+        if row_min > max {
+            return false;
+        }
+    }
+    row[b.len()] <= max
 }
 
 fn alnum(s: &str) -> impl Iterator<Item = char> + '_ {
     s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_uppercase)
 }
 
-fn tokens(s: &str) -> Vec<&str> {
-    s.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).collect()
+fn tokens(s: &str) -> impl Iterator<Item = &str> + Clone {
+    s.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty())
 }
 
 /// Does the text level hold for two normalised values?
@@ -87,17 +188,15 @@ pub fn text_level(kind: &LevelKind, a: &str, b: &str, nick: &Nicknames) -> bool 
             // compared as iterators: no allocation per pair
             alnum(a).next().is_some() && alnum(a).eq(alnum(b))
         }
-        LevelKind::JaroWinkler { min } => strsim::jaro_winkler(a, b) >= *min,
-        LevelKind::Levenshtein { max } => strsim::levenshtein(a, b) <= *max,
-        LevelKind::Soundex => {
-            let x = soundex(a);
-            !x.is_empty() && x == soundex(b)
-        }
+        LevelKind::JaroWinkler { min } => jaro_winkler(a, b) >= *min,
+        LevelKind::Levenshtein { max } => levenshtein_within(a, b, *max),
+        LevelKind::Soundex => soundex_code(a).is_some_and(|x| soundex_code(b) == Some(x)),
         LevelKind::Nickname => nick.related(a, b),
         LevelKind::TokenSubset => {
             let (ta, tb) = (tokens(a), tokens(b));
-            let (short, long) = if ta.len() <= tb.len() { (ta, tb) } else { (tb, ta) };
-            !short.is_empty() && short.len() < long.len() && short.iter().all(|t| long.contains(t))
+            let (na, nb) = (ta.clone().count(), tb.clone().count());
+            let (short, long, ns, nl) = if na <= nb { (ta, tb, na, nb) } else { (tb, ta, nb, na) };
+            ns > 0 && ns < nl && short.into_iter().all(|t| long.clone().any(|u| u == t))
         }
         LevelKind::Initial => a.chars().next().is_some_and(|c| b.starts_with(c)),
         LevelKind::DateSwapped
@@ -134,6 +233,62 @@ pub fn date_level(kind: &LevelKind, a: NaiveDate, b: NaiveDate) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stack_string_metrics_equal_strsim() {
+        // every pair of a set of names, typos and edge cases: the same bits as strsim
+        let words = [
+            "",
+            "A",
+            "AB",
+            "BA",
+            "MARTHA",
+            "MARHTA",
+            "DWAYNE",
+            "DUANE",
+            "DIXON",
+            "DICKSONX",
+            "JONES",
+            "JOHNSON",
+            "SOSA VINCENT",
+            "SOSA-VINCENT",
+            "SOSAVINCENT",
+            "CRATE",
+            "TRACE",
+            "ABCDEFGHIJ",
+            "JIHGFEDCBA",
+            "MCDONALD",
+            "MACDONALD",
+            "O'NEIL",
+            "ONEIL",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB",
+            "JOSÉ",
+            "JOSE",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(jaro_winkler(a, b).to_bits(), strsim::jaro_winkler(a, b).to_bits(), "{a} / {b}");
+                for max in 0..4 {
+                    assert_eq!(
+                        levenshtein_within(a, b, max),
+                        strsim::levenshtein(a, b) <= max,
+                        "{a} / {b} <= {max}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn token_subset_needs_fewer_tokens_all_present() {
+        let n = Nicknames::default();
+        assert!(text_level(&LevelKind::TokenSubset, "SOSA", "SOSA-VINCENT", &n));
+        assert!(text_level(&LevelKind::TokenSubset, "SOSA VINCENT", "VINCENT", &n));
+        assert!(!text_level(&LevelKind::TokenSubset, "SOSA VINCENT", "SOSA-VINCENT", &n));
+        assert!(!text_level(&LevelKind::TokenSubset, "SOSA", "DIAZ-VINCENT", &n));
+        assert!(!text_level(&LevelKind::TokenSubset, "", "SOSA", &n));
+    }
 
     #[test]
     fn soundex_matches_the_textbook_codes() {

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::index::{IndexError, PersonIndex};
 use crate::matcher::{Matcher, Tier};
-use crate::model::Person;
+use crate::model::{Person, Record};
 use crate::pg::{DecisionRow, ReviewRow, Reviews};
 use crate::rows;
 
@@ -104,9 +104,10 @@ async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError
     let bytes =
         p.store.get(&msg.bucket, &msg.bad_key, None).await.map_err(|e| StageError::port("S3GetFailed", e))?;
     let batch = rows::read_parquet(bytes).map_err(|e| StageError::permanent("BadRecordsUnreadable", e.0))?;
-    let records = rows::records(&batch, &msg.file_id);
+    let records: Arc<[Record]> = rows::records(&batch, &msg.file_id).into();
     let missing = rows::missing(&batch);
-    let (decisions, pool) = d.matcher.match_batch(d.index.as_ref(), &records).await.map_err(index_err)?;
+    let (decisions, pool) =
+        d.matcher.match_batch(d.index.as_ref(), records.clone()).await.map_err(index_err)?;
     let by_id: HashMap<i64, &Person> = pool.iter().map(|p| (p.person_id, p)).collect();
 
     let mut s = MatchSummary {

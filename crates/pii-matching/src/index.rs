@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow_array::{Array, Date32Array, LargeStringArray, RecordBatch, StringArray};
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use compact_str::CompactString;
 
 use crate::model::{BlockingKey, BlockingKind, Person};
 
@@ -48,7 +49,8 @@ impl IndexError {
     }
 }
 
-/// Finds the persons that share at least one of `keys` (one call per batch: set-based).
+/// Finds the persons that share at least one of `keys` (one call per batch: set-based). A
+/// person may come back more than once (found by two keys); callers deduplicate by id.
 #[async_trait]
 pub trait PersonIndex: Send + Sync {
     async fn candidates(&self, keys: &[BlockingKey]) -> Result<Vec<Person>, IndexError>;
@@ -69,10 +71,11 @@ pub struct MemoryIndex {
     by_id: HashMap<i64, u32>,
 }
 
-const ALL_KINDS: [BlockingKind; 5] = [
+const ALL_KINDS: [BlockingKind; 6] = [
     BlockingKind::LastNameDob,
     BlockingKind::FirstNameDob,
     BlockingKind::Address,
+    BlockingKind::AddressZip,
     BlockingKind::Phone,
     BlockingKind::LastFirstName,
 ];
@@ -161,7 +164,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<Person>, IndexError> {
     let mut out = Vec::new();
     for (line, rec) in rd.records().enumerate() {
         let rec = rec.map_err(|e| IndexError::Load(format!("record {}: {e}", line + 1)))?;
-        let get = |i: usize| cols[i].and_then(|c| rec.get(c)).and_then(opt);
+        let get = |i: usize| cols[i].and_then(|c| rec.get(c)).and_then(opt).map(CompactString::from);
         let person_id = rec
             .get(id)
             .and_then(|v| v.trim().parse().ok())
@@ -222,7 +225,9 @@ fn read_parquet(path: &Path) -> Result<Vec<Person>, IndexError> {
             },
             None => return Err(IndexError::Load("no person_id column".into())),
         };
-        let s = |n: &str| str_col(&b, n);
+        let s = |n: &str| -> Vec<Option<CompactString>> {
+            str_col(&b, n).into_iter().map(|v| v.map(CompactString::from)).collect()
+        };
         let (fi, la, mi, sx, ss, ad, ci, st, zi, ph) = (
             s("first_name"),
             s("last_name"),

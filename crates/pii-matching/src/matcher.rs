@@ -7,16 +7,19 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use foldhash::fast::FixedState;
-use foldhash::{HashMap, HashSet, HashSetExt};
+use foldhash::{HashSet, HashSetExt};
 use futures_util::future::try_join_all;
 
 use chrono::NaiveDate;
+use compact_str::CompactString;
 
 use serde::Serialize;
 
 use crate::compare::{date_level, text_level, Nicknames};
 use crate::index::{IndexError, PersonIndex};
-use crate::model::{norm, norm_phone, BlockingKey, BlockingKind, Person, Record};
+use crate::model::{
+    norm_compact, norm_phone_compact, zip5_compact, BlockingKey, BlockingKind, Person, Record,
+};
 use crate::rules::{Comparison, Field, Rule, Rules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -42,7 +45,8 @@ impl Tier {
 pub struct Scored {
     pub person_id: i64,
     pub score: f64,
-    pub levels: BTreeMap<Field, String>,
+    /// Level names (inline strings: no allocation per field).
+    pub levels: BTreeMap<Field, CompactString>,
 }
 
 /// The matcher's decision for one record.
@@ -68,23 +72,26 @@ pub const GROUP: usize = 1000;
 pub struct Matcher {
     pub rules: Rules,
     nick: Nicknames,
+    /// Records per group in [`Matcher::match_batch`] ([`GROUP`] unless set).
+    pub group: usize,
 }
 
-/// Identity values normalised once (per record, per candidate), not once per pair.
+/// Identity values normalised once (per record, per candidate), not once per pair; inline
+/// strings, so preparing a candidate seldom allocates.
 #[derive(Debug, Default)]
 struct Prepared {
-    first: Option<String>,
-    last: Option<String>,
+    first: Option<CompactString>,
+    last: Option<CompactString>,
     dob: Option<NaiveDate>,
-    sex: Option<String>,
-    address: Option<String>,
-    city: Option<String>,
-    zip: Option<String>,
-    phone: Option<String>,
+    sex: Option<CompactString>,
+    address: Option<CompactString>,
+    city: Option<CompactString>,
+    zip: Option<CompactString>,
+    phone: Option<CompactString>,
 }
 
-fn n(v: Option<&str>) -> Option<String> {
-    v.map(norm).filter(|s| !s.is_empty())
+fn n(v: Option<&str>) -> Option<CompactString> {
+    v.map(norm_compact).filter(|s| !s.is_empty())
 }
 
 impl Prepared {
@@ -96,8 +103,8 @@ impl Prepared {
             sex: n(r.sex.as_deref()),
             address: n(r.address.as_deref()),
             city: n(r.city.as_deref()),
-            zip: r.zip.as_deref().map(zip5).filter(|s| !s.is_empty()),
-            phone: r.phone.as_deref().and_then(norm_phone),
+            zip: r.zip.as_deref().map(zip5_compact).filter(|s| !s.is_empty()),
+            phone: r.phone.as_deref().and_then(norm_phone_compact),
         }
     }
     fn person(p: &Person) -> Self {
@@ -108,8 +115,8 @@ impl Prepared {
             sex: n(p.sex.as_deref()),
             address: n(p.address.as_deref()),
             city: n(p.city.as_deref()),
-            zip: p.zip.as_deref().map(zip5).filter(|s| !s.is_empty()),
-            phone: p.phone.as_deref().and_then(norm_phone),
+            zip: p.zip.as_deref().map(zip5_compact).filter(|s| !s.is_empty()),
+            phone: p.phone.as_deref().and_then(norm_phone_compact),
         }
     }
     fn text(&self, f: Field) -> Option<&str> {
@@ -132,6 +139,9 @@ impl Prepared {
             BlockingKind::LastNameDob => (self.last.as_deref()?, self.dob?).hash(&mut h),
             BlockingKind::FirstNameDob => (self.first.as_deref()?, self.dob?).hash(&mut h),
             BlockingKind::Address => self.address.as_deref()?.hash(&mut h),
+            BlockingKind::AddressZip => {
+                (self.address.as_deref()?, self.zip.as_deref().filter(|z| z.len() == 5)?).hash(&mut h)
+            }
             BlockingKind::Phone => self.phone.as_deref()?.hash(&mut h),
             BlockingKind::LastFirstName => (self.last.as_deref()?, self.first.as_deref()?).hash(&mut h),
         }
@@ -142,7 +152,7 @@ impl Prepared {
 impl Matcher {
     pub fn new(rules: Rules) -> Self {
         let nick = Nicknames::new(&rules.nicknames);
-        Self { rules, nick }
+        Self { rules, nick, group: GROUP }
     }
 
     /// The first-pass blocking keys of a record (those whose parts are all present).
@@ -163,16 +173,18 @@ impl Matcher {
     /// records the earlier passes did not decide as exact), then decides every record.
     /// Returns the decisions (in record order) and the candidate pool (to complete rows from).
     ///
-    /// The batch goes through the passes in groups of [`GROUP`] records, all groups at once:
+    /// The batch goes through the passes in groups of [`Matcher::group`] records, all groups at once:
     /// while one group is scored (on the blocking pool, off the async workers), the database
     /// answers the others' queries, so both the database and the scoring keep busy.
+    /// `records` is shared with the scoring tasks, not copied.
     pub async fn match_batch(
         self: &Arc<Self>,
         index: &dyn PersonIndex,
-        records: &[Record],
+        records: Arc<[Record]>,
     ) -> Result<(Vec<Decision>, Vec<Person>), IndexError> {
-        let groups: Vec<Arc<[Record]>> = records.chunks(GROUP).map(Arc::from).collect();
-        let outs = try_join_all(groups.into_iter().map(|g| self.clone().match_group(index, g))).await?;
+        let step = self.group.max(1);
+        let groups = (0..records.len()).step_by(step).map(|a| a..records.len().min(a + step));
+        let outs = try_join_all(groups.map(|g| self.clone().match_group(index, records.clone(), g))).await?;
         let mut decisions = Vec::with_capacity(records.len());
         let mut persons = Vec::new();
         let mut seen = HashSet::new();
@@ -186,10 +198,14 @@ impl Matcher {
     async fn match_group(
         self: Arc<Self>,
         index: &dyn PersonIndex,
-        records: Arc<[Record]>,
+        all_records: Arc<[Record]>,
+        range: std::ops::Range<usize>,
     ) -> Result<(Vec<Decision>, Vec<Person>), IndexError> {
+        let records = &all_records[range.clone()];
         let all_kinds = self.rules.blocking.all_kinds();
         let mut pool = Pool::default();
+        // the records' normalised values, made in the first scoring task and kept for the later passes
+        let mut prepared: Vec<Prepared> = Vec::new();
         let mut decisions: Vec<Option<Decision>> = vec![None; records.len()];
         let mut open: Vec<usize> = (0..records.len()).collect();
         let mut kinds: Vec<BlockingKind> = Vec::new();
@@ -200,18 +216,22 @@ impl Matcher {
             kinds.extend(pass.iter().copied());
             let keys = Self::keys_of(pass, &open.iter().map(|&i| &records[i]).collect::<Vec<_>>());
             let found = if keys.is_empty() { Vec::new() } else { index.candidates(&keys).await? };
-            let (m, recs, ks, all) = (self.clone(), records.clone(), kinds.clone(), all_kinds.clone());
-            let now = std::mem::take(&mut open);
-            let (p, ds, now) = tokio::task::spawn_blocking(move || {
-                let mut pool = pool;
+            let (m, arc, ks, all) = (self.clone(), all_records.clone(), kinds.clone(), all_kinds.clone());
+            let (now, range) = (std::mem::take(&mut open), range.clone());
+            let (p, rp, ds, now) = tokio::task::spawn_blocking(move || {
+                let recs = &arc[range];
+                let (mut pool, mut rp) = (pool, prepared);
+                if rp.is_empty() {
+                    rp = recs.iter().map(Prepared::record).collect();
+                }
                 pool.add(found, &all);
-                let rs: Vec<&Record> = now.iter().map(|&i| &recs[i]).collect();
+                let rs: Vec<(&Record, &Prepared)> = now.iter().map(|&i| (&recs[i], &rp[i])).collect();
                 let ds = m.decide_pool(&rs, &pool, &ks);
-                (pool, ds, now)
+                (pool, rp, ds, now)
             })
             .await
             .map_err(|e| IndexError::Query(format!("scoring task failed: {e}")))?;
-            pool = p;
+            (pool, prepared) = (p, rp);
             for (i, d) in now.into_iter().zip(ds) {
                 if d.tier != Tier::Exact {
                     open.push(i);
@@ -237,33 +257,35 @@ impl Matcher {
     ) -> Vec<Decision> {
         let mut pool = Pool::default();
         pool.add(persons.to_vec(), kinds);
-        let recs: Vec<&Record> = records.iter().collect();
+        let prepared: Vec<Prepared> = records.iter().map(Prepared::record).collect();
+        let recs: Vec<(&Record, &Prepared)> = records.iter().zip(&prepared).collect();
         self.decide_pool(&recs, &pool, kinds)
     }
 
-    fn decide_pool(&self, records: &[&Record], pool: &Pool, kinds: &[BlockingKind]) -> Vec<Decision> {
+    fn decide_pool(
+        &self,
+        records: &[(&Record, &Prepared)],
+        pool: &Pool,
+        kinds: &[BlockingKind],
+    ) -> Vec<Decision> {
         let persons = &pool.persons;
-        let work = |recs: &[&Record]| -> Vec<Decision> {
-            recs.iter()
-                .map(|r| {
-                    let rp = Prepared::record(r);
-                    let mut idx: Vec<u32> = kinds
-                        .iter()
-                        .filter_map(|k| rp.key_hash(*k))
-                        .filter_map(|h| pool.by_key.get(&h))
-                        .flatten()
-                        .copied()
-                        .collect();
-                    idx.sort_unstable_by_key(|&i| (persons[i as usize].person_id, i));
-                    idx.dedup_by_key(|i| persons[*i as usize].person_id);
-                    idx.truncate(self.rules.blocking.max_candidates);
-                    let cands: Vec<(&Person, &Prepared)> =
-                        idx.iter().map(|&i| (&persons[i as usize], &pool.prepared[i as usize])).collect();
-                    self.decide_prepared(r, &rp, &cands)
-                })
-                .collect()
+        let work = |recs: &[(&Record, &Prepared)]| -> Vec<Decision> {
+            // buffers reused from record to record (three allocations per record otherwise)
+            let (mut idx, mut cands, mut scored) = (Vec::new(), Vec::new(), Vec::new());
+            let mut out = Vec::with_capacity(recs.len());
+            for &(r, rp) in recs {
+                idx.clear();
+                idx.extend(kinds.iter().filter_map(|k| rp.key_hash(*k)).flat_map(|h| pool.with_key(h)));
+                idx.sort_unstable_by_key(|&i| (persons[i as usize].person_id, i));
+                idx.dedup_by_key(|i| persons[*i as usize].person_id);
+                idx.truncate(self.rules.blocking.max_candidates);
+                cands.clear();
+                cands.extend(idx.iter().map(|&i| (&persons[i as usize], &pool.prepared[i as usize])));
+                out.push(self.decide_scored(r, rp, &cands, &mut scored));
+            }
+            out
         };
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        let threads = cores();
         if threads < 2 || records.len() < 2000 {
             return work(records);
         }
@@ -286,11 +308,12 @@ impl Matcher {
     /// Score and level names by reference: no allocation per pair (most pairs are discarded).
     fn score_compact<'s>(&'s self, r: &Prepared, person_id: i64, p: &Prepared) -> Compact<'s> {
         let mut score = 0.0;
-        let mut levels = Vec::with_capacity(self.rules.comparisons.len());
-        for c in &self.rules.comparisons {
+        let mut levels = [""; FIELDS];
+        // at most one comparison per field (rules.rs), so at most FIELDS
+        for (c, slot) in self.rules.comparisons.iter().zip(levels.iter_mut()) {
             let (name, w) = self.compare(c, r, p);
             score += w;
-            levels.push(name);
+            *slot = name;
         }
         Compact { person_id, score, levels }
     }
@@ -324,7 +347,7 @@ impl Matcher {
                     .iter()
                     .position(|c| c.field == *f)
                     .and_then(|i| s.levels.get(i))
-                    .is_some_and(|l| ok.iter().any(|x| x == l))
+                    .is_some_and(|l| ok.iter().any(|x| x == *l))
             })
     }
 
@@ -336,8 +359,19 @@ impl Matcher {
     }
 
     fn decide_prepared(&self, r: &Record, rp: &Prepared, cands: &[(&Person, &Prepared)]) -> Decision {
-        let mut scored: Vec<Compact> =
-            cands.iter().map(|(p, pp)| self.score_compact(rp, p.person_id, pp)).collect();
+        self.decide_scored(r, rp, cands, &mut Vec::new())
+    }
+
+    /// [`Matcher::decide_prepared`] with a reusable buffer for the scored pairs.
+    fn decide_scored<'s>(
+        &'s self,
+        r: &Record,
+        rp: &Prepared,
+        cands: &[(&Person, &Prepared)],
+        scored: &mut Vec<Compact<'s>>,
+    ) -> Decision {
+        scored.clear();
+        scored.extend(cands.iter().map(|(p, pp)| self.score_compact(rp, p.person_id, pp)));
         scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.person_id.cmp(&b.person_id)));
         let n = scored.len();
         let none = |rule: &str, best: Option<f64>| Decision {
@@ -395,17 +429,29 @@ impl Matcher {
     }
 }
 
+/// The cores to score on (at most 8); read once, as `available_parallelism` reads cgroup files.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(8))
+}
+
 /// The candidates found so far, normalised once and hashed by blocking key.
 #[derive(Default)]
 struct Pool {
     persons: Vec<Person>,
     prepared: Vec<Prepared>,
     ids: HashSet<i64>,
-    by_key: HashMap<u64, Vec<u32>>,
+    /// (key hash, index into `persons`), sorted: one allocation instead of a list per key.
+    by_key: Vec<(u64, u32)>,
 }
 
 impl Pool {
     fn add(&mut self, found: Vec<Person>, kinds: &[BlockingKind]) {
+        // sized once: growing these vectors step by step touched fresh memory on every step
+        self.persons.reserve(found.len());
+        self.prepared.reserve(found.len());
+        self.ids.reserve(found.len());
+        self.by_key.reserve(found.len() * kinds.len());
         for p in found {
             if !self.ids.insert(p.person_id) {
                 continue;
@@ -414,30 +460,38 @@ impl Pool {
             let i = u32::try_from(self.persons.len()).unwrap_or(u32::MAX);
             for k in kinds {
                 if let Some(h) = pp.key_hash(*k) {
-                    self.by_key.entry(h).or_default().push(i);
+                    self.by_key.push((h, i));
                 }
             }
             self.persons.push(p);
             self.prepared.push(pp);
         }
+        self.by_key.sort_unstable();
+    }
+
+    /// The persons holding the key with hash `h`.
+    fn with_key(&self, h: u64) -> impl Iterator<Item = u32> + '_ {
+        let from = self.by_key.partition_point(|e| e.0 < h);
+        self.by_key[from..].iter().take_while(move |e| e.0 == h).map(|e| e.1)
     }
 }
 
-/// A scored pair before it is kept: level names borrowed from the rules.
+/// How many fields there are to compare; a field is compared at most once (rules.rs checks).
+const FIELDS: usize = Field::ALL.len();
+
+/// A scored pair before it is kept: level names borrowed from the rules, in comparison order.
 struct Compact<'s> {
     person_id: i64,
     score: f64,
-    levels: Vec<&'s str>,
+    levels: [&'s str; FIELDS],
 }
 
 impl Compact<'_> {
     fn expand(&self, m: &Matcher) -> Scored {
-        let levels =
-            m.rules.comparisons.iter().zip(&self.levels).map(|(c, l)| (c.field, (*l).to_string())).collect();
+        let mut levels = BTreeMap::new(); // one node; collect() would sort through a Vec first
+        for (c, l) in m.rules.comparisons.iter().zip(&self.levels) {
+            levels.insert(c.field, CompactString::new(l));
+        }
         Scored { person_id: self.person_id, score: self.score, levels }
     }
-}
-
-fn zip5(s: &str) -> String {
-    s.chars().filter(char::is_ascii_digit).take(5).collect()
 }

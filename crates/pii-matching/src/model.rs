@@ -4,22 +4,24 @@
 use std::fmt;
 
 use chrono::NaiveDate;
+use compact_str::CompactString;
 
-/// One person of the county person index.
+/// One person of the county person index. Values are inline strings: a candidate row decodes
+/// without an allocation per field (most values are under 24 bytes).
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Person {
     pub person_id: i64,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub middle_initial: Option<String>,
+    pub first_name: Option<CompactString>,
+    pub last_name: Option<CompactString>,
+    pub middle_initial: Option<CompactString>,
     pub dob: Option<NaiveDate>,
-    pub sex: Option<String>,
-    pub ssn: Option<String>,
-    pub address: Option<String>,
-    pub city: Option<String>,
-    pub state: Option<String>,
-    pub zip: Option<String>,
-    pub phone: Option<String>,
+    pub sex: Option<CompactString>,
+    pub ssn: Option<CompactString>,
+    pub address: Option<CompactString>,
+    pub city: Option<CompactString>,
+    pub state: Option<CompactString>,
+    pub zip: Option<CompactString>,
+    pub phone: Option<CompactString>,
 }
 
 impl fmt::Debug for Person {
@@ -60,6 +62,9 @@ pub enum BlockingKind {
     FirstNameDob,
     /// Same street address.
     Address,
+    /// Same street address and 5-digit ZIP: a third of the candidates of `address` (the same
+    /// street name and number recur in other towns).
+    AddressZip,
     /// Same phone number.
     Phone,
     /// Same last and first name (any birth date).
@@ -69,11 +74,12 @@ pub enum BlockingKind {
 /// One blocking key value. Values are normalised with [`norm`] / [`norm_phone`] on both sides.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum BlockingKey {
-    LastNameDob { last_name: String, dob: NaiveDate },
-    FirstNameDob { first_name: String, dob: NaiveDate },
-    Address { address: String },
-    Phone { phone: String },
-    LastFirstName { last_name: String, first_name: String },
+    LastNameDob { last_name: CompactString, dob: NaiveDate },
+    FirstNameDob { first_name: CompactString, dob: NaiveDate },
+    Address { address: CompactString },
+    AddressZip { address: CompactString, zip: CompactString },
+    Phone { phone: CompactString },
+    LastFirstName { last_name: CompactString, first_name: CompactString },
 }
 
 impl fmt::Debug for BlockingKey {
@@ -88,26 +94,25 @@ impl BlockingKey {
             BlockingKey::LastNameDob { .. } => BlockingKind::LastNameDob,
             BlockingKey::FirstNameDob { .. } => BlockingKind::FirstNameDob,
             BlockingKey::Address { .. } => BlockingKind::Address,
+            BlockingKey::AddressZip { .. } => BlockingKind::AddressZip,
             BlockingKey::Phone { .. } => BlockingKind::Phone,
             BlockingKey::LastFirstName { .. } => BlockingKind::LastFirstName,
         }
     }
 
     /// The key of `kind` for these identity values, if every part is present.
-    pub fn of(
-        kind: BlockingKind,
-        first: Option<&str>,
-        last: Option<&str>,
-        dob: Option<NaiveDate>,
-        address: Option<&str>,
-        phone: Option<&str>,
-    ) -> Option<BlockingKey> {
-        let n = |v: Option<&str>| v.map(norm).filter(|s| !s.is_empty());
+    pub fn of(kind: BlockingKind, v: KeyParts<'_>) -> Option<BlockingKey> {
+        let n = |v: Option<&str>| v.map(norm_compact).filter(|s| !s.is_empty());
+        let KeyParts { first, last, dob, address, zip, phone } = v;
         Some(match kind {
             BlockingKind::LastNameDob => BlockingKey::LastNameDob { last_name: n(last)?, dob: dob? },
             BlockingKind::FirstNameDob => BlockingKey::FirstNameDob { first_name: n(first)?, dob: dob? },
             BlockingKind::Address => BlockingKey::Address { address: n(address)? },
-            BlockingKind::Phone => BlockingKey::Phone { phone: phone.and_then(norm_phone)? },
+            BlockingKind::AddressZip => BlockingKey::AddressZip {
+                address: n(address)?,
+                zip: zip.map(zip5_compact).filter(|z| z.len() == 5)?,
+            },
+            BlockingKind::Phone => BlockingKey::Phone { phone: phone.and_then(norm_phone_compact)? },
             BlockingKind::LastFirstName => {
                 BlockingKey::LastFirstName { last_name: n(last)?, first_name: n(first)? }
             }
@@ -117,36 +122,59 @@ impl BlockingKey {
     pub fn of_person(kind: BlockingKind, p: &Person) -> Option<BlockingKey> {
         Self::of(
             kind,
-            p.first_name.as_deref(),
-            p.last_name.as_deref(),
-            p.dob,
-            p.address.as_deref(),
-            p.phone.as_deref(),
+            KeyParts {
+                first: p.first_name.as_deref(),
+                last: p.last_name.as_deref(),
+                dob: p.dob,
+                address: p.address.as_deref(),
+                zip: p.zip.as_deref(),
+                phone: p.phone.as_deref(),
+            },
         )
     }
 
     pub fn of_record(kind: BlockingKind, r: &Record) -> Option<BlockingKey> {
         Self::of(
             kind,
-            r.first_name.as_deref(),
-            r.last_name.as_deref(),
-            r.dob,
-            r.address.as_deref(),
-            r.phone.as_deref(),
+            KeyParts {
+                first: r.first_name.as_deref(),
+                last: r.last_name.as_deref(),
+                dob: r.dob,
+                address: r.address.as_deref(),
+                zip: r.zip.as_deref(),
+                phone: r.phone.as_deref(),
+            },
         )
     }
 }
 
+/// The raw identity values a blocking key is made of (normalised by [`BlockingKey::of`]).
+#[derive(Clone, Copy, Default)]
+pub struct KeyParts<'a> {
+    pub first: Option<&'a str>,
+    pub last: Option<&'a str>,
+    pub dob: Option<NaiveDate>,
+    pub address: Option<&'a str>,
+    pub zip: Option<&'a str>,
+    pub phone: Option<&'a str>,
+}
+
+/// The first five digits of a ZIP (`02478-1234` -> `02478`); fewer when it has fewer.
+pub fn zip5(s: &str) -> String {
+    zip5_compact(s).into()
+}
+
+/// [`zip5`] as an inline string (no allocation).
+pub fn zip5_compact(s: &str) -> CompactString {
+    if s.len() == 5 && s.bytes().all(|c| c.is_ascii_digit()) {
+        return CompactString::new(s);
+    }
+    s.chars().filter(char::is_ascii_digit).take(5).collect()
+}
+
 /// Upper case, trimmed, inner whitespace collapsed to one space (the canonical `name` rule).
 pub fn norm(s: &str) -> String {
-    let b = s.as_bytes();
-    let clean = !b.is_empty()
-        && b[0] != b' '
-        && b[b.len() - 1] != b' '
-        && b.iter()
-            .all(|&c| c.is_ascii() && !c.is_ascii_lowercase() && (c == b' ' || !c.is_ascii_whitespace()))
-        && !s.contains("  ");
-    if clean {
+    if is_canonical(s) {
         return s.to_string(); // the usual case: already canonical
     }
     let mut out = String::with_capacity(s.len());
@@ -161,8 +189,40 @@ pub fn norm(s: &str) -> String {
     out
 }
 
+/// [`norm`] as an inline string: no allocation for values up to 24 bytes (nearly every name,
+/// street address, city, ZIP and phone), which is most of the matcher's per-candidate work.
+pub fn norm_compact(s: &str) -> CompactString {
+    if is_canonical(s) {
+        CompactString::new(s)
+    } else {
+        CompactString::from(norm(s))
+    }
+}
+
+/// Already what [`norm`] would make of it: ASCII, no lower case, single inner spaces, trimmed.
+fn is_canonical(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0] != b' '
+        && b[b.len() - 1] != b' '
+        && b.iter()
+            .all(|&c| c.is_ascii() && !c.is_ascii_lowercase() && (c == b' ' || !c.is_ascii_whitespace()))
+        && !s.contains("  ")
+}
+
 /// A 10-digit phone as `NNN-NNN-NNNN` (a leading 1 dropped), the canonical `phone` rule.
 pub fn norm_phone(s: &str) -> Option<String> {
+    norm_phone_compact(s).map(String::from)
+}
+
+/// [`norm_phone`] as an inline string (no allocation).
+pub fn norm_phone_compact(s: &str) -> Option<CompactString> {
+    let b = s.as_bytes();
+    if b.len() == 12
+        && b.iter().enumerate().all(|(i, c)| if i == 3 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+    {
+        return Some(CompactString::new(s)); // already NNN-NNN-NNNN
+    }
     let mut d = [0u8; 11];
     let mut n = 0;
     for c in s.bytes().filter(u8::is_ascii_digit) {
@@ -177,7 +237,7 @@ pub fn norm_phone(s: &str) -> Option<String> {
         10 => &d[..10],
         _ => return None,
     };
-    let mut out = String::with_capacity(12);
+    let mut out = CompactString::with_capacity(12);
     for (i, &c) in d.iter().enumerate() {
         if i == 3 || i == 6 {
             out.push('-');

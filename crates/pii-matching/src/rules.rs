@@ -24,6 +24,18 @@ pub enum Field {
 }
 
 impl Field {
+    /// Every field, so a compiled rule set can size per-field arrays.
+    pub const ALL: [Field; 8] = [
+        Field::FirstName,
+        Field::LastName,
+        Field::Dob,
+        Field::Sex,
+        Field::Address,
+        Field::City,
+        Field::Zip,
+        Field::Phone,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Field::FirstName => "first_name",
@@ -422,7 +434,7 @@ mod tests {
                 with("{ kind = \"nickname\", weight = 4.0 }", "{ kind = \"nickname\", weight = 9.0 }"),
                 "order levels from strongest",
             ),
-            (with("[\"address\", \"phone\"]", "[\"address\", \"address\"]"), "listed twice"),
+            (with("[\"address_zip\", \"phone\"]", "[\"address_zip\", \"address_zip\"]"), "listed twice"),
             (with("version = 1", "version = 2"), "not supported"),
         ];
         for (text, want) in bad {

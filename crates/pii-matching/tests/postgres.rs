@@ -487,8 +487,9 @@ async fn in_memory_and_postgres_adapters_give_the_same_decisions() {
     let f = load_people(&db, &csv).await;
     let mem = MemoryIndex::load(f.path()).unwrap();
     let m = Arc::new(Matcher::new(Rules::builtin()));
-    let (a, _) = m.match_batch(&PgIndex { db, chunk: 128 }, &recs).await.unwrap();
-    let (b, _) = m.match_batch(&mem, &recs).await.unwrap();
+    let recs: std::sync::Arc<[Record]> = recs.into();
+    let (a, _) = m.match_batch(&PgIndex { db, chunk: 128 }, recs.clone()).await.unwrap();
+    let (b, _) = m.match_batch(&mem, recs.clone()).await.unwrap();
     assert_eq!(a.len(), 600);
     let tiers = |ds: &[pii_matching::Decision]| {
         ds.iter().fold(HashMap::new(), |mut h: HashMap<&str, usize>, d| {
