@@ -193,16 +193,22 @@ fn proc_cpu(pid: &str) -> f64 {
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
-/// CPU seconds of this process and of the database's backends serving `db` (when the database
-/// runs on this machine: the benchmark's own server).
-async fn cpu_now(db: &Db) -> (f64, f64) {
+/// CPU seconds of this process, and per backend serving `db` (when the database runs on this
+/// machine: the benchmark's own server).
+async fn cpu_now(db: &Db) -> (f64, HashMap<i32, f64>) {
     let pids: Vec<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'",
     )
     .fetch_all(&db.pool())
     .await
     .unwrap_or_default();
-    (proc_cpu("self"), pids.iter().map(|p| proc_cpu(&p.to_string())).sum())
+    (proc_cpu("self"), pids.into_iter().map(|p| (p, proc_cpu(&p.to_string()))).collect())
+}
+
+/// CPU milliseconds per run: this process, and the backends seen at both samples.
+fn cpu_per_run(a: &(f64, HashMap<i32, f64>), b: &(f64, HashMap<i32, f64>), runs: usize) -> (f64, f64) {
+    let pg: f64 = b.1.iter().filter_map(|(p, t)| a.1.get(p).map(|t0| t - t0)).sum();
+    ((b.0 - a.0) * 1000.0 / runs as f64, pg.max(0.0) * 1000.0 / runs as f64)
 }
 
 fn load_avg() -> String {
@@ -264,8 +270,7 @@ async fn main() -> Result<()> {
         times.push(dt);
     }
     let cpu1 = cpu_now(&db).await;
-    let (rust_ms, pg_ms) =
-        ((cpu1.0 - cpu0.0) * 1000.0 / a.runs as f64, (cpu1.1 - cpu0.1).max(0.0) * 1000.0 / a.runs as f64);
+    let (rust_ms, pg_ms) = cpu_per_run(&cpu0, &cpu1, a.runs);
     println!(
         "cpu per run of {} records: matcher {rust_ms:.1} ms, postgres backends {pg_ms:.1} ms (0 when the server is elsewhere)",
         recs.len()
