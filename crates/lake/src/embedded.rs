@@ -148,20 +148,7 @@ pub async fn drain(deps: &Deps, topo: &Topology) -> Result<usize> {
 }
 
 /// The columns of a person file (`lake run --people`), as in the county's person extract.
-pub const PEOPLE_COLUMNS: [&str; 12] = [
-    "person_id",
-    "first_name",
-    "last_name",
-    "middle_initial",
-    "dob",
-    "sex",
-    "ssn",
-    "address",
-    "city",
-    "state",
-    "zip",
-    "phone",
-];
+pub use pii_matching::index::PERSON_COLUMNS as PEOPLE_COLUMNS;
 
 /// The column names of a person file: the header line of a CSV, the schema of a Parquet file.
 fn people_columns(path: &Path) -> Result<Vec<String>> {

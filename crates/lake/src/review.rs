@@ -220,17 +220,7 @@ async fn row_deps(a: &ReviewArgs) -> Result<Deps> {
         kms_key: Some(var(names::KMS_KEY_ID)?),
         ..Default::default()
     };
-    Ok(Deps {
-        store: Arc::new(layer::aws::S3Store { client: layer::aws::s3(&sdk) }),
-        queue: Arc::new(layer::aws::SqsQueue { client: layer::aws::sqs(&sdk) }),
-        notifier: Arc::new(layer::aws::SnsNotifier { client: layer::aws::sns(&sdk) }),
-        meta: Arc::new(layer::aws::DynamoMetadata {
-            client: layer::aws::dynamodb(&sdk),
-            runs_table: var(names::RUNS_TABLE)?,
-            datasets_table: opt(names::DATASETS_TABLE).unwrap_or_default(),
-        }),
-        cfg,
-    })
+    Ok(Deps::on_sdk(&sdk, cfg, opt(names::DATASETS_TABLE).unwrap_or_default())?)
 }
 
 /// The records of a bad file and the missing fields of each row.

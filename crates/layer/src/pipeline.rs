@@ -76,14 +76,25 @@ impl Deps {
     /// AWS adapters for everything, from the environment (tables named by env vars).
     pub async fn aws(cfg: PipelineConfig) -> Result<Self, MissingVar> {
         let sdk = crate::aws::sdk_config().await;
+        Self::on_sdk(&sdk, cfg, config::var(names::DATASETS_TABLE)?)
+    }
+
+    /// AWS adapters on an SDK config the caller also uses for other clients. The runs table
+    /// comes from the environment; `datasets_table` may be empty for a stage that reads no
+    /// contracts.
+    pub fn on_sdk(
+        sdk: &aws_config::SdkConfig,
+        cfg: PipelineConfig,
+        datasets_table: String,
+    ) -> Result<Self, MissingVar> {
         Ok(Self {
-            store: Arc::new(crate::aws::S3Store { client: crate::aws::s3(&sdk) }),
-            queue: Arc::new(crate::aws::SqsQueue { client: crate::aws::sqs(&sdk) }),
-            notifier: Arc::new(crate::aws::SnsNotifier { client: crate::aws::sns(&sdk) }),
+            store: Arc::new(crate::aws::S3Store { client: crate::aws::s3(sdk) }),
+            queue: Arc::new(crate::aws::SqsQueue { client: crate::aws::sqs(sdk) }),
+            notifier: Arc::new(crate::aws::SnsNotifier { client: crate::aws::sns(sdk) }),
             meta: Arc::new(crate::aws::DynamoMetadata {
-                client: crate::aws::dynamodb(&sdk),
+                client: crate::aws::dynamodb(sdk),
                 runs_table: config::var(names::RUNS_TABLE)?,
-                datasets_table: config::var(names::DATASETS_TABLE)?,
+                datasets_table,
             }),
             cfg,
         })

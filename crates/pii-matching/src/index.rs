@@ -138,29 +138,29 @@ fn date(s: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()
 }
 
-/// Reads a person CSV (`person_id,first_name,last_name,middle_initial,dob,sex,ssn,address,city,
-/// state,zip,phone`, columns found by header name).
+/// The columns of a person file (CSV header or Parquet schema), as in the county's person extract.
+pub const PERSON_COLUMNS: [&str; 12] = [
+    "person_id",
+    "first_name",
+    "last_name",
+    "middle_initial",
+    "dob",
+    "sex",
+    "ssn",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "phone",
+];
+
+/// Reads a person CSV ([`PERSON_COLUMNS`], found by header name).
 pub fn read_csv(path: &Path) -> Result<Vec<Person>, IndexError> {
     let mut rd = csv::Reader::from_path(path).map_err(|e| IndexError::Load(e.to_string()))?;
     let h = rd.headers().map_err(|e| IndexError::Load(e.to_string()))?.clone();
     let col = |n: &str| h.iter().position(|x| x == n);
     let id = col("person_id").ok_or_else(|| IndexError::Load("no person_id column".into()))?;
-    let cols: Vec<Option<usize>> = [
-        "first_name",
-        "last_name",
-        "middle_initial",
-        "dob",
-        "sex",
-        "ssn",
-        "address",
-        "city",
-        "state",
-        "zip",
-        "phone",
-    ]
-    .iter()
-    .map(|n| col(n))
-    .collect();
+    let cols: Vec<Option<usize>> = PERSON_COLUMNS[1..].iter().map(|n| col(n)).collect();
     let mut out = Vec::new();
     for (line, rec) in rd.records().enumerate() {
         let rec = rec.map_err(|e| IndexError::Load(format!("record {}: {e}", line + 1)))?;

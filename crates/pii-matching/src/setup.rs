@@ -109,17 +109,7 @@ pub async fn deps_from_env() -> Result<MatchDeps, SetupError> {
         pii_queue: opt(names::PII_QUEUE_URL).unwrap_or_default(),
         ..Default::default()
     };
-    let pipeline = Deps {
-        store: Arc::new(layer::aws::S3Store { client: layer::aws::s3(&sdk) }),
-        queue: Arc::new(layer::aws::SqsQueue { client: layer::aws::sqs(&sdk) }),
-        notifier: Arc::new(layer::aws::SnsNotifier { client: layer::aws::sns(&sdk) }),
-        meta: Arc::new(layer::aws::DynamoMetadata {
-            client: layer::aws::dynamodb(&sdk),
-            runs_table: var(names::RUNS_TABLE)?,
-            datasets_table: opt(names::DATASETS_TABLE).unwrap_or_default(),
-        }),
-        cfg,
-    };
+    let pipeline = Deps::on_sdk(&sdk, cfg, opt(names::DATASETS_TABLE).unwrap_or_default())?;
     let source = Arc::new(SecretsManager {
         client: aws_sdk_secretsmanager::Client::new(&sdk),
         secret_id: var(names::DB_SECRET_ARN)?,
