@@ -40,6 +40,9 @@ pub mod names {
     /// pii-matching: `verify-full` (default; what the template sets, with `LAKE_DB_SSLROOTCERT`),
     /// `require` (TLS without certificate checks) or `disable` (local tests only).
     pub const DB_SSLMODE: &str = "LAKE_DB_SSLMODE";
+    /// pii-matching: the CA bundle (PEM) that `verify-full` checks the server certificate
+    /// against; in AWS the RDS bundle shipped with the function (docs/DEPLOY.md).
+    pub const DB_SSLROOTCERT: &str = "LAKE_DB_SSLROOTCERT";
 }
 
 /// Checks a Lambda's required variables at cold start; the error names every missing one.

@@ -17,9 +17,7 @@ use serde::Serialize;
 
 use crate::compare::{date_level, text_level, Nicknames};
 use crate::index::{IndexError, PersonIndex};
-use crate::model::{
-    norm_compact, norm_phone_compact, zip5_compact, BlockingKey, BlockingKind, Person, Record,
-};
+use crate::model::{norm_compact, norm_phone, zip5, BlockingKey, BlockingKind, Person, Record};
 use crate::rules::{Comparison, Field, Rule, Rules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -103,8 +101,8 @@ impl Prepared {
             sex: n(r.sex.as_deref()),
             address: n(r.address.as_deref()),
             city: n(r.city.as_deref()),
-            zip: r.zip.as_deref().map(zip5_compact).filter(|s| !s.is_empty()),
-            phone: r.phone.as_deref().and_then(norm_phone_compact),
+            zip: r.zip.as_deref().map(zip5).filter(|s| !s.is_empty()),
+            phone: r.phone.as_deref().and_then(norm_phone),
         }
     }
     fn person(p: &Person) -> Self {
@@ -115,8 +113,8 @@ impl Prepared {
             sex: n(p.sex.as_deref()),
             address: n(p.address.as_deref()),
             city: n(p.city.as_deref()),
-            zip: p.zip.as_deref().map(zip5_compact).filter(|s| !s.is_empty()),
-            phone: p.phone.as_deref().and_then(norm_phone_compact),
+            zip: p.zip.as_deref().map(zip5).filter(|s| !s.is_empty()),
+            phone: p.phone.as_deref().and_then(norm_phone),
         }
     }
     fn text(&self, f: Field) -> Option<&str> {
@@ -355,14 +353,11 @@ impl Matcher {
     pub fn decide(&self, r: &Record, cands: &[&Person]) -> Decision {
         let prepared: Vec<Prepared> = cands.iter().map(|p| Prepared::person(p)).collect();
         let pairs: Vec<(&Person, &Prepared)> = cands.iter().copied().zip(prepared.iter()).collect();
-        self.decide_prepared(r, &Prepared::record(r), &pairs)
+        self.decide_scored(r, &Prepared::record(r), &pairs, &mut Vec::new())
     }
 
-    fn decide_prepared(&self, r: &Record, rp: &Prepared, cands: &[(&Person, &Prepared)]) -> Decision {
-        self.decide_scored(r, rp, cands, &mut Vec::new())
-    }
-
-    /// [`Matcher::decide_prepared`] with a reusable buffer for the scored pairs.
+    /// Decides one prepared record against prepared candidates; `scored` is a buffer reused
+    /// from record to record.
     fn decide_scored<'s>(
         &'s self,
         r: &Record,

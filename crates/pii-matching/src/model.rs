@@ -108,11 +108,10 @@ impl BlockingKey {
             BlockingKind::LastNameDob => BlockingKey::LastNameDob { last_name: n(last)?, dob: dob? },
             BlockingKind::FirstNameDob => BlockingKey::FirstNameDob { first_name: n(first)?, dob: dob? },
             BlockingKind::Address => BlockingKey::Address { address: n(address)? },
-            BlockingKind::AddressZip => BlockingKey::AddressZip {
-                address: n(address)?,
-                zip: zip.map(zip5_compact).filter(|z| z.len() == 5)?,
-            },
-            BlockingKind::Phone => BlockingKey::Phone { phone: phone.and_then(norm_phone_compact)? },
+            BlockingKind::AddressZip => {
+                BlockingKey::AddressZip { address: n(address)?, zip: zip.map(zip5).filter(|z| z.len() == 5)? }
+            }
+            BlockingKind::Phone => BlockingKey::Phone { phone: phone.and_then(norm_phone)? },
             BlockingKind::LastFirstName => {
                 BlockingKey::LastFirstName { last_name: n(last)?, first_name: n(first)? }
             }
@@ -159,13 +158,9 @@ pub struct KeyParts<'a> {
     pub phone: Option<&'a str>,
 }
 
-/// The first five digits of a ZIP (`02478-1234` -> `02478`); fewer when it has fewer.
-pub fn zip5(s: &str) -> String {
-    zip5_compact(s).into()
-}
-
-/// [`zip5`] as an inline string (no allocation).
-pub fn zip5_compact(s: &str) -> CompactString {
+/// The first five digits of a ZIP (`02478-1234` -> `02478`); fewer when it has fewer. An inline
+/// string (no allocation).
+pub fn zip5(s: &str) -> CompactString {
     if s.len() == 5 && s.bytes().all(|c| c.is_ascii_digit()) {
         return CompactString::new(s);
     }
@@ -210,13 +205,9 @@ fn is_canonical(s: &str) -> bool {
         && !s.contains("  ")
 }
 
-/// A 10-digit phone as `NNN-NNN-NNNN` (a leading 1 dropped), the canonical `phone` rule.
-pub fn norm_phone(s: &str) -> Option<String> {
-    norm_phone_compact(s).map(String::from)
-}
-
-/// [`norm_phone`] as an inline string (no allocation).
-pub fn norm_phone_compact(s: &str) -> Option<CompactString> {
+/// A 10-digit phone as `NNN-NNN-NNNN` (a leading 1 dropped), the canonical `phone` rule. An
+/// inline string (no allocation).
+pub fn norm_phone(s: &str) -> Option<CompactString> {
     let b = s.as_bytes();
     if b.len() == 12
         && b.iter().enumerate().all(|(i, c)| if i == 3 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })

@@ -420,7 +420,7 @@ pub struct ReviewRow {
 }
 
 /// One audited decision.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DecisionRow {
     pub record_ref: String,
     pub file_id: String,

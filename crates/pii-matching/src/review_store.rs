@@ -40,16 +40,11 @@ struct ReviewEntry {
     created_at: String,
 }
 
-/// One audited decision as stored (the `match_decision` columns).
+/// One audited decision as stored (the `match_decision` columns): the row and when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredDecision {
-    pub record_ref: String,
-    pub file_id: String,
-    pub tier: String,
-    pub person_id: Option<i64>,
-    pub score: Option<f64>,
-    pub rule: String,
-    pub decided_by: String,
+    #[serde(flatten)]
+    pub decision: DecisionRow,
     pub decided_at: String,
 }
 
@@ -65,6 +60,21 @@ struct State {
     reviews: Vec<ReviewEntry>,
     #[serde(default)]
     decisions: Vec<StoredDecision>,
+}
+
+impl State {
+    /// Appends a decision unless the same record, tier and decider is already audited (a retry).
+    fn record_once(&mut self, d: DecisionRow, decided_at: String) -> bool {
+        let seen = self
+            .decisions
+            .iter()
+            .map(|x| &x.decision)
+            .any(|x| x.record_ref == d.record_ref && x.tier == d.tier && x.decided_by == d.decided_by);
+        if !seen {
+            self.decisions.push(StoredDecision { decision: d, decided_at });
+        }
+        !seen
+    }
 }
 
 impl From<&ReviewEntry> for StoredReview {
@@ -178,7 +188,7 @@ impl LocalReviews {
             r.accepted_person_id = accept_person;
             r.reviewer = Some(reviewer.into());
             r.decided_at = Some(t.clone());
-            let d = StoredDecision {
+            let d = DecisionRow {
                 record_ref: r.record_ref.clone(),
                 file_id: r.file_id.clone(),
                 tier: status.into(),
@@ -186,15 +196,8 @@ impl LocalReviews {
                 score: Some(r.best_score),
                 rule: "review".into(),
                 decided_by: reviewer.into(),
-                decided_at: t,
             };
-            if !s
-                .decisions
-                .iter()
-                .any(|x| x.record_ref == d.record_ref && x.tier == d.tier && x.decided_by == d.decided_by)
-            {
-                s.decisions.push(d);
-            }
+            s.record_once(d, t);
             (true, true)
         })
     }
@@ -210,7 +213,7 @@ impl LocalReviews {
         let n = |c: usize| i64::try_from(c).unwrap_or(i64::MAX);
         Ok((
             n(s.reviews.iter().filter(|r| r.file_id == file_id).count()),
-            n(s.decisions.iter().filter(|d| d.file_id == file_id).count()),
+            n(s.decisions.iter().filter(|d| d.decision.file_id == file_id).count()),
         ))
     }
 
@@ -277,23 +280,9 @@ impl Reviews for LocalReviews {
             let mut n = 0;
             let t = now();
             for d in rows {
-                if s.decisions
-                    .iter()
-                    .any(|x| x.record_ref == d.record_ref && x.tier == d.tier && x.decided_by == d.decided_by)
-                {
-                    continue;
+                if s.record_once(d.clone(), t.clone()) {
+                    n += 1;
                 }
-                s.decisions.push(StoredDecision {
-                    record_ref: d.record_ref.clone(),
-                    file_id: d.file_id.clone(),
-                    tier: d.tier.clone(),
-                    person_id: d.person_id,
-                    score: d.score,
-                    rule: d.rule.clone(),
-                    decided_by: d.decided_by.clone(),
-                    decided_at: t.clone(),
-                });
-                n += 1;
             }
             (n, n > 0)
         })
@@ -339,7 +328,7 @@ mod tests {
         assert_eq!(s.list("pending", 10).unwrap().len(), 1);
         let ds = s.decisions().unwrap();
         assert_eq!(ds.len(), 2);
-        assert_eq!((ds[0].tier.as_str(), ds[0].person_id), ("accepted", Some(7)));
+        assert_eq!((ds[0].decision.tier.as_str(), ds[0].decision.person_id), ("accepted", Some(7)));
         assert_eq!(s.counts("f1").unwrap(), (3, 2));
     }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use layer::config::names::DB_SSLROOTCERT;
 use layer::config::{self, names, opt, var};
 use layer::pipeline::{Deps, PipelineConfig};
 
@@ -21,10 +22,6 @@ pub enum SetupError {
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
 }
-
-/// pii-matching: the CA bundle (PEM) that `LAKE_DB_SSLMODE=verify-full` checks the server
-/// certificate against; in AWS the RDS bundle shipped with the function (docs/DEPLOY.md).
-pub const DB_SSLROOTCERT: &str = "LAKE_DB_SSLROOTCERT";
 
 /// The values `LAKE_DB_SSLMODE` accepts.
 pub const DB_SSLMODES: &str = "verify-full (the default), require, disable";
