@@ -231,7 +231,7 @@ impl Matcher {
             .map_err(|e| IndexError::Query(format!("scoring task failed: {e}")))?;
             (pool, prepared) = (p, rp);
             for (i, d) in now.into_iter().zip(ds) {
-                if d.tier != Tier::Exact {
+                if !self.settled(&d) {
                     open.push(i);
                 }
                 decisions[i] = Some(d);
@@ -243,6 +243,15 @@ impl Matcher {
             .map(|(d, r)| d.unwrap_or_else(|| self.decide(r, &[])))
             .collect();
         Ok((decisions, pool.persons))
+    }
+
+    /// Does a record skip the later passes? Exact, or proposed at `blocking.settle_score` or more.
+    fn settled(&self, d: &Decision) -> bool {
+        match (d.tier, self.rules.blocking.settle_score, d.best_score) {
+            (Tier::Exact, ..) => true,
+            (Tier::Proposed, Some(min), Some(best)) => best >= min,
+            _ => false,
+        }
     }
 
     /// Decides every record against a candidate pool: a record's candidates are the persons
@@ -488,5 +497,95 @@ impl Compact<'_> {
             levels.insert(c.field, CompactString::new(l));
         }
         Scored { person_id: self.person_id, score: self.score, levels }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::index::MemoryIndex;
+
+    /// The in-memory index, noting which key kinds each call asked for.
+    struct Counting(MemoryIndex, Mutex<Vec<BlockingKind>>);
+
+    #[async_trait::async_trait]
+    impl PersonIndex for Counting {
+        async fn candidates(&self, keys: &[BlockingKey]) -> Result<Vec<Person>, IndexError> {
+            self.1.lock().unwrap().extend(keys.iter().map(BlockingKey::kind));
+            self.0.candidates(keys).await
+        }
+    }
+
+    fn s(v: &str) -> Option<CompactString> {
+        Some(v.into())
+    }
+
+    fn robert() -> Person {
+        Person {
+            person_id: 7,
+            first_name: s("ROBERT"),
+            last_name: s("SMITH"),
+            dob: NaiveDate::from_ymd_opt(1980, 3, 5),
+            sex: s("M"),
+            address: s("1 MAIN ST"),
+            city: s("SPRINGFIELD"),
+            zip: s("12345"),
+            phone: s("5551234567"),
+            ..Person::default()
+        }
+    }
+
+    async fn run(settle: Option<f64>) -> (Vec<Decision>, Vec<BlockingKind>) {
+        let mut rules = Rules::builtin();
+        rules.blocking.settle_score = settle;
+        let m = Arc::new(Matcher::new(rules));
+        let p = robert();
+        // a first-name typo and another street: no exact rule holds, but the score is high
+        let close = Record {
+            reference: "close".into(),
+            first_name: Some("ROBERY".into()),
+            last_name: Some("SMITH".into()),
+            dob: p.dob,
+            sex: Some("M".into()),
+            address: Some("9 ELM RD".into()),
+            city: Some("SPRINGFIELD".into()),
+            zip: Some("12345".into()),
+            phone: Some("555-123-4567".into()),
+        };
+        let nobody = Record {
+            reference: "nobody".into(),
+            first_name: Some("ANNA".into()),
+            last_name: Some("JONES".into()),
+            dob: NaiveDate::from_ymd_opt(1990, 1, 1),
+            address: Some("2 OAK AVE".into()),
+            zip: Some("54321".into()),
+            phone: Some("5559990000".into()),
+            ..Record::default()
+        };
+        let index = Counting(MemoryIndex::new(vec![p]), Mutex::new(Vec::new()));
+        let (ds, _) = m.match_batch(&index, vec![close, nobody].into()).await.unwrap();
+        let asked = index.1.into_inner().unwrap();
+        (ds, asked)
+    }
+
+    #[tokio::test]
+    async fn a_record_proposed_at_the_settle_score_skips_the_later_passes() {
+        use BlockingKind::*;
+        let (open, asked_open) = run(None).await;
+        let (settled, asked_settled) = run(Some(25.0)).await;
+        // the same decisions: the later passes only find the same person again
+        assert_eq!(open, settled);
+        assert_eq!(open[0].tier, Tier::Proposed);
+        assert!(open[0].best_score.unwrap() >= 25.0, "{:?}", open[0].best_score);
+        assert_eq!(open[0].chosen[0].person_id, 7);
+        assert_eq!(open[1].tier, Tier::None);
+        let count = |v: &[BlockingKind], k| v.iter().filter(|&&x| x == k).count();
+        // without settle_score both records go through every pass; with it only "nobody" does
+        for k in [FirstNameDob, AddressZip, Phone] {
+            assert_eq!((count(&asked_open, k), count(&asked_settled, k)), (2, 1), "{k:?}");
+        }
+        assert_eq!(count(&asked_settled, LastNameDob), 2);
     }
 }

@@ -155,9 +155,14 @@ pub struct Comparison {
 #[serde(deny_unknown_fields)]
 pub struct Blocking {
     /// Passes of blocking keys. Pass 1 runs for every record; each later pass only for the
-    /// records the passes before did not decide as exact (one set-based query per pass), and a
-    /// record's candidates are the persons sharing any key of the passes run for it.
+    /// records the passes before left open (one set-based query per pass), and a record's
+    /// candidates are the persons sharing any key of the passes run for it.
     pub passes: Vec<Vec<BlockingKind>>,
+    /// A record is left open for the next pass unless it is decided as exact or, when this is
+    /// set, proposed with a best score of at least this (a later pass would find the same
+    /// person again). Unset: every record not decided as exact goes on.
+    #[serde(default)]
+    pub settle_score: Option<f64>,
     /// Records whose candidate set is larger are scored against the first N only (by id).
     #[serde(default = "default_max_candidates")]
     pub max_candidates: usize,
@@ -274,6 +279,14 @@ impl Rules {
         }
         if self.blocking.max_candidates == 0 {
             return Err("blocking.max_candidates must be > 0".into());
+        }
+        if let Some(t) = self.blocking.settle_score {
+            if !t.is_finite() {
+                return Err("blocking.settle_score must be a finite number".into());
+            }
+            if self.blocking.passes.len() < 2 {
+                return Err("blocking.settle_score needs at least two passes (it skips later ones)".into());
+            }
         }
         let mut levels: HashMap<Field, HashSet<String>> = HashMap::new();
         for (i, c) in self.comparisons.iter().enumerate() {
@@ -436,6 +449,14 @@ mod tests {
             ),
             (with("[\"address_zip\", \"phone\"]", "[\"address_zip\", \"address_zip\"]"), "listed twice"),
             (with("version = 1", "version = 2"), "not supported"),
+            (with("settle_score = 25.0", "settle_score = nan"), "finite"),
+            (
+                with(
+                    "passes = [[\"last_name_dob\"], [\"first_name_dob\"], [\"address_zip\", \"phone\"]]",
+                    "passes = [[\"last_name_dob\"]]",
+                ),
+                "needs at least two passes",
+            ),
         ];
         for (text, want) in bad {
             let e = Rules::from_toml_str(&text, "m.toml").unwrap_err().to_string();
