@@ -63,6 +63,10 @@ struct Args {
     /// Skip the in-memory adapter.
     #[arg(long)]
     no_memory: bool,
+    /// Write every PostgreSQL decision here (reference, tier, rule, chosen person ids) to diff
+    /// two rule files.
+    #[arg(long)]
+    decisions: Option<PathBuf>,
 }
 
 fn read_records(path: &PathBuf) -> Result<Vec<Record>> {
@@ -250,7 +254,7 @@ async fn main() -> Result<()> {
     let have: i64 = sqlx::query_scalar("SELECT count(*) FROM person").fetch_one(&db.pool()).await?;
     let n = if have == 0 { copy_people_csv(&db, &a.people).await? } else { have as u64 };
     let load_s = t.elapsed().as_secs_f64();
-    println!("PostgreSQL: loaded {n} people (COPY into indexed table + ANALYZE) in {load_s:.1}s");
+    println!("PostgreSQL: loaded {n} people (COPY, REINDEX on a fresh load, VACUUM ANALYZE) in {load_s:.1}s");
     let pg = PgIndex { db: db.clone(), chunk: a.chunk };
     let all = batches(&recs, a.batch);
     run_all(&matcher, &pg, &batches(&recs[..recs.len().min(2000)], a.batch)).await?; // warm-up, as the baseline
@@ -316,6 +320,16 @@ async fn main() -> Result<()> {
         );
     }
 
+    if let Some(path) = &a.decisions {
+        let mut w = csv::Writer::from_path(path)?;
+        w.write_record(["reference", "tier", "rule", "best_score", "chosen"])?;
+        for d in &pg_dec {
+            let ids: Vec<String> = d.chosen.iter().map(|c| c.person_id.to_string()).collect();
+            let best = d.best_score.map(|s| format!("{s:.1}")).unwrap_or_default();
+            w.write_record([d.reference.as_str(), d.tier.as_str(), d.rule.as_str(), &best, &ids.join(" ")])?;
+        }
+        w.flush()?;
+    }
     let sc = score(&pg_dec, &truth);
     let classes: BTreeMap<&str, usize> = pg_dec.iter().fold(BTreeMap::new(), |mut m, d| {
         *m.entry(d.tier.as_str()).or_default() += 1;
