@@ -258,56 +258,124 @@ impl Db {
     }
 }
 
-/// The person index in PostgreSQL: one query per chunk of keys (a UNION ALL of one UNNEST join
-/// per key kind, each on its index), the chunks run concurrently on the pool's connections;
-/// duplicates are dropped here.
+/// The person index in PostgreSQL: one query per chunk of keys (a UNION ALL of one `= ANY`
+/// index scan per key kind over the keys' hashes, computed here by [`key_hash`]), the chunks
+/// run concurrently on the pool's connections. A person may come back twice.
 pub struct PgIndex {
     pub db: Arc<Db>,
     /// Keys per query; a batch larger than this runs as several concurrent queries.
     pub chunk: usize,
 }
 
+/// The keys of one query as the hashes of the generated key columns (migration 0002), one
+/// array per key kind. Hashing here, not in SQL, keeps that work off the shared database.
 #[derive(Default)]
 struct KeyArrays {
-    ld_last: Vec<CompactString>,
-    ld_dob: Vec<NaiveDate>,
-    fd_first: Vec<CompactString>,
-    fd_dob: Vec<NaiveDate>,
-    address: Vec<CompactString>,
-    az_address: Vec<CompactString>,
-    az_zip: Vec<CompactString>,
-    phone: Vec<CompactString>,
-    lf_last: Vec<CompactString>,
-    lf_first: Vec<CompactString>,
+    last_dob: Vec<i64>,
+    first_dob: Vec<i64>,
+    address: Vec<i64>,
+    address_zip: Vec<i64>,
+    phone: Vec<i64>,
+    last_first: Vec<i64>,
 }
 
 impl KeyArrays {
     fn of(keys: &[BlockingKey]) -> Self {
         let mut a = Self::default();
         for k in keys {
+            let h = key_hash(k);
             match k {
-                BlockingKey::LastNameDob { last_name, dob } => {
-                    a.ld_last.push(last_name.clone());
-                    a.ld_dob.push(*dob);
-                }
-                BlockingKey::FirstNameDob { first_name, dob } => {
-                    a.fd_first.push(first_name.clone());
-                    a.fd_dob.push(*dob);
-                }
-                BlockingKey::Address { address } => a.address.push(address.clone()),
-                BlockingKey::AddressZip { address, zip } => {
-                    a.az_address.push(address.clone());
-                    a.az_zip.push(zip.clone());
-                }
-                BlockingKey::Phone { phone } => a.phone.push(phone.clone()),
-                BlockingKey::LastFirstName { last_name, first_name } => {
-                    a.lf_last.push(last_name.clone());
-                    a.lf_first.push(first_name.clone());
-                }
+                BlockingKey::LastNameDob { .. } => a.last_dob.push(h),
+                BlockingKey::FirstNameDob { .. } => a.first_dob.push(h),
+                BlockingKey::Address { .. } => a.address.push(h),
+                BlockingKey::AddressZip { .. } => a.address_zip.push(h),
+                BlockingKey::Phone { .. } => a.phone.push(h),
+                BlockingKey::LastFirstName { .. } => a.last_first.push(h),
             }
         }
         a
     }
+}
+
+/// The value of a key's generated column in `person` (migration 0002): PostgreSQL's
+/// `hashtextextended(text, 0)` of the same text, e.g. `last_name || '|' || (dob - DATE
+/// '2000-01-01')::text`. The test `key_hashes_equal_the_generated_columns` checks it against
+/// the server on every key kind.
+pub fn key_hash(k: &BlockingKey) -> i64 {
+    use std::fmt::Write;
+    let days = |d: &NaiveDate| (*d - EPOCH_2000).num_days();
+    let mut text = CompactString::default();
+    // writing to a string cannot fail
+    let _ = match k {
+        BlockingKey::LastNameDob { last_name, dob } => write!(text, "{last_name}|{}", days(dob)),
+        BlockingKey::FirstNameDob { first_name, dob } => write!(text, "{first_name}|{}", days(dob)),
+        BlockingKey::Address { address } => write!(text, "{address}"),
+        BlockingKey::AddressZip { address, zip } => write!(text, "{address}|{zip}"),
+        BlockingKey::Phone { phone } => write!(text, "{phone}"),
+        BlockingKey::LastFirstName { last_name, first_name } => write!(text, "{last_name}|{first_name}"),
+    };
+    pg_hash_bytes_extended(text.as_bytes()) as i64
+}
+
+const EPOCH_2000: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(d) => d,
+    None => panic!("2000-01-01 is a date"),
+};
+
+/// PostgreSQL's `hash_bytes_extended(k, len, 0)` (src/common/hashfn.c: Bob Jenkins' lookup3,
+/// 64-bit result `b << 32 | c`), which `hashtextextended` applies to a text's bytes under a
+/// deterministic collation. Words are read little-endian, as every PostgreSQL on x86 and ARM
+/// does; a big-endian server would hash differently (and fail the test above).
+fn pg_hash_bytes_extended(mut k: &[u8]) -> u64 {
+    fn mix(a: &mut u32, b: &mut u32, c: &mut u32) {
+        *a = a.wrapping_sub(*c) ^ c.rotate_left(4);
+        *c = c.wrapping_add(*b);
+        *b = b.wrapping_sub(*a) ^ a.rotate_left(6);
+        *a = a.wrapping_add(*c);
+        *c = c.wrapping_sub(*b) ^ b.rotate_left(8);
+        *b = b.wrapping_add(*a);
+        *a = a.wrapping_sub(*c) ^ c.rotate_left(16);
+        *c = c.wrapping_add(*b);
+        *b = b.wrapping_sub(*a) ^ a.rotate_left(19);
+        *a = a.wrapping_add(*c);
+        *c = c.wrapping_sub(*b) ^ b.rotate_left(4);
+        *b = b.wrapping_add(*a);
+    }
+    let word = |w: &[u8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+    let init = 0x9e37_79b9_u32.wrapping_add(k.len() as u32).wrapping_add(3_923_095);
+    let (mut a, mut b, mut c) = (init, init, init);
+    while k.len() >= 12 {
+        a = a.wrapping_add(word(&k[0..4]));
+        b = b.wrapping_add(word(&k[4..8]));
+        c = c.wrapping_add(word(&k[8..12]));
+        mix(&mut a, &mut b, &mut c);
+        k = &k[12..];
+    }
+    // the last 0..=11 bytes, little-endian into a, b and c's upper three bytes (c's lowest
+    // byte stands for the length, added above)
+    for (i, &byte) in k.iter().enumerate() {
+        let v = u32::from(byte);
+        match i {
+            0..=3 => a = a.wrapping_add(v << (8 * i)),
+            4..=7 => b = b.wrapping_add(v << (8 * (i - 4))),
+            _ => c = c.wrapping_add(v << (8 * (i - 7))),
+        }
+    }
+    c ^= b;
+    c = c.wrapping_sub(b.rotate_left(14));
+    a ^= c;
+    a = a.wrapping_sub(c.rotate_left(11));
+    b ^= a;
+    b = b.wrapping_sub(a.rotate_left(25));
+    c ^= b;
+    c = c.wrapping_sub(b.rotate_left(16));
+    a ^= c;
+    a = a.wrapping_sub(c.rotate_left(4));
+    b ^= a;
+    b = b.wrapping_sub(a.rotate_left(14));
+    c ^= b;
+    c = c.wrapping_sub(b.rotate_left(24));
+    (u64::from(b) << 32) | u64::from(c)
 }
 
 async fn candidates_query(pool: PgPool, a: Arc<KeyArrays>) -> Result<Vec<Person>, sqlx::Error> {
@@ -323,48 +391,34 @@ async fn candidates_query(pool: PgPool, a: Arc<KeyArrays>) -> Result<Vec<Person>
                q.dob, q.sex AS "sex: CompactString", q.ssn AS "ssn: CompactString",
                q.address AS "address: CompactString", q.city AS "city: CompactString",
                q.state AS "state: CompactString", q.zip AS "zip: CompactString", q.phone AS "phone: CompactString"
-          FROM person q
-         WHERE q.k_last_dob = ANY(ARRAY(SELECT hashtextextended(k.l || '|' || (k.d - DATE '2000-01-01')::text, 0)
-                                          FROM UNNEST($1::text[], $2::date[]) AS k(l, d)))
+          FROM person q WHERE q.k_last_dob = ANY($1::int8[])
         UNION ALL
         SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
                q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q
-         WHERE q.k_first_dob = ANY(ARRAY(SELECT hashtextextended(k.f || '|' || (k.d - DATE '2000-01-01')::text, 0)
-                                           FROM UNNEST($3::text[], $4::date[]) AS k(f, d)))
+          FROM person q WHERE q.k_first_dob = ANY($2::int8[])
         UNION ALL
         SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
                q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q
-         WHERE q.k_address = ANY(ARRAY(SELECT hashtextextended(k.a, 0) FROM UNNEST($5::text[]) AS k(a)))
+          FROM person q WHERE q.k_address = ANY($3::int8[])
         UNION ALL
         SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
                q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q
-         WHERE q.k_phone = ANY(ARRAY(SELECT hashtextextended(k.p, 0) FROM UNNEST($6::text[]) AS k(p)))
+          FROM person q WHERE q.k_phone = ANY($4::int8[])
         UNION ALL
         SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
                q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q
-         WHERE q.k_last_first = ANY(ARRAY(SELECT hashtextextended(k.l || '|' || k.f, 0)
-                                            FROM UNNEST($7::text[], $8::text[]) AS k(l, f)))
+          FROM person q WHERE q.k_last_first = ANY($5::int8[])
         UNION ALL
         SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
                q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q
-         WHERE q.k_address_zip = ANY(ARRAY(SELECT hashtextextended(k.a || '|' || k.z, 0)
-                                             FROM UNNEST($9::text[], $10::text[]) AS k(a, z)))
+          FROM person q WHERE q.k_address_zip = ANY($6::int8[])
         "#,
-        &a.ld_last as _,
-        &a.ld_dob,
-        &a.fd_first as _,
-        &a.fd_dob,
-        &a.address as _,
-        &a.phone as _,
-        &a.lf_last as _,
-        &a.lf_first as _,
-        &a.az_address as _,
-        &a.az_zip as _,
+        &a.last_dob,
+        &a.first_dob,
+        &a.address,
+        &a.phone,
+        &a.last_first,
+        &a.address_zip,
     )
     .fetch_all(&pool)
     .await?;

@@ -525,3 +525,57 @@ async fn an_accepted_review_completes_the_row_like_an_exact_match() {
     assert!(reviews.list("pending", 10).await.unwrap().is_empty());
     assert_eq!(reviews.list("accepted", 10).await.unwrap()[0].reviewer.as_deref(), Some("analyst1"));
 }
+
+#[tokio::test]
+async fn key_hashes_equal_the_generated_columns() {
+    use pii_matching::model::BlockingKey;
+    use pii_matching::pg::key_hash;
+    let (db, _) = fresh_db().await;
+    // every tail length (0..=11 bytes after 12-byte blocks), multibyte letters, dates before
+    // 2000 (negative day counts) and after
+    let letters = ["A", "Z", "É", "Ø", "-", " ", "'", "ß", "中"];
+    let text = |i: usize, salt: usize| -> String {
+        (0..(i % 41)).map(|j| letters[(i * 7 + j * salt) % letters.len()]).collect()
+    };
+    let mut want = Vec::new();
+    for i in 0..300usize {
+        let (first, last, address) = (text(i, 3), text(i + 5, 5), text(i + 11, 2));
+        let dob =
+            NaiveDate::from_ymd_opt(1900 + (i as i32 * 7) % 130, 1 + (i as u32 % 12), 1 + (i as u32 % 28))
+                .unwrap();
+        let (zip, phone) = (format!("{:05}", i * 331 % 100_000), format!("617-555-{:04}", i));
+        sqlx::query(
+            "INSERT INTO person (person_id, first_name, last_name, dob, address, zip, phone) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(i as i64)
+        .bind(&first)
+        .bind(&last)
+        .bind(dob)
+        .bind(&address)
+        .bind(&zip)
+        .bind(&phone)
+        .execute(&db.pool())
+        .await
+        .unwrap();
+        let c = |v: &str| compact_str::CompactString::from(v);
+        want.push([
+            key_hash(&BlockingKey::LastNameDob { last_name: c(&last), dob }),
+            key_hash(&BlockingKey::FirstNameDob { first_name: c(&first), dob }),
+            key_hash(&BlockingKey::LastFirstName { last_name: c(&last), first_name: c(&first) }),
+            key_hash(&BlockingKey::Address { address: c(&address) }),
+            key_hash(&BlockingKey::AddressZip { address: c(&address), zip: c(&zip) }),
+            key_hash(&BlockingKey::Phone { phone: c(&phone) }),
+        ]);
+    }
+    let got: Vec<(i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT k_last_dob, k_first_dob, k_last_first, k_address, k_address_zip, k_phone FROM person ORDER BY person_id",
+    )
+    .fetch_all(&db.pool())
+    .await
+    .unwrap();
+    let got: Vec<[i64; 6]> = got.into_iter().map(|(a, b, c, d, e, f)| [a, b, c, d, e, f]).collect();
+    assert_eq!(got.len(), 300);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "person {i}");
+    }
+}
