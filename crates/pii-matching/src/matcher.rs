@@ -65,9 +65,6 @@ pub struct Decision {
 /// overlap (query, score), large enough that a query still carries a thousand keys.
 pub const GROUP: usize = 1000;
 
-/// Records scored between two yields to the async runtime in [`Matcher::match_batch`].
-const SCORE_SLICE: usize = 250;
-
 /// The rules, compiled.
 #[derive(Debug, Clone)]
 pub struct Matcher {
@@ -171,13 +168,13 @@ impl Matcher {
     }
 
     /// Finds candidates with one set-based index call per blocking pass (each pass only for the
-    /// records the earlier passes left open: see `blocking.settle_score`), then decides every record.
+    /// records the earlier passes did not decide as exact), then decides every record.
     /// Returns the decisions (in record order) and the candidate pool (to complete rows from).
     ///
     /// The batch goes through the passes in groups of [`Matcher::group`] records, all groups at once:
-    /// while one group is scored (in slices of [`SCORE_SLICE`] records between yields), the database
+    /// while one group is scored (on the blocking pool, off the async workers), the database
     /// answers the others' queries, so both the database and the scoring keep busy.
-    /// `records` is shared by the groups, not copied.
+    /// `records` is shared with the scoring tasks, not copied.
     pub async fn match_batch(
         self: &Arc<Self>,
         index: &dyn PersonIndex,
@@ -205,7 +202,7 @@ impl Matcher {
         let records = &all_records[range.clone()];
         let all_kinds = self.rules.blocking.all_kinds();
         let mut pool = Pool::default();
-        // the records' normalised values, made at the first pass and kept for the later ones
+        // the records' normalised values, made in the first scoring task and kept for the later passes
         let mut prepared: Vec<Prepared> = Vec::new();
         let mut decisions: Vec<Option<Decision>> = vec![None; records.len()];
         let mut open: Vec<usize> = (0..records.len()).collect();
@@ -217,21 +214,22 @@ impl Matcher {
             kinds.extend(pass.iter().copied());
             let keys = Self::keys_of(pass, &open.iter().map(|&i| &records[i]).collect::<Vec<_>>());
             let found = if keys.is_empty() { Vec::new() } else { index.candidates(&keys).await? };
-            // Scored on this task, in slices with a yield between them (a slice is well under a
-            // millisecond). Handing each pass to tokio's blocking pool instead measured ~2%
-            // slower: a thread handoff, and candidates decoded on one core, scored on another.
-            if prepared.is_empty() {
-                prepared = records.iter().map(Prepared::record).collect();
-            }
-            pool.add(found, &all_kinds);
-            let now = std::mem::take(&mut open);
-            let mut ds = Vec::with_capacity(now.len());
-            for slice in now.chunks(SCORE_SLICE) {
-                let rs: Vec<(&Record, &Prepared)> =
-                    slice.iter().map(|&i| (&records[i], &prepared[i])).collect();
-                ds.extend(self.decide_pool(&rs, &pool, &kinds));
-                tokio::task::yield_now().await;
-            }
+            let (m, arc, ks, all) = (self.clone(), all_records.clone(), kinds.clone(), all_kinds.clone());
+            let (now, range) = (std::mem::take(&mut open), range.clone());
+            let (p, rp, ds, now) = tokio::task::spawn_blocking(move || {
+                let recs = &arc[range];
+                let (mut pool, mut rp) = (pool, prepared);
+                if rp.is_empty() {
+                    rp = recs.iter().map(Prepared::record).collect();
+                }
+                pool.add(found, &all);
+                let rs: Vec<(&Record, &Prepared)> = now.iter().map(|&i| (&recs[i], &rp[i])).collect();
+                let ds = m.decide_pool(&rs, &pool, &ks);
+                (pool, rp, ds, now)
+            })
+            .await
+            .map_err(|e| IndexError::Query(format!("scoring task failed: {e}")))?;
+            (pool, prepared) = (p, rp);
             for (i, d) in now.into_iter().zip(ds) {
                 if !self.settled(&d) {
                     open.push(i);
