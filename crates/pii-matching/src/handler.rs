@@ -106,9 +106,9 @@ async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError
     let batch = rows::read_parquet(bytes).map_err(|e| StageError::permanent("BadRecordsUnreadable", e.0))?;
     let records: Arc<[Record]> = rows::records(&batch, &msg.file_id).into();
     let missing = rows::missing(&batch);
-    let (decisions, pool) =
+    let (decisions, persons) =
         d.matcher.match_batch(d.index.as_ref(), records.clone()).await.map_err(index_err)?;
-    let by_id: HashMap<i64, &Person> = pool.iter().map(|p| (p.person_id, p)).collect();
+    let by_id: HashMap<i64, &Person> = persons.iter().map(|p| (p.person_id, p)).collect();
 
     let mut s = MatchSummary {
         file_id: msg.file_id.clone(),

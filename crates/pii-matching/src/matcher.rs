@@ -169,7 +169,8 @@ impl Matcher {
 
     /// Finds candidates with one set-based index call per blocking pass (each pass only for the
     /// records the earlier passes did not decide as exact), then decides every record.
-    /// Returns the decisions (in record order) and the candidate pool (to complete rows from).
+    /// Returns the decisions (in record order) and the persons the exact decisions name (to
+    /// complete rows from).
     ///
     /// The batch goes through the passes in groups of [`Matcher::group`] records, all groups at once:
     /// while one group is scored (on the blocking pool, off the async workers), the database
@@ -237,12 +238,20 @@ impl Matcher {
                 decisions[i] = Some(d);
             }
         }
-        let decisions = decisions
+        let decisions: Vec<Decision> = decisions
             .into_iter()
             .zip(records.iter())
             .map(|(d, r)| d.unwrap_or_else(|| self.decide(r, &[])))
             .collect();
-        Ok((decisions, pool.persons))
+        // only the persons an exact decision names leave the matcher (to complete rows from);
+        // the other candidates, and their values, are dropped here
+        let exact: HashSet<i64> = decisions
+            .iter()
+            .filter(|d| d.tier == Tier::Exact)
+            .filter_map(|d| d.chosen.first().map(|c| c.person_id))
+            .collect();
+        let persons = pool.persons.into_iter().filter(|p| exact.contains(&p.person_id)).collect();
+        Ok((decisions, persons))
     }
 
     /// Does a record skip the later passes? Exact, or proposed at `blocking.settle_score` or more.
@@ -587,5 +596,46 @@ mod tests {
             assert_eq!((count(&asked_open, k), count(&asked_settled, k)), (2, 1), "{k:?}");
         }
         assert_eq!(count(&asked_settled, LastNameDob), 2);
+    }
+
+    #[tokio::test]
+    async fn only_the_persons_of_exact_decisions_come_back() {
+        let m = Arc::new(Matcher::new(Rules::builtin()));
+        let anna = Person {
+            person_id: 8,
+            first_name: s("ANNA"),
+            last_name: s("SMITH"),
+            dob: NaiveDate::from_ymd_opt(1982, 6, 1),
+            address: s("1 MAIN ST"),
+            zip: s("12345"),
+            ..Person::default()
+        };
+        let index = MemoryIndex::new(vec![robert(), anna]);
+        let p = robert();
+        let exact = Record {
+            reference: "exact".into(),
+            first_name: Some("ROBERT".into()),
+            last_name: Some("SMITH".into()),
+            dob: p.dob,
+            address: Some("1 MAIN ST".into()),
+            zip: Some("12345".into()),
+            ..Record::default()
+        };
+        // Anna shares the address (a candidate in pass 3) but is no match for this record
+        let other = Record {
+            reference: "other".into(),
+            first_name: Some("ZOE".into()),
+            last_name: Some("QUINN".into()),
+            dob: NaiveDate::from_ymd_opt(1999, 9, 9),
+            address: Some("1 MAIN ST".into()),
+            zip: Some("12345".into()),
+            ..Record::default()
+        };
+        let (ds, persons) = m.match_batch(&index, vec![exact, other].into()).await.unwrap();
+        assert_eq!(ds[0].tier, Tier::Exact, "{:?}", ds[0].rule);
+        assert_ne!(ds[1].tier, Tier::Exact);
+        assert!(ds[1].candidates >= 2, "both persons at the address were candidates");
+        let ids: Vec<i64> = persons.iter().map(|p| p.person_id).collect();
+        assert_eq!(ids, vec![7]);
     }
 }
