@@ -327,55 +327,39 @@ const EPOCH_2000: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
 /// deterministic collation. Words are read little-endian, as every PostgreSQL on x86 and ARM
 /// does; a big-endian server would hash differently (and fail the test above).
 fn pg_hash_bytes_extended(mut k: &[u8]) -> u64 {
-    fn mix(a: &mut u32, b: &mut u32, c: &mut u32) {
-        *a = a.wrapping_sub(*c) ^ c.rotate_left(4);
-        *c = c.wrapping_add(*b);
-        *b = b.wrapping_sub(*a) ^ a.rotate_left(6);
-        *a = a.wrapping_add(*c);
-        *c = c.wrapping_sub(*b) ^ b.rotate_left(8);
-        *b = b.wrapping_add(*a);
-        *a = a.wrapping_sub(*c) ^ c.rotate_left(16);
-        *c = c.wrapping_add(*b);
-        *b = b.wrapping_sub(*a) ^ a.rotate_left(19);
-        *a = a.wrapping_add(*c);
-        *c = c.wrapping_sub(*b) ^ b.rotate_left(4);
-        *b = b.wrapping_add(*a);
+    const A: usize = 0;
+    const B: usize = 1;
+    const C: usize = 2;
+    // mix(a, b, c): six steps of x -= y; x ^= rot(y, r); y += z, cycling (a c b), (b a c), (c b a)
+    fn mix(s: &mut [u32; 3]) {
+        for (i, r) in [4, 6, 8, 16, 19, 4].into_iter().enumerate() {
+            let (x, y, z) = [(A, C, B), (B, A, C), (C, B, A)][i % 3];
+            s[x] = s[x].wrapping_sub(s[y]) ^ s[y].rotate_left(r);
+            s[y] = s[y].wrapping_add(s[z]);
+        }
     }
     let word = |w: &[u8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
     let init = 0x9e37_79b9_u32.wrapping_add(k.len() as u32).wrapping_add(3_923_095);
-    let (mut a, mut b, mut c) = (init, init, init);
+    let mut s = [init; 3];
     while k.len() >= 12 {
-        a = a.wrapping_add(word(&k[0..4]));
-        b = b.wrapping_add(word(&k[4..8]));
-        c = c.wrapping_add(word(&k[8..12]));
-        mix(&mut a, &mut b, &mut c);
+        for (j, v) in s.iter_mut().enumerate() {
+            *v = v.wrapping_add(word(&k[4 * j..4 * j + 4]));
+        }
+        mix(&mut s);
         k = &k[12..];
     }
     // the last 0..=11 bytes, little-endian into a, b and c's upper three bytes (c's lowest
     // byte stands for the length, added above)
     for (i, &byte) in k.iter().enumerate() {
-        let v = u32::from(byte);
-        match i {
-            0..=3 => a = a.wrapping_add(v << (8 * i)),
-            4..=7 => b = b.wrapping_add(v << (8 * (i - 4))),
-            _ => c = c.wrapping_add(v << (8 * (i - 7))),
-        }
+        let (j, shift) = if i < 8 { (i / 4, 8 * (i % 4)) } else { (C, 8 * (i - 7)) };
+        s[j] = s[j].wrapping_add(u32::from(byte) << shift);
     }
-    c ^= b;
-    c = c.wrapping_sub(b.rotate_left(14));
-    a ^= c;
-    a = a.wrapping_sub(c.rotate_left(11));
-    b ^= a;
-    b = b.wrapping_sub(a.rotate_left(25));
-    c ^= b;
-    c = c.wrapping_sub(b.rotate_left(16));
-    a ^= c;
-    a = a.wrapping_sub(c.rotate_left(4));
-    b ^= a;
-    b = b.wrapping_sub(a.rotate_left(14));
-    c ^= b;
-    c = c.wrapping_sub(b.rotate_left(24));
-    (u64::from(b) << 32) | u64::from(c)
+    // final(a, b, c): seven steps of x ^= y; x -= rot(y, r), cycling (c b), (a c), (b a)
+    for (i, r) in [14, 11, 25, 16, 4, 14, 24].into_iter().enumerate() {
+        let (x, y) = [(C, B), (A, C), (B, A)][i % 3];
+        s[x] = (s[x] ^ s[y]).wrapping_sub(s[y].rotate_left(r));
+    }
+    (u64::from(s[B]) << 32) | u64::from(s[C])
 }
 
 async fn candidates_query(pool: PgPool, a: Arc<KeyArrays>) -> Result<Vec<Person>, sqlx::Error> {
