@@ -168,7 +168,8 @@ impl Matcher {
     }
 
     /// Finds candidates with one set-based index call per blocking pass (each pass only for the
-    /// records the earlier passes did not decide as exact), then decides every record.
+    /// records the earlier passes left open: not exact, and not proposed at
+    /// `blocking.settle_score`), then decides every record.
     /// Returns the decisions (in record order) and the persons the exact decisions name (to
     /// complete rows from).
     ///
