@@ -36,9 +36,12 @@ fn database_url() -> Option<String> {
 /// A fresh database (random name) with the migrations and the example persons; its URL.
 async fn fresh_db(url: &str) -> (Arc<Db>, String) {
     let admin = Db::from_url(url, 1).unwrap();
+    // pid + a per-process counter: tests run concurrently, and the clock alone can collide
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let name = format!(
-        "lake_review_{}_{}",
+        "lake_review_{}_{}_{}",
         std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
     );
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();

@@ -44,9 +44,12 @@ fn database_url() -> String {
 async fn fresh_db() -> (Arc<Db>, String) {
     let url = database_url();
     let admin = Db::from_url(&url, 1).unwrap();
+    // pid + a per-process counter: tests run concurrently, and the clock alone can collide
+    static N: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
-        "pii_test_{}_{}",
+        "pii_test_{}_{}_{}",
         std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
     );
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
