@@ -1,7 +1,7 @@
 # Ops alert topic: DLQ alarms (template.yaml) and the functions' failure alerts publish here.
 resource "aws_sns_topic" "alerts" {
   name              = "${local.name}-alerts"
-  kms_master_key_id = aws_kms_key.lake.arn
+  kms_master_key_id = aws_kms_key.ops.arn
 }
 
 data "aws_iam_policy_document" "alerts" {

@@ -59,10 +59,12 @@ for _t in ["Ref", "Sub", "GetAtt", "If", "Equals", "Join", "Select", "Split", "F
 # env: name -> expected value (("Ref", X) = !Ref X; a plain string = that literal).
 # grants: (resource logical id or parameter, ARN suffix) -> exact set of actions.
 KMS = {"kms:Decrypt", "kms:GenerateDataKey"}
+DATA_AND_OPS = {("KmsKeyArn", ""): KMS, ("OpsKmsKeyArn", ""): KMS}
 REF = "Ref"
 FUNCTIONS = {
     "IngestionRouterFunction": {
         "bin": "ingestion-router", "queue": "IngestQueue", "log_group": "IngestionRouterLogGroup",
+        "vpc": "PipelineSecurityGroupId",
         "env": {
             "LAKE_DATASETS_TABLE": (REF, "DatasetsTable"), "LAKE_RUNS_TABLE": (REF, "RunsTable"),
             "LAKE_QUEUE_DELIMITED": (REF, "WorkflowDelimitedQueue"), "LAKE_QUEUE_JSON": (REF, "WorkflowJsonQueue"),
@@ -76,11 +78,11 @@ FUNCTIONS = {
             ("WorkflowJsonQueue", ""): {"sqs:SendMessage"},
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
             ("AlertTopicArn", ""): {"sns:Publish"},
-            ("KmsKeyArn", ""): KMS,
+            **DATA_AND_OPS,
         },
     },
     "PiiMatchingFunction": {
-        "bin": "pii-matching", "queue": "PiiQueue", "log_group": "PiiMatchingLogGroup", "vpc": True,
+        "bin": "pii-matching", "queue": "PiiQueue", "log_group": "PiiMatchingLogGroup", "vpc": "VpcSecurityGroupId",
         "env": {
             "LAKE_RUNS_TABLE": (REF, "RunsTable"), "LAKE_RAW_BUCKET": (REF, "RawBucket"),
             "LAKE_QUARANTINE_BUCKET": (REF, "QuarantineBucket"), "LAKE_KMS_KEY_ID": (REF, "KmsKeyArn"),
@@ -96,7 +98,7 @@ FUNCTIONS = {
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
             ("AlertTopicArn", ""): {"sns:Publish"},
             ("DbSecretArn", ""): {"secretsmanager:GetSecretValue"},
-            ("KmsKeyArn", ""): KMS,
+            **DATA_AND_OPS,
         },
     },
     "WorkspaceReaperFunction": {
@@ -123,6 +125,7 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
                         ("json", "WorkflowJsonQueue", "WorkflowJson")):
     FUNCTIONS[f"{pfx}Function"] = {
         "bin": "semi-structured-workflow", "queue": queue, "log_group": f"{pfx}LogGroup",
+        "vpc": "PipelineSecurityGroupId",
         "env": {
             "LAKE_FORMAT_FAMILY": fam, "LAKE_DATASETS_TABLE": (REF, "DatasetsTable"),
             "LAKE_RUNS_TABLE": (REF, "RunsTable"), "LAKE_RAW_BUCKET": (REF, "RawBucket"),
@@ -139,16 +142,20 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
             ("PiiQueue", ""): {"sqs:SendMessage"},
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
             ("AlertTopicArn", ""): {"sns:Publish"},
-            ("KmsKeyArn", ""): KMS,
+            **DATA_AND_OPS,
         },
     }
+PHI_FUNCTIONS = {fn for fn, spec in FUNCTIONS.items() if spec.get("vpc")}
+# The reaper's resources may use the data key until they move to the reaper key (infra/kms.tf).
+REAPER_KEYS = ({"Ref": "KmsKeyArn"}, {"Ref": "ReaperKmsKeyArn"})
+REAPER_RESOURCES = {"WorkspaceReaperLogGroup", "ReaperDLQ", "ReaperNotifyTopic", "ReportsBucket"}
 
 # Statements where AWS requires Resource "*": Sid -> (functions allowed to have it, exact actions).
 STAR_ALLOWED = {
     "XRayWriteNoResourceLevel": (set(FUNCTIONS), {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
     "DescribeWorkspacesNoResourceLevel": ({"WorkspaceReaperFunction"}, {
         "workspaces:DescribeWorkspaces", "workspaces:DescribeWorkspacesConnectionStatus", "workspaces:DescribeTags"}),
-    "VpcNetworkInterfacesNoResourceLevel": ({"PiiMatchingFunction"}, {
+    "VpcNetworkInterfacesNoResourceLevel": (PHI_FUNCTIONS, {
         "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
         "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}),
 }
@@ -210,12 +217,12 @@ def check_functions(tpl, raw_text):
         if lg != {"Ref": spec["log_group"]}:
             fail(f"{where} LoggingConfig.LogGroup is not !Ref {spec['log_group']}")
         lgp = res.get(spec["log_group"], {}).get("Properties", {})
-        if lgp.get("KmsKeyId") != {"Ref": "KmsKeyArn"} or "RetentionInDays" not in lgp:
-            fail(f"{spec['log_group']}: needs KmsKeyId !Ref KmsKeyArn and RetentionInDays")
+        if "RetentionInDays" not in lgp:
+            fail(f"{spec['log_group']}: needs RetentionInDays")
         if spec.get("vpc"):
             vpc = props.get("VpcConfig", {})
-            if vpc.get("SubnetIds") != {"Ref": "VpcSubnetIds"} or vpc.get("SecurityGroupIds") != [{"Ref": "VpcSecurityGroupId"}]:
-                fail(f"{where} must run in VpcSubnetIds / VpcSecurityGroupId")
+            if vpc.get("SubnetIds") != {"Ref": "VpcSubnetIds"} or vpc.get("SecurityGroupIds") != [{"Ref": spec["vpc"]}]:
+                fail(f"{where} must run in VpcSubnetIds / {spec['vpc']} (every PHI function is in the lake VPC)")
         elif "VpcConfig" in props:
             fail(f"{where} unexpected VpcConfig")
 
@@ -318,17 +325,19 @@ def check_queues_topics_alarms(tpl):
     res = tpl["Resources"]
     queues = {k: v.get("Properties", {}) for k, v in res.items() if v["Type"] == "AWS::SQS::Queue"}
     for name, p in queues.items():
-        if p.get("KmsMasterKeyId") != {"Ref": "KmsKeyArn"}:
-            fail(f"{name}: queue not encrypted with KmsKeyArn")
+        if not key_ok(name, p.get("KmsMasterKeyId")):
+            fail(f"{name}: queue not encrypted with OpsKmsKeyArn")
+        if name.endswith("DLQ") and res[name].get("DeletionPolicy") != "Retain":
+            fail(f"{name}: a DLQ needs DeletionPolicy: Retain")
         rp = p.get("RedrivePolicy")
         if not name.endswith("DLQ"):
             if not rp or rp.get("maxReceiveCount") != 4:
                 fail(f"{name}: needs RedrivePolicy with maxReceiveCount 4")
     for name, v in res.items():
-        if v["Type"] == "AWS::SNS::Topic" and v["Properties"].get("KmsMasterKeyId") != {"Ref": "KmsKeyArn"}:
-            fail(f"{name}: topic not encrypted with KmsKeyArn")
-        if v["Type"] == "AWS::Logs::LogGroup" and v["Properties"].get("KmsKeyId") != {"Ref": "KmsKeyArn"}:
-            fail(f"{name}: log group not encrypted with KmsKeyArn")
+        if v["Type"] == "AWS::SNS::Topic" and not key_ok(name, v["Properties"].get("KmsMasterKeyId")):
+            fail(f"{name}: topic not encrypted with the reaper's key")
+        if v["Type"] == "AWS::Logs::LogGroup" and not key_ok(name, v["Properties"].get("KmsKeyId")):
+            fail(f"{name}: log group not encrypted with OpsKmsKeyArn")
     alarmed = set()
     for v in res.values():
         if v["Type"] == "AWS::CloudWatch::Alarm":
@@ -350,6 +359,13 @@ def check_queues_topics_alarms(tpl):
             fail("ReaperScheduleRule: target must be the reaper with RetryPolicy and DeadLetterConfig ReaperDLQ")
     if any(v["Type"] == "AWS::Scheduler::Schedule" for v in res.values()):
         fail("EventBridge Scheduler is not allowed (not on every HIPAA-eligible list)")
+
+
+def key_ok(name, ref):
+    """Queues and log groups use the operations key; the reaper's resources the data or reaper key."""
+    if name in REAPER_RESOURCES:
+        return ref in REAPER_KEYS
+    return ref == {"Ref": "OpsKmsKeyArn"}
 
 
 def check_partition(raw_text, tpl):
