@@ -110,7 +110,7 @@ data "aws_iam_policy_document" "kms_ops" {
     }
   }
   # S3 event notifications -> ingest queue, S3 access-log delivery, SNS -> SQS, CloudWatch alarms
-  # -> alert topic, AWS Config delivery. Only for resources of this account.
+  # and EventBridge rules -> alert topic, AWS Config delivery. Only for resources of this account.
   statement {
     sid       = "AwsServicesForThisAccount"
     actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
@@ -123,6 +123,7 @@ data "aws_iam_policy_document" "kms_ops" {
         "sns.amazonaws.com",
         "sqs.amazonaws.com",
         "cloudwatch.amazonaws.com",
+        "events.amazonaws.com",
         "config.amazonaws.com",
       ]
     }

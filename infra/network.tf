@@ -247,9 +247,11 @@ data "aws_iam_policy_document" "endpoint" {
 }
 
 resource "aws_vpc_endpoint" "interface" {
-  for_each            = local.interface_endpoints
-  vpc_id              = aws_vpc.lake.id
-  service_name        = "com.amazonaws.${local.region}.${each.key}"
+  for_each = local.interface_endpoints
+  vpc_id   = aws_vpc.lake.id
+  # KMS has a separate FIPS endpoint service; the functions use FIPS endpoints in GovCloud
+  # (template.yaml AWS_USE_FIPS_ENDPOINT), so kms-fips.<region> must resolve inside the VPC.
+  service_name        = "com.amazonaws.${local.region}.${each.key == "kms" && var.fips_endpoints ? "kms-fips" : each.key}"
   vpc_endpoint_type   = "Interface"
   private_dns_enabled = true
   subnet_ids          = aws_subnet.private[*].id

@@ -175,3 +175,15 @@ variable "backup_vault_lock_changeable_days" {
   type        = number
   default     = 3
 }
+
+variable "db_connections_alarm" {
+  description = "Aurora DatabaseConnections above this raise an alarm (pii-matching opens at most 5)."
+  type        = number
+  default     = 10
+}
+
+variable "fips_endpoints" {
+  description = "The functions call FIPS endpoints (true in GovCloud: template.yaml sets AWS_USE_FIPS_ENDPOINT there); the KMS interface endpoint is then the kms-fips service."
+  type        = bool
+  default     = true
+}
