@@ -11,8 +11,9 @@ locals {
   audit_bucket_name   = "${local.name}-audit-${local.account_id}-${local.region}"
   trail_name          = local.name
   trail_arn           = "arn:${local.partition}:cloudtrail:${local.region}:${local.account_id}:trail/${local.trail_name}"
+  # The PHI buckets, and the access-log bucket (its own reads are not access-logged).
   phi_bucket_arns = [
-    for b in ["ingestion", "raw", "quarantine"] : "arn:${local.partition}:s3:::${local.name}-${b}-${local.account_id}-${local.region}/"
+    for b in ["ingestion", "raw", "quarantine", "access-logs"] : "arn:${local.partition}:s3:::${local.name}-${b}-${local.account_id}-${local.region}/"
   ]
   lake_table_arns = [
     for t in ["datasets", "runs"] : "arn:${local.partition}:dynamodb:${local.region}:${local.account_id}:table/${local.name}-${t}"
@@ -317,7 +318,7 @@ resource "aws_cloudtrail" "lake" {
     }
   }
   advanced_event_selector {
-    name = "S3 data events on the PHI buckets"
+    name = "S3 data events on the PHI and access-log buckets"
     field_selector {
       field  = "eventCategory"
       equals = ["Data"]
