@@ -21,12 +21,12 @@ data "aws_iam_policy_document" "alerts" {
     }
   }
   statement {
-    sid       = "EventBridgeRulesOfThisAccount"
+    sid       = "EventBridgeAndSesOfThisAccount"
     actions   = ["sns:Publish"]
     resources = [aws_sns_topic.alerts.arn]
     principals {
       type        = "Service"
-      identifiers = ["events.amazonaws.com"]
+      identifiers = ["events.amazonaws.com", "ses.amazonaws.com"]
     }
     condition {
       test     = "StringEquals"

@@ -362,7 +362,7 @@ locals {
 }
 
 resource "aws_cloudwatch_log_metric_filter" "trail" {
-  for_each       = local.create_trail ? local.trail_alarms : {}
+  for_each       = { for k, v in local.trail_alarms : k => v if local.create_trail }
   name           = "${local.name}-${each.key}"
   log_group_name = aws_cloudwatch_log_group.trail[0].name
   pattern        = each.value
@@ -374,7 +374,7 @@ resource "aws_cloudwatch_log_metric_filter" "trail" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "trail" {
-  for_each            = local.create_trail ? local.trail_alarms : {}
+  for_each            = { for k, v in local.trail_alarms : k => v if local.create_trail }
   alarm_name          = "${local.name}-audit-${each.key}"
   alarm_description   = "CloudTrail: ${each.key} (docs/DEPLOY.md, audit trail)"
   namespace           = "CountyLake/${var.environment}/Audit"

@@ -46,7 +46,7 @@ resource "aws_transfer_server" "sftp" {
   endpoint_details {
     vpc_id                 = aws_vpc.lake.id
     subnet_ids             = var.sftp_internet_facing ? aws_subnet.public[*].id : aws_subnet.private[*].id
-    address_allocation_ids = var.sftp_internet_facing ? aws_eip.sftp[*].id : null
+    address_allocation_ids = var.sftp_internet_facing ? aws_eip.sftp[*].allocation_id : null
     security_group_ids     = [aws_security_group.sftp.id]
   }
 
@@ -125,6 +125,16 @@ data "aws_iam_policy_document" "sftp_user" {
     sid       = "EncryptWithLakeKey"
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
     resources = [aws_kms_key.lake.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${local.region}.${local.dns_suffix}"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:aws:s3:arn"
+      values   = [local.ingestion_bucket_arn]
+    }
   }
 }
 
@@ -157,6 +167,11 @@ data "aws_iam_policy_document" "sftp_scope_down" {
     sid       = "EncryptWithLakeKey"
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
     resources = [aws_kms_key.lake.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${local.region}.${local.dns_suffix}"]
+    }
   }
 }
 

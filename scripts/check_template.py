@@ -588,7 +588,7 @@ def check_terraform():
             fail(f"infra/: {msg}")
     srv = block(alltf, "resource", "aws_transfer_server", "sftp")
     need('endpoint_type          = "VPC"' in srv or re.search(r'endpoint_type\s*=\s*"VPC"', srv), "SFTP must be a VPC-hosted endpoint")
-    need(re.search(r"address_allocation_ids\s*=\s*var\.sftp_internet_facing \? aws_eip\.sftp\[\*\]\.id", srv),
+    need(re.search(r"address_allocation_ids\s*=\s*var\.sftp_internet_facing \? aws_eip\.sftp\[\*\]\.allocation_id", srv),
          "SFTP endpoint must carry the Elastic IPs when internet-facing")
     need(re.search(r"subnet_ids\s*=\s*var\.sftp_internet_facing \? aws_subnet\.public", srv), "internet-facing SFTP must sit in the public subnets")
     need(re.search(r"gateway_id\s*=\s*aws_internet_gateway\.sftp", alltf), "public subnets need a route to the internet gateway")
