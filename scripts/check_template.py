@@ -9,6 +9,14 @@ beside it. Also: queue redrive/visibility rules, KMS on queues/topics/log groups
 ${AWS::Partition} in every ARN, the reaper's classic EventBridge rule, and that .gitlab-ci.yml
 parses and its lint/test jobs run the same commands as .ci/run.
 
+The HIPAA review's findings, each asserted: bucket policies deny only an explicit wrong encryption
+and admit writes only from the roles granted them; PHI functions in the VPC; the data / ops keys
+where they belong and every KMS grant of a PHI role limited by kms:ViaService; errors, throttles
+and queue-age alarms; DLQs and tables retained; FIPS endpoints in GovCloud; the retention
+parameter; in infra/: internet-facing SFTP, the audit trail, detective controls with their
+"provided" switches, locked and copied backups, endpoint policies; cargo deny and the pinned RDS
+CA bundle. scripts/test_bucket_policies.py evaluates the bucket policies themselves.
+
 Ties to the code: each `LAKE_*` name in crates/layer/src/config.rs (`mod names`) must be set by
 some function, and a Lambda crate's `REQUIRED_ENV: &[&str] = &[...]` must be set on its function.
 
