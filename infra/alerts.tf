@@ -19,6 +19,22 @@ data "aws_iam_policy_document" "alerts" {
       values   = [local.account_id]
     }
   }
+  # The reaper's SES configuration set (template.yaml ReaperEmailEventsToOnCall): bounces and
+  # complaints of the notices it emails to users.
+  statement {
+    sid       = "SesEventsOfThisAccount"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alerts.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["ses.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
   statement {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"

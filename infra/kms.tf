@@ -53,7 +53,8 @@ data "aws_iam_policy_document" "kms" {
 
   # Services that write into the lake's KMS-encrypted queues, topics and buckets on the account's
   # behalf: S3 event notifications -> ingest queue, S3 access-log delivery, SNS -> SQS, CloudWatch
-  # alarms -> alert topic, EventBridge -> reaper DLQ. Only for resources of this account.
+  # alarms -> alert topic, EventBridge -> reaper DLQ, SES events -> alert topic. Only for resources
+  # of this account.
   statement {
     sid       = "AwsServicesForThisAccount"
     effect    = "Allow"
@@ -68,6 +69,7 @@ data "aws_iam_policy_document" "kms" {
         "sqs.amazonaws.com",
         "cloudwatch.amazonaws.com",
         "events.amazonaws.com",
+        "ses.amazonaws.com",
       ]
     }
     condition {
