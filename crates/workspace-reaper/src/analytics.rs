@@ -332,11 +332,28 @@ fn nice_max(v: usize) -> usize {
     }
 }
 
+/// Horizontal grid lines with their values, at quarters of `ymax`.
+fn grid(ymax: usize, left: f64, pw: f64, y: &dyn Fn(usize) -> f64) -> String {
+    let mut s = String::new();
+    for k in 0..=4 {
+        let v = ymax * k / 4;
+        let yy = y(v);
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#cccccc"/><text x="{:.1}" y="{:.1}" text-anchor="end">{v}</text>"##,
+            left + pw,
+            left - 6.0,
+            yy + 4.0
+        );
+    }
+    s
+}
+
 /// The trend over the last [`CHART_RUNS`] runs as a standalone SVG: fleet size, connected within
 /// 30 days, at risk and terminated to date; dry-run runs on a grey band.
 pub fn trend_svg(a: &Activity) -> String {
     let runs: Vec<&RunActivity> = a.runs.iter().rev().take(CHART_RUNS).rev().collect();
-    let (w, h, left, right, top, bottom) = (760.0_f64, 360.0_f64, 56.0, 170.0, 40.0, 56.0);
+    let (w, h, left, right, top, bottom) = (840.0_f64, 360.0_f64, 56.0, 250.0, 40.0, 56.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let totals: Vec<Counts> = runs.iter().map(|r| r.total()).collect();
     let series: [(&str, &str, Vec<usize>); 4] = [
@@ -377,17 +394,7 @@ pub fn trend_svg(a: &Activity) -> String {
                 write!(s, r##"<rect x="{bx:.1}" y="{top}" width="{bw:.1}" height="{ph}" fill="#eeeeee"/>"##);
         }
     }
-    for k in 0..=4 {
-        let v = ymax * k / 4;
-        let yy = y(v);
-        let _ = write!(
-            s,
-            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#cccccc"/><text x="{:.1}" y="{:.1}" text-anchor="end">{v}</text>"##,
-            left + pw,
-            left - 6.0,
-            yy + 4.0
-        );
-    }
+    s.push_str(&grid(ymax, left, pw, &y));
     for (i, r) in runs.iter().enumerate() {
         let _ = write!(
             s,
