@@ -117,7 +117,7 @@ impl Reaper {
                 env.kms_key_id,
             )),
             notifier: Arc::new(notify::AwsNotifier::new(
-                ses_client(&sdk),
+                aws_sdk_sesv2::Client::new(&sdk),
                 env.email,
                 aws_sdk_sns::Client::new(&sdk),
                 env.alert_topic_arn,
@@ -135,14 +135,6 @@ impl Reaper {
             backoff: Backoff::default(),
         })
     }
-}
-
-/// SES v2 through its FIPS endpoint in GovCloud (`email-fips.<region>.amazonaws.com`), unless an
-/// endpoint override (moto) is set.
-fn ses_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sesv2::Client {
-    let gov = sdk.region().is_some_and(|r| r.as_ref().starts_with("us-gov-"));
-    let fips = gov && sdk.endpoint_url().is_none();
-    aws_sdk_sesv2::Client::from_conf(aws_sdk_sesv2::config::Builder::from(sdk).use_fips(fips).build())
 }
 
 /// The ports `lake reaper plan` reads an account through: WorkSpaces over the SDK and, when a
