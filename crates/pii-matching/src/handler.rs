@@ -7,9 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
 use layer::ledger::{now, Status};
-use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, StageError};
+use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, SqsInvocation, StageError};
+use layer::{ErrorKind, Function, Stage};
 use serde::Serialize;
 
 use crate::index::{IndexError, PersonIndex};
@@ -18,9 +19,9 @@ use crate::model::{Person, Record};
 use crate::pg::{DecisionRow, ReviewRow, Reviews};
 use crate::rows;
 
-pub const FUNCTION: &str = "pii-matching";
+pub const FUNCTION: Function = Function::PiiMatching;
 /// Ledger stage once matching has finished for a file.
-pub const STAGE_MATCHED: &str = "matched";
+pub const STAGE_MATCHED: Stage = Stage::Matched;
 
 /// What the handler runs with: the pipeline's ports plus the person index and the review store.
 #[derive(Clone)]
@@ -65,11 +66,18 @@ struct Report<'a> {
 }
 
 fn index_err(e: IndexError) -> StageError {
-    StageError { kind: e.kind().into(), message: e.to_string(), transient: e.transient(), file: None }
+    let kind = match &e {
+        IndexError::Auth(_) => ErrorKind::DbAuthFailed,
+        IndexError::Unavailable(_) => ErrorKind::DbUnavailable,
+        IndexError::Query(_) => ErrorKind::DbQueryFailed,
+        IndexError::Secret(_) => ErrorKind::DbSecretFailed,
+        IndexError::Load(_) => ErrorKind::PersonIndexLoadFailed,
+    };
+    StageError { kind, message: e.to_string(), transient: e.transient(), file: None }
 }
 
 /// The SQS entry point.
-pub async fn handle(deps: &MatchDeps, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle(deps: &MatchDeps, event: SqsInvocation) -> SqsBatchResponse {
     let queue = deps.pipeline.cfg.pii_queue.clone();
     handle_batch(
         &deps.pipeline,
@@ -85,7 +93,8 @@ pub async fn handle(deps: &MatchDeps, event: SqsEvent) -> SqsBatchResponse {
 pub async fn process(d: &MatchDeps, m: SqsMessage) -> Result<MatchSummary, StageError> {
     let body = m.body.unwrap_or_default();
     let msg: PiiMessage = serde_json::from_str(&body)
-        .map_err(|e| StageError::permanent("BadMessage", format!("not a pii message: {e}")))?;
+        .map_err(|e| StageError::permanent(ErrorKind::BadMessage, format!("not a pii message: {e}")))?;
+    layer::telemetry::set_file_id(&msg.file_id);
     let ctx = FileCtx {
         file_id: msg.file_id.clone(),
         bucket: msg.bucket.clone(),
@@ -101,9 +110,13 @@ pub async fn process(d: &MatchDeps, m: SqsMessage) -> Result<MatchSummary, Stage
 async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError> {
     let t0 = std::time::Instant::now();
     let p = &d.pipeline;
-    let bytes =
-        p.store.get(&msg.bucket, &msg.bad_key, None).await.map_err(|e| StageError::port("S3GetFailed", e))?;
-    let batch = rows::read_parquet(bytes).map_err(|e| StageError::permanent("BadRecordsUnreadable", e.0))?;
+    let bytes = p
+        .store
+        .get(&msg.bucket, &msg.bad_key, None)
+        .await
+        .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e))?;
+    let batch =
+        rows::read_parquet(bytes).map_err(|e| StageError::permanent(ErrorKind::BadRecordsUnreadable, e.0))?;
     let records: Arc<[Record]> = rows::records(&batch, &msg.file_id).into();
     let missing = rows::missing(&batch);
     let (decisions, persons) =
@@ -170,25 +183,25 @@ async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError
     let kms = p.cfg.kms_key.as_deref();
     if !fills.is_empty() {
         let out = rows::complete(&batch, &fills).and_then(|b| rows::to_parquet(&b));
-        let out = out.map_err(|e| StageError::permanent("CompletionFailed", e.0))?;
+        let out = out.map_err(|e| StageError::permanent(ErrorKind::CompletionFailed, e.0))?;
         let key = rows::output_key(&msg.bad_key, "matched");
         p.store
             .put(&p.cfg.raw_bucket, &key, out, kms)
             .await
-            .map_err(|e| StageError::port("S3PutFailed", e))?;
+            .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
         s.matched_key = Some(key);
     }
     s.reviews_inserted = d.reviews.propose(&reviews).await.map_err(index_err)?;
     d.reviews.record(&audit).await.map_err(index_err)?;
     let report = serde_json::to_vec_pretty(&Report { file_id: &msg.file_id, summary: &s, rows: stays })
-        .map_err(|e| StageError::permanent("CompletionFailed", e.to_string()))?;
+        .map_err(|e| StageError::permanent(ErrorKind::CompletionFailed, e.to_string()))?;
     p.store
         .put(&p.cfg.quarantine_bucket, &s.report_key, report, kms)
         .await
-        .map_err(|e| StageError::port("S3PutFailed", e))?;
+        .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
 
     // Ledger: counts move once (a retry finds the stage already `matched`).
-    match p.meta.get_run(&msg.file_id).await.map_err(|e| StageError::port("LedgerWriteFailed", e))? {
+    match p.meta.get_run(&msg.file_id).await.map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))? {
         Some(mut run) => {
             if run.stage != STAGE_MATCHED {
                 run.counts.good += s.completed;
@@ -196,7 +209,7 @@ async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError
                 run.seconds += t0.elapsed().as_secs_f64();
             }
             run.status = Status::Done;
-            run.stage = STAGE_MATCHED.into();
+            run.stage = STAGE_MATCHED;
             run.updated_at = now();
             for k in s
                 .matched_key
@@ -208,7 +221,7 @@ async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError
                     run.outputs.push(k);
                 }
             }
-            p.meta.put_run(&run).await.map_err(|e| StageError::port("LedgerWriteFailed", e))?;
+            p.meta.put_run(&run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
         }
         None => tracing::warn!(file_id = %msg.file_id, "no ledger entry for the file; counts not updated"),
     }
@@ -265,29 +278,33 @@ pub async fn complete_accepted(
         .store
         .get(&review.bad_bucket, &review.bad_key, None)
         .await
-        .map_err(|e| StageError::port("S3GetFailed", e))?;
-    let batch = rows::read_parquet(bytes).map_err(|e| StageError::permanent("BadRecordsUnreadable", e.0))?;
+        .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e))?;
+    let batch =
+        rows::read_parquet(bytes).map_err(|e| StageError::permanent(ErrorKind::BadRecordsUnreadable, e.0))?;
     let row = usize::try_from(review.row_index).unwrap_or(usize::MAX);
     let missing = rows::missing(&batch);
     let Some(m) = missing.get(row) else {
-        return Err(StageError::permanent("BadRecordsUnreadable", format!("row {row} is not in the file")));
+        return Err(StageError::permanent(
+            ErrorKind::BadRecordsUnreadable,
+            format!("row {row} is not in the file"),
+        ));
     };
     if !rows::completable(m, person) {
         return Err(StageError::permanent(
-            "Incomplete",
+            ErrorKind::Incomplete,
             format!("the person index has no value for a missing field ({})", m.join(", ")),
         ));
     }
     let out = rows::complete(&batch, &[(row, person)])
         .and_then(|b| rows::to_parquet(&b))
-        .map_err(|e| StageError::permanent("CompletionFailed", e.0))?;
+        .map_err(|e| StageError::permanent(ErrorKind::CompletionFailed, e.0))?;
     let key = rows::output_key(&review.bad_key, &format!("reviewed-{row}"));
     p.store
         .put(&p.cfg.raw_bucket, &key, out, p.cfg.kms_key.as_deref())
         .await
-        .map_err(|e| StageError::port("S3PutFailed", e))?;
+        .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
     if let Some(mut run) =
-        p.meta.get_run(&review.file_id).await.map_err(|e| StageError::port("LedgerWriteFailed", e))?
+        p.meta.get_run(&review.file_id).await.map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))?
     {
         let full = format!("{}/{key}", p.cfg.raw_bucket);
         if !run.outputs.contains(&full) {
@@ -295,7 +312,7 @@ pub async fn complete_accepted(
             run.counts.bad = run.counts.bad.saturating_sub(1);
             run.outputs.push(full);
             run.updated_at = now();
-            p.meta.put_run(&run).await.map_err(|e| StageError::port("LedgerWriteFailed", e))?;
+            p.meta.put_run(&run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
         }
     }
     Ok(key)
