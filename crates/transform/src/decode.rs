@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use contracts::{Contract, TextEncoding};
 
-use crate::TransformError;
+use crate::error::TransformError;
 
 /// A content problem raised inside a `Read` adapter, carried through `io::Error` unchanged.
 #[derive(Debug)]

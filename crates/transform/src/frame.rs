@@ -71,6 +71,14 @@ enum ArrState {
     Closed,
 }
 
+/// What a step of the line scanner decided: go on from a position, wait for more input there,
+/// or stop (the scan position already set).
+enum Step {
+    Next(usize),
+    Pause(usize),
+    Done,
+}
+
 /// The array structure itself is broken (not `[`, garbage after `]`): the whole file is unusable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArrayError(pub String);
@@ -147,30 +155,11 @@ impl Framer {
             Kind::Delimited { delim, quote } => (delim, quote),
             _ => (0, None),
         };
-        let len = buf.len();
         let mut i = self.scan;
         loop {
-            if self.skipping {
-                match memchr2(b'\n', b'\r', &buf[i..]) {
-                    Some(k) => {
-                        let j = i + k;
-                        let term = if buf[j] == b'\r' && buf.get(j + 1) == Some(&b'\n') { 2 } else { 1 };
-                        self.skipping = false;
-                        self.line += 1;
-                        self.rec_start = j + term;
-                        self.scan = self.rec_start;
-                        i = self.rec_start;
-                        continue;
-                    }
-                    None => {
-                        // drop everything scanned: the record is already reported
-                        self.rec_start = len;
-                        self.scan = len;
-                        return;
-                    }
-                }
-            }
-            if i - self.rec_start > self.max {
+            let step = if self.skipping {
+                self.skip_line(buf, i)
+            } else if i - self.rec_start > self.max {
                 out.push(Rec {
                     start: self.rec_start,
                     end: self.rec_start,
@@ -179,81 +168,125 @@ impl Framer {
                 });
                 self.skipping = true;
                 self.in_quote = false;
-                continue;
-            }
-            if self.in_quote {
-                let q = quote.unwrap_or(b'"');
-                match memchr(q, &buf[i..]) {
-                    None => {
-                        i = len;
-                        if eof {
-                            self.emit(buf, len, 0, Flag::Unterminated, out);
-                            return;
-                        }
-                        if i - self.rec_start > self.max {
-                            continue;
-                        }
-                        break;
-                    }
-                    Some(k) => {
-                        let j = i + k;
-                        if j + 1 >= len && !eof {
-                            i = j;
-                            break;
-                        }
-                        if buf.get(j + 1) == Some(&q) {
-                            i = j + 2;
-                        } else {
-                            self.in_quote = false;
-                            i = j + 1;
-                        }
-                        continue;
-                    }
-                }
-            }
-            let hit = match quote {
-                Some(q) => memchr3(q, b'\n', b'\r', &buf[i..]),
-                None => memchr2(b'\n', b'\r', &buf[i..]),
+                Step::Next(i)
+            } else if self.in_quote {
+                self.scan_quoted(buf, i, eof, quote.unwrap_or(b'"'), out)
+            } else {
+                self.scan_unquoted(buf, i, eof, delim, quote, out)
             };
-            let Some(k) = hit else {
-                i = len;
-                if i - self.rec_start > self.max {
-                    continue;
-                }
-                if eof {
-                    if len > self.rec_start {
-                        self.emit(buf, len, 0, Flag::Ok, out);
-                    }
+            match step {
+                Step::Next(n) => i = n,
+                Step::Pause(n) => {
+                    self.scan = n;
                     return;
                 }
-                break;
-            };
-            let j = i + k;
-            let c = buf[j];
-            if Some(c) == quote {
-                if j == self.rec_start || buf[j - 1] == delim {
-                    self.in_quote = true;
-                }
-                i = j + 1;
-                continue;
+                Step::Done => return,
             }
-            let term = if c == b'\r' {
+        }
+    }
+
+    /// Skips the rest of a record already reported as too long, to the next line end.
+    #[inline]
+    fn skip_line(&mut self, buf: &[u8], i: usize) -> Step {
+        match memchr2(b'\n', b'\r', &buf[i..]) {
+            Some(k) => {
+                let j = i + k;
+                let term = if buf[j] == b'\r' && buf.get(j + 1) == Some(&b'\n') { 2 } else { 1 };
+                self.skipping = false;
+                self.line += 1;
+                self.rec_start = j + term;
+                self.scan = self.rec_start;
+                Step::Next(self.rec_start)
+            }
+            None => {
+                // drop everything scanned: the record is already reported
+                self.rec_start = buf.len();
+                self.scan = buf.len();
+                Step::Done
+            }
+        }
+    }
+
+    /// Inside a quoted field: finds its closing quote (a doubled quote is an escaped one).
+    #[inline]
+    fn scan_quoted(&mut self, buf: &[u8], i: usize, eof: bool, q: u8, out: &mut Vec<Rec>) -> Step {
+        let len = buf.len();
+        match memchr(q, &buf[i..]) {
+            None => {
+                if eof {
+                    self.emit(buf, len, 0, Flag::Unterminated, out);
+                    return Step::Done;
+                }
+                if len - self.rec_start > self.max {
+                    return Step::Next(len);
+                }
+                Step::Pause(len)
+            }
+            Some(k) => {
+                let j = i + k;
                 if j + 1 >= len && !eof {
-                    i = j;
-                    break;
+                    return Step::Pause(j);
                 }
-                if buf.get(j + 1) == Some(&b'\n') {
-                    2
+                if buf.get(j + 1) == Some(&q) {
+                    Step::Next(j + 2)
                 } else {
-                    1
+                    self.in_quote = false;
+                    Step::Next(j + 1)
                 }
+            }
+        }
+    }
+
+    /// Outside quotes: finds the next line end (emitting the record) or opening quote.
+    #[inline]
+    fn scan_unquoted(
+        &mut self,
+        buf: &[u8],
+        i: usize,
+        eof: bool,
+        delim: u8,
+        quote: Option<u8>,
+        out: &mut Vec<Rec>,
+    ) -> Step {
+        let len = buf.len();
+        let hit = match quote {
+            Some(q) => memchr3(q, b'\n', b'\r', &buf[i..]),
+            None => memchr2(b'\n', b'\r', &buf[i..]),
+        };
+        let Some(k) = hit else {
+            if len - self.rec_start > self.max {
+                return Step::Next(len);
+            }
+            if eof {
+                if len > self.rec_start {
+                    self.emit(buf, len, 0, Flag::Ok, out);
+                }
+                return Step::Done;
+            }
+            return Step::Pause(len);
+        };
+        let j = i + k;
+        let c = buf[j];
+        if Some(c) == quote {
+            if j == self.rec_start || buf[j - 1] == delim {
+                self.in_quote = true;
+            }
+            return Step::Next(j + 1);
+        }
+        let term = if c == b'\r' {
+            if j + 1 >= len && !eof {
+                return Step::Pause(j);
+            }
+            if buf.get(j + 1) == Some(&b'\n') {
+                2
             } else {
                 1
-            };
-            self.emit(buf, j, term, Flag::Ok, out);
-            i = self.rec_start;
-        }
-        self.scan = i;
+            }
+        } else {
+            1
+        };
+        self.emit(buf, j, term, Flag::Ok, out);
+        Step::Next(self.rec_start)
     }
 
     fn end_msg(&mut self, out: &mut Vec<Rec>) {
@@ -386,34 +419,7 @@ impl Framer {
                             self.element, self.max
                         )));
                     }
-                    let mut end = None;
-                    if self.in_str {
-                        if self.esc {
-                            self.esc = false;
-                        } else if b == b'\\' {
-                            self.esc = true;
-                        } else if b == b'"' {
-                            self.in_str = false;
-                            if self.depth == 0 {
-                                end = Some(i + 1);
-                            }
-                        }
-                    } else {
-                        match b {
-                            b'"' => self.in_str = true,
-                            b'{' | b'[' => self.depth += 1,
-                            b'}' | b']' if self.depth > 0 => {
-                                self.depth -= 1;
-                                if self.depth == 0 {
-                                    end = Some(i + 1);
-                                }
-                            }
-                            b',' | b']' if self.depth == 0 => end = Some(i),
-                            c if c.is_ascii_whitespace() && self.depth == 0 => end = Some(i),
-                            _ => {}
-                        }
-                    }
-                    if let Some(e) = end {
+                    if let Some(e) = self.element_end(b, i) {
                         out.push(Rec { start: self.rec_start, end: e, line: self.element, flag: Flag::Ok });
                         self.element += 1;
                         self.arr_state = ArrState::BetweenElements;
@@ -436,28 +442,65 @@ impl Framer {
         }
         self.scan = i;
         if eof {
-            match self.arr_state {
-                ArrState::Closed => {}
-                ArrState::InElement if self.depth == 0 && !self.in_str && i > self.rec_start => {
-                    return Err(ArrayError("the JSON array is not closed with `]`".into()));
-                }
-                ArrState::BeforeOpen => return Err(ArrayError("no JSON array found".into())),
-                _ => {
-                    if self.arr_state == ArrState::InElement {
-                        out.push(Rec {
-                            start: self.rec_start,
-                            end: len,
-                            line: self.element,
-                            flag: Flag::Unterminated,
-                        });
-                        self.rec_start = len;
-                        self.scan = len;
-                    }
-                    return Err(ArrayError("the JSON array is truncated: it is not closed with `]`".into()));
-                }
-            }
+            return self.end_array(len, i, out);
         }
         Ok(())
+    }
+
+    /// Byte `b` at `i` inside an element: where the element ends, if it ends here.
+    #[inline]
+    fn element_end(&mut self, b: u8, i: usize) -> Option<usize> {
+        if self.in_str {
+            if self.esc {
+                self.esc = false;
+            } else if b == b'\\' {
+                self.esc = true;
+            } else if b == b'"' {
+                self.in_str = false;
+                if self.depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            return None;
+        }
+        match b {
+            b'"' => self.in_str = true,
+            b'{' | b'[' => self.depth += 1,
+            b'}' | b']' if self.depth > 0 => {
+                self.depth -= 1;
+                if self.depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b',' | b']' if self.depth == 0 => return Some(i),
+            c if c.is_ascii_whitespace() && self.depth == 0 => return Some(i),
+            _ => {}
+        }
+        None
+    }
+
+    /// At the end of the file: the array must have been closed.
+    fn end_array(&mut self, len: usize, i: usize, out: &mut Vec<Rec>) -> Result<(), ArrayError> {
+        match self.arr_state {
+            ArrState::Closed => Ok(()),
+            ArrState::InElement if self.depth == 0 && !self.in_str && i > self.rec_start => {
+                Err(ArrayError("the JSON array is not closed with `]`".into()))
+            }
+            ArrState::BeforeOpen => Err(ArrayError("no JSON array found".into())),
+            _ => {
+                if self.arr_state == ArrState::InElement {
+                    out.push(Rec {
+                        start: self.rec_start,
+                        end: len,
+                        line: self.element,
+                        flag: Flag::Unterminated,
+                    });
+                    self.rec_start = len;
+                    self.scan = len;
+                }
+                Err(ArrayError("the JSON array is truncated: it is not closed with `]`".into()))
+            }
+        }
     }
 }
 

@@ -6,17 +6,27 @@
 //! line numbers, never silently lost. Hostile input ends in a defined outcome or a clear
 //! [`TransformError`], never a panic.
 //!
-//! In front of every reader sits a decoding layer (`decode`): gzip and zip are recognised by
-//! content and expanded under size and ratio limits (zip entries with `..` or absolute names are
-//! refused), UTF-16 with a BOM and a contract-declared legacy encoding are transcoded to UTF-8.
-//!
-//! Readers: delimited, JSON lines / array, fixed-width and HL7 v2 stream: a framer cuts the
-//! input into records in file order and drops duplicates (a 128-bit hash per distinct record),
-//! workers normalise chunks in parallel straight into Arrow builders, and a writer appends row
-//! groups in file order. Memory does not grow with the file. XML streams on one thread (one
-//! record and its ancestors' small elements held). FHIR bundles (joined by reference) and
-//! workbooks (calamine reads a sheet whole) are held in memory up to the contract's
-//! `max_in_memory_bytes`; they and XML feed the same writer (`sink`).
+//! Modules, each with one job, lower ones never importing higher ones:
+//! - [`run`] (here) decodes the input and dispatches on the contract's format once
+//!   (`read::reader_for`); nothing below branches on the format again.
+//! - `outcome` (what a caller passes and gets back: [`Options`], [`Outputs`], [`Summary`],
+//!   [`Malformed`]) and `error` ([`TransformError`]): plain data.
+//! - `decode`: the layer in front of every reader. gzip and zip are recognised by content and
+//!   expanded under size and ratio limits (zip entries with `..` or absolute names are refused),
+//!   UTF-16 with a BOM and a contract-declared legacy encoding are transcoded to UTF-8.
+//! - `plan` (a contract compiled against its canonical schema, the row buffer and Arrow
+//!   builders) and `normalise` (the per-value rules).
+//! - `job`: the [`Job`](job::Job) context a reader gets and the one `Reader` trait.
+//! - `read::*`: one module per format. Delimited, JSON lines / array, fixed-width and HL7 v2
+//!   implement `stream::RecordFormat` and run through `stream`: the framer (`frame`) cuts the
+//!   input into records in file order and `dedupe` drops duplicates (a 128-bit hash per
+//!   distinct record), workers normalise chunks in parallel straight into Arrow builders.
+//!   Memory does not grow with the file. XML streams on one thread (one record and its
+//!   ancestors' small elements held); FHIR bundles (joined by reference) and workbooks
+//!   (calamine reads a sheet whole) are held in memory up to the contract's
+//!   `max_in_memory_bytes`. These three push rows one at a time into `sink`.
+//! - `writer`: every reader ends here; batches are written as good and bad Parquet and
+//!   malformed JSON lines, in file order.
 //!
 //! Why Arrow + parquet rather than polars: the rules are per value (trim, digits, date formats),
 //! so a row-at-a-time normaliser writing straight into Arrow builders beats an expression engine
@@ -24,55 +34,48 @@
 //! the time. This crate is pure: no AWS, no network, no clock beyond timing the run; callers
 //! hand it a reader and writers.
 
-mod decode;
-mod engine;
-mod excel;
-mod fhir;
-mod frame;
-mod hl7;
-pub mod normalise;
-mod plan;
-mod sink;
-mod xml;
+use std::io::Read;
+use std::time::Instant;
 
-pub use engine::{run, Malformed, Options, Outputs, Summary};
+use contracts::{CanonicalSchema, Contract};
+
+mod decode;
+mod dedupe;
+mod error;
+mod frame;
+mod job;
+pub mod normalise;
+mod outcome;
+mod plan;
+mod read;
+mod sink;
+mod stream;
+mod writer;
+
+pub use error::TransformError;
+pub use outcome::{Malformed, Options, Outputs, Summary};
 pub use plan::arrow_schema;
 
-/// Why a file could not be transformed at all (record-level problems are `Malformed`, not errors).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TransformError {
-    #[error("the file is empty")]
-    EmptyInput,
-    #[error("header mismatch: {0}")]
-    Header(String),
-    #[error("unsupported content: {0}")]
-    Encoding(String),
-    #[error("broken file structure: {0}")]
-    Structure(String),
-    #[error("cannot read the input: {0}")]
-    Read(String),
-    #[error("cannot write the output: {0}")]
-    Write(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl TransformError {
-    /// A stable, machine-readable kind (for ledgers, alerts and Lambda error types).
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TransformError::EmptyInput => "EmptyInput",
-            TransformError::Header(_) => "HeaderMismatch",
-            TransformError::Encoding(_) => "UnsupportedContent",
-            TransformError::Structure(_) => "BrokenStructure",
-            TransformError::Read(_) => "ReadFailed",
-            TransformError::Write(_) => "WriteFailed",
-            TransformError::Internal(_) => "Internal",
-        }
-    }
-
-    /// True when retrying the same input can help (I/O), false when the file itself is the problem.
-    pub fn retryable(&self) -> bool {
-        matches!(self, TransformError::Read(_) | TransformError::Write(_) | TransformError::Internal(_))
-    }
+/// Runs the transform of one file. `file_name` becomes `source_file`.
+///
+/// The input may be gzip- or zip-compressed and UTF-16 (with a BOM) or in the contract's
+/// declared encoding: see the decoding layer. Text formats then stream; a FHIR bundle is read
+/// whole (up to `max_in_memory_bytes`).
+pub fn run(
+    contract: &Contract,
+    schema: &CanonicalSchema,
+    file_name: &str,
+    input: impl Read + Send,
+    out: Outputs<'_>,
+    opts: &Options,
+) -> Result<Summary, TransformError> {
+    let t0 = Instant::now();
+    let reader = read::reader_for(&contract.format);
+    let (input, layers) = decode::open(input, contract, reader.text())?;
+    let plan = plan::Plan::new(contract, schema, file_name);
+    let mut s = reader.read(job::Job { contract, plan, input, out, opts })?;
+    s.compression = layers.compression.map(str::to_string);
+    s.encoding = layers.transcoded.map(str::to_string);
+    s.seconds = t0.elapsed().as_secs_f64();
+    Ok(s)
 }

@@ -1,12 +1,14 @@
-//! Rows from the document readers (FHIR, XML), which produce records one at a time on the
+//! Rows from the document readers (FHIR, XML, workbooks), which produce records one at a time on the
 //! reading thread: dedupe, normalise into Arrow builders, hand batches to the same writer as the
 //! streaming engine.
 
 use crossbeam_channel::{bounded, Sender};
 
-use crate::engine::{write_all, Done, Malformed, Options, Outputs, Seen, Summary};
+use crate::dedupe::Seen;
+use crate::error::TransformError;
+use crate::outcome::{Malformed, Options, Outputs, Summary};
 use crate::plan::{Builders, ColPlan, Plan, Raw, Row};
-use crate::TransformError;
+use crate::writer::{write_all, Batch};
 
 const BATCH_ROWS: usize = 8192;
 
@@ -20,7 +22,7 @@ pub(crate) struct Sink<'p> {
     malformed: Vec<Malformed>,
     pending: usize,
     seq: u64,
-    tx: Sender<Done>,
+    tx: Sender<Batch>,
     seen: Seen,
     pub rows: u64,
     pub dups: u64,
@@ -77,7 +79,7 @@ impl<'p> Sink<'p> {
     }
 
     fn flush(&mut self) -> Result<(), TransformError> {
-        let d = Done {
+        let d = Batch {
             seq: self.seq,
             good: (!self.good.is_empty()).then(|| self.good.finish()),
             bad: (!self.bad.is_empty()).then(|| self.bad.finish()),
@@ -100,7 +102,7 @@ pub(crate) fn run_records(
     opts: &Options,
     body: impl FnOnce(&mut Sink<'_>) -> Result<(), TransformError>,
 ) -> Result<Summary, TransformError> {
-    let (tx, rx) = bounded::<Done>(4);
+    let (tx, rx) = bounded::<Batch>(4);
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || write_all(plan, rx, out, opts.row_group_rows));
         let required: Vec<usize> =
@@ -128,7 +130,6 @@ pub(crate) fn run_records(
         let w = writer.join().map_err(|_| TransformError::Internal("writer thread panicked".into()))?;
         r?;
         let w = w?;
-        let names: Vec<&str> = plan.cols.iter().filter(|c| c.required).map(|c| c.name.as_str()).collect();
         Ok(Summary {
             rows_read: rows,
             duplicates: dups,
@@ -137,12 +138,7 @@ pub(crate) fn run_records(
             malformed: w.malformed,
             good: w.good,
             bad: w.bad,
-            bad_by_field: names
-                .iter()
-                .zip(&w.bad_by_field)
-                .filter(|(_, n)| **n > 0)
-                .map(|(c, n)| (c.to_string(), *n))
-                .collect(),
+            bad_by_field: w.bad_by_field(plan),
             ..Default::default()
         })
     })

@@ -1,11 +1,93 @@
-//! HL7 v2 messages: segments, fields, repetitions, components and escape sequences.
+//! HL7 v2 messages (ADT, ORU, ...): streamed, one row per message (the framer cuts messages at
+//! `MSH`); fields are paths like `PID-5.1`. The parser reads segments, fields, repetitions,
+//! components and escape sequences.
 //!
 //! The separators come from each message's MSH segment (`MSH|^~\&`), so a message using other
 //! characters is read correctly. Values are decoded: `\F\ \S\ \T\ \R\ \E\` become the
 //! separator characters, `\Xhh..\` hex bytes, `\.br\` a line break; highlighting (`\H\ \N\`) is
 //! dropped and anything else is kept as written.
 
-use contracts::Hl7Path;
+use std::collections::BTreeMap;
+
+use contracts::{Hl7Path, ParquetType};
+use serde_json::Value;
+
+use crate::error::TransformError;
+use crate::frame::Kind;
+use crate::job::{Job, Reader};
+use crate::outcome::Summary;
+use crate::plan::{Plan, Raw, Row, Src};
+use crate::stream::{self, Parsed, RecordFormat};
+
+pub(crate) struct Hl7;
+
+impl Reader for Hl7 {
+    fn read(&self, job: Job<'_, '_>) -> Result<Summary, TransformError> {
+        stream::run(self, job)
+    }
+}
+
+/// An HL7 value of one column, owned for the row being filled.
+enum Cell {
+    Null,
+    Str(String),
+    List(Value),
+}
+
+/// The values found at a column's path, and each column's cell.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    vals: Vec<String>,
+    cells: Vec<Cell>,
+}
+
+impl RecordFormat for Hl7 {
+    type Scratch = Scratch;
+
+    fn kind(&self) -> Kind {
+        Kind::Hl7
+    }
+
+    fn parse(
+        &self,
+        plan: &Plan,
+        text: &str,
+        row: &mut Row,
+        s: &mut Scratch,
+        _ignored: &mut BTreeMap<String, u64>,
+    ) -> Parsed {
+        let msg = match parse(text) {
+            Ok(m) => m,
+            Err(why) => return Parsed::Malformed(format!("malformed HL7 message: {why}")),
+        };
+        s.cells.clear();
+        for col in &plan.cols {
+            let Src::Hl7(p) = &col.src else {
+                s.cells.push(Cell::Null);
+                continue;
+            };
+            s.vals.clear();
+            let list = col.ty == ParquetType::ListString;
+            msg.values(p, list, &mut s.vals);
+            s.cells.push(if list {
+                if s.vals.is_empty() {
+                    Cell::Null
+                } else {
+                    Cell::List(Value::Array(s.vals.drain(..).map(Value::String).collect()))
+                }
+            } else {
+                s.vals.pop().map_or(Cell::Null, Cell::Str)
+            });
+        }
+        let cells = &s.cells;
+        row.fill(plan, |i, _| match &cells[i] {
+            Cell::Null => Raw::Null,
+            Cell::Str(s) => Raw::Str(s),
+            Cell::List(v) => Raw::Json(v),
+        });
+        Parsed::Row
+    }
+}
 
 /// One parsed message: separators and its segments in order.
 #[derive(Debug)]

@@ -1,138 +1,21 @@
-//! Every format through `lake contract check` as a data engineer runs it: each
+//! Every format through `transform::run` as the Lambdas and `lake contract check` call it: each
 //! sample gives specific canonical values, and each hostile input ends in its documented outcome
 //! (`docs/FORMATS.md`). Samples come from `crates/transform/tests/gen_formats.py`, compressed
 //! hostile files from `crates/transform/tests/gen_hostile.py`.
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use arrow_array::{Array, Date32Array, Float64Array, ListArray, RecordBatch, StringArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn lake(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lake")).args(args).current_dir(root()).output().expect("run lake")
-}
-
-type Row = BTreeMap<String, String>;
-
-fn read_rows(path: &Path) -> Vec<Row> {
-    if !path.exists() || std::fs::metadata(path).unwrap().len() == 0 {
-        return vec![];
-    }
-    let f = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let r = ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
-    let mut rows = vec![];
-    for b in r {
-        let b: RecordBatch = b.unwrap();
-        let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
-        for i in 0..b.num_rows() {
-            rows.push(names.iter().cloned().zip(b.columns().iter().map(|c| cell(c.as_ref(), i))).collect());
-        }
-    }
-    rows
-}
-
-fn cell(c: &dyn Array, i: usize) -> String {
-    if c.is_null(i) {
-        return "<null>".into();
-    }
-    if let Some(a) = c.as_any().downcast_ref::<StringArray>() {
-        return a.value(i).to_string();
-    }
-    if let Some(a) = c.as_any().downcast_ref::<Date32Array>() {
-        return format!("d{}", a.value(i));
-    }
-    if let Some(a) = c.as_any().downcast_ref::<Float64Array>() {
-        return format!("{:.2}", a.value(i));
-    }
-    if let Some(a) = c.as_any().downcast_ref::<ListArray>() {
-        let v = a.value(i);
-        return (0..v.len()).map(|j| cell(v.as_ref(), j)).collect::<Vec<_>>().join("|");
-    }
-    panic!("unexpected column type {:?}", c.data_type())
-}
-
-struct Run {
-    code: i32,
-    stderr: String,
-    summary: serde_json::Value,
-    good: Vec<Row>,
-    bad: Vec<Row>,
-    malformed: Vec<serde_json::Value>,
-}
-
-/// `lake contract check --json` of `input` (relative to the repo root, or absolute).
-fn check(contract: &str, input: &Path) -> Run {
-    let out = tempfile::tempdir().unwrap();
-    let o = lake(&[
-        "contract",
-        "check",
-        contract,
-        input.to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-        "--json",
-    ]);
-    let name = input.file_name().unwrap().to_str().unwrap();
-    let stem = name.rsplit_once('.').map_or(name, |x| x.0);
-    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
-    let malformed = std::fs::read_to_string(out.path().join(format!("{stem}.malformed.jsonl")))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let ok = o.status.success();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&o.stderr).into(),
-        summary: if ok { serde_json::from_str(&stdout).unwrap() } else { serde_json::Value::Null },
-        good: if ok { read_rows(&out.path().join(format!("{stem}.parquet"))) } else { vec![] },
-        bad: if ok { read_rows(&out.path().join(format!("{stem}.bad.parquet"))) } else { vec![] },
-        malformed,
-    }
-}
-
-/// Runs `data` (written to a temp file called `name`) through a contract, given as a
-/// `config/sources` name or as contract text.
-fn check_bytes(contract: Contract<'_>, name: &str, data: &[u8]) -> Run {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join(name);
-    std::fs::write(&input, data).unwrap();
-    let path = match contract {
-        Contract::Config(s) => format!("config/sources/{s}.toml"),
-        Contract::Text(t) => {
-            let p = dir.path().join("contract.toml");
-            std::fs::write(&p, t).unwrap();
-            p.to_str().unwrap().to_string()
-        }
-    };
-    check(&path, &input)
-}
-
-enum Contract<'a> {
-    Config(&'a str),
-    Text(&'a str),
-}
-
-fn config(source: &str) -> String {
-    std::fs::read_to_string(root().join(format!("config/sources/{source}.toml"))).unwrap()
-}
+use common::{check, check_bytes, config, data, root, Contract, Row, Run};
 
 fn by_id<'a>(rows: &'a [Row], id: &str) -> &'a Row {
     rows.iter().find(|r| r["encounter_id"] == id).unwrap_or_else(|| panic!("no row {id}"))
 }
 
 fn sample(source: &str, file: &str) -> Run {
-    let r = check(&format!("config/sources/{source}.toml"), &root().join(format!("samples/{source}/{file}")));
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = check(Contract::Config(source), &root().join(format!("samples/{source}/{file}")));
+    assert!(r.ok, "{}", r.error);
     r
 }
 
@@ -232,7 +115,7 @@ fn utf16_with_bom_reads_like_utf8() {
             data.extend(if le { u.to_le_bytes() } else { u.to_be_bytes() });
         }
         let r = check_bytes(Contract::Config("county_general"), "u16.psv", &data);
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.ok, "{}", r.error);
         assert_eq!(r.good.len(), 1);
         assert_eq!(r.good[0]["first_name"], "ZOË");
         assert_eq!(r.good[0]["dob"], "d5179");
@@ -241,10 +124,6 @@ fn utf16_with_bom_reads_like_utf8() {
 }
 
 // ---- hostile input: each kind ends in its documented outcome ----
-
-fn data(name: &str) -> PathBuf {
-    root().join("crates/transform/tests/data").join(name)
-}
 
 #[test]
 fn compressed_hostile_files_fail_clearly() {
@@ -261,17 +140,17 @@ fn compressed_hostile_files_fail_clearly() {
         ),
     ];
     for (file, msg, kind) in cases {
-        let r = check("config/sources/old_mill.toml", &data(file));
-        assert_eq!(r.code, 1, "{file}: {}", r.stderr);
-        assert!(r.stderr.contains(msg), "{file}: {}", r.stderr);
-        assert!(r.stderr.contains(&format!("[{kind}]")), "{file}: {}", r.stderr);
-        assert!(!r.stderr.contains("evil"), "entry names may be PHI: never echoed");
+        let r = check(Contract::Config("old_mill"), &data(file));
+        assert!(!r.ok, "{file}: {}", r.error);
+        assert!(r.error.contains(msg), "{file}: {}", r.error);
+        assert!(r.error.contains(&format!("[{kind}]")), "{file}: {}", r.error);
+        assert!(!r.error.contains("evil"), "entry names may be PHI: never echoed");
     }
     // a truncated zip (central directory cut off)
     let z = std::fs::read(root().join("samples/harbor_lab/harbor_lab_12_zip.zip")).unwrap();
     let r = check_bytes(Contract::Config("harbor_lab"), "cut.zip", &z[..z.len() - 40]);
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("[BrokenStructure]"), "{}", r.stderr);
+    assert!(!r.ok);
+    assert!(r.error.contains("[BrokenStructure]"), "{}", r.error);
 }
 
 const FW_ROW: &str =
@@ -287,7 +166,7 @@ fn fixed_width_hostile_lines() {
     );
     let contract = config("old_mill").replace("[dates]", "[limits]\nmax_record_bytes = 1024\n\n[dates]");
     let r = check_bytes(Contract::Text(&contract), "fw.dat", text.as_bytes());
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.ok, "{}", r.error);
     assert_eq!(r.good.len(), 2);
     assert_eq!(by_id(&r.good, "V1004")["last_name"], "DOE");
     assert_eq!(r.summary["skipped"], 3, "H, X and T records");
@@ -342,7 +221,7 @@ fn hl7_hostile_messages() {
     );
     let contract = config("harbor_lab").replace("[dates]", "[limits]\nmax_record_bytes = 4096\n\n[dates]");
     let r = check_bytes(Contract::Text(&contract), "h.hl7", text.as_bytes());
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.ok, "{}", r.error);
     assert_eq!(r.good.len(), 2, "M1 and M2");
     assert_eq!(by_id(&r.good, "M2")["patient_id"], "P2");
     assert_eq!(r.bad.len(), 1, "the truncated last message lacks its PID fields");
@@ -358,7 +237,7 @@ fn hl7_hostile_messages() {
     );
     // a file that is not HL7 at all: one malformed record, no rows
     let r = check_bytes(Contract::Config("harbor_lab"), "x.hl7", b"a,b,c\n1,2,3\n");
-    assert_eq!(r.code, 0);
+    assert!(r.ok);
     assert_eq!(r.summary["good"], 0);
     assert_eq!(r.malformed.len(), 1);
 }
@@ -372,7 +251,7 @@ fn fhir_hostile_files() {
     let orphan = ENCOUNTER.replace("\"e1\"", "\"e2\"").replace("Patient/p1", "Patient/nope");
     let text = format!("{PATIENT}\n{{\"resourceType\": \"Encounter\", \n{ENCOUNTER}\n[1]\n{orphan}\n");
     let r = check_bytes(Contract::Config("riverside_fhir"), "r.ndjson", text.as_bytes());
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.ok, "{}", r.error);
     assert_eq!(r.good.len(), 1);
     assert_eq!(r.good[0]["last_name"], "DOE");
     assert_eq!(r.bad.len(), 1);
@@ -387,15 +266,15 @@ fn fhir_hostile_files() {
     );
     let r =
         check_bytes(Contract::Config("riverside_fhir"), "b.json", &bundle.as_bytes()[..bundle.len() - 30]);
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("the FHIR bundle is not valid JSON (truncated"), "{}", r.stderr);
-    assert!(r.stderr.contains("[BrokenStructure]"), "{}", r.stderr);
+    assert!(!r.ok);
+    assert!(r.error.contains("the FHIR bundle is not valid JSON (truncated"), "{}", r.error);
+    assert!(r.error.contains("[BrokenStructure]"), "{}", r.error);
 
     // nesting bomb: serde_json's recursion limit, not a stack overflow
     let deep =
         format!("{{\"resourceType\":\"Bundle\",\"entry\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
     let r = check_bytes(Contract::Config("riverside_fhir"), "deep.json", deep.as_bytes());
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.ok, "{}", r.error);
     assert_eq!(r.malformed[0]["reason"], "bundle entry without a resource");
     assert_eq!(r.malformed[0]["element"], 0);
     let deep = format!(
@@ -404,16 +283,16 @@ fn fhir_hostile_files() {
         PATIENT.replace("\"id\"", &format!("\"x\":{}{},\"id\"", "[".repeat(100_000), "]".repeat(100_000)))
     );
     let r = check_bytes(Contract::Config("riverside_fhir"), "deep.ndjson", deep.as_bytes());
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.ok, "{}", r.error);
     assert_eq!(r.bad.len(), 1, "the encounter without its (unreadable) patient");
     assert!(r.bad[0]["missing_fields"].contains("last_name"));
 
     // oversized: held in memory, so capped
     let small = config("riverside_fhir").replace("[dates]", "[limits]\nmax_in_memory_bytes = 200\n\n[dates]");
     let r = check_bytes(Contract::Text(&small), "big.json", bundle.as_bytes());
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("larger than max_in_memory_bytes (200 bytes)"), "{}", r.stderr);
-    assert!(r.stderr.contains("[UnsupportedContent]"), "{}", r.stderr);
+    assert!(!r.ok);
+    assert!(r.error.contains("larger than max_in_memory_bytes (200 bytes)"), "{}", r.error);
+    assert!(r.error.contains("[UnsupportedContent]"), "{}", r.error);
 }
 
 const XML_REC: &str = "<Patient mrn=\"P1\"><Name><Family>Doe</Family><Given>Jane</Given></Name>\
@@ -426,34 +305,34 @@ fn xml_hostile_files() {
     let xxe = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]><Export><Patient mrn=\"&xxe;\"/></Export>";
     for (name, text) in [("laughs.xml", laughs), ("xxe.xml", xxe)] {
         let r = check_bytes(Contract::Config("lakeview_xml"), name, text.as_bytes());
-        assert_eq!(r.code, 1, "{name}");
+        assert!(!r.ok, "{name}");
         assert!(
-            r.stderr.contains(
+            r.error.contains(
                 "declares a DTD (<!DOCTYPE>): DTDs and entities are refused (XXE, entity expansion)"
             ),
             "{name}: {}",
-            r.stderr
+            r.error
         );
-        assert!(r.stderr.contains("[BrokenStructure]"));
+        assert!(r.error.contains("[BrokenStructure]"));
     }
     let deep = format!("<Export>{}{}</Export>", "<a>".repeat(10_000), "</a>".repeat(10_000));
     let r = check_bytes(Contract::Config("lakeview_xml"), "deep.xml", deep.as_bytes());
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("nests deeper than max_depth (64)"), "{}", r.stderr);
+    assert!(!r.ok);
+    assert!(r.error.contains("nests deeper than max_depth (64)"), "{}", r.error);
 
     let whole = format!("<Export facility=\"F\">{XML_REC}</Export>");
     let cut = whole.strip_suffix("</Patient></Export>").unwrap();
     let r = check_bytes(Contract::Config("lakeview_xml"), "t.xml", cut.as_bytes());
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("the XML is truncated: 2 element(s) not closed"), "{}", r.stderr);
+    assert!(!r.ok);
+    assert!(r.error.contains("the XML is truncated: 2 element(s) not closed"), "{}", r.error);
 
     let r = check_bytes(
         Contract::Config("lakeview_xml"),
         "m.xml",
         whole.replace("</Given>", "</Givn>").as_bytes(),
     );
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("the XML is malformed"), "{}", r.stderr);
+    assert!(!r.ok);
+    assert!(r.error.contains("the XML is malformed"), "{}", r.error);
 
     // record-level problems are quarantined and the rest goes on
     let big =
@@ -465,7 +344,7 @@ fn xml_hostile_files() {
     );
     let contract = config("lakeview_xml").replace("[dates]", "[limits]\nmax_record_bytes = 1024\n\n[dates]");
     let r = check_bytes(Contract::Text(&contract), "r.xml", text.as_bytes());
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.ok, "{}", r.error);
     assert_eq!(r.good.len(), 2, "E1 and E4");
     assert_eq!(by_id(&r.good, "E4")["patient_id"], "P4");
     let m: Vec<(u64, &str)> =
@@ -519,9 +398,9 @@ fn excel_hostile_workbooks() {
     ];
     for (name, bytes, msg, kind) in cases {
         let r = check_bytes(Contract::Config("brookside_xlsx"), name, &bytes);
-        assert_eq!(r.code, 1, "{name}");
-        assert!(r.stderr.contains(msg), "{name}: {}", r.stderr);
-        assert!(r.stderr.contains(&format!("[{kind}]")), "{name}: {}", r.stderr);
+        assert!(!r.ok, "{name}");
+        assert!(r.error.contains(msg), "{name}: {}", r.error);
+        assert!(r.error.contains(&format!("[{kind}]")), "{name}: {}", r.error);
     }
     // an xls whose sector chain loops (calamine would grow memory without end): refused first
     let mut xls = std::fs::read(root().join("samples/brookside_xlsx/brookside_12.xls")).unwrap();
@@ -529,38 +408,34 @@ fn excel_hostile_workbooks() {
     let at = (first_fat + 1) * 512; // FAT entry 0: point sector 0 at itself
     xls[at..at + 4].copy_from_slice(&0u32.to_le_bytes());
     let r = check_bytes(Contract::Config("brookside_xlsx"), "loop.xls", &xls);
-    assert_eq!(r.code, 1);
+    assert!(!r.ok);
     assert!(
-        r.stderr.contains("the xls workbook is corrupt: its FAT has a cycle [BrokenStructure]"),
+        r.error.contains("the xls workbook is corrupt: its FAT has a cycle [BrokenStructure]"),
         "{}",
-        r.stderr
+        r.error
     );
     // an xls whose DIMENSIONS record claims 65,535 columns (calamine would reserve ~137 GB)
     let mut xls = std::fs::read(root().join("samples/brookside_xlsx/brookside_12.xls")).unwrap();
     let dims = xls.windows(4).rposition(|w| w == [0x00, 0x02, 0x0E, 0x00]).unwrap();
     xls[dims + 14..dims + 16].copy_from_slice(&[0xFF, 0xFF]);
     let r = check_bytes(Contract::Config("brookside_xlsx"), "dims.xls", &xls);
-    assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("the xls workbook is corrupt: a DIMENSIONS record is malformed"),
-        "{}",
-        r.stderr
-    );
+    assert!(!r.ok);
+    assert!(r.error.contains("the xls workbook is corrupt: a DIMENSIONS record is malformed"), "{}", r.error);
     let other_sheet = config("brookside_xlsx").replace("sheet = \"Visits\"", "sheet = \"Visitz\"");
     let r = check_bytes(Contract::Text(&other_sheet), "s.xlsx", &xlsx);
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("the workbook has no sheet `Visitz` (it has: Notes, Visits)"), "{}", r.stderr);
+    assert!(!r.ok);
+    assert!(r.error.contains("the workbook has no sheet `Visitz` (it has: Notes, Visits)"), "{}", r.error);
     let wrong_header = config("brookside_xlsx").replace("header_row = 2", "header_row = 1");
     let r = check_bytes(Contract::Text(&wrong_header), "h.xlsx", &xlsx);
-    assert_eq!(r.code, 1);
+    assert!(!r.ok);
     assert!(
-        r.stderr.contains("lacks column `Visit ID` that the contract expects [HeaderMismatch]"),
+        r.error.contains("lacks column `Visit ID` that the contract expects [HeaderMismatch]"),
         "{}",
-        r.stderr
+        r.error
     );
     let small =
         config("brookside_xlsx").replace("[dates]", "[limits]\nmax_in_memory_bytes = 4096\n\n[dates]");
     let r = check_bytes(Contract::Text(&small), "big.xlsx", &xlsx);
-    assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("larger than max_in_memory_bytes (4096 bytes)"), "{}", r.stderr);
+    assert!(!r.ok);
+    assert!(r.error.contains("larger than max_in_memory_bytes (4096 bytes)"), "{}", r.error);
 }

@@ -11,115 +11,158 @@
 use std::collections::BTreeMap;
 use std::io::{Cursor, Read};
 
-use calamine::{Data, Reader};
-use contracts::{CanonicalSchema, Contract, Format};
+use calamine::{Data, Range, Reader as _};
+use contracts::{Contract, Limits};
 
 use crate::decode::{check_zip_container, io_error, Input};
-use crate::engine::{Options, Outputs, Summary};
+use crate::error::TransformError;
+use crate::job::{Job, Reader};
+use crate::outcome::Summary;
 use crate::plan::{Plan, Raw, Src};
-use crate::TransformError;
+use crate::sink::{run_records, Sink};
 
-pub(crate) fn run(
-    contract: &Contract,
-    schema: &CanonicalSchema,
-    file_name: &str,
-    input: Input<'_>,
-    out: Outputs<'_>,
-    opts: &Options,
-) -> Result<Summary, TransformError> {
-    let Format::Excel { sheet, sheet_index, header_row } = &contract.format else {
-        return Err(TransformError::Internal("not an excel contract".into()));
-    };
-    let lim = &contract.limits;
+pub(crate) struct Excel<'c> {
+    pub sheet: Option<&'c str>,
+    pub sheet_index: Option<usize>,
+    pub header_row: usize,
+}
+
+impl Reader for Excel<'_> {
+    fn text(&self) -> bool {
+        false
+    }
+
+    fn read(&self, job: Job<'_, '_>) -> Result<Summary, TransformError> {
+        let Job { contract, plan, input, out, opts } = job;
+        let lim = &contract.limits;
+        let bytes = read_capped(input, lim.max_in_memory_bytes)?;
+        let n_bytes = bytes.len() as u64;
+        check_container(&bytes, lim)?;
+        let (name, range) = self.open_sheet(bytes, lim)?;
+        let first_row = u64::from(range.start().map_or(0, |s| s.0));
+        let header_row = self.header_row;
+        let header_at = (header_row as u64).saturating_sub(1);
+        if header_at < first_row {
+            return Err(TransformError::Header(format!(
+                "row {header_row} of sheet `{name}` is empty; the header is expected there"
+            )));
+        }
+        let mut rows = range.rows().skip((header_at - first_row) as usize);
+        let header: Vec<String> = match rows.next() {
+            Some(h) => h.iter().map(|c| text(c).unwrap_or_default().trim().to_string()).collect(),
+            None => {
+                return Err(TransformError::Header(format!(
+                    "sheet `{name}` has no row {header_row} to be its header"
+                )))
+            }
+        };
+        let at = positions(&plan, &header, header_row, &name)?;
+        let ignored_cols = ignored(contract, &header);
+        let mut data_rows = 0u64;
+        let mut summary = run_records(&plan, out, opts, |sink| {
+            data_rows = sheet_rows(&plan, &at, rows, sink)?;
+            Ok(())
+        })?;
+        summary.bytes = n_bytes;
+        summary.ignored_keys =
+            ignored_cols.into_iter().map(|h| (h.clone(), data_rows)).collect::<BTreeMap<_, _>>();
+        Ok(summary)
+    }
+}
+
+impl Excel<'_> {
+    /// Opens the workbook and reads its sheet (by name, or 1-based index, default the first).
+    fn open_sheet(&self, bytes: Vec<u8>, lim: &Limits) -> Result<(String, Range<Data>), TransformError> {
+        // calamine is a third-party parser of hostile bytes: a panic inside it is a broken file,
+        // not a crash (the release profile unwinds).
+        let caught =
+            |what: &str| TransformError::Structure(format!("the workbook is unreadable ({what} failed)"));
+        let opened =
+            std::panic::catch_unwind(move || calamine::open_workbook_auto_from_rs(Cursor::new(bytes)))
+                .map_err(|_| caught("opening"))?;
+        let mut book =
+            opened.map_err(|e| TransformError::Structure(format!("the workbook is unreadable: {e}")))?;
+        let names = book.sheet_names();
+        let name = match (self.sheet, self.sheet_index) {
+            (Some(s), _) => names.iter().find(|n| *n == s).cloned().ok_or_else(|| {
+                TransformError::Structure(format!(
+                    "the workbook has no sheet `{s}` (it has: {})",
+                    names.join(", ")
+                ))
+            })?,
+            (None, i) => {
+                let i = i.unwrap_or(1);
+                i.checked_sub(1).and_then(|k| names.get(k)).cloned().ok_or_else(|| {
+                    TransformError::Structure(format!(
+                        "the workbook has {} sheet(s); sheet_index {i} is not one",
+                        names.len()
+                    ))
+                })?
+            }
+        };
+        // calamine allocates a sheet's whole rectangle: one far-away cell (XFD1048576) in a tiny
+        // file would ask for hundreds of GB. For xlsx, measure the rectangle first, streaming.
+        let max_cells = lim.max_in_memory_bytes / 32;
+        if let calamine::Sheets::Xlsx(x) = &mut book {
+            let span = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sheet_span(x, &name)))
+                .map_err(|_| caught("measuring the sheet"))?
+                .map_err(|e| TransformError::Structure(format!("sheet `{name}` is unreadable: {e}")))?;
+            if span > max_cells {
+                return Err(TransformError::Encoding(format!(
+                    "sheet `{name}` spans {span} cells (first to last used cell), over the {max_cells} that max_in_memory_bytes allows"
+                )));
+            }
+        }
+        let range = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| book.worksheet_range(&name)))
+            .map_err(|_| caught("reading the sheet"))?
+            .map_err(|e| TransformError::Structure(format!("sheet `{name}` is unreadable: {e}")))?;
+        if range.is_empty() {
+            return Err(TransformError::EmptyInput);
+        }
+        Ok((name, range))
+    }
+}
+
+/// The whole workbook, refused past `cap` bytes (calamine reads it whole).
+fn read_capped(input: Input<'_>, cap: u64) -> Result<Vec<u8>, TransformError> {
     let mut bytes = Vec::new();
-    input.take(lim.max_in_memory_bytes + 1).read_to_end(&mut bytes).map_err(io_error)?;
-    if bytes.len() as u64 > lim.max_in_memory_bytes {
+    input.take(cap + 1).read_to_end(&mut bytes).map_err(io_error)?;
+    if bytes.len() as u64 > cap {
         return Err(TransformError::Encoding(format!(
-            "the workbook is larger than max_in_memory_bytes ({} bytes): it is read whole",
-            lim.max_in_memory_bytes
+            "the workbook is larger than max_in_memory_bytes ({cap} bytes): it is read whole"
         )));
     }
-    let n_bytes = bytes.len() as u64;
+    Ok(bytes)
+}
+
+/// Checks the container before calamine sees it: an xlsx/ods zip against the expansion
+/// limits, an xls compound file for sector chains and cell ranges that would exhaust memory.
+fn check_container(bytes: &[u8], lim: &Limits) -> Result<(), TransformError> {
     if bytes.starts_with(b"PK\x03\x04") {
-        check_zip_container(&bytes, lim)?;
-    } else if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
-        let broken = |why: String| TransformError::Structure(format!("the xls workbook is corrupt: {why}"));
-        let stream = check_cfb(&bytes).map_err(broken)?;
-        check_biff(&stream, lim.max_in_memory_bytes / 32).map_err(|e| match e {
-            Biff::Corrupt(why) => broken(why),
-            Biff::TooBig(span, max) => TransformError::Encoding(format!(
-                "a sheet of the xls workbook spans {span} cells, over the {max} that max_in_memory_bytes allows"
-            )),
-        })?;
-    } else {
+        return check_zip_container(bytes, lim);
+    }
+    if !bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
         return Err(TransformError::Encoding(
             "the file is not a workbook (xlsx, xls or ods): this contract expects one".into(),
         ));
     }
-    // calamine is a third-party parser of hostile bytes: a panic inside it is a broken file,
-    // not a crash (the release profile unwinds).
-    let caught =
-        |what: &str| TransformError::Structure(format!("the workbook is unreadable ({what} failed)"));
-    let opened = std::panic::catch_unwind(move || calamine::open_workbook_auto_from_rs(Cursor::new(bytes)))
-        .map_err(|_| caught("opening"))?;
-    let mut book =
-        opened.map_err(|e| TransformError::Structure(format!("the workbook is unreadable: {e}")))?;
-    let names = book.sheet_names();
-    let name = match (sheet, sheet_index) {
-        (Some(s), _) => names.iter().find(|n| *n == s).cloned().ok_or_else(|| {
-            TransformError::Structure(format!(
-                "the workbook has no sheet `{s}` (it has: {})",
-                names.join(", ")
-            ))
-        })?,
-        (None, i) => {
-            let i = i.unwrap_or(1);
-            i.checked_sub(1).and_then(|k| names.get(k)).cloned().ok_or_else(|| {
-                TransformError::Structure(format!(
-                    "the workbook has {} sheet(s); sheet_index {i} is not one",
-                    names.len()
-                ))
-            })?
-        }
-    };
-    // calamine allocates a sheet's whole rectangle: one far-away cell (XFD1048576) in a tiny
-    // file would ask for hundreds of GB. For xlsx, measure the rectangle first, streaming.
-    let max_cells = lim.max_in_memory_bytes / 32;
-    if let calamine::Sheets::Xlsx(x) = &mut book {
-        let span = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sheet_span(x, &name)))
-            .map_err(|_| caught("measuring the sheet"))?
-            .map_err(|e| TransformError::Structure(format!("sheet `{name}` is unreadable: {e}")))?;
-        if span > max_cells {
-            return Err(TransformError::Encoding(format!(
-                "sheet `{name}` spans {span} cells (first to last used cell), over the {max_cells} that max_in_memory_bytes allows"
-            )));
-        }
-    }
-    let range = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| book.worksheet_range(&name)))
-        .map_err(|_| caught("reading the sheet"))?
-        .map_err(|e| TransformError::Structure(format!("sheet `{name}` is unreadable: {e}")))?;
-    if range.is_empty() {
-        return Err(TransformError::EmptyInput);
-    }
-    let first_row = u64::from(range.start().map_or(0, |s| s.0));
-    let header_at = (*header_row as u64).saturating_sub(1);
-    if header_at < first_row {
-        return Err(TransformError::Header(format!(
-            "row {header_row} of sheet `{name}` is empty; the header is expected there"
-        )));
-    }
-    let skip = header_at - first_row;
-    let mut rows = range.rows().skip(skip as usize);
-    let header: Vec<String> = match rows.next() {
-        Some(h) => h.iter().map(|c| text(c).unwrap_or_default().trim().to_string()).collect(),
-        None => {
-            return Err(TransformError::Header(format!(
-                "sheet `{name}` has no row {header_row} to be its header"
-            )))
-        }
-    };
-    let plan = Plan::new(contract, schema, file_name);
-    // canonical column -> position in the sheet row
+    let broken = |why: String| TransformError::Structure(format!("the xls workbook is corrupt: {why}"));
+    let stream = check_cfb(bytes).map_err(broken)?;
+    check_biff(&stream, lim.max_in_memory_bytes / 32).map_err(|e| match e {
+        Biff::Corrupt(why) => broken(why),
+        Biff::TooBig(span, max) => TransformError::Encoding(format!(
+            "a sheet of the xls workbook spans {span} cells, over the {max} that max_in_memory_bytes allows"
+        )),
+    })
+}
+
+/// For each canonical column, its position in the sheet's header (none when not read from it).
+fn positions(
+    plan: &Plan,
+    header: &[String],
+    header_row: usize,
+    name: &str,
+) -> Result<Vec<Option<usize>>, TransformError> {
     let mut at: Vec<Option<usize>> = Vec::with_capacity(plan.cols.len());
     for col in &plan.cols {
         at.push(match &col.src {
@@ -134,53 +177,59 @@ pub(crate) fn run(
             _ => None,
         });
     }
+    Ok(at)
+}
+
+/// Header names the contract neither maps nor drops.
+fn ignored<'h>(contract: &Contract, header: &'h [String]) -> Vec<&'h String> {
     let known: Vec<&str> = contract
         .fields
         .values()
         .map(String::as_str)
         .chain(contract.drop.iter().map(String::as_str))
         .collect();
-    let ignored_cols: Vec<&String> =
-        header.iter().filter(|h| !h.is_empty() && !known.contains(&h.as_str())).collect();
+    header.iter().filter(|h| !h.is_empty() && !known.contains(&h.as_str())).collect()
+}
 
+/// The rows below the header into the sink; returns how many were not blank.
+fn sheet_rows<'r>(
+    plan: &Plan,
+    at: &[Option<usize>],
+    rows: impl Iterator<Item = &'r [Data]>,
+    sink: &mut Sink<'_>,
+) -> Result<u64, TransformError> {
     let mut data_rows = 0u64;
-    let mut summary = crate::sink::run_records(&plan, out, opts, |sink| {
-        let mut cells: Vec<Cell> = Vec::with_capacity(plan.cols.len());
-        for row in rows {
-            if row.iter().all(|c| {
-                matches!(c, Data::Empty | Data::Error(_)) || text(c).is_some_and(|t| t.trim().is_empty())
-            }) {
-                sink.blank += 1;
-                continue;
-            }
-            data_rows += 1;
-            let mut h = xxhash_rust::xxh3::Xxh3::new();
-            for c in row {
-                h.update(text(c).unwrap_or_default().as_bytes());
-                h.update(&[0x1f]);
-            }
-            cells.clear();
-            for p in &at {
-                cells.push(match p.and_then(|p| row.get(p)) {
-                    None => Cell::Null,
-                    Some(c) => match date_of(c) {
-                        Some(d) => Cell::Date(d),
-                        None => text(c).map_or(Cell::Null, Cell::Str),
-                    },
-                });
-            }
-            sink.push(h.digest128(), |i, _| match &cells[i] {
-                Cell::Null => Raw::Null,
-                Cell::Str(s) => Raw::Str(s),
-                Cell::Date(d) => Raw::Date(*d),
-            })?;
+    let mut cells: Vec<Cell> = Vec::with_capacity(plan.cols.len());
+    for row in rows {
+        if row.iter().all(|c| {
+            matches!(c, Data::Empty | Data::Error(_)) || text(c).is_some_and(|t| t.trim().is_empty())
+        }) {
+            sink.blank += 1;
+            continue;
         }
-        Ok(())
-    })?;
-    summary.bytes = n_bytes;
-    summary.ignored_keys =
-        ignored_cols.into_iter().map(|h| (h.clone(), data_rows)).collect::<BTreeMap<_, _>>();
-    Ok(summary)
+        data_rows += 1;
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for c in row {
+            h.update(text(c).unwrap_or_default().as_bytes());
+            h.update(&[0x1f]);
+        }
+        cells.clear();
+        for p in at {
+            cells.push(match p.and_then(|p| row.get(p)) {
+                None => Cell::Null,
+                Some(c) => match date_of(c) {
+                    Some(d) => Cell::Date(d),
+                    None => text(c).map_or(Cell::Null, Cell::Str),
+                },
+            });
+        }
+        sink.push(h.digest128(), |i, _| match &cells[i] {
+            Cell::Null => Raw::Null,
+            Cell::Str(s) => Raw::Str(s),
+            Cell::Date(d) => Raw::Date(*d),
+        })?;
+    }
+    Ok(data_rows)
 }
 
 /// Cells in the rectangle from the first to the last used cell of an xlsx sheet.

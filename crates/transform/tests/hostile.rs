@@ -3,37 +3,28 @@
 //! `tests/hostile/README.md` for the table.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::io::Write;
+use std::path::Path;
+
+use common::Contract;
 
 #[derive(Debug)]
 enum Want {
-    /// Exit 0 with these counts.
+    /// A summary with these counts.
     Rows { good: u64, bad: u64, malformed: u64 },
-    /// Exit 1 with this text in the error.
+    /// An error with this text in `<message> [<kind>]`.
     Error(&'static str),
 }
 
 fn check(source: &str, input: &Path, want: Want) {
-    let out = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_lake"))
-        .args(["contract", "check", "--json", "--out", out.path().to_str().unwrap()])
-        .arg(root().join(format!("config/sources/{source}.toml")))
-        .arg(input)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let r = common::check(Contract::Config(source), input);
     let name = input.file_name().unwrap().to_string_lossy();
-    assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     match want {
         Want::Rows { good, bad, malformed } => {
-            assert_eq!(o.status.code(), Some(0), "{name}: {stderr}");
-            let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+            assert!(r.ok, "{name}: {}", r.error);
+            let v = &r.summary;
             assert_eq!(
                 (v["good"].as_u64(), v["bad"].as_u64(), v["malformed"].as_u64()),
                 (Some(good), Some(bad), Some(malformed)),
@@ -41,15 +32,15 @@ fn check(source: &str, input: &Path, want: Want) {
             );
         }
         Want::Error(text) => {
-            assert_eq!(o.status.code(), Some(1), "{name}: {stdout}{stderr}");
-            assert!(stderr.contains(text), "{name}: expected `{text}` in: {stderr}");
+            assert!(!r.ok, "{name}: {}", r.summary);
+            assert!(r.error.contains(text), "{name}: expected `{text}` in: {}", r.error);
         }
     }
 }
 
 #[test]
 fn committed_corpus_outcomes() {
-    let h = |f: &str| root().join("tests/hostile").join(f);
+    let h = |f: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile").join(f);
     check("st_marys", &h("formula_injection.csv"), Want::Rows { good: 2, bad: 0, malformed: 0 });
     check("county_general", &h("nul_bidi.psv"), Want::Rows { good: 2, bad: 0, malformed: 0 });
     check("county_general", &h("bom_middle.psv"), Want::Rows { good: 2, bad: 0, malformed: 0 });
