@@ -7,6 +7,7 @@
 
 mod bench;
 mod check;
+mod db;
 mod reaper;
 mod review;
 
@@ -70,6 +71,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Proposed person matches: list (masked), show with evidence, accept (completes the row), reject.
     Review(review::ReviewArgs),
+    /// The matching database: `lake db migrate` applies the schema and roles (as a deploy does).
+    Db(db::DbCmdArgs),
     /// The WorkSpaces reaper in dry run: `lake reaper plan [--fleet FILE]` prints what it would do.
     #[command(subcommand)]
     Reaper(reaper::ReaperCmd),
@@ -239,6 +242,7 @@ fn main() -> ExitCode {
         }
         Cmd::Bench(a) => bench::run(a),
         Cmd::Review(a) => review::run(a),
+        Cmd::Db(a) => db::run(a),
         Cmd::Reaper(c) => reaper::run(c),
         Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {
             let (deps, _) = lake.deps(None).await?;

@@ -25,6 +25,10 @@ fn root() -> PathBuf {
 fn database_url() -> Option<String> {
     let url = std::env::var("LAKE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
     if url.is_none() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "LAKE_TEST_DATABASE_URL is not set under CI=true: these tests need a real PostgreSQL"
+        );
         eprintln!(
             "SKIPPED: LAKE_TEST_DATABASE_URL is not set; these tests need a real PostgreSQL \
              (`bash scripts/test.sh -p lake --test review_cli` starts one)"
@@ -33,8 +37,8 @@ fn database_url() -> Option<String> {
     url
 }
 
-/// A fresh database (random name) with the migrations and the example persons; its URL.
-async fn fresh_db(url: &str) -> (Arc<Db>, String) {
+/// A fresh, empty database (random name); its URL.
+async fn empty_db(url: &str) -> String {
     let admin = Db::from_url(url, 1).unwrap();
     // pid + a per-process counter: tests run concurrently, and the clock alone can collide
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -45,7 +49,12 @@ async fn fresh_db(url: &str) -> (Arc<Db>, String) {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
     );
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
-    let db_url = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+    format!("{}/{name}", url.rsplit_once('/').unwrap().0)
+}
+
+/// A fresh database (random name) with the migrations and the example persons; its URL.
+async fn fresh_db(url: &str) -> (Arc<Db>, String) {
+    let db_url = empty_db(url).await;
     let db = Arc::new(Db::from_url(&db_url, 2).unwrap());
     db.migrate().await.unwrap();
     copy_people_csv(&db, &root().join("config/people.example.csv")).await.unwrap();
@@ -237,6 +246,10 @@ async fn list_show_accept_reject_through_the_cli() {
 async fn accept_through_the_aws_backend_writes_sse_kms_to_s3_with_the_secret_from_secrets_manager() {
     let Some(url) = database_url() else { return };
     let Some(endpoint) = std::env::var("LAKE_TEST_AWS_ENDPOINT").ok().filter(|e| !e.is_empty()) else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "LAKE_TEST_AWS_ENDPOINT is not set under CI=true"
+        );
         eprintln!("SKIPPED: LAKE_TEST_AWS_ENDPOINT is not set (moto; `bash scripts/test.sh` starts one)");
         return;
     };
@@ -366,4 +379,58 @@ async fn accept_through_the_aws_backend_writes_sse_kms_to_s3_with_the_secret_fro
         &env.iter().copied().filter(|(k, _)| *k != "LAKE_KMS_KEY_ID").collect::<Vec<_>>(),
     );
     assert!(!ok && err.contains("LAKE_KMS_KEY_ID"), "{err}");
+}
+
+/// `lake db ...` with only the variables given here.
+fn lake_db(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_lake"))
+        .arg("db")
+        .args(args)
+        .env_remove("LAKE_DATABASE_URL")
+        .env_remove("LAKE_DB_SECRET_ARN")
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The URL of the same database as another role (scripts/test.sh lets the migration's roles in
+/// without a password, as IAM authentication does in Aurora).
+fn as_role(db_url: &str, role: &str) -> String {
+    let o: sqlx::postgres::PgConnectOptions = db_url.parse().unwrap();
+    format!("postgres://{role}@{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lake_db_migrate_prepares_a_fresh_database_once_and_the_reviewer_role_reviews() {
+    let Some(url) = database_url() else { return };
+    let db_url = empty_db(&url).await;
+    let (ok, out, err) = lake_db(&["migrate", "--database-url", &db_url]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("applied 3 roles") && out.contains("3 migration(s) applied; 3 in all"), "{out}");
+    let (ok, out, err) = lake_db(&["migrate", "--database-url", &db_url]);
+    assert!(ok && out.contains("up to date: 3 migration(s) applied before"), "{out}{err}");
+    let (ok, _, err) = lake_db(&["migrate"]);
+    assert!(!ok && err.contains("no database given"), "{err}");
+
+    // what a deploy leaves is enough: persons loaded, proposals made, then reviewed as lake_reviewer
+    let db = Arc::new(Db::from_url(&db_url, 2).unwrap());
+    copy_people_csv(&db, &root().join("config/people.example.csv")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let l = dir.path().join("lake");
+    let matcher = Arc::new(Db::from_url(&as_role(&db_url, "lake_matcher"), 2).unwrap());
+    lake_with_pg_proposals(&l, &matcher).await;
+    let reviewer = as_role(&db_url, "lake_reviewer");
+    let env = [("LAKE_DATABASE_URL", reviewer.as_str())];
+    let lk = l.to_str().unwrap();
+    let (ok, list, err) = review(&["list", "--lake", lk], &env);
+    assert!(ok && list.contains("8 pending review(s)"), "{list}{err}");
+    let id = id_of(&list, "valley_clinic");
+    let (ok, out, err) = review(&["accept", &id, "--lake", lk, "--reviewer", "analyst1"], &env);
+    assert!(ok && out.contains("completed row written to raw/"), "{out}{err}");
+    let (ok, out, err) = review(&["reject", &id, "--lake", lk, "--reviewer", "analyst2"], &env);
+    assert!(!ok && err.contains("already accepted"), "{out}{err}");
 }

@@ -21,6 +21,9 @@ pub enum IndexError {
     /// The database could not be reached or dropped the connection.
     #[error("database unavailable ({0})")]
     Unavailable(String),
+    /// The database role may not do this (SQLSTATE 42501: a missing grant; retrying cannot help).
+    #[error("database permission denied ({0})")]
+    Denied(String),
     /// A query failed (SQLSTATE and class only, never values).
     #[error("database query failed ({0})")]
     Query(String),
@@ -37,6 +40,7 @@ impl IndexError {
         match self {
             IndexError::Auth(_) => "DbAuthFailed",
             IndexError::Unavailable(_) => "DbUnavailable",
+            IndexError::Denied(_) => "DbPermissionDenied",
             IndexError::Query(_) => "DbQueryFailed",
             IndexError::Secret(_) => "DbSecretFailed",
             IndexError::Load(_) => "PersonIndexLoadFailed",

@@ -40,8 +40,8 @@ fn database_url() -> String {
     })
 }
 
-/// A fresh database (random name) with the migrations applied.
-async fn fresh_db() -> (Arc<Db>, String) {
+/// A fresh, empty database (random name): its URL and name.
+async fn empty_db() -> (String, String) {
     let url = database_url();
     let admin = Db::from_url(&url, 1).unwrap();
     // pid + a per-process counter: tests run concurrently, and the clock alone can collide
@@ -54,7 +54,13 @@ async fn fresh_db() -> (Arc<Db>, String) {
     );
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
     let base = url.rsplit_once('/').unwrap().0;
-    let db = Arc::new(Db::from_url(&format!("{base}/{name}"), 2).unwrap());
+    (format!("{base}/{name}"), name)
+}
+
+/// A fresh database (random name) with the migrations applied.
+async fn fresh_db() -> (Arc<Db>, String) {
+    let (url, name) = empty_db().await;
+    let db = Arc::new(Db::from_url(&url, 2).unwrap());
     db.migrate().await.unwrap();
     (db, name)
 }
@@ -514,7 +520,7 @@ async fn an_accepted_review_completes_the_row_like_an_exact_match() {
     let reviews = PgReviews { db: db.clone() };
     let r = reviews.list("pending", 10).await.unwrap().remove(0);
     let p = reviews.person(103).await.unwrap().unwrap();
-    let key = handler::complete_accepted(&l.deps, &r, &p).await.unwrap();
+    let key = pii_matching::review::complete_accepted(&l.deps, &r, &p).await.unwrap();
     assert!(reviews.decide(r.review_id, Some(103), "analyst1").await.unwrap());
     assert!(!reviews.decide(r.review_id, None, "analyst2").await.unwrap(), "decided once");
     let b = read_raw(&l, &key);
@@ -522,7 +528,7 @@ async fn an_accepted_review_completes_the_row_like_an_exact_match() {
     assert_eq!(pii_matching::index::str_col(&b, "ssn"), vec![Some("345-67-8901".to_string())]);
     assert_eq!(pii_matching::index::str_col(&b, "last_name"), vec![Some("LOPEZ".to_string())]);
     // a repeat (e.g. the CLI re-run) does not move the counts twice
-    handler::complete_accepted(&l.deps, &r, &p).await.unwrap();
+    pii_matching::review::complete_accepted(&l.deps, &r, &p).await.unwrap();
     let run = l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap();
     assert_eq!((run.counts.good, run.counts.bad), (98, 2));
     assert!(reviews.list("pending", 10).await.unwrap().is_empty());
@@ -581,4 +587,182 @@ async fn key_hashes_equal_the_generated_columns() {
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "person {i}");
     }
+}
+
+/// The test database `name` as one of the roles the migrations create (scripts/test.sh lets
+/// them in without a password, as IAM authentication does in Aurora).
+fn as_role(role: &str, name: &str) -> Arc<Db> {
+    let o: PgConnectOptions = database_url().parse().unwrap();
+    Arc::new(Db::from_url(&format!("postgres://{role}@{}:{}/{name}", o.get_host(), o.get_port()), 2).unwrap())
+}
+
+/// Runs `sql` as the role's pool and returns the SQLSTATE it failed with ("" when it worked).
+async fn sqlstate(db: &Db, sql: &str) -> String {
+    match sqlx::query(sql).execute(&db.pool()).await {
+        Ok(_) => String::new(),
+        Err(e) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| e.to_string()),
+    }
+}
+
+async fn person_fingerprint(db: &Db) -> (i64, i64) {
+    sqlx::query_as("SELECT count(*), count(ssn) FROM person").fetch_one(&db.pool()).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_matcher_role_matches_but_cannot_change_person_or_delete_a_proposal() {
+    let (db, name) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let l = lake().await;
+    let matcher = as_role("lake_matcher", &name);
+    let s = process(&match_deps(&l, &matcher)).await;
+    assert_eq!((s.completed, s.proposed, s.unmatched, s.incomplete, s.reviews_inserted), (1, 1, 1, 1, 1));
+    assert_eq!(PgReviews { db: db.clone() }.counts(FILE_ID).await.unwrap(), (1, 4));
+
+    let before = person_fingerprint(&db).await;
+    for sql in [
+        "UPDATE person SET ssn = NULL",
+        "DELETE FROM person",
+        "INSERT INTO person (person_id, last_name) VALUES (999, 'X')",
+        "TRUNCATE person",
+        "DELETE FROM match_review",
+        "UPDATE match_review SET status = 'accepted'",
+        "DELETE FROM match_decision",
+        "UPDATE match_decision SET person_id = 1",
+        "SELECT * FROM match_review",
+        "DROP TABLE match_review",
+    ] {
+        assert_eq!(sqlstate(&matcher, sql).await, "42501", "the matcher role may not: {sql}");
+    }
+    assert_eq!(person_fingerprint(&db).await, before, "person unchanged");
+    assert_eq!(
+        PgReviews { db: db.clone() }.counts(FILE_ID).await.unwrap(),
+        (1, 4),
+        "the proposal is still there"
+    );
+}
+
+#[tokio::test]
+async fn the_reviewer_role_decides_but_cannot_rewrite_proposals_person_or_the_audit() {
+    let (db, name) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let l = lake().await;
+    process(&match_deps(&l, &db)).await;
+    let reviewer = PgReviews { db: as_role("lake_reviewer", &name) };
+    let pending = reviewer.list("pending", 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let p = reviewer.person(103).await.unwrap().unwrap();
+    assert_eq!(p.person_id, 103);
+    assert!(reviewer.decide(pending[0].review_id, Some(103), "analyst1").await.unwrap());
+    assert_eq!(
+        PgReviews { db: db.clone() }.counts(FILE_ID).await.unwrap(),
+        (1, 5),
+        "the decision is audited"
+    );
+
+    let before = person_fingerprint(&db).await;
+    for sql in [
+        "UPDATE person SET ssn = NULL",
+        "DELETE FROM person",
+        "DELETE FROM match_review",
+        "UPDATE match_review SET candidates = '[]'::jsonb",
+        "INSERT INTO match_review (record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key, \
+         candidates, best_score, rule) VALUES ('x', 'f', 0, 'd', 's', 'b', 'k', '[]', 0, 'r')",
+        "DELETE FROM match_decision",
+        "UPDATE match_decision SET person_id = 1",
+    ] {
+        assert_eq!(sqlstate(&reviewer.db, sql).await, "42501", "the reviewer role may not: {sql}");
+    }
+    assert_eq!(person_fingerprint(&db).await, before);
+    let r = PgReviews { db }.get(pending[0].review_id).await.unwrap().unwrap();
+    assert_eq!((r.status.as_str(), r.accepted_person_id), ("accepted", Some(103)));
+}
+
+#[tokio::test]
+async fn a_role_without_the_grant_fails_permanently_with_a_dlq_envelope_and_no_retry() {
+    let (db, name) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let l = lake().await;
+    // the reviewer may read persons but not insert proposals: the matcher's work is refused
+    let d = match_deps(&l, &as_role("lake_reviewer", &name));
+    let resp = handler::handle(&d, event(&message(), 1)).await;
+    assert!(resp.batch_item_failures.is_empty(), "permanent: consumed, not retried");
+    let dlq = l.deps.queue.receive("dlq", 10).await.unwrap();
+    assert_eq!(dlq.len(), 1);
+    let env: FailureEnvelope = serde_json::from_str(&dlq[0].body).unwrap();
+    assert_eq!(env.error_kind, "DbPermissionDenied");
+    assert!(env.error_message.contains("42501"), "{}", env.error_message);
+    assert_eq!(
+        l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap().error_kind.as_deref(),
+        Some("DbPermissionDenied")
+    );
+}
+
+fn versions(a: &[pii_matching::pg::Applied]) -> Vec<i64> {
+    let mut v: Vec<i64> = a.iter().map(|m| m.version).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn two_concurrent_migrations_apply_each_once_and_a_rerun_changes_nothing() {
+    use pii_matching::pg::MIGRATOR;
+    let (url, _) = empty_db().await;
+    let all: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    assert_eq!(all, [1, 2, 3]);
+    let (a, b) = (Db::from_url(&url, 1).unwrap(), Db::from_url(&url, 1).unwrap());
+    let (ra, rb) = tokio::join!(a.apply(&MIGRATOR), b.apply(&MIGRATOR));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    let mut both = ra.clone();
+    both.extend(rb.clone());
+    assert_eq!(versions(&both), all, "each migration applied by exactly one of them: {ra:?} {rb:?}");
+    assert_eq!(versions(&a.applied().await.unwrap()), all);
+    assert!(a.apply(&MIGRATOR).await.unwrap().is_empty(), "a re-run is a no-op");
+    let roles: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_roles WHERE rolname IN ('lake_matcher', 'lake_reviewer')",
+    )
+    .fetch_one(&a.pool())
+    .await
+    .unwrap();
+    assert_eq!(roles, 2);
+}
+
+#[tokio::test]
+async fn a_failing_migration_leaves_nothing_of_itself_and_the_next_run_completes() {
+    let (url, _) = empty_db().await;
+    let db = Db::from_url(&url, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let broken = dir.path().join("0004_broken.sql");
+    std::fs::write(
+        &broken,
+        "CREATE TABLE half_done (x int);\nALTER TABLE person ADD COLUMN half_col int;\nSELECT 1 / 0;\n",
+    )
+    .unwrap();
+    let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    let e = db.apply(&m).await.unwrap_err();
+    assert_eq!(e.kind(), "DbQueryFailed");
+    assert!(e.to_string().contains("migration 4 failed, nothing of it applied"), "{e}");
+    assert!(e.to_string().contains("22012"), "the SQLSTATE (division by zero): {e}");
+    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3], "the ones before it stay");
+    let left: (Option<String>, i64) = sqlx::query_as(
+        "SELECT to_regclass('half_done')::text, (SELECT count(*) FROM information_schema.columns \
+         WHERE table_name = 'person' AND column_name = 'half_col')",
+    )
+    .fetch_one(&db.pool())
+    .await
+    .unwrap();
+    assert_eq!(left, (None, 0), "nothing of the failed migration");
+
+    std::fs::write(&broken, "CREATE TABLE half_done (x int);\n").unwrap();
+    let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    assert_eq!(versions(&db.apply(&m).await.unwrap()), [4]);
+    assert!(db.apply(&m).await.unwrap().is_empty());
 }
