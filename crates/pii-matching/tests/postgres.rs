@@ -766,3 +766,95 @@ async fn a_failing_migration_leaves_nothing_of_itself_and_the_next_run_completes
     assert_eq!(versions(&db.apply(&m).await.unwrap()), [4]);
     assert!(db.apply(&m).await.unwrap().is_empty());
 }
+
+/// A stand-in for CloudFormation's pre-signed response URL: answers 200 to `n` PUTs and hands
+/// back their bodies.
+async fn response_sink(n: usize) -> (String, tokio::task::JoinHandle<Vec<serde_json::Value>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cfn-response?X-Amz-Signature=abc", listener.local_addr().unwrap());
+    let h = tokio::spawn(async move {
+        let mut bodies = Vec::new();
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head_end, len) = loop {
+                let k = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..k]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                    assert!(head.starts_with("put /cfn-response?x-amz-signature=abc"), "{head}");
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                        .unwrap();
+                    break (i + 4, len);
+                }
+            };
+            while buf.len() < head_end + len {
+                let k = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..k]);
+            }
+            bodies.push(serde_json::from_slice(&buf[head_end..head_end + len]).unwrap());
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await.unwrap();
+        }
+        bodies
+    });
+    (url, h)
+}
+
+fn cfn_request(kind: &str, response_url: &str) -> pii_matching::deploy::CustomResourceRequest {
+    serde_json::from_value(serde_json::json!({
+        "RequestType": kind, "ServiceToken": "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:db-migrate",
+        "ResponseURL": response_url,
+        "StackId": "arn:aws-us-gov:cloudformation:us-gov-west-1:123456789012:stack/county-lake-dev/1f2e",
+        "RequestId": format!("req-{kind}"), "LogicalResourceId": "MatchingSchema",
+        "ResourceType": "Custom::MatchingSchema", "ResourceProperties": {"ServiceToken": "x", "Version": "7"}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformation() {
+    use pii_matching::deploy::{respond_to, send};
+    let (url, _) = empty_db().await;
+    let (sink, bodies) = response_sink(4).await;
+    let open = || async { Ok(Arc::new(Db::from_url(&url, 1).unwrap())) };
+    for kind in ["Create", "Update"] {
+        let req = cfn_request(kind, &sink);
+        send(&req.response_url, &respond_to(&req, open).await).await.unwrap();
+    }
+    let req = cfn_request("Delete", &sink);
+    let never = || async { panic!("Delete must not touch the database") };
+    send(&req.response_url, &respond_to(&req, never).await).await.unwrap();
+    // a database that refuses: the stack operation fails visibly, with the reason
+    let missing = format!("{}/no_such_database_here", url.rsplit_once('/').unwrap().0);
+    let req = cfn_request("Update", &sink);
+    let broken = || async { Ok(Arc::new(Db::from_url(&missing, 1).unwrap())) };
+    send(&req.response_url, &respond_to(&req, broken).await).await.unwrap();
+
+    let b = bodies.await.unwrap();
+    let field = |i: usize, k: &str| b[i][k].as_str().unwrap().to_string();
+    assert_eq!((field(0, "Status"), b[0]["Data"]["Applied"].as_str()), ("SUCCESS".into(), Some("1,2,3")));
+    assert_eq!(
+        (field(1, "Status"), b[1]["Data"]["Applied"].as_str()),
+        ("SUCCESS".into(), Some("")),
+        "up to date"
+    );
+    assert_eq!(field(2, "Status"), "SUCCESS");
+    assert_eq!(field(3, "Status"), "FAILED");
+    assert!(
+        field(3, "Reason").starts_with("DbQueryFailed: ") && field(3, "Reason").contains("3D000"),
+        "{}",
+        b[3]
+    );
+    for (i, kind) in ["Create", "Update", "Delete", "Update"].iter().enumerate() {
+        assert_eq!(field(i, "RequestId"), format!("req-{kind}"));
+        assert_eq!(field(i, "PhysicalResourceId"), "county-lake-matching-schema");
+        assert_eq!(field(i, "LogicalResourceId"), "MatchingSchema");
+        assert!(field(i, "StackId").ends_with("stack/county-lake-dev/1f2e"));
+    }
+    assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3]);
+}
