@@ -119,7 +119,7 @@ impl MemoryIndex {
         } else {
             read_csv(path)?
         };
-        Ok(Self::new(persons))
+        Ok(Self::new(persons.into_iter().map(Person::normalised).collect()))
     }
 }
 
@@ -138,8 +138,10 @@ fn opt(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
+/// ISO dates, and the US forms a county export may carry (`MM/DD/YYYY`, `YYYYMMDD`).
 fn date(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()
+    let s = s.trim();
+    ["%Y-%m-%d", "%m/%d/%Y", "%Y%m%d"].iter().find_map(|f| NaiveDate::parse_from_str(s, f).ok())
 }
 
 /// The columns of a person file (CSV header or Parquet schema), as in the county's person extract.

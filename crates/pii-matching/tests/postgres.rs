@@ -858,3 +858,52 @@ async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformatio
     }
     assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3]);
 }
+
+/// `PEOPLE` as a county export might carry it: lower case, stray spaces, other column order,
+/// SSNs without dashes, ZIPs read as numbers, phones in any punctuation, US dates.
+const MESSY_PEOPLE: &str =
+    "phone,person_id,last_name,first_name,middle_initial,dob,sex,ssn,address,city,state,zip
+(617) 555-0101,101, smith,anna ,j,03/05/1980,female,123456789,1  main st,cambridge,ma,2138
+617.555.0102,102,jones,robert,,1975-07-20,m,234 56 7890,2 elm  ave,somerville,ma,2143
+9785550103,103,garcia,maria,l,11/11/1990,F,345-67-8901,3 oak rd,lowell,MA,01850
+1-978-555-0104,104,garcia,mary,,19901111,f,456789012,4 pine ct,lowell,ma,1851
+978 555 0105,105,brown,james,t,1960-01-02,1,567890123,5 high st,acton,ma,01720-1234
+";
+
+#[tokio::test]
+async fn a_messy_lower_case_export_matches_exactly_like_the_clean_one_through_both_adapters() {
+    let records: Arc<[Record]> =
+        pii_matching::rows::records(&pii_matching::rows::read_parquet(bad_parquet()).unwrap(), FILE_ID)
+            .into();
+    let m = Arc::new(Matcher::new(Rules::builtin()));
+    let mut seen = Vec::new();
+    for people in [PEOPLE, MESSY_PEOPLE] {
+        let (db, _) = fresh_db().await;
+        let f = load_people(&db, people).await;
+        let l = lake().await;
+        let s = process(&match_deps(&l, &db)).await;
+        let completed = read_raw(&l, s.matched_key.as_deref().unwrap());
+        let col = |n: &str| pii_matching::index::str_col(&completed, n);
+        let proposed: Vec<i64> = PgReviews { db: db.clone() }
+            .list("pending", 10)
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.candidates.as_array().unwrap().iter().map(|c| c["person_id"].as_i64().unwrap()))
+            .collect();
+        let (pg, _) = m.match_batch(&PgIndex { db, chunk: 1024 }, records.clone()).await.unwrap();
+        let (mem, _) = m.match_batch(&MemoryIndex::load(f.path()).unwrap(), records.clone()).await.unwrap();
+        assert!(pg == mem, "the two adapters decide alike");
+        let tiers: Vec<&str> = pg.iter().map(|d| d.tier.as_str()).collect();
+        seen.push((
+            (s.completed, s.proposed, s.unmatched, s.incomplete),
+            col("ssn"),
+            col("zip"),
+            proposed,
+            tiers,
+        ));
+    }
+    assert_eq!(seen[0].0, (1, 1, 1, 1));
+    assert_eq!(seen[0].1, [Some("123-45-6789".to_string())]);
+    assert_eq!(seen[0], seen[1], "the messy export decides and completes exactly like the clean one");
+}
