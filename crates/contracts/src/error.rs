@@ -22,6 +22,40 @@ impl ContractError {
     }
 }
 
+/// The text a contract was parsed from and the name it goes by in errors: what every noun's
+/// `validate` needs to say where a mistake is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin<'a> {
+    pub name: &'a str,
+    pub text: &'a str,
+}
+
+impl<'a> Origin<'a> {
+    pub fn new(name: &'a str, text: &'a str) -> Self {
+        Self { name, text }
+    }
+
+    /// An error about `key`, located at the first line that defines it.
+    pub fn at(&self, key: &str, message: impl Into<String>) -> ContractError {
+        ContractError::at_key(self.name, self.text, key, message)
+    }
+
+    /// An error at a line found some other way (or at no line).
+    pub fn at_line(&self, line: Option<usize>, message: impl Into<String>) -> ContractError {
+        ContractError::new(self.name, line, message)
+    }
+
+    /// First line defining `key` (see [`locate`]).
+    pub fn locate(&self, key: &str) -> Option<usize> {
+        locate(self.text, key)
+    }
+
+    /// First line containing `needle` (see [`locate_text`]).
+    pub fn locate_text(&self, needle: &str) -> Option<usize> {
+        locate_text(self.text, needle)
+    }
+}
+
 impl fmt::Display for ContractError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {

@@ -7,17 +7,30 @@
 //! map onto a canonical schema. Both are validated on load with errors that name the file, the line
 //! and what was expected, so a data engineer can fix a contract without reading code.
 //!
+//! Layout, one module per noun, each validating itself: `canonical` (schemas and the catalog),
+//! `contract` (the contract's TOML shape, load/publish, and `validate` composing the rest),
+//! `keys` (source id, object key prefixes), `limits` (size caps on hostile input), `format`
+//! (formats, their options, encodings and the work-queue [`FormatFamily`]), `field_path` (JSON,
+//! HL7 v2 and XML field paths), `mapping` ([fields], `drop`, [constants], [lists] against the
+//! format and the schema), `dates` (date formats and the [dates] table), `error` (located errors).
+//!
 //! Boundaries: plain data, parsing and validation only. This crate must not depend on AWS, on the
 //! transform engine or on any columnar library; everything else depends on it.
 
 mod canonical;
 mod contract;
+mod dates;
 mod error;
+mod field_path;
+mod format;
+mod keys;
+mod limits;
+mod mapping;
 
 pub use canonical::{CanonicalColumn, CanonicalSchema, Catalog, ParquetType, Semantic};
-pub use contract::{
-    Contract, DateFormat, DateItem, Format, Hl7Path, JsonPath, Limits, PathSeg, RecordType, Span,
-    TextEncoding, XmlPath, XmlStep, FHIR_RESOURCES, MAX_EXPANDED_BYTES_DEFAULT, MAX_IN_MEMORY_BYTES_DEFAULT,
-    MAX_RECORD_BYTES_DEFAULT,
-};
+pub use contract::Contract;
+pub use dates::{DateFormat, DateItem};
 pub use error::ContractError;
+pub use field_path::{Hl7Path, JsonPath, PathSeg, XmlPath, XmlStep, FHIR_RESOURCES};
+pub use format::{Format, FormatFamily, RecordType, Span, TextEncoding};
+pub use limits::{Limits, MAX_EXPANDED_BYTES_DEFAULT, MAX_IN_MEMORY_BYTES_DEFAULT, MAX_RECORD_BYTES_DEFAULT};

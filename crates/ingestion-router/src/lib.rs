@@ -131,7 +131,7 @@ pub async fn route_object(deps: &Deps, o: &CreatedObject) -> Result<(), StageErr
     let body = serde_json::to_string(&work)
         .map_err(|e| StageError::permanent("Internal", e.to_string()).with_file(&ctx))?;
     deps.queue
-        .send(deps.cfg.family_queue(contract.format.family()), &body)
+        .send(deps.cfg.family_queue(contract.format.family().as_str()), &body)
         .await
         .map_err(|e| StageError::port("QueueSendFailed", e).with_file(&ctx))?;
     run.source = Some(source);
