@@ -1,7 +1,8 @@
-//! `lake db`: the matching database for operators. `migrate` applies the schema, the person
+//! `lake db` and `lake people`: the matching database for operators. `migrate` applies the schema, the person
 //! index's key columns and the least-privilege roles (the same migrations a deploy runs); a
 //! second run changes nothing. Connection: `--database-url`, or an RDS secret in Secrets
-//! Manager (`--db-secret-arn`, for `migrate` the master-user secret).
+//! Manager (`--db-secret-arn`, for `migrate` the master-user secret). `people load` upserts the
+//! county's person export into the index.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -83,6 +84,60 @@ pub fn run(a: DbCmdArgs) -> Result<ExitCode> {
                 }
             }
         }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[derive(Args)]
+pub struct PeopleArgs {
+    #[command(subcommand)]
+    cmd: PeopleCmd,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+#[derive(Subcommand)]
+enum PeopleCmd {
+    /// Upsert a person export (CSV) into the index by person_id, every value normalised as the
+    /// records are. A row that cannot be loaded is reported by line number and reason (never by
+    /// value) and nothing is loaded; loading the same file twice changes nothing.
+    Load {
+        file: std::path::PathBuf,
+        /// Export column names per index column.
+        #[arg(long, default_value = "config/people.toml")]
+        mapping: std::path::PathBuf,
+        /// Delete persons missing from this (full) export.
+        #[arg(long)]
+        prune: bool,
+    },
+}
+
+pub fn run_people(a: PeopleArgs) -> Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
+        let PeopleCmd::Load { file, mapping, prune } = a.cmd;
+        let m = pii_matching::people::PeopleMapping::from_file(&mapping)?;
+        let read = pii_matching::people::read_export(&file, &m)?;
+        eprintln!("read {} person(s) from {}", read.persons.len(), file.display());
+        if !read.rejected.is_empty() {
+            for r in read.rejected.iter().take(50) {
+                eprintln!("line {}: {}", r.line, r.reason);
+            }
+            bail!(
+                "{} row(s) of {} cannot be loaded (first 50 above); nothing loaded",
+                read.rejected.len(),
+                file.display()
+            );
+        }
+        let db = a.db.connect().await?;
+        let c = pii_matching::pg::upsert_people(&db, &read.persons, prune).await.context("load")?;
+        println!(
+            "loaded {}: {} inserted, {} updated, {} unchanged, {} pruned",
+            file.display(),
+            c.inserted,
+            c.updated,
+            c.unchanged,
+            c.pruned
+        );
         Ok(ExitCode::SUCCESS)
     })
 }

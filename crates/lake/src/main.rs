@@ -73,6 +73,8 @@ enum Cmd {
     Review(review::ReviewArgs),
     /// The matching database: `lake db migrate` applies the schema and roles (as a deploy does).
     Db(db::DbCmdArgs),
+    /// The person index: `lake people load FILE` upserts the county's export (normalised).
+    People(db::PeopleArgs),
     /// The WorkSpaces reaper in dry run: `lake reaper plan [--fleet FILE]` prints what it would do.
     #[command(subcommand)]
     Reaper(reaper::ReaperCmd),
@@ -243,6 +245,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Review(a) => review::run(a),
         Cmd::Db(a) => db::run(a),
+        Cmd::People(a) => db::run_people(a),
         Cmd::Reaper(c) => reaper::run(c),
         Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {
             let (deps, _) = lake.deps(None).await?;

@@ -434,3 +434,117 @@ async fn lake_db_migrate_prepares_a_fresh_database_once_and_the_reviewer_role_re
     let (ok, out, err) = review(&["reject", &id, "--lake", lk, "--reviewer", "analyst2"], &env);
     assert!(!ok && err.contains("already accepted"), "{out}{err}");
 }
+
+/// `lake people load ...` against `db_url`.
+fn people_load(db_url: &str, file: &Path, more: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_lake"))
+        .current_dir(root())
+        .args(["people", "load", file.to_str().unwrap(), "--database-url", db_url])
+        .args(more)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Every stored person row, key columns included, as text.
+async fn person_rows(db_url: &str) -> Vec<String> {
+    let db = Db::from_url(db_url, 1).unwrap();
+    sqlx::query_scalar("SELECT p::text FROM person p ORDER BY person_id").fetch_all(&db.pool()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lake_people_load_normalises_upserts_prunes_and_rejects_bad_rows_by_line() {
+    let Some(url) = database_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let clean_path = root().join("config/people.example.csv");
+    let clean = std::fs::read_to_string(&clean_path).unwrap();
+    // the same persons as a messy export: lower case, padded, SSNs without dashes
+    let messy: String = clean
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                return format!("{l}\n");
+            }
+            let f: Vec<String> = l
+                .split(',')
+                .enumerate()
+                .map(|(j, v)| match j {
+                    1 | 2 | 7 | 8 => format!(" {}  ", v.to_lowercase()),
+                    6 => v.replace('-', ""),
+                    _ => v.to_lowercase(),
+                })
+                .collect();
+            format!("{}\n", f.join(","))
+        })
+        .collect();
+    let messy_path = dir.path().join("people_messy.csv");
+    std::fs::write(&messy_path, &messy).unwrap();
+    let n = clean.lines().count() - 1;
+
+    let (a, b) = (empty_db(&url).await, empty_db(&url).await);
+    for u in [&a, &b] {
+        assert!(lake_db(&["migrate", "--database-url", u]).0);
+    }
+    let (ok, out, err) = people_load(&a, &clean_path, &[]);
+    assert!(ok && out.contains(&format!("{n} inserted, 0 updated, 0 unchanged, 0 pruned")), "{out}{err}");
+    let (ok, out, err) = people_load(&b, &messy_path, &[]);
+    assert!(ok && out.contains(&format!("{n} inserted")), "{out}{err}");
+    assert_eq!(person_rows(&a).await, person_rows(&b).await, "the messy export is stored as the clean one");
+    let (ok, out, err) = people_load(&b, &clean_path, &[]);
+    assert!(
+        ok && out.contains(&format!("0 inserted, 0 updated, {n} unchanged")),
+        "a second load changes nothing: {out}{err}"
+    );
+
+    // one person changed, one gone: updated, and with --prune deleted
+    let mut lines: Vec<&str> = clean.lines().collect();
+    let last = lines.pop().unwrap();
+    let changed = lines[1].replacen(",MA,", ",NH,", 1);
+    lines[1] = &changed;
+    let next = dir.path().join("people_next.csv");
+    std::fs::write(&next, lines.join("\n") + "\n").unwrap();
+    let (ok, out, err) = people_load(&b, &next, &["--prune"]);
+    assert!(
+        ok && out.contains(&format!("0 inserted, 1 updated, {} unchanged, 1 pruned", n - 2)),
+        "{out}{err}"
+    );
+    assert_eq!(person_rows(&b).await.len(), n - 1);
+    assert!(!last.is_empty());
+
+    // bad rows: named by line and reason, never by value, and nothing loaded
+    let bad = format!(
+        "{}\nX12,ANNA,SMITH,,1980-03-05,F,,,,,,\n9000001,ANNA,SMITH,,1980-13-45,F,,,,,,\n\
+         9000002,ANNA,SMITH,,1980-03-05,F,,,,,,\n9000002,ANNA,SMITH,,1980-03-05,F,,,,,,\n",
+        lines[0]
+    );
+    let mut bytes = bad.into_bytes();
+    bytes.extend_from_slice(b"9000003,\xe9MILE,SMITH,,1980-03-05,F,,,,,,\n");
+    let bad_path = dir.path().join("people_bad.csv");
+    std::fs::write(&bad_path, bytes).unwrap();
+    let before = person_rows(&b).await;
+    let (ok, _, err) = people_load(&b, &bad_path, &[]);
+    assert!(!ok, "{err}");
+    for want in [
+        "line 2: person_id is not a number",
+        "line 3: dob is not a date",
+        "line 5: person_id repeats the one on line 4",
+        "line 6: first_name is not UTF-8",
+        "4 row(s) of",
+        "nothing loaded",
+    ] {
+        assert!(err.contains(want), "{want:?} in {err}");
+    }
+    for value in ["X12", "1980-13-45", "SMITH", "9000002"] {
+        assert!(!err.contains(value), "{value} in {err}");
+    }
+    assert_eq!(person_rows(&b).await, before);
+    let wrong = dir.path().join("people_wrong.csv");
+    std::fs::write(&wrong, "person_id,first_name\n1,ANNA\n").unwrap();
+    let (ok, _, err) = people_load(&b, &wrong, &[]);
+    assert!(!ok && err.contains("missing column(s) last_name (for last_name)"), "{err}");
+}

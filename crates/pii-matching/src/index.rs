@@ -140,8 +140,7 @@ fn opt(s: &str) -> Option<String> {
 
 /// ISO dates, and the US forms a county export may carry (`MM/DD/YYYY`, `YYYYMMDD`).
 fn date(s: &str) -> Option<NaiveDate> {
-    let s = s.trim();
-    ["%Y-%m-%d", "%m/%d/%Y", "%Y%m%d"].iter().find_map(|f| NaiveDate::parse_from_str(s, f).ok())
+    crate::people::parse_date(s)
 }
 
 /// The columns of a person file (CSV header or Parquet schema), as in the county's person extract.

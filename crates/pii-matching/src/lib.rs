@@ -14,6 +14,7 @@ pub mod handler;
 pub mod index;
 pub mod matcher;
 pub mod model;
+pub mod people;
 pub mod pg;
 pub mod review;
 pub mod review_store;

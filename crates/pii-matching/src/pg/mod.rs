@@ -9,7 +9,7 @@ mod load;
 mod reviews;
 
 pub use index::{key_hash, PgIndex};
-pub use load::copy_people_csv;
+pub use load::{copy_people_csv, upsert_people, LoadCounts};
 pub use reviews::PgReviews;
 
 use std::future::Future;
