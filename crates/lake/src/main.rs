@@ -8,6 +8,7 @@
 mod bench;
 mod check;
 mod db;
+mod matching;
 mod reaper;
 mod review;
 
@@ -75,6 +76,9 @@ enum Cmd {
     Db(db::DbCmdArgs),
     /// The person index: `lake people load FILE` upserts the county's export (normalised).
     People(db::PeopleArgs),
+    /// Try the matching rules: records against a person file (or database), decisions to CSV,
+    /// precision and recall per tier with --truth.
+    Match(matching::MatchArgs),
     /// The WorkSpaces reaper in dry run: `lake reaper plan [--fleet FILE]` prints what it would do.
     #[command(subcommand)]
     Reaper(reaper::ReaperCmd),
@@ -246,6 +250,7 @@ fn main() -> ExitCode {
         Cmd::Review(a) => review::run(a),
         Cmd::Db(a) => db::run(a),
         Cmd::People(a) => db::run_people(a),
+        Cmd::Match(a) => matching::run(a),
         Cmd::Reaper(c) => reaper::run(c),
         Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {
             let (deps, _) = lake.deps(None).await?;

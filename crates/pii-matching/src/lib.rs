@@ -10,6 +10,7 @@
 
 pub mod compare;
 pub mod deploy;
+pub mod evaluate;
 pub mod handler;
 pub mod index;
 pub mod matcher;
