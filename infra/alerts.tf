@@ -1,7 +1,8 @@
-# Ops alert topic: DLQ alarms (template.yaml) and the functions' failure alerts publish here.
+# Ops alert topic: the alarms (template.yaml, audit.tf, below), the functions' failure alerts and
+# EventBridge rules (GuardDuty findings, AWS Backup failures) publish here.
 resource "aws_sns_topic" "alerts" {
   name              = "${local.name}-alerts"
-  kms_master_key_id = aws_kms_key.lake.arn
+  kms_master_key_id = aws_kms_key.ops.arn
 }
 
 data "aws_iam_policy_document" "alerts" {
@@ -12,6 +13,20 @@ data "aws_iam_policy_document" "alerts" {
     principals {
       type        = "Service"
       identifiers = ["cloudwatch.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+  statement {
+    sid       = "EventBridgeAndSesOfThisAccount"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alerts.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com", "ses.amazonaws.com"]
     }
     condition {
       test     = "StringEquals"
@@ -46,4 +61,74 @@ resource "aws_sns_topic_subscription" "alert_email" {
   topic_arn = aws_sns_topic.alerts.arn
   protocol  = "email"
   endpoint  = each.key
+}
+
+# ---- Aurora: CPU, connections, free local storage ----
+locals {
+  aurora_alarms = {
+    cpu = { metric = "CPUUtilization", stat = "Average", op = "GreaterThanThreshold", threshold = 80, what = "CPU above 80% for 15 minutes" }
+    # pii-matching holds at most 5 (reserved concurrency x 1 pooled connection); more is someone else.
+    connections  = { metric = "DatabaseConnections", stat = "Maximum", op = "GreaterThanThreshold", threshold = var.db_connections_alarm, what = "more connections than pii-matching opens" }
+    free-storage = { metric = "FreeLocalStorage", stat = "Minimum", op = "LessThanThreshold", threshold = 2147483648, what = "less than 2 GiB free local storage" }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "aurora" {
+  for_each            = local.aurora_alarms
+  alarm_name          = "${local.name}-aurora-${each.key}"
+  alarm_description   = "Aurora ${local.name}: ${each.value.what}"
+  namespace           = "AWS/RDS"
+  metric_name         = each.value.metric
+  dimensions          = { DBClusterIdentifier = aws_rds_cluster.lake.cluster_identifier }
+  statistic           = each.value.stat
+  period              = 300
+  evaluation_periods  = 3
+  threshold           = each.value.threshold
+  comparison_operator = each.value.op
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+}
+
+# ---- Transfer Family: failed SFTP logins (structured logs, activity-type AUTH_FAILURE) ----
+resource "aws_cloudwatch_log_metric_filter" "sftp_auth_failure" {
+  name           = "${local.name}-sftp-auth-failure"
+  log_group_name = aws_cloudwatch_log_group.transfer.name
+  pattern        = "\"AUTH_FAILURE\""
+  metric_transformation {
+    name      = "sftp-auth-failure"
+    namespace = "CountyLake/${var.environment}/Transfer"
+    value     = "1"
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "sftp_auth_failure" {
+  alarm_name          = "${local.name}-sftp-auth-failures"
+  alarm_description   = "SFTP: 5 or more failed logins in 15 minutes (a partner's key problem, or someone guessing)"
+  namespace           = "CountyLake/${var.environment}/Transfer"
+  metric_name         = "sftp-auth-failure"
+  statistic           = "Sum"
+  period              = 900
+  evaluation_periods  = 1
+  threshold           = 5
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+  depends_on          = [aws_cloudwatch_log_metric_filter.sftp_auth_failure]
+}
+
+# ---- AWS Backup: a failed, aborted or expired backup or copy job ----
+resource "aws_cloudwatch_event_rule" "backup_failures" {
+  name        = "${local.name}-backup-failures"
+  description = "AWS Backup backup/copy jobs that did not complete"
+  event_pattern = jsonencode({
+    "source" : ["aws.backup"],
+    "detail-type" : ["Backup Job State Change", "Copy Job State Change"],
+    "detail" : { "state" : ["FAILED", "ABORTED", "EXPIRED"] }
+  })
+}
+
+resource "aws_cloudwatch_event_target" "backup_failures" {
+  rule      = aws_cloudwatch_event_rule.backup_failures.name
+  target_id = "alerts"
+  arn       = aws_sns_topic.alerts.arn
 }

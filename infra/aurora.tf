@@ -42,7 +42,7 @@ resource "aws_rds_cluster_parameter_group" "lake" {
 resource "aws_cloudwatch_log_group" "aurora" {
   name              = "/aws/rds/cluster/${local.name}-aurora/postgresql"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.lake.arn
+  kms_key_id        = aws_kms_key.ops.arn
 }
 
 resource "aws_rds_cluster" "lake" {

@@ -1,11 +1,16 @@
-# The lake's customer managed key: S3 (SSE-KMS), SQS, SNS, DynamoDB, CloudWatch Logs, Lambda
-# environment, Aurora storage and its master-user secret all use it.
+# Three customer managed keys, so that one key's grants never open another's data:
+#   lake   - PHI data: the ingestion/raw/quarantine buckets, DynamoDB tables, Aurora storage and its
+#            master-user secret, the backup vault, the replica buckets' source objects.
+#   ops    - operations: log groups, SQS queues and DLQs, the alert topic, Lambda environments,
+#            CloudTrail, AWS Config and the access-log bucket.
+#   reaper - the WorkSpaces reaper's reports, notices and DLQ.
+# In a key policy, Resource "*" means "this key": it is the only value KMS accepts there.
 resource "aws_kms_key" "lake" {
-  description             = "${local.name} data lake customer managed key"
+  description             = "${local.name} PHI data key"
   enable_key_rotation     = true
   rotation_period_in_days = 365
   deletion_window_in_days = 30
-  policy                  = data.aws_iam_policy_document.kms.json
+  policy                  = data.aws_iam_policy_document.kms_lake.json
 }
 
 resource "aws_kms_alias" "lake" {
@@ -13,14 +18,42 @@ resource "aws_kms_alias" "lake" {
   target_key_id = aws_kms_key.lake.key_id
 }
 
-# In a key policy, Resource "*" means "this key": it is the only value KMS accepts there.
-data "aws_iam_policy_document" "kms" {
+resource "aws_kms_key" "ops" {
+  description             = "${local.name} operations key (logs, queues, alerts, audit trail)"
+  enable_key_rotation     = true
+  rotation_period_in_days = 365
+  deletion_window_in_days = 30
+  policy                  = data.aws_iam_policy_document.kms_ops.json
+}
+
+resource "aws_kms_alias" "ops" {
+  name          = "alias/${local.name}-ops"
+  target_key_id = aws_kms_key.ops.key_id
+}
+
+resource "aws_kms_key" "reaper" {
+  description             = "${local.name} WorkSpaces reaper key"
+  enable_key_rotation     = true
+  rotation_period_in_days = 365
+  deletion_window_in_days = 30
+  policy                  = data.aws_iam_policy_document.kms_reaper.json
+}
+
+resource "aws_kms_alias" "reaper" {
+  name          = "alias/${local.name}-reaper"
+  target_key_id = aws_kms_key.reaper.key_id
+}
+
+# PHI data key: IAM in this account only; each role's own policy grants it, limited by
+# kms:ViaService and encryption context (template.yaml, infra/transfer.tf). Until the reaper's
+# resources move to the reaper key, its log group and EventBridge dead letters need the two
+# service statements at the end (scoped to the reaper's log group and this account).
+data "aws_iam_policy_document" "kms_lake" {
   # checkov:skip=CKV_AWS_109:Key policy: Resource "*" is this key only; administration is delegated to IAM in this account (root), as AWS's default key policy does.
-  # checkov:skip=CKV_AWS_111:Key policy: Resource "*" is this key only; write actions go to the account root (IAM-delegated) and to named service principals limited by aws:SourceAccount / encryption context.
+  # checkov:skip=CKV_AWS_111:Key policy: Resource "*" is this key only; write actions go to the account root (IAM-delegated) and, for the reaper's log group and DLQ, to CloudWatch Logs / EventBridge of this account only.
   # checkov:skip=CKV_AWS_356:Key policy: Resource "*" is the only resource KMS accepts in a key policy and means this key.
   statement {
     sid       = "AccountRootIamDelegation"
-    effect    = "Allow"
     actions   = ["kms:*"]
     resources = ["*"]
     principals {
@@ -28,17 +61,54 @@ data "aws_iam_policy_document" "kms" {
       identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
     }
   }
-
   statement {
-    sid    = "CloudWatchLogsOfThisAccount"
-    effect = "Allow"
-    actions = [
-      "kms:Encrypt",
-      "kms:Decrypt",
-      "kms:ReEncrypt*",
-      "kms:GenerateDataKey*",
-      "kms:DescribeKey",
-    ]
+    sid       = "ReaperLogGroupUntilReaperKey"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["logs.${local.region}.${local.dns_suffix}"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${local.name}-workspace-reaper"]
+    }
+  }
+  statement {
+    sid       = "ReaperDeadLettersUntilReaperKey"
+    actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+# Operations key: CloudWatch Logs (by encryption context), CloudTrail (by trail), and the services
+# that write into the lake's encrypted queues, topics and buckets on the account's behalf.
+data "aws_iam_policy_document" "kms_ops" {
+  # checkov:skip=CKV_AWS_109:Key policy: Resource "*" is this key only; administration is delegated to IAM in this account (root), as AWS's default key policy does.
+  # checkov:skip=CKV_AWS_111:Key policy: Resource "*" is this key only; write actions go to the account root (IAM-delegated) and to named service principals limited by aws:SourceAccount / aws:SourceArn / encryption context.
+  # checkov:skip=CKV_AWS_356:Key policy: Resource "*" is the only resource KMS accepts in a key policy and means this key.
+  statement {
+    sid       = "AccountRootIamDelegation"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
+    }
+  }
+  statement {
+    sid       = "CloudWatchLogsOfThisAccount"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
     resources = ["*"]
     principals {
       type        = "Service"
@@ -50,13 +120,30 @@ data "aws_iam_policy_document" "kms" {
       values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*"]
     }
   }
-
-  # Services that write into the lake's KMS-encrypted queues, topics and buckets on the account's
-  # behalf: S3 event notifications -> ingest queue, S3 access-log delivery, SNS -> SQS, CloudWatch
-  # alarms -> alert topic, EventBridge -> reaper DLQ. Only for resources of this account.
+  statement {
+    sid       = "CloudTrailOfThisAccount"
+    actions   = ["kms:GenerateDataKey*", "kms:DescribeKey"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudtrail.amazonaws.com"]
+    }
+    condition {
+      test     = "StringLike"
+      variable = "kms:EncryptionContext:aws:cloudtrail:arn"
+      values   = ["arn:${local.partition}:cloudtrail:*:${local.account_id}:trail/*"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+  # S3 event notifications -> ingest queue, S3 access-log delivery, SNS -> SQS, CloudWatch alarms
+  # and EventBridge rules -> alert topic, SES notice events -> alert topic, AWS Config delivery.
+  # Only for resources of this account.
   statement {
     sid       = "AwsServicesForThisAccount"
-    effect    = "Allow"
     actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
     resources = ["*"]
     principals {
@@ -68,7 +155,53 @@ data "aws_iam_policy_document" "kms" {
         "sqs.amazonaws.com",
         "cloudwatch.amazonaws.com",
         "events.amazonaws.com",
+        "config.amazonaws.com",
+        "ses.amazonaws.com",
       ]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+# Reaper key: its log group, and EventBridge dead-lettering into its DLQ.
+data "aws_iam_policy_document" "kms_reaper" {
+  # checkov:skip=CKV_AWS_109:Key policy: Resource "*" is this key only; administration is delegated to IAM in this account (root), as AWS's default key policy does.
+  # checkov:skip=CKV_AWS_111:Key policy: Resource "*" is this key only; write actions go to the account root (IAM-delegated) and to named service principals limited by aws:SourceAccount / encryption context.
+  # checkov:skip=CKV_AWS_356:Key policy: Resource "*" is the only resource KMS accepts in a key policy and means this key.
+  statement {
+    sid       = "AccountRootIamDelegation"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
+    }
+  }
+  statement {
+    sid       = "CloudWatchLogsOfThisAccount"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["logs.${local.region}.${local.dns_suffix}"]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${local.name}-workspace-reaper"]
+    }
+  }
+  statement {
+    sid       = "EventBridgeAndS3ForThisAccount"
+    actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com", "s3.amazonaws.com", "logging.s3.amazonaws.com"]
     }
     condition {
       test     = "StringEquals"

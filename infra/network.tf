@@ -1,5 +1,6 @@
-# Private-only VPC: no internet gateway, no NAT. Every AWS API the VPC-attached workloads use is
-# reached through an endpoint.
+# The lake VPC. Private subnets (every PHI function, Aurora) have no route out: no NAT, and every
+# AWS API they use is reached through an endpoint. With sftp_internet_facing an internet gateway
+# serves only the public subnets that hold the SFTP endpoint (below).
 resource "aws_vpc" "lake" {
   cidr_block           = var.vpc_cidr
   enable_dns_support   = true
@@ -36,7 +37,7 @@ resource "aws_route_table_association" "private" {
 resource "aws_cloudwatch_log_group" "flow_logs" {
   name              = "/county-lake/${var.environment}/vpc-flow-logs"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.lake.arn
+  kms_key_id        = aws_kms_key.ops.arn
 }
 
 resource "aws_flow_log" "lake" {
@@ -134,6 +135,44 @@ resource "aws_vpc_security_group_egress_rule" "lambda_to_db" {
   referenced_security_group_id = aws_security_group.db.id
 }
 
+# The router and both workflows: PHI in memory, no database; out to the endpoints only.
+resource "aws_security_group" "pipeline" {
+  # checkov:skip=CKV2_AWS_5:Attached outside terraform: template.yaml puts the router and both workflows in it (SAM parameter PipelineSecurityGroupId).
+  name_prefix = "${local.name}-pipeline-"
+  description = "Router and workflow Lambdas: out to the VPC endpoints only"
+  vpc_id      = aws_vpc.lake.id
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_egress_rule" "pipeline_to_endpoints" {
+  security_group_id            = aws_security_group.pipeline.id
+  description                  = "HTTPS to the interface endpoints"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = aws_security_group.endpoints.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "pipeline_to_s3" {
+  security_group_id = aws_security_group.pipeline.id
+  description       = "HTTPS to S3 through the gateway endpoint"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  prefix_list_id    = aws_vpc_endpoint.s3.prefix_list_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "pipeline_to_dynamodb" {
+  security_group_id = aws_security_group.pipeline.id
+  description       = "HTTPS to DynamoDB through the gateway endpoint"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  prefix_list_id    = aws_vpc_endpoint.dynamodb.prefix_list_id
+}
+
 resource "aws_security_group" "endpoints" {
   name_prefix = "${local.name}-endpoints-"
   description = "Interface VPC endpoints: HTTPS from inside the VPC"
@@ -171,19 +210,53 @@ resource "aws_vpc_security_group_ingress_rule" "db_from_lambda" {
 }
 
 # ---- endpoints ----
-# Interface endpoints for what the VPC-attached code calls (xray: pii-matching has Tracing: Active).
+# Interface endpoints for what the VPC-attached functions call (xray: Tracing: Active; sts: the
+# SDK's credential and region resolution). Each endpoint policy admits only this account's
+# principals, and (where the call names a resource) only this account's resources, so a stolen
+# session inside the VPC cannot move data to another account through an endpoint.
 locals {
-  interface_endpoints = toset(["sqs", "sns", "secretsmanager", "kms", "logs", "xray"])
+  interface_endpoints = toset(["sqs", "sns", "secretsmanager", "kms", "logs", "xray", "sts"])
+  # X-Ray segments and STS calls name no resource of an account: principal check only.
+  principal_only_endpoints = toset(["xray", "sts"])
+}
+
+data "aws_iam_policy_document" "endpoint" {
+  for_each = setunion(local.interface_endpoints, toset(["s3", "dynamodb"]))
+  statement {
+    sid       = "OwnAccountOnly"
+    actions   = ["${each.key}:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:PrincipalAccount"
+      values   = [local.account_id]
+    }
+    dynamic "condition" {
+      for_each = contains(local.principal_only_endpoints, each.key) ? [] : [1]
+      content {
+        test     = "StringEquals"
+        variable = "aws:ResourceAccount"
+        values   = [local.account_id]
+      }
+    }
+  }
 }
 
 resource "aws_vpc_endpoint" "interface" {
-  for_each            = local.interface_endpoints
-  vpc_id              = aws_vpc.lake.id
-  service_name        = "com.amazonaws.${local.region}.${each.key}"
+  for_each = local.interface_endpoints
+  vpc_id   = aws_vpc.lake.id
+  # KMS has a separate FIPS endpoint service; the functions use FIPS endpoints in GovCloud
+  # (template.yaml AWS_USE_FIPS_ENDPOINT), so kms-fips.<region> must resolve inside the VPC.
+  service_name        = "com.amazonaws.${local.region}.${each.key == "kms" && var.fips_endpoints ? "kms-fips" : each.key}"
   vpc_endpoint_type   = "Interface"
   private_dns_enabled = true
   subnet_ids          = aws_subnet.private[*].id
   security_group_ids  = [aws_security_group.endpoints.id]
+  policy              = data.aws_iam_policy_document.endpoint[each.key].json
   tags                = { Name = "${local.name}-${each.key}" }
 }
 
@@ -192,6 +265,7 @@ resource "aws_vpc_endpoint" "s3" {
   service_name      = "com.amazonaws.${local.region}.s3"
   vpc_endpoint_type = "Gateway"
   route_table_ids   = [aws_route_table.private.id]
+  policy            = data.aws_iam_policy_document.endpoint["s3"].json
   tags              = { Name = "${local.name}-s3" }
 }
 
@@ -200,5 +274,43 @@ resource "aws_vpc_endpoint" "dynamodb" {
   service_name      = "com.amazonaws.${local.region}.dynamodb"
   vpc_endpoint_type = "Gateway"
   route_table_ids   = [aws_route_table.private.id]
+  policy            = data.aws_iam_policy_document.endpoint["dynamodb"].json
   tags              = { Name = "${local.name}-dynamodb" }
+}
+
+# ---- internet-facing SFTP (sftp_internet_facing) ----
+# Public subnets hold only the Transfer Family endpoint's interfaces and its Elastic IPs; the
+# functions and Aurora stay in the private subnets, which have no route to the internet gateway.
+resource "aws_internet_gateway" "sftp" {
+  count  = var.sftp_internet_facing ? 1 : 0
+  vpc_id = aws_vpc.lake.id
+  tags   = { Name = "${local.name}-sftp" }
+}
+
+resource "aws_subnet" "public" {
+  count                   = var.sftp_internet_facing ? local.az_count : 0
+  vpc_id                  = aws_vpc.lake.id
+  cidr_block              = cidrsubnet(var.vpc_cidr, 8, 240 + count.index)
+  availability_zone       = local.azs[count.index]
+  map_public_ip_on_launch = false
+  tags                    = { Name = "${local.name}-sftp-public-${local.azs[count.index]}", Tier = "public-sftp-only" }
+}
+
+resource "aws_route_table" "public" {
+  count  = var.sftp_internet_facing ? 1 : 0
+  vpc_id = aws_vpc.lake.id
+  tags   = { Name = "${local.name}-sftp-public" }
+}
+
+resource "aws_route" "public_internet" {
+  count                  = var.sftp_internet_facing ? 1 : 0
+  route_table_id         = aws_route_table.public[0].id
+  destination_cidr_block = "0.0.0.0/0"
+  gateway_id             = aws_internet_gateway.sftp[0].id
+}
+
+resource "aws_route_table_association" "public" {
+  count          = var.sftp_internet_facing ? local.az_count : 0
+  subnet_id      = aws_subnet.public[count.index].id
+  route_table_id = aws_route_table.public[0].id
 }

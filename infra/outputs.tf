@@ -1,7 +1,27 @@
 # These feed the SAM template's parameters (docs/DEPLOY.md, "Outputs -> parameters").
 output "kms_key_arn" {
-  description = "SAM KmsKeyArn"
+  description = "SAM KmsKeyArn: the PHI data key"
   value       = aws_kms_key.lake.arn
+}
+
+output "ops_kms_key_arn" {
+  description = "SAM OpsKmsKeyArn: logs, queues, Lambda environments, access-log bucket"
+  value       = aws_kms_key.ops.arn
+}
+
+output "reaper_kms_key_arn" {
+  description = "The WorkSpaces reaper's key (its reports, notices, DLQ and log group)"
+  value       = aws_kms_key.reaper.arn
+}
+
+output "pipeline_security_group_id" {
+  description = "SAM PipelineSecurityGroupId: the router and both workflows"
+  value       = aws_security_group.pipeline.id
+}
+
+output "sftp_elastic_ips" {
+  description = "Public addresses of the SFTP endpoint (partners allow these in their firewalls); empty when internal"
+  value       = aws_eip.sftp[*].public_ip
 }
 
 output "alert_topic_arn" {
@@ -47,9 +67,11 @@ output "sam_parameter_overrides" {
   value = join(" ", [
     "Environment=${var.environment}",
     "KmsKeyArn=${aws_kms_key.lake.arn}",
+    "OpsKmsKeyArn=${aws_kms_key.ops.arn}",
     "AlertTopicArn=${aws_sns_topic.alerts.arn}",
     "VpcSubnetIds=${join(",", aws_subnet.private[*].id)}",
     "VpcSecurityGroupId=${aws_security_group.lambda.id}",
+    "PipelineSecurityGroupId=${aws_security_group.pipeline.id}",
     "DbSecretArn=${aws_rds_cluster.lake.master_user_secret[0].secret_arn}",
     "DbHost=${aws_rds_cluster.lake.endpoint}",
     "DbName=${aws_rds_cluster.lake.database_name}",

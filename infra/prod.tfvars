@@ -4,7 +4,7 @@ vpc_cidr                 = "10.41.0.0/16"
 availability_zones       = ["us-gov-west-1a", "us-gov-west-1b", "us-gov-west-1c"]
 log_retention_days       = 2192 # six years (HIPAA documentation retention)
 alert_emails             = ["lake-oncall@example.gov"]
-sftp_allowed_cidrs       = ["10.210.0.0/16"]
+sftp_allowed_cidrs       = ["203.0.113.0/24"] # placeholder (RFC 5737): the partners' public egress CIDRs
 db_min_acu               = 0.5
 db_max_acu               = 16
 db_instance_count        = 2
@@ -22,4 +22,5 @@ sftp_users = {
     ssh_public_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIProdPlaceholderKeyForValleyClinicReplaceMe0000 valley_clinic"]
   }
 }
-backup_retention_days    = 2192 # six years
+backup_retention_days = 2192 # six years
+audit_lock_mode       = "COMPLIANCE"

@@ -1,10 +1,13 @@
-# Transfer Family SFTP: an internal VPC endpoint reached by partner networks over site-to-site
-# VPN / Direct Connect (sftp_allowed_cidrs). Each hospital is one service-managed user whose home
+# Transfer Family SFTP: a VPC-hosted endpoint. With sftp_internet_facing (the default) it is
+# internet-facing as AWS documents it: Elastic IPs on the endpoint in the public subnets, and a
+# security group that admits port 22 only from the partners' public CIDRs (sftp_allowed_cidrs).
+# Without it, the endpoint is internal and partners need a VPN / Direct Connect route into the
+# VPC, which this foundation does not build. Each hospital is one service-managed user whose home
 # is its own <source>/ prefix of the ingestion bucket, and whose session (scope-down) policy
 # allows nothing outside that prefix.
 resource "aws_security_group" "sftp" {
   name_prefix = "${local.name}-sftp-"
-  description = "Transfer Family SFTP endpoint: port 22 from partner networks"
+  description = "Transfer Family SFTP endpoint: port 22 from the partners' CIDRs only"
   vpc_id      = aws_vpc.lake.id
   lifecycle {
     create_before_destroy = true
@@ -24,7 +27,7 @@ resource "aws_vpc_security_group_ingress_rule" "sftp" {
 resource "aws_cloudwatch_log_group" "transfer" {
   name              = "/aws/transfer/${local.name}"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.lake.arn
+  kms_key_id        = aws_kms_key.ops.arn
 }
 
 resource "aws_transfer_server" "sftp" {
@@ -34,19 +37,28 @@ resource "aws_transfer_server" "sftp" {
   domain                 = "S3"
   # FIPS endpoints in GovCloud; checkov CKV_AWS_380 fails a policy older than 24 months, so this
   # must move to the newest FIPS policy at least every two years.
-  security_policy_name   = "TransferSecurityPolicy-FIPS-2025-03"
-  logging_role           = aws_iam_role.transfer_logging.arn
+  security_policy_name = "TransferSecurityPolicy-FIPS-2025-03"
+  logging_role         = aws_iam_role.transfer_logging.arn
   structured_log_destinations = [
     "${aws_cloudwatch_log_group.transfer.arn}:*",
   ]
 
   endpoint_details {
-    vpc_id             = aws_vpc.lake.id
-    subnet_ids         = aws_subnet.private[*].id
-    security_group_ids = [aws_security_group.sftp.id]
+    vpc_id                 = aws_vpc.lake.id
+    subnet_ids             = var.sftp_internet_facing ? aws_subnet.public[*].id : aws_subnet.private[*].id
+    address_allocation_ids = var.sftp_internet_facing ? aws_eip.sftp[*].allocation_id : null
+    security_group_ids     = [aws_security_group.sftp.id]
   }
 
   tags = { Name = "${local.name}-sftp" }
+}
+
+# One Elastic IP per endpoint subnet: the fixed addresses partners allow in their firewalls.
+resource "aws_eip" "sftp" {
+  # checkov:skip=CKV2_AWS_19:These addresses are attached to the Transfer Family server's VPC endpoint (endpoint_details.address_allocation_ids), not to EC2 instances.
+  count  = var.sftp_internet_facing ? local.az_count : 0
+  domain = "vpc"
+  tags   = { Name = "${local.name}-sftp-${count.index}" }
 }
 
 # ---- logging role ----
@@ -91,8 +103,9 @@ resource "aws_iam_role_policy" "transfer_logging" {
 }
 
 # ---- the users' role: the ingestion bucket; each user's session policy narrows it to one prefix ----
+# Fixed name: the ingestion bucket policy (template.yaml) admits writes only from this role.
 resource "aws_iam_role" "sftp_user" {
-  name_prefix        = "${local.name}-sftp-user-"
+  name               = "${local.name}-sftp-user"
   assume_role_policy = data.aws_iam_policy_document.transfer_trust.json
 }
 
@@ -112,6 +125,16 @@ data "aws_iam_policy_document" "sftp_user" {
     sid       = "EncryptWithLakeKey"
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
     resources = [aws_kms_key.lake.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${local.region}.${local.dns_suffix}"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:aws:s3:arn"
+      values   = [local.ingestion_bucket_arn]
+    }
   }
 }
 
@@ -144,6 +167,11 @@ data "aws_iam_policy_document" "sftp_scope_down" {
     sid       = "EncryptWithLakeKey"
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
     resources = [aws_kms_key.lake.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${local.region}.${local.dns_suffix}"]
+    }
   }
 }
 

@@ -55,8 +55,18 @@ variable "sftp_users" {
 }
 
 variable "sftp_allowed_cidrs" {
-  description = "Partner networks (site-to-site VPN / Direct Connect) allowed to reach the internal SFTP endpoint on port 22."
+  description = "Partner networks allowed to reach SFTP on port 22: their public egress CIDRs (internet-facing endpoint), or their VPN / Direct Connect ranges (internal endpoint). Never 0.0.0.0/0."
   type        = list(string)
+  validation {
+    condition     = length(var.sftp_allowed_cidrs) > 0 && alltrue([for c in var.sftp_allowed_cidrs : can(cidrnetmask(c)) && c != "0.0.0.0/0"])
+    error_message = "sftp_allowed_cidrs must list the partners' CIDRs (valid IPv4 CIDRs, not 0.0.0.0/0)."
+  }
+}
+
+variable "sftp_internet_facing" {
+  description = "true: the SFTP endpoint gets Elastic IPs in public subnets (reachable from the internet, limited to sftp_allowed_cidrs). false: internal, reachable only over a VPN / Direct Connect route into the VPC that is built elsewhere."
+  type        = bool
+  default     = true
 }
 
 variable "db_engine_version" {
@@ -93,4 +103,87 @@ variable "backup_retention_days" {
   description = "Days AWS Backup keeps each daily recovery point."
   type        = number
   default     = 35
+}
+
+# ---- audit and detective controls (each "provided" switch: the organisation runs it already) ----
+variable "organization_trail_provided" {
+  description = "true when an organisation CloudTrail already covers this account as docs/DEPLOY.md requires (all regions, management events, S3 data events on the PHI buckets, DynamoDB data events, log-file validation, a locked bucket); no trail is created here then."
+  type        = bool
+  default     = false
+}
+
+variable "audit_retention_days" {
+  description = "Object Lock retention of the audit bucket (CloudTrail, AWS Config); six years = 2192."
+  type        = number
+  default     = 2192
+}
+
+variable "audit_lock_mode" {
+  description = "Object Lock mode of the audit bucket: GOVERNANCE (bypass with s3:BypassGovernanceRetention) or COMPLIANCE (nobody, not even root, can shorten it)."
+  type        = string
+  default     = "GOVERNANCE"
+  validation {
+    condition     = contains(["GOVERNANCE", "COMPLIANCE"], var.audit_lock_mode)
+    error_message = "audit_lock_mode must be GOVERNANCE or COMPLIANCE."
+  }
+}
+
+variable "guardduty_provided" {
+  description = "true when GuardDuty (with S3 protection) is already enabled for this account by the organisation's delegated administrator."
+  type        = bool
+  default     = false
+}
+
+variable "guardduty_s3_malware_scan" {
+  description = "Scan every new upload to the ingestion bucket with GuardDuty Malware Protection for S3; only where the region offers it (docs/DEPLOY.md)."
+  type        = bool
+  default     = false
+}
+
+variable "aws_config_provided" {
+  description = "true when AWS Config is already recording this account and region (organisation setup)."
+  type        = bool
+  default     = false
+}
+
+variable "hipaa_conformance_pack_template_s3_uri" {
+  description = "s3:// URI of AWS's 'Operational Best Practices for HIPAA Security' conformance pack template (docs/DEPLOY.md); null deploys no pack."
+  type        = string
+  default     = null
+}
+
+variable "access_analyzer_provided" {
+  description = "true when an IAM Access Analyzer (organisation or account zone of trust) already covers this account."
+  type        = bool
+  default     = false
+}
+
+variable "replica_region" {
+  description = "Second region for the backup copies (the other GovCloud region)."
+  type        = string
+  default     = "us-gov-east-1"
+}
+
+variable "backup_min_retention_days" {
+  description = "Vault Lock minimum retention: no recovery point can be deleted earlier, by anyone."
+  type        = number
+  default     = 7
+}
+
+variable "backup_vault_lock_changeable_days" {
+  description = "Vault Lock grace period (days, >= 3); after it the lock itself can no longer be changed or removed."
+  type        = number
+  default     = 3
+}
+
+variable "db_connections_alarm" {
+  description = "Aurora DatabaseConnections above this raise an alarm (pii-matching opens at most 5)."
+  type        = number
+  default     = 10
+}
+
+variable "fips_endpoints" {
+  description = "The functions call FIPS endpoints (true in GovCloud: template.yaml sets AWS_USE_FIPS_ENDPOINT there); the KMS interface endpoint is then the kms-fips service."
+  type        = bool
+  default     = true
 }

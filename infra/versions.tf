@@ -1,5 +1,6 @@
-# The foundation the SAM template (../template.yaml) runs in: KMS customer key, private VPC with
-# endpoints, Aurora PostgreSQL Serverless v2, Transfer Family SFTP, the ops alert topic.
+# The foundation the SAM template (../template.yaml) runs in: KMS keys (data, ops, reaper), the VPC
+# with endpoints, Aurora PostgreSQL Serverless v2, Transfer Family SFTP, the ops alert topic,
+# AWS Backup, the audit trail and the detective controls.
 # Only the aws provider; every ARN is built from data.aws_partition so GovCloud (aws-us-gov) works.
 terraform {
   required_version = ">= 1.6.0"
@@ -19,6 +20,21 @@ terraform {
 
 provider "aws" {
   region = var.region
+
+  default_tags {
+    tags = {
+      Project     = "county-lake"
+      Environment = var.environment
+      ManagedBy   = "terraform"
+      DataClass   = "phi"
+    }
+  }
+}
+
+# The second GovCloud region: the backup copies' vault (backup.tf).
+provider "aws" {
+  alias  = "replica"
+  region = var.replica_region
 
   default_tags {
     tags = {

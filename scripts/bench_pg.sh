@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts (or stops) a throwaway PostgreSQL 15 with the settings ../shared/bench/baseline_match.py
+# Starts (or stops) a throwaway PostgreSQL 15 with the settings bench/baseline_match.py
 # gives its own server (shared_buffers 512MB, fsync off, ...), for the matching benchmark:
 #   bash scripts/bench_pg.sh start [PORT]   # prints the URL for --database-url
 #   bash scripts/bench_pg.sh stop

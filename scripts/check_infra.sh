@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Static checks of the deployment files (no AWS account needed). Called by .ci/run and GitLab's lint stage.
 #   cfn-lint   template.yaml (default region, then us-gov-west-1)
-#   check_template.py   env vars, least-privilege grants, queues, alarms, partition, CI parity
+#   check_template.py   env vars, least-privilege grants, queues, alarms, partition, CI parity,
+#                       bucket policies, keys, FIPS, retention, the terraform foundation, supply chain
+#   test_bucket_policies.py   every bucket policy evaluated against its real writers' requests
 #   terraform  infra/*.tf, *.tfvars parse (HCL2); the terraform binary is not needed
 #   checkov    template.yaml, the SAM-expanded template, infra/: zero failed checks, with checks/
 # Every checkov skip is written beside its resource with its reason (docs/DEPLOY.md lists them).
@@ -35,6 +37,10 @@ cfnlint --regions us-gov-west-1 -- template.yaml
 # ---- template <-> code ----
 step "check_template.py"
 python3 scripts/check_template.py template.yaml
+
+# ---- bucket policies against the writers' requests ----
+step "test_bucket_policies.py"
+python3 scripts/test_bucket_policies.py template.yaml
 
 # ---- terraform syntax ----
 step "terraform files parse"

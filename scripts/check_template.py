@@ -9,6 +9,14 @@ beside it. Also: queue redrive/visibility rules, KMS on queues/topics/log groups
 ${AWS::Partition} in every ARN, the reaper's classic EventBridge rule, and that .gitlab-ci.yml
 parses and its lint/test jobs run the same commands as .ci/run.
 
+The HIPAA review's findings, each asserted: bucket policies deny only an explicit wrong encryption
+and admit writes only from the roles granted them; PHI functions in the VPC; the data / ops keys
+where they belong and every KMS grant of a PHI role limited by kms:ViaService; errors, throttles
+and queue-age alarms; DLQs and tables retained; FIPS endpoints in GovCloud; the retention
+parameter; in infra/: internet-facing SFTP, the audit trail, detective controls with their
+"provided" switches, locked and copied backups, endpoint policies; cargo deny and the pinned RDS
+CA bundle. scripts/test_bucket_policies.py evaluates the bucket policies themselves.
+
 Ties to the code: each `LAKE_*` name in crates/layer/src/config.rs (`mod names`) must be set by
 some function, and a Lambda crate's `REQUIRED_ENV: &[&str] = &[...]` must be set on its function.
 
@@ -59,10 +67,12 @@ for _t in ["Ref", "Sub", "GetAtt", "If", "Equals", "Join", "Select", "Split", "F
 # env: name -> expected value (("Ref", X) = !Ref X; a plain string = that literal).
 # grants: (resource logical id or parameter, ARN suffix) -> exact set of actions.
 KMS = {"kms:Decrypt", "kms:GenerateDataKey"}
+DATA_AND_OPS = {("KmsKeyArn", ""): KMS, ("OpsKmsKeyArn", ""): KMS}
 REF = "Ref"
 FUNCTIONS = {
     "IngestionRouterFunction": {
         "bin": "ingestion-router", "queue": "IngestQueue", "log_group": "IngestionRouterLogGroup",
+        "vpc": "PipelineSecurityGroupId",
         "env": {
             "LAKE_DATASETS_TABLE": (REF, "DatasetsTable"), "LAKE_RUNS_TABLE": (REF, "RunsTable"),
             "LAKE_QUEUE_DELIMITED": (REF, "WorkflowDelimitedQueue"), "LAKE_QUEUE_JSON": (REF, "WorkflowJsonQueue"),
@@ -76,11 +86,11 @@ FUNCTIONS = {
             ("WorkflowJsonQueue", ""): {"sqs:SendMessage"},
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
             ("AlertTopicArn", ""): {"sns:Publish"},
-            ("KmsKeyArn", ""): KMS,
+            **DATA_AND_OPS,
         },
     },
     "PiiMatchingFunction": {
-        "bin": "pii-matching", "queue": "PiiQueue", "log_group": "PiiMatchingLogGroup", "vpc": True,
+        "bin": "pii-matching", "queue": "PiiQueue", "log_group": "PiiMatchingLogGroup", "vpc": "VpcSecurityGroupId",
         "env": {
             "LAKE_RUNS_TABLE": (REF, "RunsTable"), "LAKE_RAW_BUCKET": (REF, "RawBucket"),
             "LAKE_QUARANTINE_BUCKET": (REF, "QuarantineBucket"), "LAKE_KMS_KEY_ID": (REF, "KmsKeyArn"),
@@ -96,7 +106,7 @@ FUNCTIONS = {
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
             ("AlertTopicArn", ""): {"sns:Publish"},
             ("DbSecretArn", ""): {"secretsmanager:GetSecretValue"},
-            ("KmsKeyArn", ""): KMS,
+            **DATA_AND_OPS,
         },
     },
     "WorkspaceReaperFunction": {
@@ -123,6 +133,7 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
                         ("json", "WorkflowJsonQueue", "WorkflowJson")):
     FUNCTIONS[f"{pfx}Function"] = {
         "bin": "semi-structured-workflow", "queue": queue, "log_group": f"{pfx}LogGroup",
+        "vpc": "PipelineSecurityGroupId",
         "env": {
             "LAKE_FORMAT_FAMILY": fam, "LAKE_DATASETS_TABLE": (REF, "DatasetsTable"),
             "LAKE_RUNS_TABLE": (REF, "RunsTable"), "LAKE_RAW_BUCKET": (REF, "RawBucket"),
@@ -139,16 +150,20 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
             ("PiiQueue", ""): {"sqs:SendMessage"},
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
             ("AlertTopicArn", ""): {"sns:Publish"},
-            ("KmsKeyArn", ""): KMS,
+            **DATA_AND_OPS,
         },
     }
+PHI_FUNCTIONS = {fn for fn, spec in FUNCTIONS.items() if spec.get("vpc")}
+# The reaper's resources may use the data key until they move to the reaper key (infra/kms.tf).
+REAPER_KEYS = ({"Ref": "KmsKeyArn"}, {"Ref": "ReaperKmsKeyArn"})
+REAPER_RESOURCES = {"WorkspaceReaperLogGroup", "ReaperDLQ", "ReaperNotifyTopic", "ReportsBucket"}
 
 # Statements where AWS requires Resource "*": Sid -> (functions allowed to have it, exact actions).
 STAR_ALLOWED = {
     "XRayWriteNoResourceLevel": (set(FUNCTIONS), {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}),
     "DescribeWorkspacesNoResourceLevel": ({"WorkspaceReaperFunction"}, {
         "workspaces:DescribeWorkspaces", "workspaces:DescribeWorkspacesConnectionStatus", "workspaces:DescribeTags"}),
-    "VpcNetworkInterfacesNoResourceLevel": ({"PiiMatchingFunction"}, {
+    "VpcNetworkInterfacesNoResourceLevel": (PHI_FUNCTIONS, {
         "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
         "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}),
 }
@@ -210,12 +225,12 @@ def check_functions(tpl, raw_text):
         if lg != {"Ref": spec["log_group"]}:
             fail(f"{where} LoggingConfig.LogGroup is not !Ref {spec['log_group']}")
         lgp = res.get(spec["log_group"], {}).get("Properties", {})
-        if lgp.get("KmsKeyId") != {"Ref": "KmsKeyArn"} or "RetentionInDays" not in lgp:
-            fail(f"{spec['log_group']}: needs KmsKeyId !Ref KmsKeyArn and RetentionInDays")
+        if "RetentionInDays" not in lgp:
+            fail(f"{spec['log_group']}: needs RetentionInDays")
         if spec.get("vpc"):
             vpc = props.get("VpcConfig", {})
-            if vpc.get("SubnetIds") != {"Ref": "VpcSubnetIds"} or vpc.get("SecurityGroupIds") != [{"Ref": "VpcSecurityGroupId"}]:
-                fail(f"{where} must run in VpcSubnetIds / VpcSecurityGroupId")
+            if vpc.get("SubnetIds") != {"Ref": "VpcSubnetIds"} or vpc.get("SecurityGroupIds") != [{"Ref": spec["vpc"]}]:
+                fail(f"{where} must run in VpcSubnetIds / {spec['vpc']} (every PHI function is in the lake VPC)")
         elif "VpcConfig" in props:
             fail(f"{where} unexpected VpcConfig")
 
@@ -318,17 +333,19 @@ def check_queues_topics_alarms(tpl):
     res = tpl["Resources"]
     queues = {k: v.get("Properties", {}) for k, v in res.items() if v["Type"] == "AWS::SQS::Queue"}
     for name, p in queues.items():
-        if p.get("KmsMasterKeyId") != {"Ref": "KmsKeyArn"}:
-            fail(f"{name}: queue not encrypted with KmsKeyArn")
+        if not key_ok(name, p.get("KmsMasterKeyId")):
+            fail(f"{name}: queue not encrypted with OpsKmsKeyArn")
+        if name.endswith("DLQ") and res[name].get("DeletionPolicy") != "Retain":
+            fail(f"{name}: a DLQ needs DeletionPolicy: Retain")
         rp = p.get("RedrivePolicy")
         if not name.endswith("DLQ"):
             if not rp or rp.get("maxReceiveCount") != 4:
                 fail(f"{name}: needs RedrivePolicy with maxReceiveCount 4")
     for name, v in res.items():
-        if v["Type"] == "AWS::SNS::Topic" and v["Properties"].get("KmsMasterKeyId") != {"Ref": "KmsKeyArn"}:
-            fail(f"{name}: topic not encrypted with KmsKeyArn")
-        if v["Type"] == "AWS::Logs::LogGroup" and v["Properties"].get("KmsKeyId") != {"Ref": "KmsKeyArn"}:
-            fail(f"{name}: log group not encrypted with KmsKeyArn")
+        if v["Type"] == "AWS::SNS::Topic" and not key_ok(name, v["Properties"].get("KmsMasterKeyId")):
+            fail(f"{name}: topic not encrypted with the reaper's key")
+        if v["Type"] == "AWS::Logs::LogGroup" and not key_ok(name, v["Properties"].get("KmsKeyId")):
+            fail(f"{name}: log group not encrypted with OpsKmsKeyArn")
     alarmed = set()
     for v in res.values():
         if v["Type"] == "AWS::CloudWatch::Alarm":
@@ -350,6 +367,13 @@ def check_queues_topics_alarms(tpl):
             fail("ReaperScheduleRule: target must be the reaper with RetryPolicy and DeadLetterConfig ReaperDLQ")
     if any(v["Type"] == "AWS::Scheduler::Schedule" for v in res.values()):
         fail("EventBridge Scheduler is not allowed (not on every HIPAA-eligible list)")
+
+
+def key_ok(name, ref):
+    """Queues and log groups use the operations key; the reaper's resources the data or reaper key."""
+    if name in REAPER_RESOURCES:
+        return ref in REAPER_KEYS
+    return ref == {"Ref": "OpsKmsKeyArn"}
 
 
 def check_partition(raw_text, tpl):
@@ -434,6 +458,199 @@ def check_ci():
         fail(".gitlab-ci.yml: no job caches cargo's registry and target dir")
 
 
+# ---------------------------------------------------------------- HIPAA review findings
+PHI_BUCKETS = ("IngestionBucket", "RawBucket", "QuarantineBucket")
+SSE_KEYS = ("s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id")
+
+
+def statements_of(res, name):
+    return as_list(res[name]["Properties"]["PolicyDocument"]["Statement"])
+
+
+def check_bucket_policies(tpl):
+    """Deny only an explicit wrong algorithm/key (a put without headers gets the default), and on
+    the PHI buckets admit writes only from the roles whose policies grant s3:PutObject there."""
+    res = tpl["Resources"]
+    policies = {v["Properties"]["Bucket"]["Ref"]: k for k, v in res.items() if v["Type"] == "AWS::S3::BucketPolicy"}
+    writers: dict = {b: set() for b in PHI_BUCKETS}
+    for fn in FUNCTIONS:
+        for (target, _sfx), acts in FUNCTIONS[fn]["grants"].items():
+            if target in writers and "s3:PutObject" in acts:
+                writers[target].add(res[fn]["Properties"]["Role"]["Fn::GetAtt"][0])
+    for bucket in (*PHI_BUCKETS, "AccessLogsBucket"):
+        pol = policies.get(bucket)
+        if not pol:
+            fail(f"{bucket}: no bucket policy")
+            continue
+        sts = statements_of(res, pol)
+        for st in sts:
+            for op, keys in st.get("Condition", {}).items():
+                if op.endswith("IfExists") and any(k in SSE_KEYS for k in keys) and st.get("Effect") == "Deny":
+                    fail(f"{pol} {st.get('Sid')}: {op} on an SSE header denies puts that send none "
+                         "(Transfer Family, log delivery); use Null false + StringNotEquals")
+        sids = {st.get("Sid") for st in sts}
+        for sid in ("DenyInsecureTransport", "DenyPutWithOtherEncryption", "DenyPutWithOtherKey", "DenyKmsWithoutKeyId"):
+            if sid not in sids:
+                fail(f"{pol}: statement {sid} missing")
+        if bucket not in writers:
+            continue
+        st = next((x for x in sts if x.get("Sid") == "DenyWritesExceptPipelineRoles"), None)
+        if not st:
+            fail(f"{pol}: no DenyWritesExceptPipelineRoles (writes only from the pipeline roles)")
+            continue
+        listed = as_list(st.get("Condition", {}).get("ArnNotEquals", {}).get("aws:PrincipalArn", []))
+        got = {x["Fn::GetAtt"][0] for x in listed if isinstance(x, dict) and "Fn::GetAtt" in x}
+        if bucket == "IngestionBucket":
+            want_sftp = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/county-lake-${Environment}-sftp-user"}
+            if want_sftp not in listed:
+                fail(f"{pol}: the partners' SFTP role must be the ingestion bucket's writer")
+        if got != writers[bucket]:
+            fail(f"{pol}: writers {sorted(got)} != roles granted s3:PutObject {sorted(writers[bucket])}")
+
+
+def check_keys(tpl):
+    """PHI data key on the PHI buckets and tables; ops key on the access-log bucket; every KMS grant
+    of a PHI function's role limited by kms:ViaService."""
+    res = tpl["Resources"]
+
+    def bucket_key(name):
+        rules = res[name]["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        return rules[0]["ServerSideEncryptionByDefault"].get("KMSMasterKeyID"), rules[0].get("BucketKeyEnabled")
+    for b in PHI_BUCKETS:
+        if bucket_key(b) != ({"Ref": "KmsKeyArn"}, True):
+            fail(f"{b}: default encryption must be SSE-KMS with KmsKeyArn and a bucket key")
+    if bucket_key("AccessLogsBucket") != ({"Ref": "OpsKmsKeyArn"}, True):
+        fail("AccessLogsBucket: default encryption must be SSE-KMS with OpsKmsKeyArn and a bucket key")
+    for name, v in res.items():
+        if v["Type"] == "AWS::DynamoDB::Table":
+            if v["Properties"]["SSESpecification"].get("KMSMasterKeyId") != {"Ref": "KmsKeyArn"}:
+                fail(f"{name}: table not encrypted with KmsKeyArn")
+            if v.get("DeletionPolicy") != "Retain":
+                fail(f"{name}: a table needs DeletionPolicy: Retain")
+    for fn in PHI_FUNCTIONS:
+        role = res[res[fn]["Properties"]["Role"]["Fn::GetAtt"][0]]
+        for pol in role["Properties"]["Policies"]:
+            for st in as_list(pol["PolicyDocument"]["Statement"]):
+                if any(str(a).startswith("kms:") for a in as_list(st.get("Action", []))):
+                    via = st.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
+                    if not via:
+                        fail(f"{fn}: KMS statement {st.get('Sid')} without a kms:ViaService condition")
+
+
+def check_alarms_retention_fips(tpl):
+    res = tpl["Resources"]
+    alarms = [v["Properties"] for v in res.values() if v["Type"] == "AWS::CloudWatch::Alarm"]
+
+    def has(metric, dim, ref):
+        return any(a.get("MetricName") == metric and a.get("AlarmActions") == [{"Ref": "AlertTopicArn"}]
+                   and {"Name": dim, "Value": ref} in a.get("Dimensions", []) for a in alarms)
+    for fn in FUNCTIONS:
+        for metric in ("Errors", "Throttles"):
+            if not has(metric, "FunctionName", {"Ref": fn}):
+                fail(f"{fn}: no {metric} alarm to AlertTopicArn")
+    for name, v in res.items():
+        if v["Type"] == "AWS::SQS::Queue" and not has("ApproximateAgeOfOldestMessage", "QueueName", {"Fn::GetAtt": [name, "QueueName"]}):
+            fail(f"{name}: no oldest-message-age alarm to AlertTopicArn")
+    # FIPS endpoints in GovCloud for every function's SDK (Globals are merged into each function).
+    genv = tpl.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    if genv.get("AWS_USE_FIPS_ENDPOINT") != {"Fn::If": ["InGovCloud", "true", "false"]}:
+        fail("Globals.Function: AWS_USE_FIPS_ENDPOINT must be !If [InGovCloud, \"true\", \"false\"]")
+    if tpl.get("Conditions", {}).get("InGovCloud") != {"Fn::Equals": [{"Ref": "AWS::Partition"}, "aws-us-gov"]}:
+        fail("Conditions: InGovCloud must be !Equals [!Ref AWS::Partition, aws-us-gov]")
+    # Retention of the originals and the quarantined rows.
+    if tpl["Parameters"].get("PhiRetentionDays", {}).get("Default") != 2192:
+        fail("parameter PhiRetentionDays must default to 2192 days (six years)")
+    ref = {"Ref": "PhiRetentionDays"}
+    ing = res["IngestionBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    if not any(r.get("ExpirationInDays") == ref and r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") == ref for r in ing):
+        fail("IngestionBucket: originals (current and noncurrent) must expire after PhiRetentionDays")
+    quar = res["QuarantineBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    if not any(r.get("ExpirationInDays") == ref for r in quar):
+        fail("QuarantineBucket: quarantined rows must expire after PhiRetentionDays")
+
+
+def tf_text():
+    return {f.name: f.read_text() for f in sorted((ROOT / "infra").glob("*.tf"))}
+
+
+def block(text, kind, typ, name):
+    """The body of `<kind> "<typ>" "<name>" { ... }` (brace-matched), or ''."""
+    m = re.search(rf'{kind} "{typ}" "{name}" \{{', text)
+    if not m:
+        return ""
+    depth, i = 1, m.end()
+    while depth and i < len(text):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    return text[m.end():i - 1]
+
+
+def check_terraform():
+    """The foundation's side of the review: SFTP reachable, audit trail, detective controls, locked
+    and copied backups, endpoints limited to the account (each assertion names what it proves)."""
+    tf = tf_text()
+    alltf = "\n".join(tf.values())
+
+    def need(cond, msg):
+        if not cond:
+            fail(f"infra/: {msg}")
+    srv = block(alltf, "resource", "aws_transfer_server", "sftp")
+    need('endpoint_type          = "VPC"' in srv or re.search(r'endpoint_type\s*=\s*"VPC"', srv), "SFTP must be a VPC-hosted endpoint")
+    need(re.search(r"address_allocation_ids\s*=\s*var\.sftp_internet_facing \? aws_eip\.sftp\[\*\]\.allocation_id", srv),
+         "SFTP endpoint must carry the Elastic IPs when internet-facing")
+    need(re.search(r"subnet_ids\s*=\s*var\.sftp_internet_facing \? aws_subnet\.public", srv), "internet-facing SFTP must sit in the public subnets")
+    need(re.search(r"gateway_id\s*=\s*aws_internet_gateway\.sftp", alltf), "public subnets need a route to the internet gateway")
+    need('c != "0.0.0.0/0"' in alltf, "sftp_allowed_cidrs must refuse 0.0.0.0/0")
+    need(re.search(r'cidr_ipv4\s*=\s*each\.key', block(alltf, "resource", "aws_vpc_security_group_ingress_rule", "sftp")),
+         "SFTP security group must admit only sftp_allowed_cidrs")
+    trail = block(alltf, "resource", "aws_cloudtrail", "lake")
+    for attr in ("is_multi_region_trail", "enable_log_file_validation", "include_global_service_events"):
+        need(re.search(rf"{attr}\s*=\s*true", trail), f"CloudTrail: {attr} = true")
+    need(re.search(r"kms_key_id\s*=\s*aws_kms_key\.ops\.arn", trail), "CloudTrail: encrypted with the ops key")
+    need("cloud_watch_logs_group_arn" in trail, "CloudTrail: delivered to CloudWatch Logs")
+    need('"AWS::S3::Object"' in trail and "local.phi_bucket_arns" in trail, "CloudTrail: S3 data events on the PHI buckets")
+    need('"AWS::DynamoDB::Table"' in trail and "local.lake_table_arns" in trail, "CloudTrail: DynamoDB data events on the lake tables")
+    need(re.search(r'count\s*=\s*local\.create_trail', trail) and "!var.organization_trail_provided" in alltf, "CloudTrail: organization_trail_provided switch")
+    need("object_lock_enabled = true" in block(alltf, "resource", "aws_s3_bucket", "audit"), "audit bucket must be Object Lock enabled")
+    for k in ("root-use", "iam-policy-change", "kms-key-disable-delete", "bucket-policy-change"):
+        need(re.search(rf"^\s*{k}\s*=", alltf, re.M), f"CloudTrail metric filter + alarm {k}")
+    need('name        = "S3_DATA_EVENTS"' in alltf or re.search(r'name\s*=\s*"S3_DATA_EVENTS"', alltf), "GuardDuty S3 protection")
+    need("aws_guardduty_malware_protection_plan" in alltf, "GuardDuty Malware Protection for S3 on the ingestion bucket (switch)")
+    need("aws_config_configuration_recorder" in alltf and "aws_config_conformance_pack" in alltf, "AWS Config + HIPAA conformance pack")
+    need("aws_accessanalyzer_analyzer" in alltf, "IAM Access Analyzer")
+    for var in ("guardduty_provided", "aws_config_provided", "access_analyzer_provided", "organization_trail_provided"):
+        need(f'variable "{var}"' in alltf, f'"already provided" switch {var}')
+    need("aws_backup_vault_lock_configuration" in alltf and "copy_action" in alltf, "Backup: vault lock and a cross-region copy")
+    need(re.search(r'region\s*=\s*var\.replica_region', alltf) and 'default     = "us-gov-east-1"' in alltf, "Backup copy region us-gov-east-1")
+    for a in ("aurora", "sftp_auth_failure", "backup_failures"):
+        need(re.search(rf'resource "aws_(cloudwatch_metric_alarm|cloudwatch_event_rule)" "{a}"', alltf), f"alarm/rule {a}")
+    ep = block(alltf, "data", "aws_iam_policy_document", "endpoint")
+    need("aws:PrincipalAccount" in ep and "aws:ResourceAccount" in ep, "endpoint policies limited to the account's principals and resources")
+    for e in ("aws_vpc_endpoint\" \"interface", "aws_vpc_endpoint\" \"s3", "aws_vpc_endpoint\" \"dynamodb"):
+        b = block(alltf, "resource", *e.split('" "'))
+        need("data.aws_iam_policy_document.endpoint" in b, f"{e.replace(chr(34), '')}: endpoint policy")
+    m = re.search(r"interface_endpoints\s*=\s*toset\(\[(.*?)\]\)", alltf)
+    have = set(re.findall(r'"(\w+)"', m.group(1))) if m else set()
+    need({"sqs", "sns", "kms", "secretsmanager", "logs", "sts", "xray"} <= have, f"interface endpoints {sorted(have)} miss some the functions call")
+    for key in ("lake", "ops", "reaper"):
+        need(f'resource "aws_kms_key" "{key}"' in alltf, f"KMS key {key}")
+
+
+def check_supply_chain():
+    run = (ROOT / ".ci/run").read_text()
+    if "cargo deny --offline check licenses bans sources" not in run:
+        fail(".ci/run: no `cargo deny --offline check licenses bans sources`")
+    deny = (ROOT / "deny.toml").read_text() if (ROOT / "deny.toml").exists() else ""
+    if "private = { ignore = true }" not in deny:
+        fail("deny.toml: the workspace's UNLICENSED, unpublished crates need private = { ignore = true }")
+    ci = (ROOT / ".gitlab-ci.yml").read_text()
+    if "bash scripts/fetch_rds_ca.sh" not in ci or "truststore.pki" in ci:
+        fail(".gitlab-ci.yml: the build must fetch the RDS CA bundle only through scripts/fetch_rds_ca.sh (SHA-256 pinned)")
+    fetch = (ROOT / "scripts/fetch_rds_ca.sh").read_text()
+    if "config/rds-ca-bundle.sha256" not in fetch or "sha256sum" not in fetch:
+        fail("scripts/fetch_rds_ca.sh must compare the bundle's SHA-256 with config/rds-ca-bundle.sha256")
+
+
 def main():
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "template.yaml"
     raw = path.read_text()
@@ -447,12 +664,18 @@ def main():
     check_partition(raw, tpl)
     check_code_ties(tpl)
     check_ci()
+    check_bucket_policies(tpl)
+    check_keys(tpl)
+    check_alarms_retention_fips(tpl)
+    check_terraform()
+    check_supply_chain()
     if errors:
         print(f"check_template: {len(errors)} problem(s):", file=sys.stderr)
         for e in errors:
             print(f"  - {e}", file=sys.stderr)
         sys.exit(1)
-    print(f"check_template: OK ({len(FUNCTIONS)} functions: env, grants, queues, alarms, partition, CI)")
+    print(f"check_template: OK ({len(FUNCTIONS)} functions: env, grants, queues, alarms, partition, CI, "
+          "bucket policies, keys, FIPS, retention, terraform foundation, supply chain)")
 
 
 if __name__ == "__main__":

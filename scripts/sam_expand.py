@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """Expand a SAM template into plain CloudFormation with the SAM translator (PyPI aws-sam-translator),
 so checkov also sees what SAM generates: event source mappings, Lambda permissions, event-invoke
-configs. Metadata (checkov skips) is passed through. Adapted from ../shared/reference/sam_expand.py,
-which used cfn-lint's private copy of the translator; cfn-lint 1.5x no longer ships it, so this
-calls aws-sam-translator's own API (CI must not depend on ../shared either).
+configs. Metadata (checkov skips) is passed through. It calls aws-sam-translator's own API (cfn-lint
+1.5x no longer ships the private copy of the translator that older expansion scripts used).
 
 usage: python3 scripts/sam_expand.py template.yaml [region] [out.json]
        -> writes out.json (default: template.transformed.json beside the template), prints its path

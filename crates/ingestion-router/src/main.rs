@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
             let is_sqs = ev.payload["Records"][0]["eventSource"] == "aws:sqs";
             if is_sqs {
                 let sqs: SqsEvent = serde_json::from_value(ev.payload)?;
-                Ok::<Value, Error>(serde_json::to_value(ingestion_router::handle(deps, sqs).await)?)
+                let resp = ingestion_router::handle(deps, LambdaEvent::new(sqs, ev.context)).await;
+                Ok::<Value, Error>(serde_json::to_value(resp)?)
             } else {
                 ingestion_router::handle_s3(deps, &ev.payload.to_string()).await?;
                 Ok(Value::Null)

@@ -1,4 +1,4 @@
-//! `lake bench`: the transform against the pandas and polars baselines of `../shared/bench`,
+//! `lake bench`: the transform against the pandas and polars baselines of `bench/` (the project's own pandas and polars re-creations of the original pipeline),
 //! interleaved in one run (so all see the same machine), each engine a separate process.
 //! Reports wall-clock rows/s, MB/s, peak RSS and the ratios the targets are stated in.
 
@@ -28,7 +28,7 @@ pub struct BenchArgs {
     #[arg(long, num_args = 1.., default_values = ["st_marys", "county_general", "valley_clinic"])]
     dialects: Vec<String>,
     /// The baselines' folder.
-    #[arg(long, default_value = "../shared/bench")]
+    #[arg(long, default_value = "bench")]
     bench_dir: PathBuf,
     /// Python with pandas, pyarrow and polars installed.
     #[arg(long, default_value = "/tmp/benchvenv/bin/python")]

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lake::embedded;
+use layer::{AuditVerdict, Backend};
 
 #[derive(Parser)]
 #[command(name = "lake", version, about = "County health-data lake: contracts, embedded runs, operations")]
@@ -62,8 +63,9 @@ enum Cmd {
         file_id: Option<String>,
         #[arg(long)]
         source: Option<String>,
+        /// Only envelopes of this error kind (e.g. UnknownSource, HeaderMismatch).
         #[arg(long)]
-        error_kind: Option<String>,
+        error_kind: Option<layer::ErrorKind>,
         /// Drive the pipeline after replaying (embedded lake).
         #[arg(long, default_value_t = true)]
         run: bool,
@@ -92,8 +94,8 @@ struct LakeArgs {
     /// `local` (folders, the default) or `aws`: S3/DynamoDB/SQS/SNS named by the LAKE_*
     /// environment variables (LAKE_INGEST_BUCKET, LAKE_INGEST_QUEUE_URL, LAKE_RAW_BUCKET, ...),
     /// honouring AWS_ENDPOINT_URL.
-    #[arg(long, default_value = "local", value_parser = ["local", "aws"])]
-    backend: String,
+    #[arg(long, default_value = "local")]
+    backend: Backend,
 }
 
 impl LakeArgs {
@@ -101,7 +103,7 @@ impl LakeArgs {
         &self,
         ingest_dir: Option<&std::path::Path>,
     ) -> anyhow::Result<(layer::pipeline::Deps, embedded::Topology)> {
-        if self.backend == "aws" {
+        if self.backend == Backend::Aws {
             embedded::aws_deps().await
         } else {
             Ok(embedded::local_deps(&self.lake, ingest_dir))
@@ -166,13 +168,13 @@ fn rt(f: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> anyhow:
 async fn run_embedded(a: RunArgs) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     let dir = a.dir.canonicalize().with_context(|| format!("cannot open {}", a.dir.display()))?;
-    if a.lake.backend == "local" {
+    if a.lake.backend == Backend::Local {
         std::fs::create_dir_all(&a.lake.lake)?;
     }
     let (deps, topo) = a.lake.deps(Some(&dir)).await?;
     // the person file is checked before anything runs: a wrong file changes nothing
     let matching = match &a.people {
-        Some(_) if a.lake.backend == "aws" => anyhow::bail!(
+        Some(_) if a.lake.backend == Backend::Aws => anyhow::bail!(
             "--people matches in the embedded lake only; with --backend aws the deployed pii-matching \
              function matches the pii queue against PostgreSQL"
         ),
@@ -183,7 +185,7 @@ async fn run_embedded(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    if a.lake.backend == "aws" {
+    if a.lake.backend == Backend::Aws {
         let n = embedded::upload_dir(&deps, &topo, &dir).await?;
         eprintln!("uploaded {n} file(s) to the ingestion bucket");
     }
@@ -206,7 +208,7 @@ async fn run_embedded(a: RunArgs) -> anyhow::Result<ExitCode> {
         "\nlake: {}  (raw/ quarantine/ under buckets/, DLQ under queues/dlq, alerts under topics/)",
         a.lake.lake.display()
     );
-    let pending: Vec<_> = runs.iter().filter(|r| r.stage == "matching-pending").collect();
+    let pending: Vec<_> = runs.iter().filter(|r| r.stage == layer::Stage::MatchingPending).collect();
     if matching.is_some() {
         let mut t = embedded::MatchCounts::default();
         counts.values().for_each(|c| t += *c);
@@ -238,6 +240,62 @@ async fn run_embedded(a: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn audit(
+    dir: Option<PathBuf>,
+    lake: LakeArgs,
+    max_in_flight: i64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let dir = dir.map(|d| d.canonicalize()).transpose()?;
+    let (deps, topo) = lake.deps(dir.as_deref()).await?;
+    let rows = embedded::audit(&deps, &topo, max_in_flight).await?;
+    for r in &rows {
+        if json {
+            println!("{}", serde_json::to_string(r)?);
+        } else {
+            println!("{:<16}  {:<11}  {}", r.file_id, r.verdict, r.why);
+        }
+    }
+    let count = |v: AuditVerdict| rows.iter().filter(|r| r.verdict == v).count();
+    let at_risk = count(AuditVerdict::AtRisk);
+    eprintln!(
+        "audit: {} object version(s): {} done, {} failed with envelope, {} in flight, {} AT RISK",
+        rows.len(),
+        count(AuditVerdict::Done),
+        count(AuditVerdict::FailedEnveloped),
+        count(AuditVerdict::InFlight),
+        at_risk
+    );
+    Ok(if at_risk == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn redrive(lake: LakeArgs, f: embedded::RedriveFilter, run: bool) -> anyhow::Result<ExitCode> {
+    let (deps, topo) = lake.deps(None).await?;
+    let report = embedded::redrive(&deps, &topo, &f).await?;
+    for (e, why) in &report.not_replayed {
+        eprintln!("not redriven: {} ({}): {why}; its envelope stays in the DLQ", e.file_id, e.error_kind);
+    }
+    let done = report.replayed;
+    for e in &done {
+        println!(
+            "redriven {} ({}, {}) -> {}",
+            e.file_id,
+            e.source.as_deref().unwrap_or("-"),
+            e.error_kind,
+            e.function
+        );
+    }
+    println!("{} envelope(s) replayed", done.len());
+    if run && !done.is_empty() {
+        embedded::drain(&deps, &topo).await?;
+        let runs = embedded::status(&deps).await?;
+        let ids: Vec<&str> = done.iter().map(|e| e.file_id.as_str()).collect();
+        let mine: Vec<_> = runs.into_iter().filter(|r| ids.contains(&r.file_id.as_str())).collect();
+        print!("{}", embedded::table(&mine, false));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     layer::telemetry::init_cli();
     let cli = Cli::parse();
@@ -259,29 +317,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Run(a) => rt(run_embedded(a)),
-        Cmd::Audit { dir, lake, max_in_flight, json } => rt(async move {
-            let dir = dir.map(|d| d.canonicalize()).transpose()?;
-            let (deps, topo) = lake.deps(dir.as_deref()).await?;
-            let rows = embedded::audit(&deps, &topo, max_in_flight).await?;
-            let at_risk = rows.iter().filter(|r| r.verdict == "AT_RISK").count();
-            for r in &rows {
-                if json {
-                    println!("{}", serde_json::to_string(r)?);
-                } else {
-                    println!("{:<16}  {:<11}  {}", r.file_id, r.verdict, r.why);
-                }
-            }
-            let count = |v: &str| rows.iter().filter(|r| r.verdict == v).count();
-            eprintln!(
-                "audit: {} object version(s): {} done, {} failed with envelope, {} in flight, {} AT RISK",
-                rows.len(),
-                count("DONE"),
-                count("FAILED+DLQ"),
-                count("IN_FLIGHT"),
-                at_risk
-            );
-            Ok(if at_risk == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }),
+        Cmd::Audit { dir, lake, max_in_flight, json } => rt(audit(dir, lake, max_in_flight, json)),
         Cmd::Status { lake, show_keys } => rt(async move {
             let (deps, _) = lake.deps(None).await?;
             let runs = embedded::status(&deps).await?;
@@ -289,29 +325,9 @@ fn main() -> ExitCode {
             print!("{}", embedded::table_with(&runs, Some(&counts), show_keys));
             Ok(ExitCode::SUCCESS)
         }),
-        Cmd::Redrive { lake, file_id, source, error_kind, run } => rt(async move {
-            let (deps, topo) = lake.deps(None).await?;
-            let f = embedded::RedriveFilter { file_id, source, error_kind };
-            let done = embedded::redrive(&deps, &topo, &f).await?;
-            for e in &done {
-                println!(
-                    "redriven {} ({}, {}) -> {}",
-                    e.file_id,
-                    e.source.as_deref().unwrap_or("-"),
-                    e.error_kind,
-                    e.function
-                );
-            }
-            println!("{} envelope(s) replayed", done.len());
-            if run && !done.is_empty() {
-                embedded::drain(&deps, &topo).await?;
-                let runs = embedded::status(&deps).await?;
-                let ids: Vec<&str> = done.iter().map(|e| e.file_id.as_str()).collect();
-                let mine: Vec<_> = runs.into_iter().filter(|r| ids.contains(&r.file_id.as_str())).collect();
-                print!("{}", embedded::table(&mine, false));
-            }
-            Ok(ExitCode::SUCCESS)
-        }),
+        Cmd::Redrive { lake, file_id, source, error_kind, run } => {
+            rt(redrive(lake, embedded::RedriveFilter { file_id, source, error_kind }, run))
+        }
     };
     match res {
         Ok(code) => code,

@@ -1,6 +1,6 @@
 //! `lake contract check` as a data engineer runs it: the real binary, real files, real Parquet
 //! read back. The expected outputs in `tests/expected/` were written by the reference pandas
-//! pipeline (`../shared/bench/baseline_pandas.py`) from the same sample files.
+//! pipeline (`bench/baseline_pandas.py`) from the same sample files.
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,4 +1,4 @@
-//! Every format of issue 4 through `lake contract check` as a data engineer runs it: each
+//! Every format through `lake contract check` as a data engineer runs it: each
 //! sample gives specific canonical values, and each hostile input ends in its documented outcome
 //! (`docs/FORMATS.md`). Samples come from `crates/transform/tests/gen_formats.py`, compressed
 //! hostile files from `crates/transform/tests/gen_hostile.py`.

@@ -54,7 +54,7 @@ async fn five_hundred_files_from_twenty_sources_each_done_once() {
     let mut events: Vec<String> = objs
         .iter()
         .flat_map(|o| {
-            let e = layer::s3event::notification(&topo.ingest_bucket, &o.key, None, o.size);
+            let e = layer::s3event::notification(&topo.ingest_bucket, o.key.expose(), None, o.size);
             [e.clone(), e]
         })
         .collect();
@@ -89,6 +89,6 @@ async fn five_hundred_files_from_twenty_sources_each_done_once() {
     let sources: std::collections::BTreeSet<_> = runs.iter().filter_map(|r| r.source.clone()).collect();
     assert_eq!(sources.len(), 20);
     let audit = lake::embedded::audit(&deps, &topo, 0).await.unwrap();
-    assert!(audit.iter().all(|r| r.verdict == "DONE"));
+    assert!(audit.iter().all(|r| r.verdict == layer::AuditVerdict::Done));
     eprintln!("load: 500 files (1,000 events, shuffled, duplicated) from 20 sources in {secs:.1}s = {:.0} files/s (debug build)", 500.0 / secs);
 }

@@ -88,9 +88,9 @@ async fn scenario(op: &'static str, skip: u32, times: u32, when: When, transient
 
     let audit = lake::embedded::audit(&clean, &topo, 0).await.unwrap();
     assert_eq!(audit.len(), 3, "{ctx}");
-    let at_risk: Vec<_> = audit.iter().filter(|r| r.verdict == "AT_RISK").collect();
+    let at_risk: Vec<_> = audit.iter().filter(|r| r.verdict == layer::AuditVerdict::AtRisk).collect();
     assert!(at_risk.is_empty(), "{ctx}: at risk {at_risk:?}");
-    assert!(audit.iter().all(|r| r.verdict == "DONE"), "{ctx}: {audit:?}");
+    assert!(audit.iter().all(|r| r.verdict == layer::AuditVerdict::Done), "{ctx}: {audit:?}");
 
     // every output exactly once, with exactly the expected rows
     let raw = files_under(&tmp.path().join("lake/buckets/raw"), ".parquet");

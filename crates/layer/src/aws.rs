@@ -117,7 +117,7 @@ impl ObjectStore for S3Store {
                 .map_err(|e| sdk_err("s3", "ListObjectVersions", e))?;
             for v in page.versions() {
                 out.push(ObjectVersion {
-                    key: v.key().unwrap_or_default().to_string(),
+                    key: v.key().unwrap_or_default().into(),
                     version_id: v.version_id().filter(|v| *v != "null").map(Into::into),
                     size: v.size().unwrap_or_default() as u64,
                     last_modified: v.last_modified().map(|t| t.to_string()).unwrap_or_default(),
@@ -254,7 +254,7 @@ impl DynamoMetadata {
             ("sk".to_string(), s("ledger")),
             ("file_id".to_string(), s(&run.file_id)),
             ("status".to_string(), s(run.status.as_str())),
-            ("stage".to_string(), s(&run.stage)),
+            ("stage".to_string(), s(run.stage.as_str())),
             ("updated_at".to_string(), s(&run.updated_at)),
             ("doc".to_string(), s(doc)),
         ]);
@@ -262,7 +262,7 @@ impl DynamoMetadata {
             item.insert("source".into(), s(src));
         }
         if let Some(k) = &run.error_kind {
-            item.insert("error_kind".into(), s(k));
+            item.insert("error_kind".into(), s(k.as_str()));
         }
         Ok(item)
     }
@@ -403,14 +403,19 @@ impl Metadata for DynamoMetadata {
         self.get_dataset_item(source, &format!("v#{version:04}")).await
     }
 
-    async fn set_dataset_status(&self, source: &str, status: &str, file_id: &str) -> Result<(), PortError> {
+    async fn set_dataset_status(
+        &self,
+        source: &str,
+        status: crate::ledger::Status,
+        file_id: &str,
+    ) -> Result<(), PortError> {
         self.client
             .update_item()
             .table_name(&self.datasets_table)
             .key("pk", s(format!("source#{source}")))
             .key("sk", s("current"))
             .update_expression("SET last_status = :s, last_file_id = :f, last_run_at = :t")
-            .expression_attribute_values(":s", s(status))
+            .expression_attribute_values(":s", s(status.as_str()))
             .expression_attribute_values(":f", s(file_id))
             .expression_attribute_values(":t", s(now()))
             .send()

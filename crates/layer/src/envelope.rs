@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::{ErrorKind, Function};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureEnvelope {
     pub file_id: String,
@@ -11,9 +13,9 @@ pub struct FailureEnvelope {
     pub key_hash: String,
     pub dataset: Option<String>,
     pub source: Option<String>,
-    /// The Lambda (stage) that failed: ingestion-router | semi-structured-workflow | pii-matching.
-    pub function: String,
-    pub error_kind: String,
+    /// The Lambda (stage) that failed.
+    pub function: Function,
+    pub error_kind: ErrorKind,
     pub error_message: String,
     pub attempts: u32,
     pub first_seen: String,

@@ -154,7 +154,12 @@ impl Metadata for Faulty<dyn Metadata> {
     ) -> Result<Option<PublishedContract>, PortError> {
         faulty!(self, "meta.contract_version", self.inner.contract_version(source, version).await)
     }
-    async fn set_dataset_status(&self, source: &str, status: &str, file_id: &str) -> Result<(), PortError> {
+    async fn set_dataset_status(
+        &self,
+        source: &str,
+        status: crate::ledger::Status,
+        file_id: &str,
+    ) -> Result<(), PortError> {
         faulty!(self, "meta.set_dataset_status", self.inner.set_dataset_status(source, status, file_id).await)
     }
 }

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::protocol::{ErrorKind, Stage};
+use crate::ObjectKey;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
@@ -42,22 +45,21 @@ pub struct Counts {
 pub struct RunRecord {
     pub file_id: String,
     pub bucket: String,
-    pub key: String,
+    pub key: ObjectKey,
     pub key_hash: String,
     pub version_id: Option<String>,
     pub source: Option<String>,
     pub dataset: Option<String>,
     pub contract_version: Option<u32>,
     pub status: Status,
-    /// router | queued | workflow | matching
-    pub stage: String,
+    pub stage: Stage,
     pub received_at: String,
     pub updated_at: String,
     #[serde(default)]
     pub counts: Counts,
     #[serde(default)]
     pub seconds: f64,
-    pub error_kind: Option<String>,
+    pub error_kind: Option<ErrorKind>,
     pub error_message: Option<String>,
     #[serde(default)]
     pub attempts: u32,
@@ -83,19 +85,19 @@ pub fn now() -> String {
 }
 
 impl RunRecord {
-    pub fn received(bucket: &str, key: &str, version: Option<&str>) -> Self {
+    pub fn received(bucket: &str, key: &ObjectKey, version: Option<&str>) -> Self {
         let t = now();
         Self {
-            file_id: file_id(bucket, key, version),
+            file_id: file_id(bucket, key.expose(), version),
             bucket: bucket.into(),
-            key: key.into(),
-            key_hash: crate::key_hash(key),
+            key: key.clone(),
+            key_hash: key.hash(),
             version_id: version.map(Into::into),
             source: None,
             dataset: None,
             contract_version: None,
             status: Status::Received,
-            stage: "router".into(),
+            stage: Stage::Router,
             received_at: t.clone(),
             updated_at: t,
             counts: Counts::default(),

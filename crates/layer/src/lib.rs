@@ -10,14 +10,21 @@
 pub mod aws;
 pub mod config;
 pub mod envelope;
+#[cfg(any(test, feature = "test-util"))]
 pub mod faults;
+pub mod key;
 pub mod ledger;
 pub mod local;
 pub mod metrics;
+pub mod ops;
 pub mod phi;
 pub mod pipeline;
 pub mod ports;
+pub mod protocol;
 pub mod s3event;
+pub mod sanitize;
 pub mod telemetry;
 
+pub use key::ObjectKey;
 pub use phi::{key_hash, Phi};
+pub use protocol::{AuditVerdict, Backend, ErrorKind, FormatFamily, Function, Stage};

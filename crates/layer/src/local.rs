@@ -95,7 +95,7 @@ impl ObjectStore for LocalObjectStore {
                     let modified: chrono::DateTime<chrono::Utc> =
                         md.modified().map(Into::into).unwrap_or_else(|_| chrono::Utc::now());
                     out.push(ObjectVersion {
-                        key,
+                        key: key.into(),
                         version_id: None,
                         size: md.len(),
                         last_modified: modified.to_rfc3339(),
@@ -343,11 +343,16 @@ impl Metadata for LocalMetadata {
         }
     }
 
-    async fn set_dataset_status(&self, source: &str, status: &str, file_id: &str) -> Result<(), PortError> {
+    async fn set_dataset_status(
+        &self,
+        source: &str,
+        status: crate::ledger::Status,
+        file_id: &str,
+    ) -> Result<(), PortError> {
         let dir = self.source_dir(source)?;
         std::fs::create_dir_all(&dir).map_err(|e| io("local-metadata", "status", e))?;
-        let body =
-            serde_json::json!({"last_status": status, "last_file_id": file_id, "at": now()}).to_string();
+        let body = serde_json::json!({"last_status": status.as_str(), "last_file_id": file_id, "at": now()})
+            .to_string();
         std::fs::write(dir.join("status.json"), body).map_err(|e| io("local-metadata", "status", e))
     }
 }

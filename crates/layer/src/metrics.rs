@@ -1,6 +1,7 @@
 //! CloudWatch Embedded Metric Format: one JSON line per data point on stdout inside Lambda, which
 //! CloudWatch turns into metrics with no API call. Dimensions are the function and the source id;
-//! values are counts and seconds. Never a key, a file name or a row value.
+//! values are counts and seconds. Inside a message scope each record also carries the request id
+//! and file id as properties (see `telemetry`). Never a key, a file name or a row value.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -38,6 +39,13 @@ pub fn emit(function: &str, source: Option<&str>, values: &[(&str, f64, &str)]) 
     });
     if let Some(s) = source {
         doc["source"] = s.into();
+    }
+    // correlation as properties, not dimensions: searchable in the log, no metric per file
+    if let Some(c) = crate::telemetry::correlation() {
+        doc["request_id"] = c.request_id.into();
+        if let Some(f) = c.file_id {
+            doc["file_id"] = f.into();
+        }
     }
     for (n, v, _) in values {
         doc[*n] = serde_json::json!(v);

@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 
-use crate::ledger::{PublishedContract, RunRecord};
+use crate::ledger::{PublishedContract, RunRecord, Status};
+use crate::ObjectKey;
 
 /// A failure of an outside service. `transient` says whether retrying can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +25,7 @@ impl PortError {
 /// One stored version of an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectVersion {
-    pub key: String,
+    pub key: ObjectKey,
     pub version_id: Option<String>,
     pub size: u64,
     /// RFC 3339.
@@ -87,5 +88,5 @@ pub trait Metadata: Send + Sync {
         version: u32,
     ) -> Result<Option<PublishedContract>, PortError>;
     /// Records the last run's status on the source's dataset entry.
-    async fn set_dataset_status(&self, source: &str, status: &str, file_id: &str) -> Result<(), PortError>;
+    async fn set_dataset_status(&self, source: &str, status: Status, file_id: &str) -> Result<(), PortError>;
 }

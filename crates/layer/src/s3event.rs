@@ -41,7 +41,7 @@ struct Object {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedObject {
     pub bucket: String,
-    pub key: String,
+    pub key: crate::ObjectKey,
     pub version_id: Option<String>,
     pub size: Option<u64>,
 }
@@ -76,7 +76,7 @@ pub fn parse(body: &str) -> Result<Vec<CreatedObject>, EventError> {
         .map(|r| {
             Ok(CreatedObject {
                 bucket: r.s3.bucket.name,
-                key: decode_key(&r.s3.object.key)?,
+                key: decode_key(&r.s3.object.key)?.into(),
                 version_id: r.s3.object.version_id.filter(|v| !v.is_empty() && v != "null"),
                 size: r.s3.object.size,
             })
@@ -112,7 +112,7 @@ mod tests {
         assert!(decode_key("%FF").is_err());
         let n = notification("in", "st_marys/x y+z é.csv", Some("v1"), 10);
         let got = parse(&n).unwrap();
-        assert_eq!(got[0].key, "st_marys/x y+z é.csv");
+        assert_eq!(got[0].key.expose(), "st_marys/x y+z é.csv");
         assert_eq!(got[0].version_id.as_deref(), Some("v1"));
         assert!(parse(r#"{"Event":"s3:TestEvent"}"#).unwrap().is_empty());
         assert!(parse("{}").is_err());

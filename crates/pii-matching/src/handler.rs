@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
 use layer::ledger::{now, Status};
-use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, StageError};
+use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, SqsInvocation, StageError};
+use layer::{ErrorKind, Function, Stage};
 use serde::Serialize;
 
 use crate::index::{IndexError, PersonIndex};
@@ -17,9 +18,9 @@ use crate::model::{Person, Record};
 use crate::reviews::{DecisionRow, ReviewRow, Reviews};
 use crate::rows;
 
-pub const FUNCTION: &str = "pii-matching";
+pub const FUNCTION: Function = Function::PiiMatching;
 /// Ledger stage once matching has finished for a file.
-pub const STAGE_MATCHED: &str = "matched";
+pub const STAGE_MATCHED: Stage = Stage::Matched;
 
 /// What the handler runs with: the pipeline's ports plus the person index and the review store.
 #[derive(Clone)]
@@ -64,11 +65,19 @@ struct Report<'a> {
 }
 
 fn index_err(e: IndexError) -> StageError {
-    StageError { kind: e.kind().into(), message: e.to_string(), transient: e.transient(), file: None }
+    let kind = match &e {
+        IndexError::Auth(_) => ErrorKind::DbAuthFailed,
+        IndexError::Denied(_) => ErrorKind::DbPermissionDenied,
+        IndexError::Unavailable(_) => ErrorKind::DbUnavailable,
+        IndexError::Query(_) => ErrorKind::DbQueryFailed,
+        IndexError::Secret(_) => ErrorKind::DbSecretFailed,
+        IndexError::Load(_) => ErrorKind::PersonIndexLoadFailed,
+    };
+    StageError { kind, message: e.to_string(), transient: e.transient(), file: None }
 }
 
 /// The SQS entry point.
-pub async fn handle(deps: &MatchDeps, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle(deps: &MatchDeps, event: SqsInvocation) -> SqsBatchResponse {
     let queue = deps.pipeline.cfg.pii_queue.clone();
     handle_batch(
         &deps.pipeline,
@@ -84,7 +93,8 @@ pub async fn handle(deps: &MatchDeps, event: SqsEvent) -> SqsBatchResponse {
 pub async fn process(d: &MatchDeps, m: SqsMessage) -> Result<MatchSummary, StageError> {
     let body = m.body.unwrap_or_default();
     let msg: PiiMessage = serde_json::from_str(&body)
-        .map_err(|e| StageError::permanent("BadMessage", format!("not a pii message: {e}")))?;
+        .map_err(|e| StageError::permanent(ErrorKind::BadMessage, format!("not a pii message: {e}")))?;
+    layer::telemetry::set_file_id(&msg.file_id);
     let ctx = FileCtx {
         file_id: msg.file_id.clone(),
         bucket: msg.bucket.clone(),
@@ -165,9 +175,13 @@ fn outcomes<'a>(
 async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError> {
     let t0 = std::time::Instant::now();
     let p = &d.pipeline;
-    let bytes =
-        p.store.get(&msg.bucket, &msg.bad_key, None).await.map_err(|e| StageError::port("S3GetFailed", e))?;
-    let batch = rows::read_parquet(bytes).map_err(|e| StageError::permanent("BadRecordsUnreadable", e.0))?;
+    let bytes = p
+        .store
+        .get(&msg.bucket, &msg.bad_key, None)
+        .await
+        .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e))?;
+    let batch =
+        rows::read_parquet(bytes).map_err(|e| StageError::permanent(ErrorKind::BadRecordsUnreadable, e.0))?;
     let records: Arc<[Record]> = rows::records(&batch, &msg.file_id).into();
     let missing = rows::missing(&batch);
     let (decisions, persons) =
@@ -187,22 +201,23 @@ async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError
     let kms = p.cfg.kms_key.as_deref();
     if !o.fills.is_empty() {
         let out = rows::complete(&batch, &o.fills).and_then(|b| rows::to_parquet(&b));
-        let out = out.map_err(|e| StageError::permanent("CompletionFailed", e.0))?;
+        let out = out.map_err(|e| StageError::permanent(ErrorKind::CompletionFailed, e.0))?;
         let key = rows::output_key(&msg.bad_key, "matched");
         p.store
             .put(&p.cfg.raw_bucket, &key, out, kms)
             .await
-            .map_err(|e| StageError::port("S3PutFailed", e))?;
+            .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
         s.matched_key = Some(key);
     }
     s.reviews_inserted = d.reviews.propose(&o.reviews).await.map_err(index_err)?;
     d.reviews.record(&o.audit).await.map_err(index_err)?;
     let report = serde_json::to_vec_pretty(&Report { file_id: &msg.file_id, summary: &s, rows: o.stays })
-        .map_err(|e| StageError::permanent("CompletionFailed", e.to_string()))?;
+        .map_err(|e| StageError::permanent(ErrorKind::CompletionFailed, e.to_string()))?;
     p.store
         .put(&p.cfg.quarantine_bucket, &s.report_key, report, kms)
         .await
-        .map_err(|e| StageError::port("S3PutFailed", e))?;
+        .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
+
     record_matched(p, msg, &s, t0.elapsed().as_secs_f64()).await?;
     tracing::info!(
         file_id = %msg.file_id,
@@ -223,7 +238,7 @@ async fn record_matched(
     s: &MatchSummary,
     seconds: f64,
 ) -> Result<(), StageError> {
-    match p.meta.get_run(&msg.file_id).await.map_err(|e| StageError::port("LedgerWriteFailed", e))? {
+    match p.meta.get_run(&msg.file_id).await.map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))? {
         Some(mut run) => {
             if run.stage != STAGE_MATCHED {
                 run.counts.good += s.completed;
@@ -231,7 +246,7 @@ async fn record_matched(
                 run.seconds += seconds;
             }
             run.status = Status::Done;
-            run.stage = STAGE_MATCHED.into();
+            run.stage = STAGE_MATCHED;
             run.updated_at = now();
             for k in s
                 .matched_key
@@ -243,7 +258,7 @@ async fn record_matched(
                     run.outputs.push(k);
                 }
             }
-            p.meta.put_run(&run).await.map_err(|e| StageError::port("LedgerWriteFailed", e))?;
+            p.meta.put_run(&run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
         }
         None => tracing::warn!(file_id = %msg.file_id, "no ledger entry for the file; counts not updated"),
     }

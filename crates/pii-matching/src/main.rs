@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let deps = pii_matching::setup::deps_from_env().await?;
     lambda_runtime::run(service_fn(|ev: LambdaEvent<SqsEvent>| {
         let deps = &deps;
-        async move { Ok::<_, Error>(pii_matching::handler::handle(deps, ev.payload).await) }
+        async move { Ok::<_, Error>(pii_matching::handler::handle(deps, ev).await) }
     }))
     .await
 }

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use layer::ledger::now;
 use layer::pipeline::{Deps, StageError};
+use layer::ErrorKind;
 
 use crate::index::IndexError;
 use crate::model::{Person, Record};
@@ -176,7 +177,7 @@ pub async fn reject(desk: &dyn ReviewDesk, id: i64, reviewer: &str) -> Result<St
 
 /// Completes the row of an accepted review like an exact match: the row with its missing fields
 /// filled from `person`, written to the raw bucket at a path derived from the record (a repeat
-/// overwrites), and the ledger counts moved once. Returns the raw key.
+/// overwrites), and the ledger counts moved. Returns the raw key.
 pub async fn complete_accepted(
     p: &Deps,
     review: &StoredReview,
@@ -186,29 +187,33 @@ pub async fn complete_accepted(
         .store
         .get(&review.bad_bucket, &review.bad_key, None)
         .await
-        .map_err(|e| StageError::port("S3GetFailed", e))?;
-    let batch = rows::read_parquet(bytes).map_err(|e| StageError::permanent("BadRecordsUnreadable", e.0))?;
+        .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e))?;
+    let batch =
+        rows::read_parquet(bytes).map_err(|e| StageError::permanent(ErrorKind::BadRecordsUnreadable, e.0))?;
     let row = usize::try_from(review.row_index).unwrap_or(usize::MAX);
     let missing = rows::missing(&batch);
     let Some(m) = missing.get(row) else {
-        return Err(StageError::permanent("BadRecordsUnreadable", format!("row {row} is not in the file")));
+        return Err(StageError::permanent(
+            ErrorKind::BadRecordsUnreadable,
+            format!("row {row} is not in the file"),
+        ));
     };
     if !rows::completable(m, person) {
         return Err(StageError::permanent(
-            "Incomplete",
+            ErrorKind::Incomplete,
             format!("the person index has no value for a missing field ({})", m.join(", ")),
         ));
     }
     let out = rows::complete(&batch, &[(row, person)])
         .and_then(|b| rows::to_parquet(&b))
-        .map_err(|e| StageError::permanent("CompletionFailed", e.0))?;
+        .map_err(|e| StageError::permanent(ErrorKind::CompletionFailed, e.0))?;
     let key = rows::output_key(&review.bad_key, &format!("reviewed-{row}"));
     p.store
         .put(&p.cfg.raw_bucket, &key, out, p.cfg.kms_key.as_deref())
         .await
-        .map_err(|e| StageError::port("S3PutFailed", e))?;
+        .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
     if let Some(mut run) =
-        p.meta.get_run(&review.file_id).await.map_err(|e| StageError::port("LedgerWriteFailed", e))?
+        p.meta.get_run(&review.file_id).await.map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))?
     {
         let full = format!("{}/{key}", p.cfg.raw_bucket);
         if !run.outputs.contains(&full) {
@@ -216,7 +221,7 @@ pub async fn complete_accepted(
             run.counts.bad = run.counts.bad.saturating_sub(1);
             run.outputs.push(full);
             run.updated_at = now();
-            p.meta.put_run(&run).await.map_err(|e| StageError::port("LedgerWriteFailed", e))?;
+            p.meta.put_run(&run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
         }
     }
     Ok(key)

@@ -150,10 +150,10 @@ async fn lake() -> Lake {
         cfg,
     };
     deps.store.put("quarantine", BAD_KEY, bad_parquet(), None).await.unwrap();
-    let mut run = RunRecord::received("ingest", "st_marys/f.csv", None);
+    let mut run = RunRecord::received("ingest", &"st_marys/f.csv".into(), None);
     run.file_id = FILE_ID.into();
     run.status = Status::Done;
-    run.stage = "matching-pending".into();
+    run.stage = layer::Stage::MatchingPending;
     run.counts.good = 96;
     run.counts.bad = 4;
     deps.meta.put_run(&run).await.unwrap();
@@ -173,7 +173,7 @@ fn message() -> String {
 }
 
 /// The SQS event Lambda would deliver (real event JSON shape).
-fn event(body: &str, receive_count: u32) -> SqsEvent {
+fn event(body: &str, receive_count: u32) -> layer::pipeline::SqsInvocation {
     let json = serde_json::json!({"Records": [{
         "messageId": "m-1", "receiptHandle": "r-1", "body": body,
         "attributes": {"ApproximateReceiveCount": receive_count.to_string(), "SentTimestamp": "1764150000000",
@@ -181,7 +181,8 @@ fn event(body: &str, receive_count: u32) -> SqsEvent {
         "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:us-gov-west-1:000000000000:pii", "awsRegion": "us-gov-west-1"
     }]});
-    serde_json::from_value(json).unwrap()
+    let ev: SqsEvent = serde_json::from_value(json).unwrap();
+    lambda_runtime::LambdaEvent::new(ev, lambda_runtime::Context::default())
 }
 
 fn match_deps(l: &Lake, db: &Arc<Db>) -> MatchDeps {
@@ -194,7 +195,7 @@ fn match_deps(l: &Lake, db: &Arc<Db>) -> MatchDeps {
 }
 
 async fn process(d: &MatchDeps) -> MatchSummary {
-    let m: SqsMessage = event(&message(), 1).records.remove(0);
+    let m: SqsMessage = event(&message(), 1).payload.records.remove(0);
     handler::process(d, m).await.unwrap()
 }
 
@@ -255,7 +256,7 @@ async fn exact_proposed_and_unmatched_records_end_where_they_should() {
     // ledger: the completed row moved from bad to good
     let run = l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap();
     assert_eq!(run.status, Status::Done);
-    assert_eq!(run.stage, "matched");
+    assert_eq!(run.stage, layer::Stage::Matched);
     assert_eq!((run.counts.good, run.counts.bad), (97, 3));
     // every record audited with the rule that fired
     assert_eq!(reviews.counts(FILE_ID).await.unwrap(), (1, 4));
@@ -378,8 +379,8 @@ async fn a_wrong_password_fails_with_db_auth_failed_and_a_dlq_envelope() {
     let dlq = l.deps.queue.receive("dlq", 10).await.unwrap();
     assert_eq!(dlq.len(), 1);
     let env: FailureEnvelope = serde_json::from_str(&dlq[0].body).unwrap();
-    assert_eq!(env.error_kind, "DbAuthFailed");
-    assert_eq!(env.function, "pii-matching");
+    assert_eq!(env.error_kind, layer::ErrorKind::DbAuthFailed);
+    assert_eq!(env.function, layer::Function::PiiMatching);
     assert_eq!(env.file_id, FILE_ID);
     let original: serde_json::Value = serde_json::from_str(&env.original_message).unwrap();
     assert_eq!(original["file_id"], FILE_ID, "the envelope carries the message to redrive");
@@ -387,7 +388,7 @@ async fn a_wrong_password_fails_with_db_auth_failed_and_a_dlq_envelope() {
     assert!(!env.error_message.contains("surely-wrong"));
     let run = l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap();
     assert_eq!(run.status, Status::Failed);
-    assert_eq!(run.error_kind.as_deref(), Some("DbAuthFailed"));
+    assert_eq!(run.error_kind, Some(layer::ErrorKind::DbAuthFailed));
 }
 
 /// Wrong first, right after the refetch: a rotated secret heals without a failure.
@@ -693,11 +694,12 @@ async fn a_role_without_the_grant_fails_permanently_with_a_dlq_envelope_and_no_r
     let dlq = l.deps.queue.receive("dlq", 10).await.unwrap();
     assert_eq!(dlq.len(), 1);
     let env: FailureEnvelope = serde_json::from_str(&dlq[0].body).unwrap();
-    assert_eq!(env.error_kind, "DbPermissionDenied");
+    assert_eq!(env.error_kind, layer::ErrorKind::DbPermissionDenied);
+    assert_eq!(serde_json::to_value(env.error_kind).unwrap(), "DbPermissionDenied");
     assert!(env.error_message.contains("42501"), "{}", env.error_message);
     assert_eq!(
-        l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap().error_kind.as_deref(),
-        Some("DbPermissionDenied")
+        l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap().error_kind,
+        Some(layer::ErrorKind::DbPermissionDenied)
     );
 }
 

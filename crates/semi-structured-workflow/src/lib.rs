@@ -7,12 +7,13 @@
 //!
 //! Boundaries: no AWS types here beyond the layer's ports; the transform stays pure.
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use contracts::{Catalog, Contract};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
+use contracts::{CanonicalSchema, Catalog, Contract};
 use layer::ledger::{now, Counts, RunRecord, Status};
-use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, StageError, WorkMessage};
+use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, SqsInvocation, StageError, WorkMessage};
+use layer::{ErrorKind, FormatFamily, Function, Stage};
 
-pub const FUNCTION: &str = "semi-structured-workflow";
+pub const FUNCTION: Function = Function::SemiStructuredWorkflow;
 
 /// Environment variables this Lambda needs (checked at cold start; `scripts/check_template.py`
 /// proves `template.yaml` sets each of them on both workflow functions).
@@ -29,9 +30,9 @@ pub const REQUIRED_ENV: &[&str] = &[
 ];
 
 /// The SQS-triggered handler of one format family's queue.
-pub async fn handle(deps: &Deps, family: &str, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle(deps: &Deps, family: FormatFamily, invocation: SqsInvocation) -> SqsBatchResponse {
     let queue = deps.cfg.family_queue(family).to_string();
-    handle_batch(deps, FUNCTION, &queue, event, process).await
+    handle_batch(deps, FUNCTION, &queue, invocation, process).await
 }
 
 /// Object keys of a file's outputs (no key text: the file id only).
@@ -44,25 +45,34 @@ pub fn output_keys(w: &WorkMessage, ingest_date: &str) -> (String, String, Strin
     )
 }
 
+/// The transform's outputs in memory: summary, canonical Parquet, bad rows, malformed records.
+struct Transformed {
+    summary: transform::Summary,
+    good: Vec<u8>,
+    bad: Vec<u8>,
+    malformed: Vec<u8>,
+}
+
 async fn process(deps: &Deps, m: SqsMessage) -> Result<(), StageError> {
     let body = m.body.unwrap_or_default();
     let w: WorkMessage = serde_json::from_str(&body)
-        .map_err(|e| StageError::permanent("BadWorkMessage", format!("{:?}", e.classify())))?;
+        .map_err(|e| StageError::permanent(ErrorKind::BadWorkMessage, format!("{:?}", e.classify())))?;
+    layer::telemetry::set_file_id(&w.file_id);
     let mut ctx = FileCtx {
         file_id: w.file_id.clone(),
         bucket: w.bucket.clone(),
-        key_hash: layer::key_hash(&w.key),
+        key_hash: w.key.hash(),
         source: Some(w.source.clone()),
         dataset: Some(w.dataset.clone()),
         first_seen: None,
-        key: layer::Phi::new(w.key.clone()),
+        key: w.key.clone(),
         version_id: w.version_id.clone(),
     };
     let mut run = deps
         .meta
         .get_run(&w.file_id)
         .await
-        .map_err(|e| StageError::port("LedgerReadFailed", e).with_file(&ctx))?
+        .map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e).with_file(&ctx))?
         .unwrap_or_else(|| RunRecord::received(&w.bucket, &w.key, w.version_id.as_deref()));
     ctx.first_seen = Some(run.received_at.clone());
     if run.status == Status::Done {
@@ -70,37 +80,65 @@ async fn process(deps: &Deps, m: SqsMessage) -> Result<(), StageError> {
         return Ok(());
     }
     tracing::info!(file_id = %w.file_id, key_hash = %ctx.key_hash, "transforming");
+    let (contract, schema) = contract_of(deps, &w).await.map_err(|e| e.with_file(&ctx))?;
+    let data = deps
+        .store
+        .get(&w.bucket, w.key.expose(), w.version_id.as_deref())
+        .await
+        .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e).with_file(&ctx))?;
+    let t = run_transform(contract, schema, w.key.file_name().to_string(), data)
+        .await
+        .map_err(|e| e.with_file(&ctx))?;
+    run.outputs = write_outputs(deps, &w, run.ingest_date(), &t).await.map_err(|e| e.with_file(&ctx))?;
+    finish(deps, &w, &mut run, &t.summary).await.map_err(|e| e.with_file(&ctx))
+}
+
+/// The contract version the work message names, parsed, and its canonical schema.
+async fn contract_of(deps: &Deps, w: &WorkMessage) -> Result<(Contract, CanonicalSchema), StageError> {
     let published = deps
         .meta
         .contract_version(&w.source, w.contract_version)
         .await
-        .map_err(|e| StageError::port("MetadataReadFailed", e).with_file(&ctx))?
+        .map_err(|e| StageError::port(ErrorKind::MetadataReadFailed, e))?
         .ok_or_else(|| {
             StageError::permanent(
-                "ContractMissing",
+                ErrorKind::ContractMissing,
                 format!("contract v{} is not published", w.contract_version),
             )
-            .with_file(&ctx)
         })?;
     let catalog = Catalog::builtin();
-    let contract = Contract::from_toml_str(
-        &published.toml,
-        &format!("{} contract v{}", w.source, published.version),
-        &catalog,
-    )
-    .map_err(|e| StageError::permanent("InvalidContract", e.to_string()).with_file(&ctx))?;
+    let origin = format!("{} contract v{}", w.source, published.version);
+    let contract = Contract::from_toml_str(&published.toml, &origin, &catalog)
+        .map_err(|e| StageError::permanent(ErrorKind::InvalidContract, e.to_string()))?;
     let schema = catalog
         .get(&contract.dataset)
         .cloned()
-        .ok_or_else(|| StageError::permanent("UnknownDataset", contract.dataset.clone()).with_file(&ctx))?;
-    let data = deps
-        .store
-        .get(&w.bucket, &w.key, w.version_id.as_deref())
-        .await
-        .map_err(|e| StageError::port("S3GetFailed", e).with_file(&ctx))?;
-    let file_name = w.key.rsplit('/').next().unwrap_or("").to_string();
+        .ok_or_else(|| StageError::permanent(ErrorKind::UnknownDataset, contract.dataset.clone()))?;
+    Ok((contract, schema))
+}
 
-    let (summary, good, bad, malformed) = tokio::task::spawn_blocking(move || {
+/// The stage's kind of a transform failure (same texts as the transform's own kinds).
+fn transform_kind(e: &transform::TransformError) -> ErrorKind {
+    use transform::TransformError as T;
+    match e {
+        T::EmptyInput => ErrorKind::EmptyInput,
+        T::Header(_) => ErrorKind::HeaderMismatch,
+        T::Encoding(_) => ErrorKind::UnsupportedContent,
+        T::Structure(_) => ErrorKind::BrokenStructure,
+        T::Read(_) => ErrorKind::ReadFailed,
+        T::Write(_) => ErrorKind::WriteFailed,
+        T::Internal(_) => ErrorKind::Internal,
+    }
+}
+
+/// Runs the (CPU-bound) transform on the blocking pool.
+async fn run_transform(
+    contract: Contract,
+    schema: CanonicalSchema,
+    file_name: String,
+    data: Vec<u8>,
+) -> Result<Transformed, StageError> {
+    tokio::task::spawn_blocking(move || {
         let (mut good, mut bad, mut malformed) = (Vec::new(), Vec::new(), Vec::new());
         let opts = transform::Options::default();
         let s = transform::run(
@@ -111,86 +149,103 @@ async fn process(deps: &Deps, m: SqsMessage) -> Result<(), StageError> {
             transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed },
             &opts,
         );
-        s.map(|s| (s, good, bad, malformed))
+        s.map(|summary| Transformed { summary, good, bad, malformed })
     })
     .await
-    .map_err(|e| StageError::permanent("Internal", e.to_string()).with_file(&ctx))?
+    .map_err(|e| StageError::permanent(ErrorKind::Internal, e.to_string()))?
     .map_err(|e| {
-        let mut se = StageError::permanent(e.kind(), e.to_string());
+        let mut se = StageError::permanent(transform_kind(&e), e.to_string());
         se.transient = e.retryable();
-        se.with_file(&ctx)
-    })?;
+        se
+    })
+}
 
-    let (raw_key, bad_key, malformed_key) = output_keys(&w, run.ingest_date());
+/// Writes the canonical Parquet, the bad rows and the malformed records (SSE-KMS), and sends the
+/// pointer to the bad rows to the pii queue. Returns where the outputs went.
+async fn write_outputs(
+    deps: &Deps,
+    w: &WorkMessage,
+    ingest_date: &str,
+    t: &Transformed,
+) -> Result<Vec<String>, StageError> {
+    let (raw_key, bad_key, malformed_key) = output_keys(w, ingest_date);
     let kms = deps.cfg.kms_key.as_deref();
-    deps.store
-        .put(&deps.cfg.raw_bucket, &raw_key, good, kms)
-        .await
-        .map_err(|e| StageError::port("S3PutFailed", e).with_file(&ctx))?;
-    let mut outputs = vec![format!("{}/{raw_key}", deps.cfg.raw_bucket)];
-    if summary.bad > 0 {
-        deps.store
-            .put(&deps.cfg.quarantine_bucket, &bad_key, bad, kms)
-            .await
-            .map_err(|e| StageError::port("S3PutFailed", e).with_file(&ctx))?;
-        outputs.push(format!("{}/{bad_key}", deps.cfg.quarantine_bucket));
+    let put = |bucket: &str, key: &str, body: &[u8]| {
+        let (bucket, key, body) = (bucket.to_string(), key.to_string(), body.to_vec());
+        async move {
+            deps.store
+                .put(&bucket, &key, body, kms)
+                .await
+                .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
+            Ok::<String, StageError>(format!("{bucket}/{key}"))
+        }
+    };
+    let mut outputs = vec![put(&deps.cfg.raw_bucket, &raw_key, &t.good).await?];
+    if t.summary.bad > 0 {
+        outputs.push(put(&deps.cfg.quarantine_bucket, &bad_key, &t.bad).await?);
     }
-    if summary.malformed > 0 {
-        deps.store
-            .put(&deps.cfg.quarantine_bucket, &malformed_key, malformed, kms)
-            .await
-            .map_err(|e| StageError::port("S3PutFailed", e).with_file(&ctx))?;
-        outputs.push(format!("{}/{malformed_key}", deps.cfg.quarantine_bucket));
+    if t.summary.malformed > 0 {
+        outputs.push(put(&deps.cfg.quarantine_bucket, &malformed_key, &t.malformed).await?);
     }
-    if summary.bad > 0 {
+    if t.summary.bad > 0 {
         let msg = PiiMessage {
             file_id: w.file_id.clone(),
             source: w.source.clone(),
             dataset: w.dataset.clone(),
             bucket: deps.cfg.quarantine_bucket.clone(),
             bad_key: bad_key.clone(),
-            bad_rows: summary.bad,
+            bad_rows: t.summary.bad,
         };
         let body = serde_json::to_string(&msg)
-            .map_err(|e| StageError::permanent("Internal", e.to_string()).with_file(&ctx))?;
+            .map_err(|e| StageError::permanent(ErrorKind::Internal, e.to_string()))?;
         deps.queue
             .send(&deps.cfg.pii_queue, &body)
             .await
-            .map_err(|e| StageError::port("QueueSendFailed", e).with_file(&ctx))?;
+            .map_err(|e| StageError::port(ErrorKind::QueueSendFailed, e))?;
     }
+    Ok(outputs)
+}
+
+/// Marks the ledger DONE with the counts (stage `matching-pending` when bad rows wait for
+/// matching), the dataset's last status, and the metrics.
+async fn finish(
+    deps: &Deps,
+    w: &WorkMessage,
+    run: &mut RunRecord,
+    s: &transform::Summary,
+) -> Result<(), StageError> {
     run.source = Some(w.source.clone());
     run.dataset = Some(w.dataset.clone());
     run.contract_version = Some(w.contract_version);
     run.status = Status::Done;
-    run.stage = if summary.bad > 0 { "matching-pending".into() } else { "workflow".into() };
+    run.stage = if s.bad > 0 { Stage::MatchingPending } else { Stage::Workflow };
     run.counts = Counts {
-        rows_read: summary.rows_read,
-        duplicates: summary.duplicates,
-        malformed: summary.malformed,
-        good: summary.good,
-        bad: summary.bad,
+        rows_read: s.rows_read,
+        duplicates: s.duplicates,
+        malformed: s.malformed,
+        good: s.good,
+        bad: s.bad,
     };
-    run.seconds = summary.seconds;
-    run.outputs = outputs;
+    run.seconds = s.seconds;
     run.error_kind = None;
     run.error_message = None;
     run.updated_at = now();
-    deps.meta.put_run(&run).await.map_err(|e| StageError::port("LedgerWriteFailed", e).with_file(&ctx))?;
-    if let Err(e) = deps.meta.set_dataset_status(&w.source, "DONE", &w.file_id).await {
+    deps.meta.put_run(run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
+    if let Err(e) = deps.meta.set_dataset_status(&w.source, Status::Done, &w.file_id).await {
         tracing::warn!(error = %e, "dataset status not updated");
     }
     layer::metrics::emit(
-        FUNCTION,
+        FUNCTION.as_str(),
         Some(&w.source),
         &[
             ("FilesDone", 1.0, "Count"),
-            ("RowsRead", summary.rows_read as f64, "Count"),
-            ("RowsGood", summary.good as f64, "Count"),
-            ("RowsBad", summary.bad as f64, "Count"),
-            ("RowsMalformed", summary.malformed as f64, "Count"),
-            ("TransformSeconds", summary.seconds, "Seconds"),
+            ("RowsRead", s.rows_read as f64, "Count"),
+            ("RowsGood", s.good as f64, "Count"),
+            ("RowsBad", s.bad as f64, "Count"),
+            ("RowsMalformed", s.malformed as f64, "Count"),
+            ("TransformSeconds", s.seconds, "Seconds"),
         ],
     );
-    tracing::info!(file_id = %w.file_id, good = summary.good, bad = summary.bad, malformed = summary.malformed, "done");
+    tracing::info!(file_id = %w.file_id, good = s.good, bad = s.bad, malformed = s.malformed, "done");
     Ok(())
 }

@@ -9,14 +9,18 @@ use layer::pipeline::{Deps, PipelineConfig};
 async fn main() -> Result<(), Error> {
     layer::telemetry::init_json();
     layer::config::require_all(semi_structured_workflow::REQUIRED_ENV)?;
-    let family = var(names::FORMAT_FAMILY)?;
+    let family_name = var(names::FORMAT_FAMILY)?;
+    let family = layer::FormatFamily::ALL
+        .into_iter()
+        .find(|f| f.as_str() == family_name)
+        .ok_or_else(|| format!("{}: expected one of delimited, json", names::FORMAT_FAMILY))?;
     let mut cfg = PipelineConfig::workflow_from_env()?;
     cfg.queue_delimited = var(names::QUEUE_DELIMITED).unwrap_or_default();
     cfg.queue_json = var(names::QUEUE_JSON).unwrap_or_default();
     let deps = Deps::aws(cfg).await?;
     lambda_runtime::run(service_fn(|ev: LambdaEvent<SqsEvent>| {
-        let (deps, family) = (&deps, family.as_str());
-        async move { Ok::<_, Error>(semi_structured_workflow::handle(deps, family, ev.payload).await) }
+        let deps = &deps;
+        async move { Ok::<_, Error>(semi_structured_workflow::handle(deps, family, ev).await) }
     }))
     .await
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes fake (no real PHI) files in the formats of issue 4, for samples and throughput runs.
+"""Writes fake (no real PHI) files in every format a contract can declare, for samples and throughput runs.
 
     python3 crates/transform/tests/gen_formats.py OUT_DIR [N]
     python3 crates/transform/tests/gen_formats.py OUT_DIR N --workbooks   # needs openpyxl odfpy xlwt
