@@ -1,4 +1,4 @@
-//! Matching benchmark against `../shared/bench/baseline_match.py` in the same run: loads the
+//! Matching benchmark against `bench/baseline_match.py` in the same run: loads the
 //! person CSV into PostgreSQL (DATABASE URL) and into memory, matches the bad records with both
 //! adapters, scores precision / recall per tier and per error kind against the truth file, then
 //! runs the Python baseline (its own PostgreSQL 15 with the same settings) and prints both.
@@ -47,8 +47,8 @@ struct Args {
     group: Option<usize>,
     #[arg(long, default_value = "config/matching.toml")]
     rules: PathBuf,
-    /// Run ../shared/bench/baseline_match.py in the same run (skip with --no-baseline).
-    #[arg(long, default_value = "../shared/bench/baseline_match.py")]
+    /// Run bench/baseline_match.py in the same run (skip with --no-baseline).
+    #[arg(long, default_value = "bench/baseline_match.py")]
     baseline: PathBuf,
     #[arg(long)]
     no_baseline: bool,
