@@ -6,7 +6,9 @@ resource), each bucket/prefix, table, queue, topic, secret and key it touches is
 execution role with exactly the expected actions, no statement is broader than that, and a
 Resource "*" appears only in the statements AWS requires it for, each with its reason written
 beside it. Also: queue redrive/visibility rules, KMS on queues/topics/log groups, DLQ alarms,
-${AWS::Partition} in every ARN, the reaper's classic EventBridge rule, and that .gitlab-ci.yml
+${AWS::Partition} in every ARN, the reaper's classic EventBridge rule, the reaper's mode switch
+(samconfig: dev dry-run, prod enforce), SES notices with bounces/complaints to on-call and its IAM
+guard (no TerminateWorkspaces on an exempt-tagged WorkSpace), and that .gitlab-ci.yml
 parses and its lint/test jobs run the same commands as .ci/run.
 
 The HIPAA review's findings, each asserted: bucket policies deny only an explicit wrong encryption
@@ -113,7 +115,11 @@ FUNCTIONS = {
         "bin": "workspace-reaper", "queue": None, "log_group": "WorkspaceReaperLogGroup",
         "env": {
             "REAPER_REPORTS_BUCKET": (REF, "ReportsBucket"), "REAPER_KMS_KEY_ID": (REF, "KmsKeyArn"),
-            "REAPER_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"), "REAPER_NOTIFY_TOPIC_ARN": (REF, "ReaperNotifyTopic"),
+            "REAPER_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"),
+            "REAPER_EMAIL_FROM": (REF, "ReaperEmailFrom"),
+            "REAPER_EMAIL_CONFIGURATION_SET": (REF, "ReaperEmailConfigurationSet"),
+            "REAPER_MODE": (REF, "ReaperMode"),
+            "REAPER_EXEMPT_TAG_KEY": "reaper:exempt",  # the IAM guard's key (check_reaper_guard)
             # optional: set only when a Confluence secret is given
             "REAPER_CONFLUENCE_SECRET_ARN": ("If", "HasConfluence", "ConfluenceSecretArn"),
         },
@@ -121,7 +127,8 @@ FUNCTIONS = {
             ("ReportsBucket", ""): {"s3:ListBucket"},
             ("ReportsBucket", "/*"): {"s3:GetObject", "s3:PutObject"},
             ("AlertTopicArn", ""): {"sns:Publish"},
-            ("ReaperNotifyTopic", ""): {"sns:Publish"},
+            ("ses:identity/ReaperEmailIdentity", ""): {"ses:SendEmail", "ses:SendRawEmail"},
+            ("ses:configuration-set/ReaperEmailConfigurationSet", ""): {"ses:SendEmail", "ses:SendRawEmail"},
             ("KmsKeyArn", ""): KMS,
             ("ReaperDLQ", ""): {"sqs:SendMessage"},  # async-invocation DLQ uses the execution role
             ("ConfluenceSecretArn", ""): {"secretsmanager:GetSecretValue"},  # only with HasConfluence
@@ -156,7 +163,7 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
 PHI_FUNCTIONS = {fn for fn, spec in FUNCTIONS.items() if spec.get("vpc")}
 # The reaper's resources may use the data key until they move to the reaper key (infra/kms.tf).
 REAPER_KEYS = ({"Ref": "KmsKeyArn"}, {"Ref": "ReaperKmsKeyArn"})
-REAPER_RESOURCES = {"WorkspaceReaperLogGroup", "ReaperDLQ", "ReaperNotifyTopic", "ReportsBucket"}
+REAPER_RESOURCES = {"WorkspaceReaperLogGroup", "ReaperDLQ", "ReportsBucket"}
 
 # Statements where AWS requires Resource "*": Sid -> (functions allowed to have it, exact actions).
 STAR_ALLOWED = {
@@ -195,6 +202,10 @@ def resource_key(res):
         m = re.fullmatch(r"arn:\$\{AWS::Partition\}:workspaces:\$\{AWS::Region\}:\$\{AWS::AccountId\}:(workspace/\*)", s)
         if m:
             return (m.group(1), "")
+        m = re.fullmatch(r"arn:\$\{AWS::Partition\}:ses:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+                         r"(identity|configuration-set)/\$\{(\w+)\}", s)
+        if m:
+            return (f"ses:{m.group(1)}/{m.group(2)}", "")
         return (f"<Sub {s}>", "")
     return (f"<literal {res!r}>", "")
 
@@ -367,6 +378,66 @@ def check_queues_topics_alarms(tpl):
             fail("ReaperScheduleRule: target must be the reaper with RetryPolicy and DeadLetterConfig ReaperDLQ")
     if any(v["Type"] == "AWS::Scheduler::Schedule" for v in res.values()):
         fail("EventBridge Scheduler is not allowed (not on every HIPAA-eligible list)")
+
+
+def check_reaper_guard(tpl):
+    """The reaper's mode switch, its SES notices and the IAM guard on TerminateWorkspaces."""
+    import tomllib
+    res, params = tpl.get("Resources", {}), tpl.get("Parameters", {})
+    policy = tomllib.loads((ROOT / "config/reaper.toml").read_text())
+    key = policy.get("exempt_tag_key")
+    env = res.get("WorkspaceReaperFunction", {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
+    if env.get("REAPER_EXEMPT_TAG_KEY") != key:
+        fail(f"WorkspaceReaperFunction: REAPER_EXEMPT_TAG_KEY must be the policy's exempt_tag_key {key!r}")
+    # Mode per environment: a parameter with exactly the two modes, safe default, and samconfig's choice.
+    mode = params.get("ReaperMode", {})
+    if mode.get("AllowedValues") != ["dry-run", "enforce"] or mode.get("Default") != "dry-run":
+        fail("ReaperMode: AllowedValues must be [dry-run, enforce] with Default dry-run")
+    sam = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for envname, want in (("dev", "dry-run"), ("prod", "enforce")):
+        po = sam.get(envname, {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides", "")
+        if f'ReaperMode="{want}"' not in po:
+            fail(f"samconfig.toml [{envname}]: parameter_overrides must set ReaperMode=\"{want}\"")
+        for p in ("ReaperEmailIdentity", "ReaperEmailFrom", "ReaperEmailConfigurationSetName"):
+            if f"{p}=" not in po:
+                fail(f"samconfig.toml [{envname}]: parameter_overrides must set {p}")
+    ci = (ROOT / ".gitlab-ci.yml").read_text() if (ROOT / ".gitlab-ci.yml").exists() else ""
+    for envname, want in (("dev", "dry-run"), ("prod", "enforce")):
+        line = next((l for l in ci.splitlines() if f"sam deploy --config-env {envname}" in l), "")
+        if "--parameter-overrides" in line and f"ReaperMode={want}" not in line:
+            fail(f".gitlab-ci.yml: the {envname} deploy overrides parameters without ReaperMode={want}")
+    # The guard: an explicit Deny of TerminateWorkspaces on any WorkSpace carrying the exempt tag,
+    # and TerminateWorkspaces allowed on this account's WorkSpaces only (the grants check above).
+    role = res.get("WorkspaceReaperRole", {}).get("Properties", {})
+    stmts = [st for pol in role.get("Policies", []) for st in as_list(pol["PolicyDocument"]["Statement"])]
+    ws_arn = {"Fn::Sub": "arn:${AWS::Partition}:workspaces:${AWS::Region}:${AWS::AccountId}:workspace/*"}
+    guard = [st for st in stmts if st.get("Effect") == "Deny"
+             and as_list(st.get("Action")) == ["workspaces:TerminateWorkspaces"]
+             and st.get("Resource") in (ws_arn, "*")
+             and st.get("Condition") == {"Null": {f"aws:ResourceTag/{key}": "false"}}]
+    if len(guard) != 1:
+        fail(f"WorkspaceReaperRole: needs one Deny of workspaces:TerminateWorkspaces on workspace/* with "
+             f"Condition Null aws:ResourceTag/{key} = \"false\" (the exempt-tag guard)")
+    for st in stmts:
+        acts = set(as_list(st.get("Action", [])))
+        if st.get("Effect") == "Allow" and acts & {"workspaces:CreateTags", "workspaces:DeleteTags"}:
+            fail("WorkspaceReaperRole: may not change tags (it could remove the exempt tag)")
+        if st.get("Effect") == "Allow" and acts & {"ses:SendEmail", "ses:SendRawEmail"}:
+            if st.get("Condition") != {"StringEquals": {"ses:FromAddress": {"Ref": "ReaperEmailFrom"}}}:
+                fail("WorkspaceReaperRole: SES sending must be limited to ses:FromAddress = !Ref ReaperEmailFrom")
+    # Bounces and complaints reach on-call.
+    cs = res.get("ReaperEmailConfigurationSet", {})
+    if cs.get("Type") != "AWS::SES::ConfigurationSet" or cs.get("Properties", {}).get("Name") != {"Ref": "ReaperEmailConfigurationSetName"}:
+        fail("ReaperEmailConfigurationSet: must be an AWS::SES::ConfigurationSet named !Ref ReaperEmailConfigurationSetName")
+    if cs.get("Properties", {}).get("DeliveryOptions", {}).get("TlsPolicy") != "REQUIRE":
+        fail("ReaperEmailConfigurationSet: DeliveryOptions.TlsPolicy must be REQUIRE")
+    dests = [v["Properties"] for v in res.values() if v.get("Type") == "AWS::SES::ConfigurationSetEventDestination"
+             and v.get("Properties", {}).get("ConfigurationSetName") == {"Ref": "ReaperEmailConfigurationSet"}]
+    ok = [d for d in dests if d["EventDestination"].get("Enabled")
+          and {"bounce", "complaint"} <= set(d["EventDestination"].get("MatchingEventTypes", []))
+          and d["EventDestination"].get("SnsDestination", {}).get("TopicARN") == {"Ref": "AlertTopicArn"}]
+    if not ok:
+        fail("ReaperEmailConfigurationSet: needs an enabled event destination sending bounce and complaint to AlertTopicArn")
 
 
 def key_ok(name, ref):
@@ -663,6 +734,7 @@ def main():
     check_queues_topics_alarms(tpl)
     check_partition(raw, tpl)
     check_code_ties(tpl)
+    check_reaper_guard(tpl)
     check_ci()
     check_bucket_policies(tpl)
     check_keys(tpl)

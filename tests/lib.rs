@@ -1,2 +1,205 @@
-//! End-to-end tests of the whole pipeline against emulated AWS (moto) and a real PostgreSQL,
-//! started by `scripts/test.sh`. The tests are in this folder; this library is empty.
+//! The one end-to-end harness of the workspace: emulated AWS (a moto server on 127.0.0.1, started
+//! by `scripts/test.sh` and named by `LAKE_TEST_AWS_ENDPOINT`) and a real PostgreSQL
+//! (`LAKE_TEST_DATABASE_URL`). A test that needs a service it cannot reach fails with the command
+//! that starts it: it never passes by skipping.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use layer::aws::{DynamoMetadata, S3Store, SnsNotifier, SqsQueue};
+use layer::ops::Topology;
+use layer::pipeline::{Deps, PipelineConfig};
+
+/// The moto server's URL; panics (the test fails) when it is not set.
+pub fn moto_endpoint() -> String {
+    std::env::var("LAKE_TEST_AWS_ENDPOINT").ok().filter(|e| !e.is_empty()).expect(
+        "LAKE_TEST_AWS_ENDPOINT is not set: run the tests with `bash scripts/test.sh`, which starts moto",
+    )
+}
+
+/// An SDK configuration for moto (GovCloud region, test credentials).
+pub async fn moto_sdk() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto_endpoint())
+        .region(aws_config::Region::new("us-gov-west-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await
+}
+
+/// The PostgreSQL server's URL (a superuser); panics (the test fails) when it is not set.
+pub fn database_url() -> String {
+    std::env::var("LAKE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()).expect(
+        "LAKE_TEST_DATABASE_URL is not set: these tests need a real PostgreSQL; run them with \
+         `bash scripts/test.sh`, which starts one",
+    )
+}
+
+/// A name no other test of any process uses: pid, a per-process counter and the clock (tests
+/// run concurrently, and the clock alone can collide).
+pub fn unique() -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{n:x}{:x}", std::process::id(), t % 0xffff_ffff)
+}
+
+pub const KMS_KEY: &str =
+    "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/11111111-2222-3333-4444-555555555555";
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub struct World {
+    pub deps: Deps,
+    pub topo: Topology,
+    pub s3: aws_sdk_s3::Client,
+
+    pub alerts_queue: String,
+    pub ingest_bucket: String,
+}
+
+/// A fresh pipeline in moto: ingest (versioned), raw and quarantine buckets, the runs and
+/// datasets tables, every queue, the alert topic (subscribed by an `alerts` queue the test reads).
+pub async fn world() -> World {
+    let sdk = moto_sdk().await;
+    let s3 =
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let id = unique();
+    let name = |s: &str| format!("t{id}-{s}");
+
+    for b in ["ingest", "raw", "quarantine"] {
+        s3.create_bucket()
+            .bucket(name(b))
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("us-gov-west-1"))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.put_bucket_versioning()
+        .bucket(name("ingest"))
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for t in ["runs", "datasets"] {
+        ddb.create_table()
+            .table_name(name(t))
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("sk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder().attribute_name("sk").key_type(KeyType::Range).build().unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut urls = std::collections::HashMap::new();
+    for q in ["ingest", "work-delimited", "work-json", "pii", "dlq", "alerts"] {
+        let u = sqs.create_queue().queue_name(name(q)).send().await.unwrap().queue_url.unwrap();
+        urls.insert(q, u);
+    }
+    let topic = sns.create_topic().name(name("alerts")).send().await.unwrap().topic_arn.unwrap();
+    let alerts_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&urls["alerts"])
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(alerts_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+
+    let deps = Deps {
+        store: Arc::new(S3Store { client: s3.clone() }),
+        queue: Arc::new(SqsQueue { client: sqs.clone() }),
+        notifier: Arc::new(SnsNotifier { client: sns }),
+        meta: Arc::new(DynamoMetadata {
+            client: ddb,
+            runs_table: name("runs"),
+            datasets_table: name("datasets"),
+        }),
+        cfg: PipelineConfig {
+            queue_delimited: urls["work-delimited"].clone(),
+            queue_json: urls["work-json"].clone(),
+            dlq: urls["dlq"].clone(),
+            alert_topic: topic,
+            raw_bucket: name("raw"),
+            quarantine_bucket: name("quarantine"),
+            kms_key: Some(KMS_KEY.into()),
+            pii_queue: urls["pii"].clone(),
+        },
+    };
+    let topo = Topology { ingest_bucket: name("ingest"), ingest_queue: urls["ingest"].clone() };
+    World { deps, topo, s3, alerts_queue: urls["alerts"].clone(), ingest_bucket: name("ingest") }
+}
+
+impl World {
+    /// Uploads an object and delivers its S3 notification `times` times; returns the version id.
+    pub async fn upload(&self, key: &str, body: Vec<u8>, times: usize) -> Option<String> {
+        let size = body.len() as u64;
+        let out =
+            self.s3.put_object().bucket(&self.ingest_bucket).key(key).body(body.into()).send().await.unwrap();
+        let v = out.version_id;
+        let ev = layer::s3event::notification(&self.ingest_bucket, key, v.as_deref(), size);
+        for _ in 0..times {
+            self.deps.queue.send(&self.topo.ingest_queue, &ev).await.unwrap();
+        }
+        v
+    }
+
+    pub async fn drain_all(&self, q: &str) -> Vec<String> {
+        let mut out = vec![];
+        loop {
+            let msgs = self.deps.queue.receive(q, 10).await.unwrap();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                out.push(m.body.clone());
+                self.deps.queue.delete(q, &m.receipt).await.unwrap();
+            }
+        }
+    }
+}

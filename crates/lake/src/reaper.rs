@@ -1,7 +1,10 @@
 //! `lake reaper plan`: the WorkSpaces reaper's decision code run in dry-run, printed as the table
-//! a manager would see. Against the account (the SDK adapter, honouring `AWS_ENDPOINT_URL`), or,
-//! with `--fleet FILE`, against a JSON fleet through the in-memory fake for what-if checks.
-//! Nothing is ever terminated and nobody is notified: the plan calls only describe operations.
+//! a manager would see (or `--json` / `--csv` for scripts). Against the account (the SDK adapter,
+//! honouring `AWS_ENDPOINT_URL`), or, with `--fleet FILE`, against a JSON fleet through the
+//! in-memory fake for what-if checks. Nothing is ever terminated and nobody is notified: the plan
+//! calls only describe operations. `lake reaper report --history DIR` computes the activity
+//! analytics and the trend chart from run snapshots on disk, as the Lambda does from S3.
+//! Output to a closed pipe (`| head -1`) ends quietly.
 //!
 //! The fleet file is a JSON array of WorkSpaces:
 //! ```json
@@ -12,9 +15,11 @@
 //! `tags` may be omitted (no tags) or `null` (the tag lookup failed: kept); `last_connected` is
 //! required, `null` meaning never connected; `first_seen` (optional, `null` = first sighting) is
 //! the date an earlier run first saw it; `status_unavailable: true` simulates a failed status
-//! lookup. Unknown keys are errors.
+//! lookup; `bundle` and `running_mode` are optional. Unknown keys are errors; every error names
+//! the WorkSpace (or entry number) and the field. A UTF-8 byte order mark is ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,7 +27,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
-use workspace_reaper::report::Row;
+use workspace_reaper::analytics::{self, Activity};
+use workspace_reaper::report::{Row, Snapshot};
 use workspace_reaper::{
     Backoff, FakeWorkspace, FakeWorkspaces, Policy, Preview, Workspace, WorkspacesApi, WsState,
 };
@@ -31,6 +37,21 @@ use workspace_reaper::{
 pub enum ReaperCmd {
     /// Decide every WorkSpace as the weekly run would, in dry run, and print the table.
     Plan(PlanArgs),
+    /// Activity analytics and the trend chart from run snapshots (`history/<date>.json`).
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// A folder of run snapshots: the reports bucket's `history/` (or a folder holding it).
+    #[arg(long)]
+    pub history: PathBuf,
+    /// Where `activity.svg` and `activity.csv` are written.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+    /// Policy TOML for the price table (default: the shipped `config/reaper.toml`).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -45,6 +66,13 @@ pub struct PlanArgs {
     /// The run time, RFC 3339 (default: now).
     #[arg(long)]
     pub now: Option<String>,
+    /// One JSON document: the run time, mode, cap and one object per WorkSpace (decision, rule,
+    /// idle seconds, ...).
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// CSV, one row per WorkSpace (decision, rule, idle seconds, ...).
+    #[arg(long)]
+    pub csv: bool,
 }
 
 /// One WorkSpace of a `--fleet` file.
@@ -63,6 +91,60 @@ pub struct FleetEntry {
     pub first_seen: Option<DateTime<Utc>>,
     #[serde(default)]
     pub status_unavailable: bool,
+    #[serde(default)]
+    pub bundle: String,
+    #[serde(default)]
+    pub running_mode: String,
+}
+
+/// The fields of a fleet entry, for error messages.
+const FIELDS: &[&str] = &[
+    "id",
+    "user",
+    "directory",
+    "state",
+    "tags",
+    "last_connected",
+    "first_seen",
+    "status_unavailable",
+    "bundle",
+    "running_mode",
+];
+
+/// Which field of `entry` is wrong and why (serde's own message names neither the WorkSpace nor,
+/// for a bad value, the field).
+fn field_problem(entry: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    use serde_json::{from_value, Value};
+    for (k, v) in entry {
+        let v: Value = v.clone();
+        let bad = match k.as_str() {
+            "id" | "user" | "directory" | "state" | "bundle" | "running_mode" => {
+                from_value::<String>(v).err()
+            }
+            "tags" => from_value::<Option<BTreeMap<String, String>>>(v).err(),
+            "last_connected" | "first_seen" => from_value::<Option<DateTime<Utc>>>(v).err(),
+            "status_unavailable" => from_value::<bool>(v).err(),
+            _ => return Some(format!("unknown field `{k}`, expected one of {}", FIELDS.join(", "))),
+        };
+        if let Some(e) = bad {
+            return Some(format!("field `{k}`: {e}"));
+        }
+    }
+    None
+}
+
+/// Parses one entry; the error names the WorkSpace (or the entry's position) and the field.
+fn parse_entry(n: usize, v: serde_json::Value) -> Result<FleetEntry> {
+    let who = match v.get("id").and_then(|i| i.as_str()) {
+        Some(id) => format!("WorkSpace {id} (entry {n})"),
+        None => format!("entry {n}"),
+    };
+    let Some(map) = v.as_object() else { bail!("{who}: not a JSON object") };
+    if let Some(p) = field_problem(map) {
+        bail!("{who}: {p}");
+    }
+    let map = map.clone();
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| anyhow::anyhow!("{who}: {e}"))
 }
 
 fn no_tags() -> Option<BTreeMap<String, String>> {
@@ -75,7 +157,14 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
 
 /// Parses a fleet file: the fake WorkSpaces and the first-seen history it implies.
 pub fn load_fleet(text: &str) -> Result<(FakeWorkspaces, BTreeMap<String, DateTime<Utc>>)> {
-    let entries: Vec<FleetEntry> = serde_json::from_str(text)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(text).context("a fleet file is a JSON array of WorkSpaces")?;
+    let entries = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| parse_entry(i + 1, v))
+        .collect::<Result<Vec<FleetEntry>>>()?;
     let mut ids = BTreeSet::new();
     let mut first_seen = BTreeMap::new();
     let mut missing = BTreeSet::new();
@@ -99,6 +188,8 @@ pub fn load_fleet(text: &str) -> Result<(FakeWorkspaces, BTreeMap<String, DateTi
                 user: e.user,
                 directory: e.directory,
                 state: WsState::parse(&e.state),
+                bundle: e.bundle,
+                running_mode: e.running_mode,
                 tags: e.tags,
             },
             last_connection: e.last_connected,
@@ -128,7 +219,55 @@ pub fn run(cmd: ReaperCmd) -> Result<ExitCode> {
         ReaperCmd::Plan(a) => {
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(plan(a))
         }
+        ReaperCmd::Report(a) => report(a),
     }
+}
+
+/// Writes to stdout; a reader that went away (`| head -1`) ends the output quietly.
+fn emit(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
+/// Every snapshot of a history folder (`DIR/history/*.json`, or `DIR/*.json`), oldest first.
+fn read_history(dir: &Path, policy: &Policy) -> Result<Activity> {
+    let folder = if dir.join("history").is_dir() { dir.join("history") } else { dir.to_path_buf() };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .with_context(|| format!("cannot read {}", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("no run snapshots (*.json) in {}", folder.display());
+    }
+    let mut runs = Vec::with_capacity(files.len());
+    for f in &files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let snap: Snapshot = serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text))
+            .with_context(|| format!("{} is not a run snapshot", f.display()))?;
+        runs.push(analytics::run_activity(&snap, &policy.prices));
+    }
+    Ok(Activity::new(runs))
+}
+
+fn report(a: ReportArgs) -> Result<ExitCode> {
+    let policy = load_policy(a.policy.as_deref())?;
+    let activity = read_history(&a.history, &policy)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let svg = a.out.join("activity.svg");
+    let csv = a.out.join("activity.csv");
+    std::fs::write(&svg, analytics::trend_svg(&activity))
+        .with_context(|| format!("cannot write {}", svg.display()))?;
+    std::fs::write(&csv, analytics::to_csv(&activity)?)
+        .with_context(|| format!("cannot write {}", csv.display()))?;
+    let mut text = analytics::text_table(&activity);
+    text.push_str(&format!("\nwrote {} and {}\n", svg.display(), csv.display()));
+    emit(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn plan(a: PlanArgs) -> Result<ExitCode> {
@@ -164,8 +303,25 @@ async fn plan(a: PlanArgs) -> Result<ExitCode> {
             workspace_reaper::preview(api.as_ref(), &policy, &backoff, &first_seen, now).await?
         }
     };
-    print!("{}", table(&preview.rows));
-    println!("\n{}", summary(&preview, &policy, now));
+    let out = if a.json {
+        let doc = serde_json::json!({
+            "run_at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "mode": policy.mode().as_str(),
+            "fleet": preview.fleet,
+            "planned_terminations": preview.planned_terminations,
+            "cap_tripped": preview.cap_tripped,
+            "cap": policy.cap.exceeded(preview.planned_terminations, preview.fleet),
+            "workspaces": workspace_reaper::report::plan_json(&preview.rows),
+        });
+        let mut s = serde_json::to_vec_pretty(&doc)?;
+        s.push(b'\n');
+        s
+    } else if a.csv {
+        workspace_reaper::report::plan_csv(&preview.rows)?
+    } else {
+        format!("{}\n{}\n", table(&preview.rows), summary(&preview, &policy, now)).into_bytes()
+    };
+    emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -229,12 +385,16 @@ fn summary(p: &Preview, policy: &Policy, now: DateTime<Utc>) -> String {
     );
     if p.cap_tripped {
         s.push_str(&format!(
-            "\nCap exceeded: {} planned terminations, over {} or {:.0}% of the fleet. A live run would \
+            "\nCap exceeded: {} planned terminations, over {} or {:.0}% of the fleet. {}. A live run would \
              terminate nothing, write the report and alert on-call.",
             p.planned_terminations,
             policy.cap.max_terminations,
-            policy.cap.max_fleet_share * 100.0
+            policy.cap.max_fleet_share * 100.0,
+            policy.cap.exceeded(p.planned_terminations, p.fleet).unwrap_or_default()
         ));
+    }
+    for r in p.rows.iter().filter(|r| r.error.starts_with("clock skew")) {
+        s.push_str(&format!("\nnote: {}: {}", cell(&r.workspace_id), r.error));
     }
     s.push_str("\nDry run: nothing was terminated and nobody was notified.");
     s

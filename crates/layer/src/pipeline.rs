@@ -126,7 +126,8 @@ pub struct StageError {
     pub kind: ErrorKind,
     pub message: String,
     pub transient: bool,
-    pub file: Option<FileCtx>,
+    /// Boxed: most failures carry it, and it keeps `Result<_, StageError>` small.
+    pub file: Option<Box<FileCtx>>,
 }
 
 impl StageError {
@@ -148,7 +149,7 @@ impl StageError {
 
     pub fn with_file(mut self, f: &FileCtx) -> Self {
         if self.file.is_none() {
-            self.file = Some(f.clone());
+            self.file = Some(Box::new(f.clone()));
         }
         self
     }
@@ -244,7 +245,7 @@ pub async fn fail(
     attempts: u32,
     original: String,
 ) -> Result<(), PortError> {
-    let f = e.file.clone().unwrap_or_default();
+    let f = e.file.as_deref().cloned().unwrap_or_default();
     let env = FailureEnvelope {
         file_id: f.file_id.clone(),
         bucket: f.bucket.clone(),

@@ -1,73 +1,11 @@
 //! The decision: pure functions from what was observed, the policy and the run time to a verdict.
 //! No I/O here, so every rule can be property-tested.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::{Connection, Observed};
 use crate::policy::Policy;
-
-/// WorkSpace states, as the WorkSpaces API names them. Only `Available` and `Stopped` may be
-/// terminated; everything else (including states this code does not know) is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum WsState {
-    Available,
-    Stopped,
-    Other(String),
-}
-
-impl WsState {
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "AVAILABLE" => Self::Available,
-            "STOPPED" => Self::Stopped,
-            other => Self::Other(other.to_string()),
-        }
-    }
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Available => "AVAILABLE",
-            Self::Stopped => "STOPPED",
-            Self::Other(s) => s,
-        }
-    }
-    /// True for the only states a termination may start from.
-    pub fn terminable(&self) -> bool {
-        matches!(self, Self::Available | Self::Stopped)
-    }
-}
-
-/// One WorkSpace as DescribeWorkspaces (+ DescribeTags) reports it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Workspace {
-    pub id: String,
-    pub user: String,
-    pub directory: String,
-    pub state: WsState,
-    /// `None` when the tag lookup failed: the exemption cannot be ruled out, so the WorkSpace is kept.
-    pub tags: Option<BTreeMap<String, String>>,
-}
-
-/// The outcome of DescribeWorkspacesConnectionStatus for one WorkSpace.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Connection {
-    /// Last known user connection.
-    Last(DateTime<Utc>),
-    /// The user never connected.
-    Never,
-    /// The lookup failed or the WorkSpace was missing from the answer.
-    Unknown(String),
-}
-
-/// Everything the decision needs about one WorkSpace.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Observed {
-    pub ws: Workspace,
-    pub connection: Connection,
-    /// First time an earlier run saw this WorkSpace (from `history/`); `None` on first sighting.
-    pub first_seen: Option<DateTime<Utc>>,
-}
 
 /// The three decisions of the policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -120,15 +58,27 @@ pub struct Verdict {
     pub rule: Rule,
     /// Whole days since the last connection (or first sighting, when never connected).
     pub days_inactive: Option<i64>,
+    /// Seconds since the same moment (0 when it lies in the future).
+    pub idle_seconds: Option<i64>,
+    /// The last connection lies after the run time (clock skew): counted as used just now.
+    pub clock_skew: bool,
 }
 
 /// Decides one WorkSpace. Order matters: every reason to keep is checked before age.
 pub fn decide(o: &Observed, policy: &Policy, now: DateTime<Utc>) -> Verdict {
-    let keep = |rule, days| Verdict { decision: Decision::Keep, rule, days_inactive: days };
     let (since, never) = match &o.connection {
         Connection::Last(t) => (Some(*t), false),
         Connection::Never => (o.first_seen, true),
         Connection::Unknown(_) => (None, false),
+    };
+    let clock_skew = matches!(o.connection, Connection::Last(t) if t > now);
+    let idle_seconds = since.map(|t| (now - t).num_seconds().max(0));
+    let keep = |rule, days: Option<i64>| Verdict {
+        decision: Decision::Keep,
+        rule,
+        days_inactive: days,
+        idle_seconds: days.and(idle_seconds),
+        clock_skew,
     };
     let days = since.map(|t| (now - t).num_days().max(0));
 
@@ -139,7 +89,9 @@ pub fn decide(o: &Observed, policy: &Policy, now: DateTime<Utc>) -> Verdict {
     if let Connection::Unknown(_) = o.connection {
         return keep(Rule::StatusUnavailable, None);
     }
-    let Some(since) = since else { return keep(Rule::FirstSighting, Some(0)) };
+    let Some(since) = since else {
+        return Verdict { idle_seconds: Some(0), ..keep(Rule::FirstSighting, Some(0)) };
+    };
 
     let limit = Duration::days(i64::from(policy.inactivity_limit_days));
     let interval = Duration::days(i64::from(policy.schedule_interval_days));
@@ -155,7 +107,7 @@ pub fn decide(o: &Observed, policy: &Policy, now: DateTime<Utc>) -> Verdict {
     if decision == Decision::Terminate && !o.ws.state.terminable() {
         return keep(Rule::ProtectedState, days);
     }
-    Verdict { decision, rule, days_inactive: days }
+    Verdict { decision, rule, days_inactive: days, idle_seconds, clock_skew }
 }
 
 /// The plan for a whole fleet: a verdict per WorkSpace and whether the cap stopped terminations.
@@ -199,6 +151,8 @@ pub fn plan(fleet: Vec<Observed>, policy: &Policy, now: DateTime<Utc>) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fleet::{Workspace, WsState};
+    use std::collections::BTreeMap;
 
     fn policy() -> Policy {
         Policy::embedded().unwrap()
@@ -213,6 +167,8 @@ mod tests {
                 user: "jdoe".into(),
                 directory: "d-0123456789".into(),
                 state,
+                bundle: String::new(),
+                running_mode: String::new(),
                 tags: Some(BTreeMap::new()),
             },
             connection: conn,
@@ -260,5 +216,18 @@ mod tests {
         o.ws.tags = Some(BTreeMap::new());
         o.connection = Connection::Unknown("throttled".into());
         assert_eq!(decide(&o, &p, now()).rule, Rule::StatusUnavailable);
+    }
+
+    #[test]
+    fn idle_seconds_and_clock_skew() {
+        let p = policy();
+        let v = decide(&obs(WsState::Available, Connection::Last(days_ago(3)), None), &p, now());
+        assert_eq!((v.idle_seconds, v.clock_skew), (Some(3 * 86_400), false));
+        let ahead = now() + Duration::hours(5);
+        let v = decide(&obs(WsState::Available, Connection::Last(ahead), None), &p, now());
+        assert_eq!((v.decision, v.rule), (Decision::Keep, Rule::Recent), "a future connection counts as now");
+        assert_eq!((v.days_inactive, v.idle_seconds, v.clock_skew), (Some(0), Some(0), true));
+        let v = decide(&obs(WsState::Available, Connection::Unknown("x".into()), None), &p, now());
+        assert_eq!((v.idle_seconds, v.clock_skew), (None, false));
     }
 }

@@ -1,15 +1,21 @@
 //! The WorkSpaces reaper Lambda: once a week it terminates Amazon WorkSpaces unused for longer
-//! than the policy allows, warns users whose WorkSpace will pass the limit before the next run,
-//! and writes a CSV report and a history snapshot for managers. Termination destroys data, so
-//! every doubt (exempt tag, unknown tags or status, protected state, first sighting, a changed
-//! state at re-check, a tripped cap, dry run) means keep. The decision is a pure function
-//! (`decide`); AWS sits behind small ports (`WorkspacesApi`, `ObjectStore`, `Notifier`, `Wiki`)
-//! with SDK/HTTP and in-memory adapters. This crate must not depend on polars, the transform engine or any
-//! other Lambda crate, and it logs ids and counts only.
+//! than the policy allows (in `enforce` mode; `dry-run` only reports), emails each user whose
+//! WorkSpace will pass the limit before the next run or was terminated, and writes a CSV report,
+//! a history snapshot and activity analytics (figures and a trend chart) for managers. Termination
+//! destroys data, so every doubt (exempt tag, unknown tags or status, protected state, first
+//! sighting, a changed state at re-check, a tripped cap, dry run) means keep. The decision is a
+//! pure function (`decide`) over plain fleet data (`fleet`); AWS sits behind small ports
+//! (`WorkspacesApi`, `ObjectStore`, `Notifier`, `Wiki`) with SDK/HTTP and in-memory adapters.
+//! This crate must not depend on polars, the transform engine or any other Lambda crate, and it
+//! logs ids and counts only.
 
+pub mod analytics;
 pub mod decide;
+pub mod email;
 pub mod error;
+pub mod fleet;
 pub mod notify;
+pub mod observe;
 pub mod policy;
 pub mod port;
 pub mod report;
@@ -23,16 +29,22 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 
-pub use decide::{decide, plan, Connection, Decision, Observed, Plan, Rule, Verdict, Workspace, WsState};
+pub use decide::{decide, plan, Decision, Plan, Rule, Verdict};
 pub use error::ReaperError;
-pub use policy::Policy;
+pub use fleet::{Connection, Observed, Workspace, WsState};
+pub use policy::{Mode, Policy};
 pub use port::{ApiError, Backoff, FakeWorkspace, FakeWorkspaces, WorkspacesApi};
 pub use run::{load_first_seen, observe_and_plan, preview, Preview, Reaper, RunSummary};
 pub use wiki::{ConfluenceWiki, Wiki};
 
 /// Environment variables the Lambda cannot start without.
-pub const REQUIRED_ENV: &[&str] =
-    &["REAPER_REPORTS_BUCKET", "REAPER_KMS_KEY_ID", "REAPER_ALERT_TOPIC_ARN", "REAPER_NOTIFY_TOPIC_ARN"];
+pub const REQUIRED_ENV: &[&str] = &[
+    "REAPER_REPORTS_BUCKET",
+    "REAPER_KMS_KEY_ID",
+    "REAPER_ALERT_TOPIC_ARN",
+    "REAPER_EMAIL_FROM",
+    "REAPER_EMAIL_CONFIGURATION_SET",
+];
 
 /// The Lambda's settings, read and validated at cold start.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +52,8 @@ pub struct EnvConfig {
     pub reports_bucket: String,
     pub kms_key_id: String,
     pub alert_topic_arn: String,
-    pub notify_topic_arn: String,
+    /// `REAPER_EMAIL_FROM` and `REAPER_EMAIL_CONFIGURATION_SET`: how user notices are sent.
+    pub email: notify::EmailSender,
     /// Optional (`REAPER_CONFLUENCE_SECRET_ARN`): the Secrets Manager secret with the Confluence
     /// base URL, page id and token. Unset: no Confluence page.
     pub confluence_secret_arn: Option<String>,
@@ -53,7 +66,7 @@ pub const CONFLUENCE_SECRET_ENV: &str = "REAPER_CONFLUENCE_SECRET_ARN";
 impl EnvConfig {
     /// Reads settings through `get` (the process environment in the Lambda, a map in tests).
     /// An empty value counts as missing. `REAPER_POLICY` names a TOML file replacing the embedded
-    /// `config/reaper.toml`; `REAPER_DRY_RUN` and the other `REAPER_*` overrides apply on top.
+    /// `config/reaper.toml`; `REAPER_MODE` and the other `REAPER_*` overrides apply on top.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ReaperError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let mut vals = Vec::with_capacity(REQUIRED_ENV.len());
@@ -72,11 +85,19 @@ impl EnvConfig {
         policy.validate()?;
         let mut it = vals.into_iter();
         let mut next = || it.next().unwrap_or_default();
+        let (reports_bucket, kms_key_id, alert_topic_arn) = (next(), next(), next());
+        let email = notify::EmailSender { from: next(), configuration_set: next() };
+        if !run::valid_address(&email.from) {
+            return Err(ReaperError::Policy(format!(
+                "REAPER_EMAIL_FROM must be one email address, got {:?}",
+                email.from
+            )));
+        }
         Ok(Self {
-            reports_bucket: next(),
-            kms_key_id: next(),
-            alert_topic_arn: next(),
-            notify_topic_arn: next(),
+            reports_bucket,
+            kms_key_id,
+            alert_topic_arn,
+            email,
             confluence_secret_arn: get(CONFLUENCE_SECRET_ENV),
             policy,
         })
@@ -95,9 +116,10 @@ impl Reaper {
                 env.reports_bucket,
                 env.kms_key_id,
             )),
-            notifier: Arc::new(notify::SnsNotifier::new(
+            notifier: Arc::new(notify::AwsNotifier::new(
+                aws_sdk_sesv2::Client::new(&sdk),
+                env.email,
                 aws_sdk_sns::Client::new(&sdk),
-                env.notify_topic_arn,
                 env.alert_topic_arn,
             )),
             wiki: match env.confluence_secret_arn {
@@ -180,15 +202,18 @@ mod tests {
             ("REAPER_REPORTS_BUCKET", "reports"),
             ("REAPER_KMS_KEY_ID", "alias/lake"),
             ("REAPER_ALERT_TOPIC_ARN", "arn:aws-us-gov:sns:us-gov-west-1:1:alerts"),
+            ("REAPER_EMAIL_CONFIGURATION_SET", "county-lake-dev-reaper"),
         ]);
         let err = EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap_err();
-        assert_eq!(err.to_string(), "missing required environment variable REAPER_NOTIFY_TOPIC_ARN");
-        m.insert("REAPER_NOTIFY_TOPIC_ARN".into(), "arn:aws-us-gov:sns:us-gov-west-1:1:notify".into());
+        assert_eq!(err.to_string(), "missing required environment variable REAPER_EMAIL_FROM");
+        m.insert("REAPER_EMAIL_FROM".into(), "workspaces@county.gov".into());
         m.insert("REAPER_DRY_RUN".into(), "false".into());
         let cfg = EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap();
         assert_eq!(cfg.reports_bucket, "reports");
-        assert_eq!(cfg.notify_topic_arn, "arn:aws-us-gov:sns:us-gov-west-1:1:notify");
+        assert_eq!(cfg.email.from, "workspaces@county.gov");
+        assert_eq!(cfg.email.configuration_set, "county-lake-dev-reaper");
         assert!(!cfg.policy.dry_run);
+        assert_eq!(cfg.policy.mode(), Mode::Enforce);
         assert_eq!(cfg.confluence_secret_arn, None, "Confluence is optional");
         m.insert(
             "REAPER_CONFLUENCE_SECRET_ARN".into(),
@@ -202,6 +227,32 @@ mod tests {
         m.insert("REAPER_KMS_KEY_ID".into(), " ".into());
         let err = EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap_err();
         assert!(err.to_string().contains("REAPER_KMS_KEY_ID"));
+    }
+
+    #[test]
+    fn the_mode_comes_from_the_template_and_a_bad_sender_is_refused() {
+        let mut m = env(&[
+            ("REAPER_REPORTS_BUCKET", "reports"),
+            ("REAPER_KMS_KEY_ID", "alias/lake"),
+            ("REAPER_ALERT_TOPIC_ARN", "arn:aws-us-gov:sns:us-gov-west-1:1:alerts"),
+            ("REAPER_EMAIL_FROM", "workspaces@county.gov"),
+            ("REAPER_EMAIL_CONFIGURATION_SET", "reaper"),
+            ("REAPER_MODE", "enforce"),
+        ]);
+        assert_eq!(EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap().policy.mode(), Mode::Enforce);
+        m.insert("REAPER_MODE".into(), "dry-run".into());
+        assert_eq!(EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap().policy.mode(), Mode::DryRun);
+        m.insert("REAPER_MODE".into(), "live".into());
+        let err = EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap_err().to_string();
+        assert_eq!(err, "invalid policy: REAPER_MODE must be dry-run or enforce, got \"live\"");
+        m.insert("REAPER_MODE".into(), "enforce".into());
+        m.insert("REAPER_DRY_RUN".into(), "true".into());
+        let err = EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap_err().to_string();
+        assert!(err.contains("REAPER_MODE=enforce contradicts REAPER_DRY_RUN"), "{err}");
+        m.remove("REAPER_DRY_RUN");
+        m.insert("REAPER_EMAIL_FROM".into(), "a@b.gov, c@d.gov".into());
+        let err = EnvConfig::from_lookup(&|k| m.get(k).cloned()).unwrap_err().to_string();
+        assert!(err.contains("REAPER_EMAIL_FROM must be one email address"), "{err}");
     }
 
     #[test]

@@ -1,17 +1,21 @@
-//! The notifier port: notices to at-risk users and alerts to on-call, with an SNS adapter and a
-//! recording fake.
+//! The notifier port: notices to users and alerts to on-call. The AWS adapter sends each user
+//! notice as one email through Amazon SES (v2 `SendEmail`, raw MIME with plain-text and HTML
+//! parts, through the configuration set whose event destination sends bounces and complaints to
+//! on-call) and publishes alerts to the SNS alert topic. A recording fake is for tests.
 
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-/// A notice to one at-risk user.
+/// The one notice a user gets in a run, about all of their WorkSpaces in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserNotice {
     pub email: String,
-    pub workspace_id: String,
+    pub workspace_ids: Vec<String>,
     pub subject: String,
+    /// Plain text.
     pub body: String,
+    pub html: String,
 }
 
 /// An on-call alert (ids and counts only).
@@ -31,23 +35,41 @@ pub trait Notifier: Send + Sync {
     async fn alert(&self, a: &Alert) -> Result<(), NotifyError>;
 }
 
-/// SNS: user notices go to the notify topic with an `email` message attribute (subscriptions
-/// filter on it); alerts go to the alert topic.
+/// Where user email comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailSender {
+    /// The From address (of a verified SES identity).
+    pub from: String,
+    /// The SES configuration set (bounce and complaint events to on-call).
+    pub configuration_set: String,
+}
+
+/// SES for user notices, SNS for alerts.
 #[derive(Debug, Clone)]
-pub struct SnsNotifier {
-    client: aws_sdk_sns::Client,
-    notify_topic: String,
+pub struct AwsNotifier {
+    ses: aws_sdk_sesv2::Client,
+    sender: EmailSender,
+    sns: aws_sdk_sns::Client,
     alert_topic: String,
 }
 
-impl SnsNotifier {
-    pub fn new(client: aws_sdk_sns::Client, notify_topic: String, alert_topic: String) -> Self {
-        Self { client, notify_topic, alert_topic }
+impl AwsNotifier {
+    pub fn new(
+        ses: aws_sdk_sesv2::Client,
+        sender: EmailSender,
+        sns: aws_sdk_sns::Client,
+        alert_topic: String,
+    ) -> Self {
+        Self { ses, sender, sns, alert_topic }
     }
 }
 
 fn snserr<E: std::error::Error>(e: E) -> NotifyError {
     NotifyError(aws_sdk_sns::error::DisplayErrorContext(e).to_string())
+}
+
+fn seserr<E: std::error::Error>(e: E) -> NotifyError {
+    NotifyError(aws_sdk_sesv2::error::DisplayErrorContext(e).to_string())
 }
 
 /// SNS subjects: ASCII, no line breaks, at most 100 characters.
@@ -56,27 +78,29 @@ fn subject(s: &str) -> String {
 }
 
 #[async_trait]
-impl Notifier for SnsNotifier {
+impl Notifier for AwsNotifier {
     async fn notify_user(&self, n: &UserNotice) -> Result<(), NotifyError> {
-        let attr = aws_sdk_sns::types::MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(&n.email)
+        use aws_sdk_sesv2::types::{Destination, EmailContent, MessageTag, RawMessage};
+        let raw = RawMessage::builder()
+            .data(aws_sdk_sesv2::primitives::Blob::new(crate::email::mime(&self.sender.from, n)))
             .build()
-            .map_err(snserr)?;
-        self.client
-            .publish()
-            .topic_arn(&self.notify_topic)
-            .subject(subject(&n.subject))
-            .message(&n.body)
-            .message_attributes("email", attr)
+            .map_err(seserr)?;
+        let tag = MessageTag::builder().name("sender").value("workspace-reaper").build().map_err(seserr)?;
+        self.ses
+            .send_email()
+            .from_email_address(&self.sender.from)
+            .destination(Destination::builder().to_addresses(&n.email).build())
+            .content(EmailContent::builder().raw(raw).build())
+            .configuration_set_name(&self.sender.configuration_set)
+            .email_tags(tag)
             .send()
             .await
-            .map_err(snserr)?;
+            .map_err(seserr)?;
         Ok(())
     }
 
     async fn alert(&self, a: &Alert) -> Result<(), NotifyError> {
-        self.client
+        self.sns
             .publish()
             .topic_arn(&self.alert_topic)
             .subject(subject(&a.subject))

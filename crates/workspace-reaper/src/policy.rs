@@ -1,9 +1,51 @@
 //! The reaper policy: loaded from TOML (`config/reaper.toml` by default), overridden from the
 //! environment, and validated before any WorkSpace is looked at.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::ReaperError;
+
+/// How a run acts: `DryRun` decides and reports only; `Enforce` terminates. Set per environment
+/// by the template (`REAPER_MODE`); shown in every report, page and run summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    DryRun,
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DryRun => "dry-run",
+            Self::Enforce => "enforce",
+        }
+    }
+    /// `dry-run` or `enforce` (the template parameter's values), nothing else.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "dry-run" => Some(Self::DryRun),
+            "enforce" => Some(Self::Enforce),
+            _ => None,
+        }
+    }
+    pub fn from_dry_run(dry_run: bool) -> Self {
+        if dry_run {
+            Self::DryRun
+        } else {
+            Self::Enforce
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The policy file shipped with the function (`config/reaper.toml`).
 pub const EMBEDDED_POLICY: &str = include_str!("../../../config/reaper.toml");
@@ -24,6 +66,9 @@ pub struct Policy {
     pub dry_run: bool,
     pub cap: Cap,
     pub notify: NotifyPolicy,
+    /// Estimated monthly prices for the "cost avoided" figures of the activity analytics.
+    #[serde(default)]
+    pub prices: Prices,
 }
 
 /// Limit on terminations per run. Over either limit the run terminates nothing.
@@ -47,20 +92,88 @@ impl Cap {
         // planned / fleet <= share, kept in floating point with a tiny tolerance for exact ratios.
         (planned as f64) <= self.max_fleet_share * (fleet as f64) + 1e-9
     }
+
+    /// Most terminations the share allows in a fleet of `fleet`.
+    pub fn share_allows(&self, fleet: usize) -> usize {
+        (self.max_fleet_share * fleet as f64 + 1e-9).floor() as usize
+    }
+
+    /// Which limit `planned` terminations out of `fleet` exceed, with the exact numbers; `None`
+    /// when the cap allows them.
+    pub fn exceeded(&self, planned: usize, fleet: usize) -> Option<String> {
+        if self.allows(planned, fleet) {
+            return None;
+        }
+        let mut hit = Vec::new();
+        if planned > self.max_terminations {
+            hit.push(format!(
+                "cap.max_terminations = {} (planned {planned}, {} over)",
+                self.max_terminations,
+                planned - self.max_terminations
+            ));
+        }
+        let share = self.share_allows(fleet);
+        if planned > share {
+            let pct = if fleet == 0 { 100.0 } else { planned as f64 * 100.0 / fleet as f64 };
+            hit.push(format!(
+                "cap.max_fleet_share = {} (planned {planned} of {fleet} WorkSpaces = {pct:.1}%, at most {share} allowed)",
+                self.max_fleet_share
+            ));
+        }
+        Some(format!("Limit hit: {}", hit.join("; ")))
+    }
 }
 
-/// How at-risk users are addressed.
+/// How at-risk and terminated users are addressed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyPolicy {
     pub email_tag_key: String,
     pub email_domain: String,
+    /// Per-directory domain for `{username}@domain`, overriding `email_domain`.
+    #[serde(default)]
+    pub directory_domains: BTreeMap<String, String>,
+    /// Whom a user asks to keep or restore a WorkSpace (named in every notice).
+    #[serde(default = "default_contact")]
+    pub contact: String,
+    /// Send the at-risk notices in dry-run mode too (off by default: a dry run changes nothing).
+    #[serde(default)]
+    pub notify_in_dry_run: bool,
+}
+
+fn default_contact() -> String {
+    "the IT service desk".into()
+}
+
+/// Estimated monthly price of one WorkSpace (USD): by bundle id, else by running mode
+/// (`ALWAYS_ON`, `AUTO_STOP`), else the default.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prices {
+    #[serde(default)]
+    pub default_monthly_usd: f64,
+    #[serde(default)]
+    pub by_running_mode: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub by_bundle: BTreeMap<String, f64>,
+}
+
+impl Prices {
+    pub fn monthly(&self, bundle: &str, running_mode: &str) -> f64 {
+        self.by_bundle
+            .get(bundle)
+            .or_else(|| self.by_running_mode.get(running_mode))
+            .copied()
+            .unwrap_or(self.default_monthly_usd)
+    }
 }
 
 impl Policy {
-    /// Parses a policy from TOML text; does not validate.
+    /// Parses a policy from TOML text (a leading UTF-8 BOM is ignored); does not validate. The
+    /// error quotes the offending line, so it names the field.
     pub fn from_toml(text: &str) -> Result<Self, ReaperError> {
-        toml::from_str(text).map_err(|e| ReaperError::Policy(format!("cannot parse policy: {e}")))
+        toml::from_str(text.strip_prefix('\u{feff}').unwrap_or(text))
+            .map_err(|e| ReaperError::Policy(format!("cannot parse policy: {e}")))
     }
 
     /// The shipped policy.
@@ -68,6 +181,16 @@ impl Policy {
         let p = Self::from_toml(EMBEDDED_POLICY)?;
         p.validate()?;
         Ok(p)
+    }
+
+    /// The run's mode.
+    pub fn mode(&self) -> Mode {
+        Mode::from_dry_run(self.dry_run)
+    }
+
+    /// True when WorkSpaces of `directory` are in scope.
+    pub fn in_scope(&self, directory: &str) -> bool {
+        self.all_directories() || self.directories.iter().any(|d| d == directory)
     }
 
     /// True when every directory is in scope.
@@ -79,6 +202,21 @@ impl Policy {
     pub fn apply_env(&mut self, get: &dyn Fn(&str) -> Option<String>) -> Result<(), ReaperError> {
         if let Some(v) = get("REAPER_DRY_RUN") {
             self.dry_run = parse_bool("REAPER_DRY_RUN", &v)?;
+        }
+        if let Some(v) = get("REAPER_MODE") {
+            let mode = Mode::parse(&v).ok_or_else(|| {
+                ReaperError::Policy(format!("REAPER_MODE must be dry-run or enforce, got {v:?}"))
+            })?;
+            if get("REAPER_DRY_RUN").is_some_and(|d| parse_bool("", &d).ok() != Some(mode == Mode::DryRun)) {
+                return Err(ReaperError::Policy(format!(
+                    "REAPER_MODE={} contradicts REAPER_DRY_RUN; set one of them",
+                    mode.as_str()
+                )));
+            }
+            self.dry_run = mode == Mode::DryRun;
+        }
+        if let Some(v) = get("REAPER_EXEMPT_TAG_KEY") {
+            self.exempt_tag_key = v;
         }
         if let Some(v) = get("REAPER_INACTIVITY_LIMIT_DAYS") {
             self.inactivity_limit_days = parse_num("REAPER_INACTIVITY_LIMIT_DAYS", &v)?;
@@ -127,15 +265,39 @@ impl Policy {
         if self.notify.email_tag_key.trim().is_empty() {
             return bad("notify.email_tag_key must not be empty".into());
         }
-        let dom = &self.notify.email_domain;
-        if dom.is_empty() || dom.contains('@') || dom.contains(char::is_whitespace) || !dom.contains('.') {
-            return bad(format!("notify.email_domain {dom:?} is not a domain"));
+        if !is_domain(&self.notify.email_domain) {
+            return bad(format!("notify.email_domain {:?} is not a domain", self.notify.email_domain));
+        }
+        for (dir, dom) in &self.notify.directory_domains {
+            if !is_directory_id(dir) {
+                return bad(format!("notify.directory_domains: {dir:?} is not a directory id"));
+            }
+            if !is_domain(dom) {
+                return bad(format!("notify.directory_domains.{dir}: {dom:?} is not a domain"));
+            }
+        }
+        if self.notify.contact.trim().is_empty() {
+            return bad("notify.contact must not be empty".into());
+        }
+        let p = &self.prices;
+        let all = std::iter::once(("default_monthly_usd".to_string(), p.default_monthly_usd))
+            .chain(p.by_running_mode.iter().map(|(k, v)| (format!("by_running_mode.{k}"), *v)))
+            .chain(p.by_bundle.iter().map(|(k, v)| (format!("by_bundle.{k}"), *v)));
+        for (name, v) in all {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("prices.{name} must be a price of 0 or more, got {v}"));
+            }
         }
         Ok(())
     }
 }
 
-fn is_directory_id(s: &str) -> bool {
+fn is_domain(dom: &str) -> bool {
+    !(dom.is_empty() || dom.contains('@') || dom.contains(char::is_whitespace) || !dom.contains('.'))
+}
+
+/// `d-` and 10 hex digits.
+pub fn is_directory_id(s: &str) -> bool {
     s.len() == 12 && s.starts_with("d-") && s[2..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
@@ -194,6 +356,50 @@ mod tests {
     fn unknown_policy_keys_are_rejected() {
         let text = format!("{EMBEDDED_POLICY}\ninactivity_days = 3\n");
         assert!(Policy::from_toml(&text).is_err());
+    }
+
+    #[test]
+    fn the_cap_names_the_limit_it_hit() {
+        let cap = Cap { max_terminations: 10, max_fleet_share: 0.2 };
+        assert_eq!(cap.exceeded(2, 10), None);
+        assert_eq!(
+            cap.exceeded(3, 10).as_deref(),
+            Some("Limit hit: cap.max_fleet_share = 0.2 (planned 3 of 10 WorkSpaces = 30.0%, at most 2 allowed)")
+        );
+        assert_eq!(
+            cap.exceeded(11, 1000).as_deref(),
+            Some("Limit hit: cap.max_terminations = 10 (planned 11, 1 over)")
+        );
+        let both = cap.exceeded(12, 20).unwrap_or_default();
+        assert!(both.contains("max_terminations = 10 (planned 12, 2 over); cap.max_fleet_share"), "{both}");
+        assert_eq!(cap.share_allows(7), 1);
+    }
+
+    #[test]
+    fn policy_text_errors_name_the_field_and_a_bom_is_accepted() {
+        let bom = format!("\u{feff}{EMBEDDED_POLICY}");
+        assert_eq!(Policy::from_toml(&bom).unwrap(), Policy::embedded().unwrap());
+        let bad = EMBEDDED_POLICY.replace("schedule_interval_days = 7", "schedule_interval_days = -7");
+        let err = Policy::from_toml(&bad).unwrap_err().to_string();
+        assert!(err.contains("schedule_interval_days"), "{err}");
+        let mut p = Policy::embedded().unwrap();
+        p.notify.directory_domains.insert("d-0123456789".into(), "not a domain".into());
+        assert!(p.validate().unwrap_err().to_string().contains("notify.directory_domains.d-0123456789"));
+        let mut p = Policy::embedded().unwrap();
+        p.prices.by_bundle.insert("wsb-1".into(), -3.0);
+        assert!(p.validate().unwrap_err().to_string().contains("prices.by_bundle.wsb-1"));
+        let p = Policy::embedded().unwrap();
+        assert_eq!(p.prices.monthly("wsb-x", "ALWAYS_ON"), 35.0);
+        assert_eq!(p.prices.monthly("wsb-x", "AUTO_STOP"), 25.0);
+        assert_eq!(p.prices.monthly("wsb-x", ""), 35.0);
+        assert!(!p.notify.notify_in_dry_run, "the shipped policy sends nothing in dry run");
+    }
+
+    #[test]
+    fn the_exempt_tag_key_can_be_pinned_from_the_environment() {
+        let mut p = Policy::embedded().unwrap();
+        p.apply_env(&|k: &str| (k == "REAPER_EXEMPT_TAG_KEY").then(|| "Keep".to_string())).unwrap();
+        assert_eq!(p.exempt_tag_key, "Keep");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::decide::{Workspace, WsState};
+use crate::fleet::{Workspace, WsState};
 
 /// Most ids one status, state or terminate call may carry (the WorkSpaces API limit).
 pub const BATCH: usize = 25;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ReaperError;
+use crate::policy::Mode;
 
 /// What finally happened to a WorkSpace in this run (the report's `decision` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -48,11 +49,15 @@ pub struct Row {
     pub outcome: Outcome,
     pub rule: String,
     pub error: String,
+    /// Seconds since the last connection (or first sighting); not a report column.
+    pub idle_seconds: Option<i64>,
+    /// The run's mode, repeated on every row so a filtered sheet still shows it.
+    pub mode: Mode,
 }
 
 impl Row {
     /// The row's cells, in `HEADER` order, as text (not yet neutralised or escaped).
-    pub fn cells(&self) -> [String; 9] {
+    pub fn cells(&self) -> [String; 10] {
         [
             self.workspace_id.clone(),
             self.user.clone(),
@@ -63,6 +68,7 @@ impl Row {
             self.outcome.as_str().to_string(),
             self.rule.clone(),
             self.error.clone(),
+            self.mode.as_str().to_string(),
         ]
     }
 }
@@ -75,7 +81,7 @@ pub fn in_report_order(rows: &[Row]) -> Vec<&Row> {
 }
 
 /// The report's header, in column order.
-pub const HEADER: [&str; 9] = [
+pub const HEADER: [&str; 10] = [
     "workspace id",
     "user",
     "directory",
@@ -85,6 +91,7 @@ pub const HEADER: [&str; 9] = [
     "decision",
     "rule",
     "error",
+    "mode",
 ];
 
 /// Spreadsheet formula injection: a cell starting with `= + - @`, tab or CR gets a leading `'`.
@@ -106,6 +113,70 @@ pub fn to_csv(rows: &[Row]) -> Result<Vec<u8>, ReaperError> {
     w.into_inner().map_err(|e| ReaperError::Report(e.to_string()))
 }
 
+/// Columns of the machine-readable plan (`lake reaper plan --csv`).
+pub const PLAN_HEADER: [&str; 10] = [
+    "workspace_id",
+    "user",
+    "directory",
+    "state",
+    "last_connection",
+    "idle_seconds",
+    "days_inactive",
+    "decision",
+    "rule",
+    "note",
+];
+
+fn outcome_key(o: Outcome) -> String {
+    serde_json::to_value(o).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// The plan as CSV, one row per WorkSpace in report order; `decision` is the stable kebab-case
+/// key (`would-terminate`, `held-by-cap`, `at-risk`, `keep`, ...). Cells neutralised.
+pub fn plan_csv(rows: &[Row]) -> Result<Vec<u8>, ReaperError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let e = |e: csv::Error| ReaperError::Report(e.to_string());
+    w.write_record(PLAN_HEADER).map_err(e)?;
+    for r in in_report_order(rows) {
+        let cells = [
+            r.workspace_id.clone(),
+            r.user.clone(),
+            r.directory.clone(),
+            r.state.clone(),
+            r.last_connection.clone(),
+            r.idle_seconds.map(|d| d.to_string()).unwrap_or_default(),
+            r.days_inactive.map(|d| d.to_string()).unwrap_or_default(),
+            outcome_key(r.outcome),
+            r.rule.clone(),
+            r.error.clone(),
+        ];
+        w.write_record(cells.iter().map(|c| neutralise(c))).map_err(e)?;
+    }
+    w.into_inner().map_err(|e| ReaperError::Report(e.to_string()))
+}
+
+/// The plan as JSON objects, one per WorkSpace in report order (same fields as [`plan_csv`];
+/// numbers as numbers, absent values as `null`).
+pub fn plan_json(rows: &[Row]) -> Vec<serde_json::Value> {
+    in_report_order(rows)
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "workspace_id": r.workspace_id,
+                "user": r.user,
+                "directory": r.directory,
+                "state": r.state,
+                "last_connection": r.last_connection,
+                "idle_seconds": r.idle_seconds,
+                "days_inactive": r.days_inactive,
+                "decision": outcome_key(r.outcome),
+                "rule": r.rule,
+                "note": r.error,
+            })
+        })
+        .collect()
+}
+
 /// One WorkSpace in a run's history snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotEntry {
@@ -117,6 +188,10 @@ pub struct SnapshotEntry {
     pub first_seen: DateTime<Utc>,
     pub decision: Outcome,
     pub rule: String,
+    #[serde(default)]
+    pub bundle: String,
+    #[serde(default)]
+    pub running_mode: String,
 }
 
 /// `history/<date>.json`: the whole fleet as this run saw it.
@@ -129,6 +204,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The mode the run had.
+    pub fn mode(&self) -> Mode {
+        Mode::from_dry_run(self.dry_run)
+    }
+
     /// First-seen date per WorkSpace id.
     pub fn first_seen(&self) -> BTreeMap<String, DateTime<Utc>> {
         self.workspaces.iter().map(|e| (e.id.clone(), e.first_seen)).collect()
@@ -141,6 +221,14 @@ pub fn report_key(date: &str) -> String {
 }
 pub const LATEST_KEY: &str = "reports/latest.csv";
 pub const HISTORY_PREFIX: &str = "history/";
+/// The activity chart and table beside the dated CSV, and the newest copies.
+pub fn activity_svg_key(date: &str) -> String {
+    format!("reports/{date}/activity.svg")
+}
+pub fn activity_csv_key(date: &str) -> String {
+    format!("reports/{date}/activity.csv")
+}
+pub const LATEST_ACTIVITY_SVG_KEY: &str = "reports/latest-activity.svg";
 pub fn history_key(date: &str) -> String {
     format!("{HISTORY_PREFIX}{date}.json")
 }

@@ -9,7 +9,7 @@ use aws_sdk_workspaces::types::TerminateRequest;
 use aws_sdk_workspaces::Client;
 use chrono::{DateTime, Utc};
 
-use crate::decide::{Workspace, WsState};
+use crate::fleet::{Workspace, WsState};
 use crate::port::{ApiError, Page, Status, TerminateFailure, WorkspacesApi, BATCH};
 
 /// Tag lookups in flight at once while describing a page.
@@ -96,6 +96,11 @@ impl WorkspacesApi for SdkWorkspaces {
                     user: w.user_name().unwrap_or("").to_string(),
                     directory: w.directory_id().unwrap_or("").to_string(),
                     state: w.state().map_or(WsState::Other("UNKNOWN".into()), |s| WsState::parse(s.as_str())),
+                    bundle: w.bundle_id().unwrap_or("").to_string(),
+                    running_mode: w
+                        .workspace_properties()
+                        .and_then(|p| p.running_mode())
+                        .map_or(String::new(), |m| m.as_str().to_string()),
                     tags: None,
                 })
             })

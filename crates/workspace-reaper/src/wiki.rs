@@ -47,10 +47,21 @@ pub struct Published {
     pub version: u64,
 }
 
+/// A file attached to the page (the activity chart), shown with `<ac:image>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// File name: letters, digits, `-`, `_` and `.` only.
+    pub name: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
 /// Publishes the report page.
 #[async_trait]
 pub trait Wiki: Send + Sync {
     async fn publish(&self, page: &WikiPage) -> Result<Published, WikiError>;
+    /// Creates or replaces a file attached to the page.
+    async fn attach(&self, file: &Attachment) -> Result<(), WikiError>;
 }
 
 /// The Confluence connection, as stored in the secret.
@@ -197,15 +208,28 @@ fn request(
     token: &str,
     body: Option<Vec<u8>>,
 ) -> Result<http::Request<Full<Bytes>>, WikiError> {
+    typed_request(method, url, token, body.map(|b| (b, "application/json".to_string())))
+}
+
+fn typed_request(
+    method: http::Method,
+    url: &str,
+    token: &str,
+    body: Option<(Vec<u8>, String)>,
+) -> Result<http::Request<Full<Bytes>>, WikiError> {
     let mut b = http::Request::builder()
         .method(method)
         .uri(url)
         .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
         .header(http::header::ACCEPT, "application/json");
-    if body.is_some() {
-        b = b.header(http::header::CONTENT_TYPE, "application/json");
-    }
-    b.body(Full::new(Bytes::from(body.unwrap_or_default())))
+    let body = match body {
+        Some((bytes, ct)) => {
+            b = b.header(http::header::CONTENT_TYPE, ct);
+            bytes
+        }
+        None => Vec::new(),
+    };
+    b.body(Full::new(Bytes::from(body)))
         .map_err(|e| werr("request", format!("cannot build the request: {e}")))
 }
 
@@ -241,6 +265,50 @@ impl Wiki for ConfluenceWiki {
         }
         Ok(Published { page_id: c.page_id, version })
     }
+
+    async fn attach(&self, file: &Attachment) -> Result<(), WikiError> {
+        let step = "attach chart";
+        if file.name.is_empty() || !file.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(werr(step, "attachment name must be letters, digits, - _ ."));
+        }
+        let c = self.creds.get().await?;
+        const B: &str = "workspace-reaper-attachment-boundary";
+        let mut body = format!(
+            "--{B}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
+            file.name, file.content_type
+        )
+        .into_bytes();
+        body.extend_from_slice(&file.data);
+        body.extend_from_slice(
+            format!(
+                "\r\n--{B}\r\nContent-Disposition: form-data; name=\"minorEdit\"\r\n\r\ntrue\r\n--{B}--\r\n"
+            )
+            .as_bytes(),
+        );
+        let url = c.content_url("/child/attachment");
+        let mut req = typed_request(
+            http::Method::PUT,
+            &url,
+            &c.token,
+            Some((body, format!("multipart/form-data; boundary={B}"))),
+        )?;
+        // Confluence refuses attachment uploads without this header (XSRF check).
+        req.headers_mut().insert("x-atlassian-token", http::HeaderValue::from_static("no-check"));
+        let (status, _) = self.send(step, req).await?;
+        if !status.is_success() {
+            return Err(werr(step, format!("HTTP {}", status.as_u16())));
+        }
+        Ok(())
+    }
+}
+
+/// Report columns shown on the page: all but the trailing `mode`.
+const PAGE_COLUMNS: usize = 9;
+
+/// [`storage_body_with`] without a section.
+pub fn storage_body(title_line: &str, rows: &[Row]) -> String {
+    storage_body_with(title_line, "", rows)
 }
 
 /// Escapes text for XHTML element content and attribute values.
@@ -261,14 +329,18 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-/// The page body in Confluence storage format: a heading line and the report as a table, rows in
-/// the CSV's order (decision, then WorkSpace id). Every cell is HTML-escaped.
-pub fn storage_body(title_line: &str, rows: &[Row]) -> String {
+/// The page body in Confluence storage format: a heading line, an optional section (the activity
+/// analytics, already XHTML), and the report as a table, rows in the CSV's order (decision, then
+/// WorkSpace id) without the CSV's `mode` column (the heading names the mode). Every cell is
+/// HTML-escaped.
+pub fn storage_body_with(title_line: &str, section: &str, rows: &[Row]) -> String {
     let mut s = String::with_capacity(256 + rows.len() * 256);
     s.push_str("<p>");
     s.push_str(&escape_html(title_line));
-    s.push_str("</p><table><tbody><tr>");
-    for h in HEADER {
+    s.push_str("</p>");
+    s.push_str(section);
+    s.push_str("<table><tbody><tr>");
+    for h in &HEADER[..PAGE_COLUMNS] {
         s.push_str("<th>");
         s.push_str(&escape_html(h));
         s.push_str("</th>");
@@ -276,9 +348,9 @@ pub fn storage_body(title_line: &str, rows: &[Row]) -> String {
     s.push_str("</tr>");
     for r in in_report_order(rows) {
         s.push_str("<tr>");
-        for c in r.cells() {
+        for c in r.cells().iter().take(PAGE_COLUMNS) {
             s.push_str("<td>");
-            s.push_str(&escape_html(&c));
+            s.push_str(&escape_html(c));
             s.push_str("</td>");
         }
         s.push_str("</tr>");

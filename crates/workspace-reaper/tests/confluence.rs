@@ -200,6 +200,37 @@ fn a_confluence_failure_is_in_the_summary_and_alerted_and_the_csv_is_still_writt
 }
 
 #[test]
+fn from_the_second_run_the_activity_chart_is_attached_and_shown() {
+    let server = Server::start(confluence(200));
+    let store = Arc::new(MemStore::default());
+    let r = rig(fleet(), store.clone(), live_policy());
+    block_on(r.reaper.run(now() - chrono::Duration::days(7))).unwrap();
+    let mut r = rig(fleet(), store.clone(), live_policy());
+    r.reaper.wiki = Some(Arc::new(ConfluenceWiki::new(CredsSource::Fixed(server.creds())).unwrap()));
+    let s = block_on(r.reaper.run(now())).unwrap();
+    assert_eq!(s.confluence, "updated page 4242 to version 8 with the activity chart");
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 3, "GET, PUT page, PUT attachment: {reqs:?}");
+    let att = &reqs[2];
+    assert_eq!(
+        (att.method.as_str(), att.target.as_str()),
+        ("PUT", "/wiki/rest/api/content/4242/child/attachment")
+    );
+    assert_eq!(att.headers.get("x-atlassian-token").map(String::as_str), Some("no-check"));
+    assert_eq!(att.headers.get("authorization").map(String::as_str), Some("Bearer s3cret-token"));
+    assert!(att.headers["content-type"].starts_with("multipart/form-data; boundary="));
+    assert!(att.body.contains(r#"name="file"; filename="reaper-activity.svg""#), "{}", att.body);
+    assert!(att.body.contains("Content-Type: image/svg+xml"));
+    assert!(att.body.contains("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    let page: serde_json::Value = serde_json::from_str(&reqs[1].body).unwrap();
+    let xhtml = page["body"]["storage"]["value"].as_str().unwrap();
+    assert!(xhtml.contains("Mode: enforce."), "{xhtml}");
+    assert!(xhtml.contains("<h2>Activity</h2><p>Mode: enforce. 2 run(s) in the history.</p><ul><li>whole fleet: 3 WorkSpaces;"), "{xhtml}");
+    assert!(xhtml.contains(r#"<ri:attachment ri:filename="reaper-activity.svg"/>"#), "{xhtml}");
+    assert_eq!(xhtml.matches("<tr>").count(), 4, "the report is still the page's only table");
+}
+
+#[test]
 fn an_unreachable_or_refusing_confluence_fails_softly() {
     // Refused: a port nobody listens on any more.
     let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
@@ -225,10 +256,7 @@ fn an_unreachable_or_refusing_confluence_fails_softly() {
 
 #[test]
 fn the_secret_comes_from_secrets_manager() {
-    let Ok(endpoint) = std::env::var("LAKE_TEST_AWS_ENDPOINT") else {
-        eprintln!("note: LAKE_TEST_AWS_ENDPOINT not set; skipping the Secrets Manager part (scripts/test.sh sets it)");
-        return;
-    };
+    let Some(endpoint) = moto_endpoint("the_secret_comes_from_secrets_manager") else { return };
     let server = Server::start(confluence(200));
     block_on(async {
         use aws_sdk_secretsmanager::config::{Credentials, Region};

@@ -112,6 +112,7 @@ proptest! {
                     id: id.clone(), user: String::new(), directory: DIR.into(), state: "AVAILABLE".into(),
                     last_connection: None, first_seen: now() - Duration::minutes(m),
                     decision: workspace_reaper::report::Outcome::Keep, rule: String::new(),
+                    bundle: String::new(), running_mode: String::new(),
                 });
             }
             if g.status_missing { status_missing.insert(id.clone()); }

@@ -1,5 +1,6 @@
 //! The SDK adapter against a moto server (`scripts/moto_server.py`, started by `scripts/test.sh`,
-//! which sets `LAKE_TEST_AWS_ENDPOINT`). Without that variable the test notes it and returns.
+//! which sets `LAKE_TEST_AWS_ENDPOINT`). Without that variable the test is skipped locally and fails
+//! under CI.
 //!
 //! Gaps in moto 5.x that this test cannot express (covered with the fake in `tests/fleet.rs`):
 //! - DescribeWorkspacesConnectionStatus does not exist in moto; the launcher adds it, reading the
@@ -63,10 +64,7 @@ fn tag(k: &str, v: &str) -> Tag {
 
 #[tokio::test]
 async fn sdk_adapter_against_moto_decides_and_terminates() {
-    let Ok(endpoint) = std::env::var("LAKE_TEST_AWS_ENDPOINT") else {
-        eprintln!("note: LAKE_TEST_AWS_ENDPOINT not set; skipping the moto test (scripts/test.sh sets it)");
-        return;
-    };
+    let Some(endpoint) = common::moto_endpoint("sdk_adapter_against_moto") else { return };
     // Directory Service directory (EC2 VPC + subnets) through boto3; see the module comment.
     let out = std::process::Command::new("python3")
         .args(["-c", SETUP, &endpoint, REGION])
@@ -180,5 +178,9 @@ async fn sdk_adapter_against_moto_decides_and_terminates() {
     assert_eq!(decision("never.user"), ("keep".into(), "never-connected-first-sighting".into()));
     let mut emails: Vec<String> = notifier.notices().into_iter().map(|n| n.email).collect();
     emails.sort();
-    assert_eq!(emails, vec!["r.tagged@health.county.example", "risk.user@county.gov"]);
+    // The two at-risk users, and the user whose WorkSpace was terminated (told what was removed).
+    assert_eq!(
+        emails,
+        vec!["r.tagged@health.county.example", "risk.user@county.gov", "stale.user@county.gov"]
+    );
 }
