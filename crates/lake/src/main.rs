@@ -7,6 +7,8 @@
 
 mod bench;
 mod check;
+mod db;
+mod matching;
 mod reaper;
 mod review;
 
@@ -72,6 +74,13 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Proposed person matches: list (masked), show with evidence, accept (completes the row), reject.
     Review(review::ReviewArgs),
+    /// The matching database: `lake db migrate` applies the schema and roles (as a deploy does).
+    Db(db::DbCmdArgs),
+    /// The person index: `lake people load FILE` upserts the county's export (normalised).
+    People(db::PeopleArgs),
+    /// Try the matching rules: records against a person file (or database), decisions to CSV,
+    /// precision and recall per tier with --truth.
+    Match(matching::MatchArgs),
     /// The WorkSpaces reaper in dry run: `lake reaper plan [--fleet FILE]` prints what it would do.
     #[command(subcommand)]
     Reaper(reaper::ReaperCmd),
@@ -297,6 +306,9 @@ fn main() -> ExitCode {
         }
         Cmd::Bench(a) => bench::run(a),
         Cmd::Review(a) => review::run(a),
+        Cmd::Db(a) => db::run(a),
+        Cmd::People(a) => db::run_people(a),
+        Cmd::Match(a) => matching::run(a),
         Cmd::Reaper(c) => reaper::run(c),
         Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {
             let (deps, _) = lake.deps(None).await?;

@@ -138,6 +138,8 @@ string_enum! {
         /// An accepted candidate lacks a field the quarantined row is missing.
         Incomplete => "Incomplete",
         DbAuthFailed => "DbAuthFailed",
+        /// The database role lacks a grant (SQLSTATE 42501): permanent.
+        DbPermissionDenied => "DbPermissionDenied",
         DbUnavailable => "DbUnavailable",
         DbQueryFailed => "DbQueryFailed",
         DbSecretFailed => "DbSecretFailed",

@@ -1,4 +1,4 @@
-//! Matching benchmark against `../shared/bench/baseline_match.py` in the same run: loads the
+//! Matching benchmark against `bench/baseline_match.py` in the same run: loads the
 //! person CSV into PostgreSQL (DATABASE URL) and into memory, matches the bad records with both
 //! adapters, scores precision / recall per tier and per error kind against the truth file, then
 //! runs the Python baseline (its own PostgreSQL 15 with the same settings) and prints both.
@@ -47,8 +47,8 @@ struct Args {
     group: Option<usize>,
     #[arg(long, default_value = "config/matching.toml")]
     rules: PathBuf,
-    /// Run ../shared/bench/baseline_match.py in the same run (skip with --no-baseline).
-    #[arg(long, default_value = "../shared/bench/baseline_match.py")]
+    /// Run bench/baseline_match.py in the same run (skip with --no-baseline).
+    #[arg(long, default_value = "bench/baseline_match.py")]
     baseline: PathBuf,
     #[arg(long)]
     no_baseline: bool,
@@ -224,20 +224,16 @@ fn load_avg() -> String {
         .join(" ")
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let a = Args::parse();
-    let rules = Rules::from_file(&a.rules)?;
-    let mut matcher = Matcher::new(rules);
-    if let Some(g) = a.group {
-        matcher.group = g;
-    }
-    let matcher = Arc::new(matcher);
-    let recs = read_records(&a.bad)?;
-    let truth = read_truth(&a.truth)?;
-    println!("{} records, load average {}", recs.len(), load_avg());
+/// The benchmark's PostgreSQL: a fresh database (or `--db`), migrated and loaded by COPY.
+struct PgSetup {
+    admin: Db,
+    dbname: String,
+    db: Arc<Db>,
+    people: u64,
+    load_s: f64,
+}
 
-    // PostgreSQL: a fresh database, migrations, COPY.
+async fn setup_pg(a: &Args) -> Result<PgSetup> {
     let admin = Db::from_url(&a.database_url, 1)?;
     let dbname = a.db.clone().unwrap_or_else(|| format!("pii_bench_{}", std::process::id()));
     let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
@@ -252,18 +248,31 @@ async fn main() -> Result<()> {
     db.migrate().await?;
     let t = Instant::now();
     let have: i64 = sqlx::query_scalar("SELECT count(*) FROM person").fetch_one(&db.pool()).await?;
-    let n = if have == 0 { copy_people_csv(&db, &a.people).await? } else { have as u64 };
+    let people = if have == 0 { copy_people_csv(&db, &a.people).await? } else { have as u64 };
     let load_s = t.elapsed().as_secs_f64();
-    println!("PostgreSQL: loaded {n} people (COPY, REINDEX on a fresh load, VACUUM ANALYZE) in {load_s:.1}s");
-    let pg = PgIndex { db: db.clone(), chunk: a.chunk };
-    let all = batches(&recs, a.batch);
-    run_all(&matcher, &pg, &batches(&recs[..recs.len().min(2000)], a.batch)).await?; // warm-up, as the baseline
+    println!(
+        "PostgreSQL: loaded {people} people (COPY, REINDEX on a fresh load, VACUUM ANALYZE) in {load_s:.1}s"
+    );
+    Ok(PgSetup { admin, dbname, db, people, load_s })
+}
+
+/// The timed PostgreSQL runs.
+struct PgRuns {
+    times: Vec<f64>,
+    median: f64,
+    decisions: Vec<Decision>,
+    cpu_ms: (f64, f64),
+}
+
+async fn bench_pg(a: &Args, m: &Arc<Matcher>, db: &Db, pg: &PgIndex, recs: &[Record]) -> Result<PgRuns> {
+    let all = batches(recs, a.batch);
+    run_all(m, pg, &batches(&recs[..recs.len().min(2000)], a.batch)).await?; // warm-up, as the baseline
     let mut times = Vec::new();
-    let mut pg_dec = Vec::new();
-    let cpu0 = cpu_now(&db).await;
+    let mut decisions = Vec::new();
+    let cpu0 = cpu_now(db).await;
     for r in 0..a.runs {
         let t = Instant::now();
-        pg_dec = run_all(&matcher, &pg, &all).await?;
+        decisions = run_all(m, pg, &all).await?;
         let dt = t.elapsed().as_secs_f64();
         println!(
             "rust+postgres run={r} {} records in {dt:.3}s = {:.0} rec/s (load {})",
@@ -273,127 +282,122 @@ async fn main() -> Result<()> {
         );
         times.push(dt);
     }
-    let cpu1 = cpu_now(&db).await;
+    let cpu1 = cpu_now(db).await;
     let (rust_ms, pg_ms) = cpu_per_run(&cpu0, &cpu1, a.runs);
     println!(
         "cpu per run of {} records: matcher {rust_ms:.1} ms, postgres backends {pg_ms:.1} ms (0 when the server is elsewhere)",
         recs.len()
     );
-    let pg_med = median(&mut times);
-    {
-        // where the time goes (one batch of everything): candidate query vs scoring
-        let keys: Vec<_> =
-            recs.iter().flat_map(|r| matcher.keys(r)).collect::<HashSet<_>>().into_iter().collect();
+    let median = median(&mut times);
+    Ok(PgRuns { times, median, decisions, cpu_ms: (rust_ms, pg_ms) })
+}
+
+/// Where the time goes (one batch of everything): candidate query vs scoring.
+async fn phases(m: &Matcher, pg: &PgIndex, recs: &[Record]) -> Result<()> {
+    let keys: Vec<_> = recs.iter().flat_map(|r| m.keys(r)).collect::<HashSet<_>>().into_iter().collect();
+    let t = Instant::now();
+    let persons = pg.candidates(&keys).await?;
+    let q = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let _ = m.decide_all(recs, &persons, &m.rules.blocking.passes[0]);
+    println!(
+        "phases: {} keys -> {} candidates: query {q:.3}s, scoring {:.3}s",
+        keys.len(),
+        persons.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The in-memory adapter on the same batches: its median and how many decisions equal `pg_dec`.
+async fn bench_memory(
+    a: &Args,
+    m: &Arc<Matcher>,
+    recs: &[Record],
+    pg_dec: &[Decision],
+) -> Result<(f64, usize)> {
+    if a.no_memory {
+        return Ok((f64::NAN, 0));
+    }
+    let all = batches(recs, a.batch);
+    let t = Instant::now();
+    let mem = MemoryIndex::load(&a.people)?;
+    let mem_load = t.elapsed().as_secs_f64();
+    let mut mtimes = Vec::new();
+    let mut mem_dec = Vec::new();
+    for _ in 0..a.runs {
         let t = Instant::now();
-        let persons = pg.candidates(&keys).await?;
-        let q = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let _ = matcher.decide_all(&recs, &persons, &matcher.rules.blocking.passes[0]);
-        println!(
-            "phases: {} keys -> {} candidates: query {q:.3}s, scoring {:.3}s",
-            keys.len(),
-            persons.len(),
-            t.elapsed().as_secs_f64()
-        );
+        mem_dec = run_all(m, &mem, &all).await?;
+        mtimes.push(t.elapsed().as_secs_f64());
     }
+    let mem_med = median(&mut mtimes);
+    let same = pg_dec.iter().zip(&mem_dec).filter(|(x, y)| x == y).count();
+    println!(
+        "in-memory: loaded {} people in {mem_load:.1}s; {:.0} rec/s; decisions identical to PostgreSQL: {same}/{}",
+        mem.len(),
+        recs.len() as f64 / mem_med,
+        recs.len()
+    );
+    Ok((mem_med, same))
+}
 
-    // In memory.
-    let (mut mem_med, mut same) = (f64::NAN, 0);
-    if !a.no_memory {
-        let t = Instant::now();
-        let mem = MemoryIndex::load(&a.people)?;
-        let mem_load = t.elapsed().as_secs_f64();
-        let mut mtimes = Vec::new();
-        let mut mem_dec = Vec::new();
-        for _ in 0..a.runs {
-            let t = Instant::now();
-            mem_dec = run_all(&matcher, &mem, &all).await?;
-            mtimes.push(t.elapsed().as_secs_f64());
-        }
-        mem_med = median(&mut mtimes);
-        same = pg_dec.iter().zip(&mem_dec).filter(|(x, y)| x == y).count();
-        println!(
-            "in-memory: loaded {} people in {mem_load:.1}s; {:.0} rec/s; decisions identical to PostgreSQL: {same}/{}",
-            mem.len(),
-            recs.len() as f64 / mem_med,
-            recs.len()
-        );
+fn write_decisions(path: &PathBuf, ds: &[Decision]) -> Result<()> {
+    let mut w = csv::Writer::from_path(path)?;
+    w.write_record(["reference", "tier", "rule", "best_score", "chosen"])?;
+    for d in ds {
+        let ids: Vec<String> = d.chosen.iter().map(|c| c.person_id.to_string()).collect();
+        let best = d.best_score.map(|s| format!("{s:.1}")).unwrap_or_default();
+        w.write_record([d.reference.as_str(), d.tier.as_str(), d.rule.as_str(), &best, &ids.join(" ")])?;
     }
+    w.flush()?;
+    Ok(())
+}
 
-    if let Some(path) = &a.decisions {
-        let mut w = csv::Writer::from_path(path)?;
-        w.write_record(["reference", "tier", "rule", "best_score", "chosen"])?;
-        for d in &pg_dec {
-            let ids: Vec<String> = d.chosen.iter().map(|c| c.person_id.to_string()).collect();
-            let best = d.best_score.map(|s| format!("{s:.1}")).unwrap_or_default();
-            w.write_record([d.reference.as_str(), d.tier.as_str(), d.rule.as_str(), &best, &ids.join(" ")])?;
-        }
-        w.flush()?;
+/// The Python baseline in the same run (its JSON report; Null when skipped or failed).
+fn run_baseline(a: &Args) -> Result<serde_json::Value> {
+    if a.no_baseline {
+        return Ok(serde_json::Value::Null);
     }
-    let sc = score(&pg_dec, &truth);
-    let classes: BTreeMap<&str, usize> = pg_dec.iter().fold(BTreeMap::new(), |mut m, d| {
-        *m.entry(d.tier.as_str()).or_default() += 1;
-        m
-    });
-    let rules_fired: BTreeMap<String, usize> = pg_dec.iter().fold(BTreeMap::new(), |mut m, d| {
-        *m.entry(format!("{}:{}", d.tier.as_str(), d.rule)).or_default() += 1;
-        m
-    });
-    let report = serde_json::json!({
-        "records": recs.len(), "runs_s": times, "median_s": pg_med, "records_per_s": recs.len() as f64 / pg_med,
-        "memory_records_per_s": recs.len() as f64 / mem_med, "identical_decisions": same,
-        "people_load_s": load_s, "cpu_ms_per_run": {"matcher": rust_ms, "postgres": pg_ms}, "classes": classes, "rules_fired": rules_fired, "score": sc,
-    });
+    let out = "/tmp/benchdata/results/match_baseline_same_run.json";
+    println!("running the baseline ({}) ...", a.baseline.display());
+    let st = std::process::Command::new(&a.python)
+        .arg(&a.baseline)
+        .args(["--people"])
+        .arg(&a.people)
+        .args(["--bad"])
+        .arg(&a.bad)
+        .args(["--truth"])
+        .arg(&a.truth)
+        .args(["--threads", "8", "--rules", "basic", "--runs"])
+        .arg(a.runs.to_string())
+        .args(["--json", out])
+        .status()?;
+    if !st.success() {
+        return Ok(serde_json::Value::Null);
+    }
+    Ok(serde_json::from_str(&std::fs::read_to_string(out)?)?)
+}
 
-    // The baseline, same run.
-    let mut base_json = serde_json::Value::Null;
-    if !a.no_baseline {
-        let out = "/tmp/benchdata/results/match_baseline_same_run.json";
-        println!("running the baseline ({}) ...", a.baseline.display());
-        let st = std::process::Command::new(&a.python)
-            .arg(&a.baseline)
-            .args(["--people"])
-            .arg(&a.people)
-            .args(["--bad"])
-            .arg(&a.bad)
-            .args(["--truth"])
-            .arg(&a.truth)
-            .args(["--threads", "8", "--rules", "basic", "--runs"])
-            .arg(a.runs.to_string())
-            .args(["--json", out])
-            .status()?;
-        if st.success() {
-            base_json = serde_json::from_str(&std::fs::read_to_string(out)?)?;
-        }
-    }
-    if a.db.is_none() {
-        sqlx::query(&format!("DROP DATABASE {dbname} WITH (FORCE)")).execute(&admin.pool()).await.ok();
-    }
+fn pr(v: &serde_json::Value, k: &str) -> String {
+    format!(
+        "{:.4} / {:.4}",
+        v[k]["precision"].as_f64().unwrap_or(0.0),
+        v[k]["recall"].as_f64().unwrap_or(0.0)
+    )
+}
 
-    println!("\n=== {} bad records vs {} people (load average now {}) ===", recs.len(), n, load_avg());
+/// The comparison table: records per second and precision / recall per engine.
+fn print_table(n: usize, pg_med: f64, mem_med: f64, sc: &serde_json::Value, base: &serde_json::Value) {
     println!("{:<28} {:>10} {:>22} {:>26}", "engine", "rec/s", "exact P / R", "exact+proposed P / R");
-    let pr = |v: &serde_json::Value, k: &str| {
-        format!(
-            "{:.4} / {:.4}",
-            v[k]["precision"].as_f64().unwrap_or(0.0),
-            v[k]["recall"].as_f64().unwrap_or(0.0)
-        )
-    };
     println!(
         "{:<28} {:>10.0} {:>22} {:>26}",
         "rust (postgres)",
-        recs.len() as f64 / pg_med,
-        pr(&sc, "exact"),
-        pr(&sc, "exact+proposed")
+        n as f64 / pg_med,
+        pr(sc, "exact"),
+        pr(sc, "exact+proposed")
     );
-    println!(
-        "{:<28} {:>10.0} {:>22} {:>26}",
-        "rust (in-memory)",
-        recs.len() as f64 / mem_med,
-        "(same decisions)",
-        ""
-    );
-    if let Some(b) = base_json.get("basic") {
+    println!("{:<28} {:>10.0} {:>22} {:>26}", "rust (in-memory)", n as f64 / mem_med, "(same decisions)", "");
+    if let Some(b) = base.get("basic") {
         let rps = b["records_per_s"].as_f64().unwrap_or(0.0);
         println!(
             "{:<28} {:>10.0} {:>22} {:>26}",
@@ -402,8 +406,12 @@ async fn main() -> Result<()> {
             pr(b, "exact"),
             pr(b, "exact+proposed")
         );
-        println!("speed-up vs baseline: {:.1}x", (recs.len() as f64 / pg_med) / rps.max(1.0));
+        println!("speed-up vs baseline: {:.1}x", (n as f64 / pg_med) / rps.max(1.0));
     }
+}
+
+/// Decisions per error kind of the truth file, ours and the baseline's.
+fn print_by_variant(sc: &serde_json::Value, base: &serde_json::Value) {
     println!("\nper error kind (rust): n / exact right / exact wrong / proposed / none / truth found / false candidates");
     if let Some(m) = sc["by_variant"].as_object() {
         for (v, c) in m {
@@ -421,7 +429,7 @@ async fn main() -> Result<()> {
             );
         }
     }
-    if let Some(m) = base_json.get("basic").and_then(|b| b["by_variant"].as_object()) {
+    if let Some(m) = base.get("basic").and_then(|b| b["by_variant"].as_object()) {
         println!("per error kind (baseline basic): n / exact / proposed / none / truth in candidates / false candidates");
         for (v, c) in m {
             let g = |k: &str| c.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
@@ -436,6 +444,54 @@ async fn main() -> Result<()> {
             );
         }
     }
+}
+
+fn count_by<'a>(ds: &'a [Decision], key: impl Fn(&'a Decision) -> String) -> BTreeMap<String, usize> {
+    ds.iter().fold(BTreeMap::new(), |mut m, d| {
+        *m.entry(key(d)).or_default() += 1;
+        m
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a = Args::parse();
+    let rules = Rules::from_file(&a.rules)?;
+    let mut matcher = Matcher::new(rules);
+    if let Some(g) = a.group {
+        matcher.group = g;
+    }
+    let matcher = Arc::new(matcher);
+    let recs = read_records(&a.bad)?;
+    let truth = read_truth(&a.truth)?;
+    println!("{} records, load average {}", recs.len(), load_avg());
+
+    let s = setup_pg(&a).await?;
+    let pg = PgIndex { db: s.db.clone(), chunk: a.chunk };
+    let runs = bench_pg(&a, &matcher, &s.db, &pg, &recs).await?;
+    phases(&matcher, &pg, &recs).await?;
+    let (mem_med, same) = bench_memory(&a, &matcher, &recs, &runs.decisions).await?;
+    if let Some(path) = &a.decisions {
+        write_decisions(path, &runs.decisions)?;
+    }
+    let pg_dec = &runs.decisions;
+    let sc = score(pg_dec, &truth);
+    let classes = count_by(pg_dec, |d| d.tier.as_str().to_string());
+    let rules_fired = count_by(pg_dec, |d| format!("{}:{}", d.tier.as_str(), d.rule));
+    let (rust_ms, pg_ms) = runs.cpu_ms;
+    let report = serde_json::json!({
+        "records": recs.len(), "runs_s": runs.times, "median_s": runs.median, "records_per_s": recs.len() as f64 / runs.median,
+        "memory_records_per_s": recs.len() as f64 / mem_med, "identical_decisions": same,
+        "people_load_s": s.load_s, "cpu_ms_per_run": {"matcher": rust_ms, "postgres": pg_ms}, "classes": classes, "rules_fired": rules_fired, "score": sc,
+    });
+    let base_json = run_baseline(&a)?;
+    if a.db.is_none() {
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", s.dbname)).execute(&s.admin.pool()).await.ok();
+    }
+
+    println!("\n=== {} bad records vs {} people (load average now {}) ===", recs.len(), s.people, load_avg());
+    print_table(recs.len(), runs.median, mem_med, &sc, &base_json);
+    print_by_variant(&sc, &base_json);
     println!("rules fired: {}", serde_json::to_string(&report["rules_fired"])?);
     if let Some(p) = a.json.parent() {
         std::fs::create_dir_all(p)?;

@@ -3,10 +3,9 @@
 //! review, the rest stay in quarantine as `unmatched`. Retries, DLQ, alerts and the ledger follow
 //! `layer::pipeline::handle_batch`. Logs carry file ids and counts only.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
 use layer::ledger::{now, Status};
 use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, SqsInvocation, StageError};
@@ -16,7 +15,7 @@ use serde::Serialize;
 use crate::index::{IndexError, PersonIndex};
 use crate::matcher::{Matcher, Tier};
 use crate::model::{Person, Record};
-use crate::pg::{DecisionRow, ReviewRow, Reviews};
+use crate::reviews::{DecisionRow, ReviewRow, Reviews};
 use crate::rows;
 
 pub const FUNCTION: Function = Function::PiiMatching;
@@ -68,6 +67,7 @@ struct Report<'a> {
 fn index_err(e: IndexError) -> StageError {
     let kind = match &e {
         IndexError::Auth(_) => ErrorKind::DbAuthFailed,
+        IndexError::Denied(_) => ErrorKind::DbPermissionDenied,
         IndexError::Unavailable(_) => ErrorKind::DbUnavailable,
         IndexError::Query(_) => ErrorKind::DbQueryFailed,
         IndexError::Secret(_) => ErrorKind::DbSecretFailed,
@@ -107,6 +107,71 @@ pub async fn process(d: &MatchDeps, m: SqsMessage) -> Result<MatchSummary, Stage
     run(d, &msg).await.map_err(|e| e.with_file(&ctx))
 }
 
+/// What one file's decisions lead to: rows to complete, rows that stay (and why), proposals and
+/// the audit rows.
+struct Outcomes<'a> {
+    fills: Vec<(usize, &'a Person)>,
+    stays: Vec<RowOutcome<'a>>,
+    reviews: Vec<ReviewRow>,
+    audit: Vec<DecisionRow>,
+}
+
+/// Sorts each decision into completion, review or quarantine, counting into `s`.
+fn outcomes<'a>(
+    msg: &PiiMessage,
+    decisions: &'a [crate::matcher::Decision],
+    by_id: &HashMap<i64, &'a Person>,
+    missing: &[Vec<String>],
+    s: &mut MatchSummary,
+) -> Outcomes<'a> {
+    let mut o = Outcomes { fills: Vec::new(), stays: Vec::new(), reviews: Vec::new(), audit: Vec::new() };
+    for (i, dec) in decisions.iter().enumerate() {
+        let best = dec.chosen.first();
+        o.audit.push(DecisionRow {
+            record_ref: dec.reference.clone(),
+            file_id: msg.file_id.clone(),
+            tier: dec.tier.as_str().into(),
+            person_id: best.map(|c| c.person_id),
+            score: dec.best_score,
+            rule: dec.rule.clone(),
+            decided_by: "matcher".into(),
+        });
+        match dec.tier {
+            Tier::Exact => match best.and_then(|c| by_id.get(&c.person_id)) {
+                Some(person) if rows::completable(&missing[i], person) => {
+                    s.completed += 1;
+                    o.fills.push((i, person));
+                }
+                _ => {
+                    s.incomplete += 1;
+                    o.stays.push(RowOutcome { row: i, tier: "exact", reason: "incomplete", rule: &dec.rule });
+                }
+            },
+            Tier::Proposed => {
+                s.proposed += 1;
+                o.stays.push(RowOutcome { row: i, tier: "proposed", reason: "in_review", rule: &dec.rule });
+                o.reviews.push(ReviewRow {
+                    record_ref: dec.reference.clone(),
+                    file_id: msg.file_id.clone(),
+                    row_index: i32::try_from(i).unwrap_or(i32::MAX),
+                    dataset: msg.dataset.clone(),
+                    source: msg.source.clone(),
+                    bad_bucket: msg.bucket.clone(),
+                    bad_key: msg.bad_key.clone(),
+                    candidates: serde_json::to_value(&dec.chosen).unwrap_or_default(),
+                    best_score: dec.best_score.unwrap_or_default(),
+                    rule: dec.rule.clone(),
+                });
+            }
+            Tier::None => {
+                s.unmatched += 1;
+                o.stays.push(RowOutcome { row: i, tier: "none", reason: "unmatched", rule: &dec.rule });
+            }
+        }
+    }
+    o
+}
+
 async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError> {
     let t0 = std::time::Instant::now();
     let p = &d.pipeline;
@@ -132,57 +197,10 @@ async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError
         ),
         ..Default::default()
     };
-    let mut fills: Vec<(usize, &Person)> = Vec::new();
-    let mut stays: Vec<RowOutcome> = Vec::new();
-    let mut reviews = Vec::new();
-    let mut audit = Vec::new();
-    for (i, dec) in decisions.iter().enumerate() {
-        let best = dec.chosen.first();
-        audit.push(DecisionRow {
-            record_ref: dec.reference.clone(),
-            file_id: msg.file_id.clone(),
-            tier: dec.tier.as_str().into(),
-            person_id: best.map(|c| c.person_id),
-            score: dec.best_score,
-            rule: dec.rule.clone(),
-            decided_by: "matcher".into(),
-        });
-        match dec.tier {
-            Tier::Exact => match best.and_then(|c| by_id.get(&c.person_id)) {
-                Some(person) if rows::completable(&missing[i], person) => {
-                    s.completed += 1;
-                    fills.push((i, person));
-                }
-                _ => {
-                    s.incomplete += 1;
-                    stays.push(RowOutcome { row: i, tier: "exact", reason: "incomplete", rule: &dec.rule });
-                }
-            },
-            Tier::Proposed => {
-                s.proposed += 1;
-                stays.push(RowOutcome { row: i, tier: "proposed", reason: "in_review", rule: &dec.rule });
-                reviews.push(ReviewRow {
-                    record_ref: dec.reference.clone(),
-                    file_id: msg.file_id.clone(),
-                    row_index: i32::try_from(i).unwrap_or(i32::MAX),
-                    dataset: msg.dataset.clone(),
-                    source: msg.source.clone(),
-                    bad_bucket: msg.bucket.clone(),
-                    bad_key: msg.bad_key.clone(),
-                    candidates: serde_json::to_value(&dec.chosen).unwrap_or_default(),
-                    best_score: dec.best_score.unwrap_or_default(),
-                    rule: dec.rule.clone(),
-                });
-            }
-            Tier::None => {
-                s.unmatched += 1;
-                stays.push(RowOutcome { row: i, tier: "none", reason: "unmatched", rule: &dec.rule });
-            }
-        }
-    }
+    let o = outcomes(msg, &decisions, &by_id, &missing, &mut s);
     let kms = p.cfg.kms_key.as_deref();
-    if !fills.is_empty() {
-        let out = rows::complete(&batch, &fills).and_then(|b| rows::to_parquet(&b));
+    if !o.fills.is_empty() {
+        let out = rows::complete(&batch, &o.fills).and_then(|b| rows::to_parquet(&b));
         let out = out.map_err(|e| StageError::permanent(ErrorKind::CompletionFailed, e.0))?;
         let key = rows::output_key(&msg.bad_key, "matched");
         p.store
@@ -191,22 +209,41 @@ async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError
             .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
         s.matched_key = Some(key);
     }
-    s.reviews_inserted = d.reviews.propose(&reviews).await.map_err(index_err)?;
-    d.reviews.record(&audit).await.map_err(index_err)?;
-    let report = serde_json::to_vec_pretty(&Report { file_id: &msg.file_id, summary: &s, rows: stays })
+    s.reviews_inserted = d.reviews.propose(&o.reviews).await.map_err(index_err)?;
+    d.reviews.record(&o.audit).await.map_err(index_err)?;
+    let report = serde_json::to_vec_pretty(&Report { file_id: &msg.file_id, summary: &s, rows: o.stays })
         .map_err(|e| StageError::permanent(ErrorKind::CompletionFailed, e.to_string()))?;
     p.store
         .put(&p.cfg.quarantine_bucket, &s.report_key, report, kms)
         .await
         .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
 
-    // Ledger: counts move once (a retry finds the stage already `matched`).
+    record_matched(p, msg, &s, t0.elapsed().as_secs_f64()).await?;
+    tracing::info!(
+        file_id = %msg.file_id,
+        rows = s.rows,
+        completed = s.completed,
+        incomplete = s.incomplete,
+        proposed = s.proposed,
+        unmatched = s.unmatched,
+        "matched"
+    );
+    Ok(s)
+}
+
+/// Ledger: counts move once (a retry finds the stage already `matched`).
+async fn record_matched(
+    p: &Deps,
+    msg: &PiiMessage,
+    s: &MatchSummary,
+    seconds: f64,
+) -> Result<(), StageError> {
     match p.meta.get_run(&msg.file_id).await.map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))? {
         Some(mut run) => {
             if run.stage != STAGE_MATCHED {
                 run.counts.good += s.completed;
                 run.counts.bad = run.counts.bad.saturating_sub(s.completed);
-                run.seconds += t0.elapsed().as_secs_f64();
+                run.seconds += seconds;
             }
             run.status = Status::Done;
             run.stage = STAGE_MATCHED;
@@ -225,95 +262,5 @@ async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError
         }
         None => tracing::warn!(file_id = %msg.file_id, "no ledger entry for the file; counts not updated"),
     }
-    tracing::info!(
-        file_id = %msg.file_id,
-        rows = s.rows,
-        completed = s.completed,
-        incomplete = s.incomplete,
-        proposed = s.proposed,
-        unmatched = s.unmatched,
-        "matched"
-    );
-    Ok(s)
-}
-
-/// Reviews kept in memory (embedded runs and tests).
-#[derive(Debug, Default)]
-pub struct MemoryReviews {
-    pub reviews: Mutex<Vec<ReviewRow>>,
-    pub decisions: Mutex<Vec<DecisionRow>>,
-}
-
-#[async_trait]
-impl Reviews for MemoryReviews {
-    async fn propose(&self, rows: &[ReviewRow]) -> Result<u64, IndexError> {
-        let mut g = self.reviews.lock().map_err(|_| IndexError::Query("poisoned".into()))?;
-        let have: HashSet<String> = g.iter().map(|r| r.record_ref.clone()).collect();
-        let new: Vec<ReviewRow> = rows.iter().filter(|r| !have.contains(&r.record_ref)).cloned().collect();
-        let n = new.len() as u64;
-        g.extend(new);
-        Ok(n)
-    }
-
-    async fn record(&self, rows: &[DecisionRow]) -> Result<u64, IndexError> {
-        let mut g = self.decisions.lock().map_err(|_| IndexError::Query("poisoned".into()))?;
-        let key = |d: &DecisionRow| (d.record_ref.clone(), d.tier.clone(), d.decided_by.clone());
-        let have: HashSet<_> = g.iter().map(key).collect();
-        let new: Vec<DecisionRow> = rows.iter().filter(|r| !have.contains(&key(r))).cloned().collect();
-        let n = new.len() as u64;
-        g.extend(new);
-        Ok(n)
-    }
-}
-
-/// Completes the row of an accepted review like an exact match: the row with its missing fields
-/// filled from `person`, written to the raw bucket at a path derived from the record (a repeat
-/// overwrites), and the ledger counts moved. Returns the raw key.
-pub async fn complete_accepted(
-    p: &Deps,
-    review: &crate::pg::StoredReview,
-    person: &Person,
-) -> Result<String, StageError> {
-    let bytes = p
-        .store
-        .get(&review.bad_bucket, &review.bad_key, None)
-        .await
-        .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e))?;
-    let batch =
-        rows::read_parquet(bytes).map_err(|e| StageError::permanent(ErrorKind::BadRecordsUnreadable, e.0))?;
-    let row = usize::try_from(review.row_index).unwrap_or(usize::MAX);
-    let missing = rows::missing(&batch);
-    let Some(m) = missing.get(row) else {
-        return Err(StageError::permanent(
-            ErrorKind::BadRecordsUnreadable,
-            format!("row {row} is not in the file"),
-        ));
-    };
-    if !rows::completable(m, person) {
-        return Err(StageError::permanent(
-            ErrorKind::Incomplete,
-            format!("the person index has no value for a missing field ({})", m.join(", ")),
-        ));
-    }
-    let out = rows::complete(&batch, &[(row, person)])
-        .and_then(|b| rows::to_parquet(&b))
-        .map_err(|e| StageError::permanent(ErrorKind::CompletionFailed, e.0))?;
-    let key = rows::output_key(&review.bad_key, &format!("reviewed-{row}"));
-    p.store
-        .put(&p.cfg.raw_bucket, &key, out, p.cfg.kms_key.as_deref())
-        .await
-        .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
-    if let Some(mut run) =
-        p.meta.get_run(&review.file_id).await.map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))?
-    {
-        let full = format!("{}/{key}", p.cfg.raw_bucket);
-        if !run.outputs.contains(&full) {
-            run.counts.good += 1;
-            run.counts.bad = run.counts.bad.saturating_sub(1);
-            run.outputs.push(full);
-            run.updated_at = now();
-            p.meta.put_run(&run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
-        }
-    }
-    Ok(key)
+    Ok(())
 }

@@ -21,6 +21,9 @@ pub enum IndexError {
     /// The database could not be reached or dropped the connection.
     #[error("database unavailable ({0})")]
     Unavailable(String),
+    /// The database role may not do this (SQLSTATE 42501: a missing grant; retrying cannot help).
+    #[error("database permission denied ({0})")]
+    Denied(String),
     /// A query failed (SQLSTATE and class only, never values).
     #[error("database query failed ({0})")]
     Query(String),
@@ -37,6 +40,7 @@ impl IndexError {
         match self {
             IndexError::Auth(_) => "DbAuthFailed",
             IndexError::Unavailable(_) => "DbUnavailable",
+            IndexError::Denied(_) => "DbPermissionDenied",
             IndexError::Query(_) => "DbQueryFailed",
             IndexError::Secret(_) => "DbSecretFailed",
             IndexError::Load(_) => "PersonIndexLoadFailed",
@@ -115,7 +119,7 @@ impl MemoryIndex {
         } else {
             read_csv(path)?
         };
-        Ok(Self::new(persons))
+        Ok(Self::new(persons.into_iter().map(Person::normalised).collect()))
     }
 }
 
@@ -134,8 +138,9 @@ fn opt(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
+/// ISO dates, and the US forms a county export may carry (`MM/DD/YYYY`, `YYYYMMDD`).
 fn date(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()
+    crate::people::parse_date(s)
 }
 
 /// The columns of a person file (CSV header or Parquet schema), as in the county's person extract.

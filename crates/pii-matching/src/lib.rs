@@ -9,12 +9,17 @@
 //! for the database credentials). Library code logs ids and counts, never values.
 
 pub mod compare;
+pub mod deploy;
+pub mod evaluate;
 pub mod handler;
 pub mod index;
 pub mod matcher;
 pub mod model;
+pub mod people;
 pub mod pg;
+pub mod review;
 pub mod review_store;
+pub mod reviews;
 pub mod rows;
 pub mod rules;
 pub mod setup;

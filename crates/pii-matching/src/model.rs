@@ -24,6 +24,73 @@ pub struct Person {
     pub phone: Option<CompactString>,
 }
 
+impl Person {
+    /// The person with every value in the canonical form the records have (the canonical
+    /// schema's semantic rules): names, address, city and state upper case, trimmed, inner
+    /// whitespace collapsed; sex `M`/`F`/`U` (`MALE`, `1`, ... accepted); SSN as `NNN-NN-NNNN`
+    /// from its nine digits; ZIP as five digits (3-4 digits left-padded, ZIP+4 cut); phone as
+    /// `NNN-NNN-NNNN`. A value that does not fit its rule becomes missing. The SSN keeps its shape
+    /// only: the index's own numbers are not re-judged. Index and records then compare like with
+    /// like in both adapters (the database hashes the stored text).
+    pub fn normalised(self) -> Person {
+        let text = |v: Option<CompactString>| v.map(|s| norm_compact(&s)).filter(|s| !s.is_empty());
+        Person {
+            person_id: self.person_id,
+            first_name: text(self.first_name),
+            last_name: text(self.last_name),
+            middle_initial: text(self.middle_initial),
+            dob: self.dob,
+            sex: self.sex.and_then(|s| norm_sex(&s)),
+            ssn: self.ssn.and_then(|s| digits_as(&s, &[3, 2, 4])),
+            address: text(self.address),
+            city: text(self.city),
+            state: text(self.state),
+            zip: self.zip.and_then(|s| norm_zip(&s)),
+            phone: self.phone.and_then(|s| norm_phone(&s)),
+        }
+    }
+}
+
+fn norm_sex(s: &str) -> Option<CompactString> {
+    let s = norm(s);
+    let v = match s.as_str() {
+        "" => return None,
+        "M" | "MALE" | "1" => "M",
+        "F" | "FEMALE" | "2" => "F",
+        _ => "U",
+    };
+    Some(CompactString::new(v))
+}
+
+/// The digits of `s` in groups joined by `-` when there are exactly as many as the groups take.
+fn digits_as(s: &str, groups: &[usize]) -> Option<CompactString> {
+    let d: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).collect();
+    if d.len() != groups.iter().sum::<usize>() {
+        return None;
+    }
+    let mut out = CompactString::default();
+    let mut at = 0;
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        out.extend(d[at..at + g].iter().map(|&b| b as char));
+        at += g;
+    }
+    Some(out)
+}
+
+/// Five digits: 3-5 digits left-padded with zeros (a ZIP read as a number), 9 cut to the first 5.
+fn norm_zip(s: &str) -> Option<CompactString> {
+    let d: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).collect();
+    let five = match d.len() {
+        3..=5 => std::iter::repeat_n(b'0', 5 - d.len()).chain(d.iter().copied()).collect::<Vec<u8>>(),
+        9 => d[..5].to_vec(),
+        _ => return None,
+    };
+    Some(five.iter().map(|&b| b as char).collect())
+}
+
 impl fmt::Debug for Person {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Person {{ person_id: {}, .. *** }}", self.person_id)
@@ -241,6 +308,45 @@ pub fn norm_phone(s: &str) -> Option<CompactString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_messy_person_normalises_to_the_canonical_form_and_a_clean_one_stays() {
+        let c = |s: &str| Some(CompactString::new(s));
+        let messy = Person {
+            person_id: 7,
+            first_name: c("  anna "),
+            last_name: c("smith\tjones"),
+            middle_initial: c("j"),
+            sex: c("female"),
+            ssn: c("123456789"),
+            address: c("1  main st"),
+            city: c("cambridge"),
+            state: c("ma"),
+            zip: c("2138"),
+            phone: c("(617) 555 0101"),
+            ..Person::default()
+        };
+        let clean = Person {
+            person_id: 7,
+            first_name: c("ANNA"),
+            last_name: c("SMITH JONES"),
+            middle_initial: c("J"),
+            sex: c("F"),
+            ssn: c("123-45-6789"),
+            address: c("1 MAIN ST"),
+            city: c("CAMBRIDGE"),
+            state: c("MA"),
+            zip: c("02138"),
+            phone: c("617-555-0101"),
+            ..Person::default()
+        };
+        assert!(messy.normalised() == clean);
+        assert!(clean.clone().normalised() == clean);
+        let odd =
+            Person { person_id: 8, ssn: c("12-34"), zip: c("02138-1234"), sex: c("x"), ..Person::default() };
+        let odd = odd.normalised();
+        assert_eq!((odd.ssn, odd.zip.as_deref(), odd.sex.as_deref()), (None, Some("02138"), Some("U")));
+    }
 
     #[test]
     fn phones_become_ten_digits_with_dashes() {

@@ -9,13 +9,15 @@
 //! (the embedded lake is a single-user tool).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::index::IndexError;
-use crate::pg::{DecisionRow, ReviewRow, Reviews, StoredReview};
+use crate::index::{IndexError, MemoryIndex};
+use crate::model::Person;
+use crate::review::{ReviewDesk, ReviewError};
+use crate::reviews::{DecisionRow, ReviewRow, Reviews, StoredReview};
 
 /// The file under the store's folder.
 pub const FILE_NAME: &str = "reviews.json";
@@ -286,6 +288,64 @@ impl Reviews for LocalReviews {
             }
             (n, n > 0)
         })
+    }
+}
+
+/// Loads a person file into memory (the caller's checks and messages; never values).
+pub type PeopleLoader = dyn Fn(&Path) -> Result<MemoryIndex, String> + Send + Sync;
+
+/// The embedded review desk: the store, and the person file its proposals were matched against
+/// (given, else the one the store records), loaded on first use.
+pub struct LocalDesk {
+    reviews: LocalReviews,
+    people: Option<PathBuf>,
+    load: Box<PeopleLoader>,
+    index: OnceLock<MemoryIndex>,
+}
+
+impl LocalDesk {
+    pub fn new(reviews: LocalReviews, people: Option<PathBuf>, load: Box<PeopleLoader>) -> Self {
+        Self { reviews, people, load, index: OnceLock::new() }
+    }
+
+    fn index(&self) -> Result<&MemoryIndex, ReviewError> {
+        if let Some(i) = self.index.get() {
+            return Ok(i);
+        }
+        let path = match &self.people {
+            Some(p) => p.clone(),
+            None => self.reviews.people_file()?.ok_or_else(|| {
+                ReviewError::People(
+                    "the embedded review store does not name its person file: pass --people FILE".into(),
+                )
+            })?,
+        };
+        let index = (self.load)(&path).map_err(ReviewError::People)?;
+        Ok(self.index.get_or_init(|| index))
+    }
+}
+
+#[async_trait]
+impl ReviewDesk for LocalDesk {
+    async fn list(&self, status: &str, limit: i64) -> Result<Vec<StoredReview>, ReviewError> {
+        Ok(self.reviews.list(status, limit)?)
+    }
+
+    async fn get(&self, review_id: i64) -> Result<Option<StoredReview>, ReviewError> {
+        Ok(self.reviews.get(review_id)?)
+    }
+
+    async fn person(&self, person_id: i64) -> Result<Option<Person>, ReviewError> {
+        Ok(self.index()?.person(person_id).cloned())
+    }
+
+    async fn decide(
+        &self,
+        review_id: i64,
+        accept_person: Option<i64>,
+        reviewer: &str,
+    ) -> Result<bool, ReviewError> {
+        Ok(self.reviews.decide(review_id, accept_person, reviewer)?)
     }
 }
 

@@ -264,10 +264,32 @@ impl Rules {
             .expect("config/matching.toml is valid (tested)")
     }
 
+    /// Checks the rules in the order of the file: version, blocking, comparisons, tiers, nicknames.
     pub fn validate(&self) -> Result<(), String> {
         if self.version != 1 {
             return Err(format!("version {} is not supported (expected 1)", self.version));
         }
+        self.validate_blocking()?;
+        let mut levels: HashMap<Field, HashSet<String>> = HashMap::new();
+        for (i, c) in self.comparisons.iter().enumerate() {
+            let at = format!("comparison[{i}] ({})", c.field.as_str());
+            if levels.contains_key(&c.field) {
+                return Err(format!("{at}: field compared twice"));
+            }
+            levels.insert(c.field, self.validate_comparison(&at, c)?);
+        }
+        self.validate_tiers(&levels)?;
+        for (formal, nicks) in &self.nicknames {
+            for n in std::iter::once(formal).chain(nicks) {
+                if n.trim().is_empty() || *n != crate::model::norm(n) {
+                    return Err(format!("nicknames.{formal}: {n:?} must be upper case, trimmed"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_blocking(&self) -> Result<(), String> {
         if self.blocking.passes.is_empty() || self.blocking.passes.iter().any(Vec::is_empty) {
             return Err("blocking.passes: at least one pass, each with at least one key".into());
         }
@@ -288,95 +310,73 @@ impl Rules {
                 return Err("blocking.settle_score needs at least two passes (it skips later ones)".into());
             }
         }
-        let mut levels: HashMap<Field, HashSet<String>> = HashMap::new();
-        for (i, c) in self.comparisons.iter().enumerate() {
-            let at = format!("comparison[{i}] ({})", c.field.as_str());
-            if levels.contains_key(&c.field) {
-                return Err(format!("{at}: field compared twice"));
-            }
-            if !c.else_weight.is_finite() || !c.missing.is_finite() {
-                return Err(format!("{at}: weights must be finite numbers"));
-            }
-            let mut names = HashSet::new();
-            let mut prev = f64::INFINITY;
-            for l in &c.levels {
-                let n = l.name().to_string();
-                if ["missing", "else"].contains(&n.as_str()) || !names.insert(n.clone()) {
-                    return Err(format!("{at}: level name {n:?} is reserved or used twice"));
-                }
-                if !l.weight.is_finite() {
-                    return Err(format!("{at}: level {n:?}: weight must be a finite number"));
-                }
-                if l.weight > prev {
-                    return Err(format!(
-                        "{at}: level {n:?} (weight {}) is weaker evidence than the level before it \
-                         but weighs more; order levels from strongest to weakest",
-                        l.weight
-                    ));
-                }
-                prev = l.weight;
-                if c.field.is_date() && !l.kind.for_dates() {
-                    return Err(format!("{at}: level {n:?} does not apply to dates"));
-                }
-                if !c.field.is_date() && !l.kind.for_text() {
-                    return Err(format!("{at}: level {n:?} applies to dates only"));
-                }
-                match l.kind {
-                    LevelKind::JaroWinkler { min } if !(0.0..=1.0).contains(&min) => {
-                        return Err(format!("{at}: jaro_winkler min {min} is outside 0..1"))
-                    }
-                    LevelKind::DateDaysApart { max } if max < 1 => {
-                        return Err(format!("{at}: date_days_apart max must be >= 1"))
-                    }
-                    LevelKind::DateYearOff { max } if max < 1 => {
-                        return Err(format!("{at}: date_year_off max must be >= 1"))
-                    }
-                    LevelKind::Nickname if self.nicknames.is_empty() => {
-                        return Err(format!("{at}: level nickname needs a [nicknames] table"))
-                    }
-                    _ => {}
-                }
-            }
-            if l_last_weight(c) < c.else_weight {
-                return Err(format!("{at}: `else` weighs more than the weakest level"));
-            }
-            names.insert("missing".into());
-            names.insert("else".into());
-            levels.insert(c.field, names);
+        Ok(())
+    }
+
+    /// One comparison's levels; returns the level names a rule may require (with `missing`, `else`).
+    fn validate_comparison(&self, at: &str, c: &Comparison) -> Result<HashSet<String>, String> {
+        if !c.else_weight.is_finite() || !c.missing.is_finite() {
+            return Err(format!("{at}: weights must be finite numbers"));
         }
-        let check_rule = |tier: &str, r: &Rule| -> Result<(), String> {
-            if r.require.is_empty() && r.min_score.is_none() {
-                return Err(format!("tiers.{tier} rule {:?}: needs `require` or `min_score`", r.name));
+        let mut names = HashSet::new();
+        let mut prev = f64::INFINITY;
+        for l in &c.levels {
+            let n = l.name().to_string();
+            if ["missing", "else"].contains(&n.as_str()) || !names.insert(n.clone()) {
+                return Err(format!("{at}: level name {n:?} is reserved or used twice"));
             }
-            for (f, ls) in &r.require {
-                let Some(known) = levels.get(f) else {
-                    return Err(format!(
-                        "tiers.{tier} rule {:?}: field {} is not compared",
-                        r.name,
-                        f.as_str()
-                    ));
-                };
-                for l in ls {
-                    if !known.contains(l) {
-                        return Err(format!(
-                            "tiers.{tier} rule {:?}: {} has no level {l:?} (known: {})",
-                            r.name,
-                            f.as_str(),
-                            sorted(known).join(", ")
-                        ));
-                    }
-                }
+            if !l.weight.is_finite() {
+                return Err(format!("{at}: level {n:?}: weight must be a finite number"));
             }
-            Ok(())
-        };
+            if l.weight > prev {
+                return Err(format!(
+                    "{at}: level {n:?} (weight {}) is weaker evidence than the level before it \
+                     but weighs more; order levels from strongest to weakest",
+                    l.weight
+                ));
+            }
+            prev = l.weight;
+            self.validate_level(at, &n, c.field, l)?;
+        }
+        if l_last_weight(c) < c.else_weight {
+            return Err(format!("{at}: `else` weighs more than the weakest level"));
+        }
+        names.insert("missing".into());
+        names.insert("else".into());
+        Ok(names)
+    }
+
+    fn validate_level(&self, at: &str, n: &str, field: Field, l: &Level) -> Result<(), String> {
+        if field.is_date() && !l.kind.for_dates() {
+            return Err(format!("{at}: level {n:?} does not apply to dates"));
+        }
+        if !field.is_date() && !l.kind.for_text() {
+            return Err(format!("{at}: level {n:?} applies to dates only"));
+        }
+        match l.kind {
+            LevelKind::JaroWinkler { min } if !(0.0..=1.0).contains(&min) => {
+                Err(format!("{at}: jaro_winkler min {min} is outside 0..1"))
+            }
+            LevelKind::DateDaysApart { max } if max < 1 => {
+                Err(format!("{at}: date_days_apart max must be >= 1"))
+            }
+            LevelKind::DateYearOff { max } if max < 1 => Err(format!("{at}: date_year_off max must be >= 1")),
+            LevelKind::Nickname if self.nicknames.is_empty() => {
+                Err(format!("{at}: level nickname needs a [nicknames] table"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_tiers(&self, levels: &HashMap<Field, HashSet<String>>) -> Result<(), String> {
         if self.tiers.exact.rules.is_empty() {
             return Err("tiers.exact: at least one rule is needed".into());
         }
         for r in &self.tiers.exact.rules {
-            check_rule("exact", r)?;
+            check_rule(levels, "exact", r)?;
         }
         for r in &self.tiers.proposed.rules {
-            check_rule("proposed", r)?;
+            check_rule(levels, "proposed", r)?;
         }
         if self.tiers.exact.min_margin < 0.0 || self.tiers.proposed.within < 0.0 {
             return Err("tiers: min_margin and within must be >= 0".into());
@@ -384,15 +384,31 @@ impl Rules {
         if self.tiers.proposed.max_candidates == 0 {
             return Err("tiers.proposed.max_candidates must be > 0".into());
         }
-        for (formal, nicks) in &self.nicknames {
-            for n in std::iter::once(formal).chain(nicks) {
-                if n.trim().is_empty() || *n != crate::model::norm(n) {
-                    return Err(format!("nicknames.{formal}: {n:?} must be upper case, trimmed"));
-                }
-            }
-        }
         Ok(())
     }
+}
+
+/// A tier rule names only compared fields and their levels.
+fn check_rule(levels: &HashMap<Field, HashSet<String>>, tier: &str, r: &Rule) -> Result<(), String> {
+    if r.require.is_empty() && r.min_score.is_none() {
+        return Err(format!("tiers.{tier} rule {:?}: needs `require` or `min_score`", r.name));
+    }
+    for (f, ls) in &r.require {
+        let Some(known) = levels.get(f) else {
+            return Err(format!("tiers.{tier} rule {:?}: field {} is not compared", r.name, f.as_str()));
+        };
+        for l in ls {
+            if !known.contains(l) {
+                return Err(format!(
+                    "tiers.{tier} rule {:?}: {} has no level {l:?} (known: {})",
+                    r.name,
+                    f.as_str(),
+                    sorted(known).join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn l_last_weight(c: &Comparison) -> f64 {

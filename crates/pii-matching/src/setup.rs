@@ -94,6 +94,19 @@ fn db_tls(get: &impl Fn(&str) -> Option<String>) -> Result<DbTls, SetupError> {
     Ok(tls)
 }
 
+/// The database of `LAKE_DB_SECRET_ARN` (Secrets Manager) with the settings from the
+/// environment, `max_connections` pooled.
+pub async fn db_from_env(max_connections: u32) -> Result<Arc<Db>, SetupError> {
+    let sdk = layer::aws::sdk_config().await;
+    let source = Arc::new(SecretsManager {
+        client: aws_sdk_secretsmanager::Client::new(&sdk),
+        secret_id: var(names::DB_SECRET_ARN)?,
+    });
+    let settings = DbSettings { max_connections, ..db_settings_from_env()? };
+    tracing::info!(tls = settings.tls.mode(), "database connection settings read");
+    Ok(Arc::new(Db::from_secret(source, settings).await?))
+}
+
 /// AWS adapters for the pipeline ports, Secrets Manager credentials, PostgreSQL index and reviews.
 pub async fn deps_from_env() -> Result<MatchDeps, SetupError> {
     let sdk = layer::aws::sdk_config().await;

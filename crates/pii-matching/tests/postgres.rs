@@ -40,8 +40,8 @@ fn database_url() -> String {
     })
 }
 
-/// A fresh database (random name) with the migrations applied.
-async fn fresh_db() -> (Arc<Db>, String) {
+/// A fresh, empty database (random name): its URL and name.
+async fn empty_db() -> (String, String) {
     let url = database_url();
     let admin = Db::from_url(&url, 1).unwrap();
     // pid + a per-process counter: tests run concurrently, and the clock alone can collide
@@ -54,7 +54,13 @@ async fn fresh_db() -> (Arc<Db>, String) {
     );
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
     let base = url.rsplit_once('/').unwrap().0;
-    let db = Arc::new(Db::from_url(&format!("{base}/{name}"), 2).unwrap());
+    (format!("{base}/{name}"), name)
+}
+
+/// A fresh database (random name) with the migrations applied.
+async fn fresh_db() -> (Arc<Db>, String) {
+    let (url, name) = empty_db().await;
+    let db = Arc::new(Db::from_url(&url, 2).unwrap());
     db.migrate().await.unwrap();
     (db, name)
 }
@@ -515,7 +521,7 @@ async fn an_accepted_review_completes_the_row_like_an_exact_match() {
     let reviews = PgReviews { db: db.clone() };
     let r = reviews.list("pending", 10).await.unwrap().remove(0);
     let p = reviews.person(103).await.unwrap().unwrap();
-    let key = handler::complete_accepted(&l.deps, &r, &p).await.unwrap();
+    let key = pii_matching::review::complete_accepted(&l.deps, &r, &p).await.unwrap();
     assert!(reviews.decide(r.review_id, Some(103), "analyst1").await.unwrap());
     assert!(!reviews.decide(r.review_id, None, "analyst2").await.unwrap(), "decided once");
     let b = read_raw(&l, &key);
@@ -523,7 +529,7 @@ async fn an_accepted_review_completes_the_row_like_an_exact_match() {
     assert_eq!(pii_matching::index::str_col(&b, "ssn"), vec![Some("345-67-8901".to_string())]);
     assert_eq!(pii_matching::index::str_col(&b, "last_name"), vec![Some("LOPEZ".to_string())]);
     // a repeat (e.g. the CLI re-run) does not move the counts twice
-    handler::complete_accepted(&l.deps, &r, &p).await.unwrap();
+    pii_matching::review::complete_accepted(&l.deps, &r, &p).await.unwrap();
     let run = l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap();
     assert_eq!((run.counts.good, run.counts.bad), (98, 2));
     assert!(reviews.list("pending", 10).await.unwrap().is_empty());
@@ -582,4 +588,324 @@ async fn key_hashes_equal_the_generated_columns() {
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "person {i}");
     }
+}
+
+/// The test database `name` as one of the roles the migrations create (scripts/test.sh lets
+/// them in without a password, as IAM authentication does in Aurora).
+fn as_role(role: &str, name: &str) -> Arc<Db> {
+    let o: PgConnectOptions = database_url().parse().unwrap();
+    Arc::new(Db::from_url(&format!("postgres://{role}@{}:{}/{name}", o.get_host(), o.get_port()), 2).unwrap())
+}
+
+/// Runs `sql` as the role's pool and returns the SQLSTATE it failed with ("" when it worked).
+async fn sqlstate(db: &Db, sql: &str) -> String {
+    match sqlx::query(sql).execute(&db.pool()).await {
+        Ok(_) => String::new(),
+        Err(e) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| e.to_string()),
+    }
+}
+
+async fn person_fingerprint(db: &Db) -> (i64, i64) {
+    sqlx::query_as("SELECT count(*), count(ssn) FROM person").fetch_one(&db.pool()).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_matcher_role_matches_but_cannot_change_person_or_delete_a_proposal() {
+    let (db, name) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let l = lake().await;
+    let matcher = as_role("lake_matcher", &name);
+    let s = process(&match_deps(&l, &matcher)).await;
+    assert_eq!((s.completed, s.proposed, s.unmatched, s.incomplete, s.reviews_inserted), (1, 1, 1, 1, 1));
+    assert_eq!(PgReviews { db: db.clone() }.counts(FILE_ID).await.unwrap(), (1, 4));
+
+    let before = person_fingerprint(&db).await;
+    for sql in [
+        "UPDATE person SET ssn = NULL",
+        "DELETE FROM person",
+        "INSERT INTO person (person_id, last_name) VALUES (999, 'X')",
+        "TRUNCATE person",
+        "DELETE FROM match_review",
+        "UPDATE match_review SET status = 'accepted'",
+        "DELETE FROM match_decision",
+        "UPDATE match_decision SET person_id = 1",
+        "SELECT * FROM match_review",
+        "DROP TABLE match_review",
+    ] {
+        assert_eq!(sqlstate(&matcher, sql).await, "42501", "the matcher role may not: {sql}");
+    }
+    assert_eq!(person_fingerprint(&db).await, before, "person unchanged");
+    assert_eq!(
+        PgReviews { db: db.clone() }.counts(FILE_ID).await.unwrap(),
+        (1, 4),
+        "the proposal is still there"
+    );
+}
+
+#[tokio::test]
+async fn the_reviewer_role_decides_but_cannot_rewrite_proposals_person_or_the_audit() {
+    let (db, name) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let l = lake().await;
+    process(&match_deps(&l, &db)).await;
+    let reviewer = PgReviews { db: as_role("lake_reviewer", &name) };
+    let pending = reviewer.list("pending", 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let p = reviewer.person(103).await.unwrap().unwrap();
+    assert_eq!(p.person_id, 103);
+    assert!(reviewer.decide(pending[0].review_id, Some(103), "analyst1").await.unwrap());
+    assert_eq!(
+        PgReviews { db: db.clone() }.counts(FILE_ID).await.unwrap(),
+        (1, 5),
+        "the decision is audited"
+    );
+
+    let before = person_fingerprint(&db).await;
+    for sql in [
+        "UPDATE person SET ssn = NULL",
+        "DELETE FROM person",
+        "DELETE FROM match_review",
+        "UPDATE match_review SET candidates = '[]'::jsonb",
+        "INSERT INTO match_review (record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key, \
+         candidates, best_score, rule) VALUES ('x', 'f', 0, 'd', 's', 'b', 'k', '[]', 0, 'r')",
+        "DELETE FROM match_decision",
+        "UPDATE match_decision SET person_id = 1",
+    ] {
+        assert_eq!(sqlstate(&reviewer.db, sql).await, "42501", "the reviewer role may not: {sql}");
+    }
+    assert_eq!(person_fingerprint(&db).await, before);
+    let r = PgReviews { db }.get(pending[0].review_id).await.unwrap().unwrap();
+    assert_eq!((r.status.as_str(), r.accepted_person_id), ("accepted", Some(103)));
+}
+
+#[tokio::test]
+async fn a_role_without_the_grant_fails_permanently_with_a_dlq_envelope_and_no_retry() {
+    let (db, name) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let l = lake().await;
+    // the reviewer may read persons but not insert proposals: the matcher's work is refused
+    let d = match_deps(&l, &as_role("lake_reviewer", &name));
+    let resp = handler::handle(&d, event(&message(), 1)).await;
+    assert!(resp.batch_item_failures.is_empty(), "permanent: consumed, not retried");
+    let dlq = l.deps.queue.receive("dlq", 10).await.unwrap();
+    assert_eq!(dlq.len(), 1);
+    let env: FailureEnvelope = serde_json::from_str(&dlq[0].body).unwrap();
+    assert_eq!(env.error_kind, layer::ErrorKind::DbPermissionDenied);
+    assert_eq!(serde_json::to_value(env.error_kind).unwrap(), "DbPermissionDenied");
+    assert!(env.error_message.contains("42501"), "{}", env.error_message);
+    assert_eq!(
+        l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap().error_kind,
+        Some(layer::ErrorKind::DbPermissionDenied)
+    );
+}
+
+fn versions(a: &[pii_matching::pg::Applied]) -> Vec<i64> {
+    let mut v: Vec<i64> = a.iter().map(|m| m.version).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn two_concurrent_migrations_apply_each_once_and_a_rerun_changes_nothing() {
+    use pii_matching::pg::MIGRATOR;
+    let (url, _) = empty_db().await;
+    let all: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    assert_eq!(all, [1, 2, 3]);
+    let (a, b) = (Db::from_url(&url, 1).unwrap(), Db::from_url(&url, 1).unwrap());
+    let (ra, rb) = tokio::join!(a.apply(&MIGRATOR), b.apply(&MIGRATOR));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    let mut both = ra.clone();
+    both.extend(rb.clone());
+    assert_eq!(versions(&both), all, "each migration applied by exactly one of them: {ra:?} {rb:?}");
+    assert_eq!(versions(&a.applied().await.unwrap()), all);
+    assert!(a.apply(&MIGRATOR).await.unwrap().is_empty(), "a re-run is a no-op");
+    let roles: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_roles WHERE rolname IN ('lake_matcher', 'lake_reviewer')",
+    )
+    .fetch_one(&a.pool())
+    .await
+    .unwrap();
+    assert_eq!(roles, 2);
+}
+
+#[tokio::test]
+async fn a_failing_migration_leaves_nothing_of_itself_and_the_next_run_completes() {
+    let (url, _) = empty_db().await;
+    let db = Db::from_url(&url, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let broken = dir.path().join("0004_broken.sql");
+    std::fs::write(
+        &broken,
+        "CREATE TABLE half_done (x int);\nALTER TABLE person ADD COLUMN half_col int;\nSELECT 1 / 0;\n",
+    )
+    .unwrap();
+    let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    let e = db.apply(&m).await.unwrap_err();
+    assert_eq!(e.kind(), "DbQueryFailed");
+    assert!(e.to_string().contains("migration 4 failed, nothing of it applied"), "{e}");
+    assert!(e.to_string().contains("22012"), "the SQLSTATE (division by zero): {e}");
+    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3], "the ones before it stay");
+    let left: (Option<String>, i64) = sqlx::query_as(
+        "SELECT to_regclass('half_done')::text, (SELECT count(*) FROM information_schema.columns \
+         WHERE table_name = 'person' AND column_name = 'half_col')",
+    )
+    .fetch_one(&db.pool())
+    .await
+    .unwrap();
+    assert_eq!(left, (None, 0), "nothing of the failed migration");
+
+    std::fs::write(&broken, "CREATE TABLE half_done (x int);\n").unwrap();
+    let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    assert_eq!(versions(&db.apply(&m).await.unwrap()), [4]);
+    assert!(db.apply(&m).await.unwrap().is_empty());
+}
+
+/// A stand-in for CloudFormation's pre-signed response URL: answers 200 to `n` PUTs and hands
+/// back their bodies.
+async fn response_sink(n: usize) -> (String, tokio::task::JoinHandle<Vec<serde_json::Value>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cfn-response?X-Amz-Signature=abc", listener.local_addr().unwrap());
+    let h = tokio::spawn(async move {
+        let mut bodies = Vec::new();
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head_end, len) = loop {
+                let k = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..k]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                    assert!(head.starts_with("put /cfn-response?x-amz-signature=abc"), "{head}");
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                        .unwrap();
+                    break (i + 4, len);
+                }
+            };
+            while buf.len() < head_end + len {
+                let k = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..k]);
+            }
+            bodies.push(serde_json::from_slice(&buf[head_end..head_end + len]).unwrap());
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await.unwrap();
+        }
+        bodies
+    });
+    (url, h)
+}
+
+fn cfn_request(kind: &str, response_url: &str) -> pii_matching::deploy::CustomResourceRequest {
+    serde_json::from_value(serde_json::json!({
+        "RequestType": kind, "ServiceToken": "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:db-migrate",
+        "ResponseURL": response_url,
+        "StackId": "arn:aws-us-gov:cloudformation:us-gov-west-1:123456789012:stack/county-lake-dev/1f2e",
+        "RequestId": format!("req-{kind}"), "LogicalResourceId": "MatchingSchema",
+        "ResourceType": "Custom::MatchingSchema", "ResourceProperties": {"ServiceToken": "x", "Version": "7"}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformation() {
+    use pii_matching::deploy::{respond_to, send};
+    let (url, _) = empty_db().await;
+    let (sink, bodies) = response_sink(4).await;
+    let open = || async { Ok(Arc::new(Db::from_url(&url, 1).unwrap())) };
+    for kind in ["Create", "Update"] {
+        let req = cfn_request(kind, &sink);
+        send(&req.response_url, &respond_to(&req, open).await).await.unwrap();
+    }
+    let req = cfn_request("Delete", &sink);
+    let never = || async { panic!("Delete must not touch the database") };
+    send(&req.response_url, &respond_to(&req, never).await).await.unwrap();
+    // a database that refuses: the stack operation fails visibly, with the reason
+    let missing = format!("{}/no_such_database_here", url.rsplit_once('/').unwrap().0);
+    let req = cfn_request("Update", &sink);
+    let broken = || async { Ok(Arc::new(Db::from_url(&missing, 1).unwrap())) };
+    send(&req.response_url, &respond_to(&req, broken).await).await.unwrap();
+
+    let b = bodies.await.unwrap();
+    let field = |i: usize, k: &str| b[i][k].as_str().unwrap().to_string();
+    assert_eq!((field(0, "Status"), b[0]["Data"]["Applied"].as_str()), ("SUCCESS".into(), Some("1,2,3")));
+    assert_eq!(
+        (field(1, "Status"), b[1]["Data"]["Applied"].as_str()),
+        ("SUCCESS".into(), Some("")),
+        "up to date"
+    );
+    assert_eq!(field(2, "Status"), "SUCCESS");
+    assert_eq!(field(3, "Status"), "FAILED");
+    assert!(
+        field(3, "Reason").starts_with("DbQueryFailed: ") && field(3, "Reason").contains("3D000"),
+        "{}",
+        b[3]
+    );
+    for (i, kind) in ["Create", "Update", "Delete", "Update"].iter().enumerate() {
+        assert_eq!(field(i, "RequestId"), format!("req-{kind}"));
+        assert_eq!(field(i, "PhysicalResourceId"), "county-lake-matching-schema");
+        assert_eq!(field(i, "LogicalResourceId"), "MatchingSchema");
+        assert!(field(i, "StackId").ends_with("stack/county-lake-dev/1f2e"));
+    }
+    assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3]);
+}
+
+/// `PEOPLE` as a county export might carry it: lower case, stray spaces, other column order,
+/// SSNs without dashes, ZIPs read as numbers, phones in any punctuation, US dates.
+const MESSY_PEOPLE: &str =
+    "phone,person_id,last_name,first_name,middle_initial,dob,sex,ssn,address,city,state,zip
+(617) 555-0101,101, smith,anna ,j,03/05/1980,female,123456789,1  main st,cambridge,ma,2138
+617.555.0102,102,jones,robert,,1975-07-20,m,234 56 7890,2 elm  ave,somerville,ma,2143
+9785550103,103,garcia,maria,l,11/11/1990,F,345-67-8901,3 oak rd,lowell,MA,01850
+1-978-555-0104,104,garcia,mary,,19901111,f,456789012,4 pine ct,lowell,ma,1851
+978 555 0105,105,brown,james,t,1960-01-02,1,567890123,5 high st,acton,ma,01720-1234
+";
+
+#[tokio::test]
+async fn a_messy_lower_case_export_matches_exactly_like_the_clean_one_through_both_adapters() {
+    let records: Arc<[Record]> =
+        pii_matching::rows::records(&pii_matching::rows::read_parquet(bad_parquet()).unwrap(), FILE_ID)
+            .into();
+    let m = Arc::new(Matcher::new(Rules::builtin()));
+    let mut seen = Vec::new();
+    for people in [PEOPLE, MESSY_PEOPLE] {
+        let (db, _) = fresh_db().await;
+        let f = load_people(&db, people).await;
+        let l = lake().await;
+        let s = process(&match_deps(&l, &db)).await;
+        let completed = read_raw(&l, s.matched_key.as_deref().unwrap());
+        let col = |n: &str| pii_matching::index::str_col(&completed, n);
+        let proposed: Vec<i64> = PgReviews { db: db.clone() }
+            .list("pending", 10)
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.candidates.as_array().unwrap().iter().map(|c| c["person_id"].as_i64().unwrap()))
+            .collect();
+        let (pg, _) = m.match_batch(&PgIndex { db, chunk: 1024 }, records.clone()).await.unwrap();
+        let (mem, _) = m.match_batch(&MemoryIndex::load(f.path()).unwrap(), records.clone()).await.unwrap();
+        assert!(pg == mem, "the two adapters decide alike");
+        let tiers: Vec<&str> = pg.iter().map(|d| d.tier.as_str()).collect();
+        seen.push((
+            (s.completed, s.proposed, s.unmatched, s.incomplete),
+            col("ssn"),
+            col("zip"),
+            proposed,
+            tiers,
+        ));
+    }
+    assert_eq!(seen[0].0, (1, 1, 1, 1));
+    assert_eq!(seen[0].1, [Some("123-45-6789".to_string())]);
+    assert_eq!(seen[0], seen[1], "the messy export decides and completes exactly like the clean one");
 }

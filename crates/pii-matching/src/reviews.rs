@@ -1,0 +1,95 @@
+//! The `Reviews` port (where proposed matches and the decision audit go), its row types, and the
+//! in-memory adapter. The PostgreSQL adapter (`pg`) and the file-backed store (`review_store`)
+//! implement the same port.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::index::IndexError;
+
+/// A proposed match waiting for a data scientist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewRow {
+    pub record_ref: String,
+    pub file_id: String,
+    pub row_index: i32,
+    pub dataset: String,
+    pub source: String,
+    pub bad_bucket: String,
+    pub bad_key: String,
+    /// `[Scored]`, best first: person ids, scores, levels (no values).
+    pub candidates: serde_json::Value,
+    pub best_score: f64,
+    pub rule: String,
+}
+
+/// One audited decision.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DecisionRow {
+    pub record_ref: String,
+    pub file_id: String,
+    pub tier: String,
+    pub person_id: Option<i64>,
+    pub score: Option<f64>,
+    pub rule: String,
+    pub decided_by: String,
+}
+
+/// A stored review (as `lake review` shows it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReview {
+    pub review_id: i64,
+    pub record_ref: String,
+    pub file_id: String,
+    pub row_index: i32,
+    pub dataset: String,
+    pub source: String,
+    pub bad_bucket: String,
+    pub bad_key: String,
+    pub candidates: serde_json::Value,
+    pub best_score: f64,
+    pub rule: String,
+    pub status: String,
+    pub accepted_person_id: Option<i64>,
+    pub reviewer: Option<String>,
+}
+
+/// Where proposed matches and the decision audit go.
+#[async_trait]
+pub trait Reviews: Send + Sync {
+    /// Inserts reviews; an existing record reference is left alone. Returns how many were new.
+    async fn propose(&self, rows: &[ReviewRow]) -> Result<u64, IndexError>;
+    /// Appends audit rows; a decision already recorded is left alone.
+    async fn record(&self, rows: &[DecisionRow]) -> Result<u64, IndexError>;
+}
+
+/// Reviews kept in memory (embedded runs and tests).
+#[derive(Debug, Default)]
+pub struct MemoryReviews {
+    pub reviews: Mutex<Vec<ReviewRow>>,
+    pub decisions: Mutex<Vec<DecisionRow>>,
+}
+
+#[async_trait]
+impl Reviews for MemoryReviews {
+    async fn propose(&self, rows: &[ReviewRow]) -> Result<u64, IndexError> {
+        let mut g = self.reviews.lock().map_err(|_| IndexError::Query("poisoned".into()))?;
+        let have: HashSet<String> = g.iter().map(|r| r.record_ref.clone()).collect();
+        let new: Vec<ReviewRow> = rows.iter().filter(|r| !have.contains(&r.record_ref)).cloned().collect();
+        let n = new.len() as u64;
+        g.extend(new);
+        Ok(n)
+    }
+
+    async fn record(&self, rows: &[DecisionRow]) -> Result<u64, IndexError> {
+        let mut g = self.decisions.lock().map_err(|_| IndexError::Query("poisoned".into()))?;
+        let key = |d: &DecisionRow| (d.record_ref.clone(), d.tier.clone(), d.decided_by.clone());
+        let have: HashSet<_> = g.iter().map(key).collect();
+        let new: Vec<DecisionRow> = rows.iter().filter(|r| !have.contains(&key(r))).cloned().collect();
+        let n = new.len() as u64;
+        g.extend(new);
+        Ok(n)
+    }
+}
