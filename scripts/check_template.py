@@ -129,7 +129,7 @@ FUNCTIONS = {
     "WorkspaceReaperFunction": {
         "bin": "workspace-reaper", "queue": None, "log_group": "WorkspaceReaperLogGroup",
         "env": {
-            "REAPER_REPORTS_BUCKET": (REF, "ReportsBucket"), "REAPER_KMS_KEY_ID": (REF, "KmsKeyArn"),
+            "REAPER_REPORTS_BUCKET": (REF, "ReportsBucket"), "REAPER_KMS_KEY_ID": (REF, "ReaperKmsKeyArn"),
             "REAPER_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"),
             "REAPER_EMAIL_FROM": (REF, "ReaperEmailFrom"),
             "REAPER_EMAIL_CONFIGURATION_SET": (REF, "ReaperEmailConfigurationSet"),
@@ -144,7 +144,8 @@ FUNCTIONS = {
             ("AlertTopicArn", ""): {"sns:Publish"},
             ("ses:identity/ReaperEmailIdentity", ""): {"ses:SendEmail", "ses:SendRawEmail"},
             ("ses:configuration-set/ReaperEmailConfigurationSet", ""): {"ses:SendEmail", "ses:SendRawEmail"},
-            ("KmsKeyArn", ""): KMS,
+            ("ReaperKmsKeyArn", ""): KMS,
+            ("OpsKmsKeyArn", ""): KMS,  # the alert topic's key, only via SNS
             ("ReaperDLQ", ""): {"sqs:SendMessage"},  # async-invocation DLQ uses the execution role
             ("ConfluenceSecretArn", ""): {"secretsmanager:GetSecretValue"},  # only with HasConfluence
             ("workspace/*", ""): {"workspaces:TerminateWorkspaces"},
@@ -177,7 +178,7 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
     }
 PHI_FUNCTIONS = {fn for fn, spec in FUNCTIONS.items() if spec.get("vpc")}
 # The reaper's resources may use the data key until they move to the reaper key (infra/kms.tf).
-REAPER_KEYS = ({"Ref": "KmsKeyArn"}, {"Ref": "ReaperKmsKeyArn"})
+REAPER_KEYS = ({"Ref": "ReaperKmsKeyArn"},)
 REAPER_RESOURCES = {"WorkspaceReaperLogGroup", "ReaperDLQ", "ReportsBucket"}
 
 # Statements where AWS requires Resource "*": Sid -> (functions allowed to have it, exact actions).
@@ -249,8 +250,9 @@ def check_functions(tpl, raw_text):
             fail(f"{where} CodeUri {props.get('CodeUri')!r} is not target/lambda/{spec['bin']}/")
         if not isinstance(props.get("ReservedConcurrentExecutions"), int):
             fail(f"{where} no ReservedConcurrentExecutions")
-        if props.get("KmsKeyArn") != {"Ref": "KmsKeyArn"}:
-            fail(f"{where} environment not encrypted with KmsKeyArn")
+        env_key = "ReaperKmsKeyArn" if fn == "WorkspaceReaperFunction" else "KmsKeyArn"
+        if props.get("KmsKeyArn") != {"Ref": env_key}:
+            fail(f"{where} environment not encrypted with {env_key}")
         lg = props.get("LoggingConfig", {}).get("LogGroup")
         if lg != {"Ref": spec["log_group"]}:
             fail(f"{where} LoggingConfig.LogGroup is not !Ref {spec['log_group']}")
