@@ -12,7 +12,8 @@
 //! `keys` (source id, object key prefixes), `limits` (size caps on hostile input), `format`
 //! (formats, their options, encodings and the work-queue [`FormatFamily`]), `field_path` (JSON,
 //! HL7 v2 and XML field paths), `mapping` ([fields], `drop`, [constants], [lists] against the
-//! format and the schema), `dates` (date formats and the [dates] table), `error` (located errors).
+//! format and the schema), `dates` (date formats and the [dates] table), `values` (what a value that does not fit its
+//! column becomes: [values]), `error` (located errors).
 //!
 //! Boundaries: plain data, parsing and validation only. This crate must not depend on AWS, on the
 //! transform engine or on any columnar library; everything else depends on it.
@@ -26,6 +27,7 @@ mod format;
 mod keys;
 mod limits;
 mod mapping;
+mod values;
 
 pub use canonical::{CanonicalColumn, CanonicalSchema, Catalog, ParquetType, Semantic};
 pub use contract::Contract;
@@ -33,4 +35,8 @@ pub use dates::{DateFormat, DateItem};
 pub use error::ContractError;
 pub use field_path::{Hl7Path, JsonPath, PathSeg, XmlPath, XmlStep, FHIR_RESOURCES};
 pub use format::{Format, FormatFamily, RecordType, Span, TextEncoding};
-pub use limits::{Limits, MAX_EXPANDED_BYTES_DEFAULT, MAX_IN_MEMORY_BYTES_DEFAULT, MAX_RECORD_BYTES_DEFAULT};
+pub use limits::{
+    Limits, MAX_DISTINCT_RECORDS_DEFAULT, MAX_EXPANDED_BYTES_DEFAULT, MAX_IN_MEMORY_BYTES_DEFAULT,
+    MAX_RECORD_BYTES_DEFAULT,
+};
+pub use values::{NonScalar, PartialDates, ValueRules};

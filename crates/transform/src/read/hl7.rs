@@ -54,7 +54,7 @@ impl RecordFormat for Hl7 {
         text: &str,
         row: &mut Row,
         s: &mut Scratch,
-        _ignored: &mut BTreeMap<String, u64>,
+        _ignored: &mut BTreeMap<usize, u64>,
     ) -> Parsed {
         let msg = match parse(text) {
             Ok(m) => m,
