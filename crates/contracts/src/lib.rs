@@ -33,7 +33,7 @@ pub use canonical::{CanonicalColumn, CanonicalSchema, Catalog, ParquetType, Sema
 pub use contract::Contract;
 pub use dates::{DateFormat, DateItem};
 pub use error::ContractError;
-pub use field_path::{Hl7Path, JsonPath, PathSeg, XmlPath, XmlStep, FHIR_RESOURCES};
+pub use field_path::{Hl7Path, Hl7Rep, JsonPath, PathSeg, XmlPath, XmlStep, FHIR_RESOURCES};
 pub use format::{Format, FormatFamily, RecordType, Span, TextEncoding};
 pub use limits::{
     Limits, MAX_DISTINCT_RECORDS_DEFAULT, MAX_EXPANDED_BYTES_DEFAULT, MAX_IN_MEMORY_BYTES_DEFAULT,

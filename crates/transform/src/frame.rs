@@ -61,6 +61,8 @@ pub struct Framer {
     skip_seg: bool,
     msg_line: u64,
     seg_end: usize,
+    /// A FHS/BHS segment came after a message's segments: undecided until the next segment.
+    header_in_msg: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,7 @@ impl Framer {
             skip_seg: false,
             msg_line: 0,
             seg_end: 0,
+            header_in_msg: false,
         }
     }
 
@@ -337,6 +340,20 @@ impl Framer {
             let batch = matches!(id, b"FHS" | b"BHS" | b"BTS" | b"FTS");
             // (a segment cut by the buffer end is scanned again from its start)
             let resumed = self.in_msg && i == self.rec_start;
+            if self.header_in_msg && !msh && !batch {
+                // a FHS/BHS followed by more of the message: it stays inside the message, which
+                // the parser reports as malformed (naming the header), not as two records
+                self.header_in_msg = false;
+            } else if self.header_in_msg {
+                self.header_in_msg = false;
+                self.end_msg(out);
+            }
+            if self.in_msg && !resumed && matches!(id, b"FHS" | b"BHS") {
+                // a header after a message: the next segment says whether the message goes on
+                self.header_in_msg = true;
+                self.skip_seg = true;
+                continue;
+            }
             if (msh || batch) && !resumed {
                 self.end_msg(out);
                 self.rec_start = i;

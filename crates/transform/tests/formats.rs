@@ -75,6 +75,52 @@ fn hl7v2_sample_one_row_per_message() {
 }
 
 #[test]
+fn hl7v2_adt_and_oru_sample_picks_repetitions_by_component_value() {
+    let r = sample("bayside_hl7", "bayside_hl7_4.hl7");
+    assert!(r.malformed.is_empty(), "{:?}", r.malformed);
+    assert_eq!((r.summary["rows_read"].as_u64(), r.good.len()), (Some(4), 4), "A01, A04, A08 and R01: {:?}", r.bad);
+    let got: Vec<(&str, &str, &str)> = ["BV2001", "BV2002", "BV2003", "BV2004"]
+        .iter()
+        .map(|id| {
+            let row = by_id(&r.good, id);
+            (row["patient_id"].as_str(), row["phone"].as_str(), row["diagnosis_codes"].as_str())
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("BH1001", "617-555-0100", "E11.9|I10"),
+            ("BH1002", "781-555-0200", "J45.909"),
+            ("BH1003", "617-555-0300", "F32.9"),
+            ("BH1004", "781-555-0400", "K21.9"),
+        ],
+        "the MR identifier (not the SSA or other facility's id), the PRN (home) number (not work)"
+    );
+    let a = by_id(&r.good, "BV2001");
+    assert_eq!((a["last_name"].as_str(), a["middle_initial"].as_str()), ("NGUYEN", "T"));
+    assert_eq!(by_id(&r.good, "BV2002")["last_name"], "O'NEIL");
+}
+
+#[test]
+fn hl7_batch_header_inside_a_message_is_named_without_a_junk_row() {
+    let (m1, m2, m3) = (msg("M1", "P1"), msg("M2", "P2"), msg("M3", "P3"));
+    // M2 is interrupted by a second BHS after its MSH and an EVN; M3 follows a BHS normally
+    let broken = m2.replacen("\rPID", "\rEVN|A01\rBHS|^~\\&|OTHER\rPID", 1);
+    let text = format!("FHS|^~\\&|A\rBHS|^~\\&|A\r{m1}{broken}BHS|^~\\&|B\r{m3}BTS|2\rFTS|1\r");
+    let r = check_bytes(Contract::Config("harbor_lab"), "b.hl7", text.as_bytes());
+    assert!(r.ok, "{}", r.error);
+    let ids: Vec<&str> = r.good.iter().map(|g| g["encounter_id"].as_str()).collect();
+    assert_eq!(ids, ["M1", "M3"]);
+    assert_eq!(r.bad.len(), 0, "no junk row made of MSH and EVN");
+    let m: Vec<(u64, &str)> =
+        r.malformed.iter().map(|m| (m["line"].as_u64().unwrap(), m["reason"].as_str().unwrap())).collect();
+    assert_eq!(
+        m,
+        [(7, "malformed HL7 message: segment 3 of the message is a BHS (batch header): a second file or batch header inside a message")]
+    );
+}
+
+#[test]
 fn fixed_width_sample_in_windows_1252_with_header_and_trailer() {
     let r = sample("old_mill", "old_mill_12.dat");
     assert_fixed_people(&r, "V1001", "V1002", "V1003", false);
