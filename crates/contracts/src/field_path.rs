@@ -1,9 +1,6 @@
 //! Field paths: how a contract names a source field inside a document — a JSON path, an HL7 v2
 //! field, an XML step path — each with its grammar checked on parse.
 
-/// The FHIR resources a `fhir_bundle` contract can read fields from.
-pub const FHIR_RESOURCES: &[&str] = &["Encounter", "Patient", "Condition"];
-
 /// One element of a JSON path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathSeg {
@@ -101,7 +98,9 @@ impl Hl7Path {
         let inside = &rest[open + 1..close];
         let after = &rest[close + 1..];
         if !(after.is_empty() || after.starts_with('.')) || rest[..open].contains('.') {
-            return Err(format!("`{s}`: a repetition `[..]` goes right after the field, like `PID-3[5=MR].1`"));
+            return Err(format!(
+                "`{s}`: a repetition `[..]` goes right after the field, like `PID-3[5=MR].1`"
+            ));
         }
         let rep = match inside.split_once('=') {
             None => match inside.parse::<usize>() {
@@ -221,7 +220,10 @@ mod tests {
             ("PID-3[0].1", "`PID-3[0].1`: a repetition is `[n]` (1-based) or `[component=VALUE]`"),
             ("PID-3[x=MR]", "`PID-3[x=MR]`: a repetition is `[n]` (1-based) or `[component=VALUE]`"),
             ("PID-3[5=]", "`PID-3[5=]`: a repetition is `[n]` (1-based) or `[component=VALUE]`"),
-            ("PID-3.1[2]", "`PID-3.1[2]`: a repetition `[..]` goes right after the field, like `PID-3[5=MR].1`"),
+            (
+                "PID-3.1[2]",
+                "`PID-3.1[2]`: a repetition `[..]` goes right after the field, like `PID-3[5=MR].1`",
+            ),
             ("PID-3[2", "`PID-3[2`: `[` without `]`"),
         ] {
             assert_eq!(Hl7Path::parse(path).unwrap_err(), message);

@@ -7,8 +7,8 @@ use arrow_array::builder::{Date32Builder, Float64Builder, ListBuilder, StringBui
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use contracts::{
-    CanonicalSchema, Contract, DateFormat, Format, Hl7Path, JsonPath, NonScalar, ParquetType, PartialDates,
-    Semantic, XmlPath,
+    CanonicalSchema, Contract, DateFormat, FhirPath, Format, Hl7Path, JsonPath, NonScalar, ParquetType,
+    PartialDates, Semantic, XmlPath,
 };
 use serde_json::Value;
 
@@ -20,8 +20,10 @@ use crate::outcome::ValueIssue;
 pub enum Src {
     /// Field index in a delimited record.
     Field(usize),
-    /// Path into a JSON record (FHIR: its first key names the resource).
+    /// Path into a JSON record.
     Path(JsonPath),
+    /// A FHIR path (its resource, then FHIRPath-subset steps).
+    Fhir(FhirPath),
     /// An HL7 v2 field path.
     Hl7(Hl7Path),
     /// A path from an XML record element.
@@ -117,9 +119,10 @@ impl Plan {
                         Format::Hl7v2 => Hl7Path::parse(f).map(Src::Hl7).unwrap_or(Src::Absent),
                         Format::Xml { .. } => XmlPath::parse(f).map(Src::Xml).unwrap_or(Src::Absent),
                         Format::Excel { .. } => Src::Column(f.clone()),
-                        Format::JsonLines | Format::JsonArray | Format::FhirBundle => {
+                        Format::JsonLines | Format::JsonArray => {
                             JsonPath::parse(f).map(Src::Path).unwrap_or(Src::Absent)
                         }
+                        Format::FhirBundle { .. } => FhirPath::parse(f).map(Src::Fhir).unwrap_or(Src::Absent),
                     }
                 } else if let Some(v) = contract.constants.get(&c.name) {
                     Src::Constant(v.clone())

@@ -78,7 +78,12 @@ fn hl7v2_sample_one_row_per_message() {
 fn hl7v2_adt_and_oru_sample_picks_repetitions_by_component_value() {
     let r = sample("bayside_hl7", "bayside_hl7_4.hl7");
     assert!(r.malformed.is_empty(), "{:?}", r.malformed);
-    assert_eq!((r.summary["rows_read"].as_u64(), r.good.len()), (Some(4), 4), "A01, A04, A08 and R01: {:?}", r.bad);
+    assert_eq!(
+        (r.summary["rows_read"].as_u64(), r.good.len()),
+        (Some(4), 4),
+        "A01, A04, A08 and R01: {:?}",
+        r.bad
+    );
     let got: Vec<(&str, &str, &str)> = ["BV2001", "BV2002", "BV2003", "BV2004"]
         .iter()
         .map(|id| {

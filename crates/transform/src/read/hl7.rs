@@ -305,7 +305,10 @@ DG1|2||J45.909^Asthma^I10";
 
     #[test]
     fn repetitions_are_chosen_by_index_or_component_value() {
-        let m = parse("MSH|^~\\&|A\rPID|1||X9^^^H^PI~MRN7^^^H^MR||||||||||(617)555-0001^PRN^PH~(617)555-0002^WPN^PH").unwrap();
+        let m = parse(
+            "MSH|^~\\&|A\rPID|1||X9^^^H^PI~MRN7^^^H^MR||||||||||(617)555-0001^PRN^PH~(617)555-0002^WPN^PH",
+        )
+        .unwrap();
         assert_eq!(get(&m, "PID-3.1", false), ["X9"]);
         assert_eq!(get(&m, "PID-3[5=MR].1", false), ["MRN7"]);
         assert_eq!(get(&m, "PID-3[2].1", false), ["MRN7"]);

@@ -244,18 +244,6 @@ pub(crate) fn json_err(e: &serde_json::Error) -> &'static str {
     }
 }
 
-/// The value at `path` (object keys and array indexes) in `v`.
-pub(crate) fn lookup<'v>(v: &'v Value, path: &[PathSeg]) -> Option<&'v Value> {
-    let mut cur = v;
-    for seg in path {
-        cur = match seg {
-            PathSeg::Key(k) => cur.get(k.as_str())?,
-            PathSeg::Index(i) => cur.get(*i)?,
-        };
-    }
-    Some(cur)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
