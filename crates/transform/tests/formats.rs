@@ -148,6 +148,77 @@ fn fhir_bundle_sample_joins_patient_and_conditions() {
 }
 
 #[test]
+fn fhir_stu3_sample_follows_condition_context_and_fhirpath_fields() {
+    let r = sample("lakeside_fhir", "lakeside_fhir_stu3.json");
+    assert!(r.malformed.is_empty(), "{:?}", r.malformed);
+    assert_eq!((r.good.len(), r.bad.len()), (3, 0), "{:?}", r.bad);
+    assert_eq!(r.summary["skipped"], 1, "the patient without an encounter");
+    let a = by_id(&r.good, "LS1");
+    let got: Vec<&str> = [
+        "patient_id",
+        "last_name",
+        "first_name",
+        "middle_initial",
+        "sex",
+        "ssn",
+        "phone",
+        "email",
+        "address",
+        "diagnosis_codes",
+    ]
+    .iter()
+    .map(|c| a[*c].as_str())
+    .collect();
+    assert_eq!(
+        got,
+        [
+            "LS-1001",
+            "OKAFOR",
+            "GRACE",
+            "ADA",
+            "F",
+            "123-45-6789",
+            "617-555-0100",
+            "grace@example.org",
+            "2 LAKE ST",
+            "E11.9|I10"
+        ],
+        "the MR identifier, the official name, the home phone, the birth-sex extension, Condition.context"
+    );
+    // `1974-12` completed with the contract's declared day, never silently
+    assert_eq!(by_id(&r.good, "LS3")["dob"], "d1809");
+    // read as R4, the same bundle loses its diagnoses (Condition.encounter is absent)
+    let r4 = config("lakeside_fhir").replace("version = \"stu3\"", "version = \"r4\"");
+    let bundle = std::fs::read(root().join("samples/lakeside_fhir/lakeside_fhir_stu3.json")).unwrap();
+    let r = check_bytes(Contract::Text(&r4), "l.json", &bundle);
+    assert_eq!(by_id(&r.good, "LS1")["diagnosis_codes"], "<null>");
+    assert_eq!(r.summary["skipped"], 5, "4 conditions and a patient no row joined");
+}
+
+#[test]
+fn fhir_single_resources_and_patient_only_ndjson_say_what_they_did() {
+    let pretty = |v: &str| {
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(v).unwrap()).unwrap()
+    };
+    let r = check_bytes(Contract::Config("riverside_fhir"), "p.json", pretty(PATIENT).as_bytes());
+    assert!(r.ok, "{}", r.error);
+    assert_eq!((r.summary["good"].as_u64(), r.summary["skipped"].as_u64()), (Some(0), Some(1)));
+    let r = check_bytes(Contract::Config("riverside_fhir"), "e.json", pretty(ENCOUNTER).as_bytes());
+    assert!(r.ok, "{}", r.error);
+    assert_eq!(r.bad.len(), 1, "an Encounter alone: its patient's columns are missing");
+    assert_eq!(r.bad[0]["encounter_id"], "e1");
+    let ndjson = format!("{PATIENT}\n{}\n", PATIENT.replace("p1", "p2"));
+    let r = check_bytes(Contract::Config("riverside_fhir"), "p.ndjson", ndjson.as_bytes());
+    assert!(r.ok, "{}", r.error);
+    assert_eq!((r.summary["good"].as_u64(), r.summary["skipped"].as_u64()), (Some(0), Some(2)));
+    let r = check_bytes(Contract::Config("riverside_fhir"), "x.json", b"{\n \"a\": 1\n}");
+    assert_eq!(
+        r.error,
+        "broken file structure: the file is not a FHIR Bundle, a FHIR resource or NDJSON of resources [BrokenStructure]"
+    );
+}
+
+#[test]
 fn xml_sample_reads_records_and_their_ancestors() {
     let r = sample("lakeview_xml", "lakeview_xml_12.xml");
     assert_fixed_people(&r, "V1001", "V1002", "V1003", true);
