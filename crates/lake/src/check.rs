@@ -132,6 +132,9 @@ pub fn run_check(a: CheckArgs) -> Result<ExitCode> {
                 s.ignored_keys.iter().map(|(pos, n)| format!("at position {pos} ({n})")).collect();
             println!("  ignored keys    {}", keys.join(", "));
         }
+        if s.skipped > 0 {
+            println!("  skipped         {:>10}   (not rows: other record types, unjoined resources)", s.skipped);
+        }
         for (what, n) in &s.refused_values {
             println!("  refused value   {n:>10}   {what}");
         }

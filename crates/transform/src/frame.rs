@@ -622,6 +622,16 @@ mod tests {
     }
 
     #[test]
+    fn hl7_batch_header_inside_a_message_stays_in_it_at_any_buffer_cut() {
+        let data = b"BHS|A\rMSH|1\rEVN|2\rBHS|B\rPID|3\rBTS|1\rBHS|C\rMSH|4\r";
+        for step in [1, 2, 3, 5, 7, 500] {
+            let recs = frame_all(Kind::Hl7, data, step);
+            let got: Vec<(&str, u64)> = recs.iter().map(|(s, l, _)| (s.as_str(), *l)).collect();
+            assert_eq!(got, [("MSH|1\rEVN|2\rBHS|B\rPID|3", 2), ("MSH|4", 8)], "step {step}");
+        }
+    }
+
+    #[test]
     fn truncated_json_array_is_an_error() {
         let mut f = Framer::new(Kind::JsonArray, 1024);
         let mut out = vec![];
