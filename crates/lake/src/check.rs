@@ -133,7 +133,10 @@ pub fn run_check(a: CheckArgs) -> Result<ExitCode> {
             println!("  ignored keys    {}", keys.join(", "));
         }
         if s.skipped > 0 {
-            println!("  skipped         {:>10}   (not rows: other record types, unjoined resources)", s.skipped);
+            println!(
+                "  skipped         {:>10}   (not rows: other record types, unjoined resources)",
+                s.skipped
+            );
         }
         for (what, n) in &s.refused_values {
             println!("  refused value   {n:>10}   {what}");
