@@ -13,6 +13,7 @@ use crate::format::{Format, TextEncoding};
 use crate::keys;
 use crate::limits::Limits;
 use crate::mapping::Mapping;
+use crate::values::ValueRules;
 
 /// A source contract: everything the pipeline needs to know about one source, as data.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -47,6 +48,9 @@ pub struct Contract {
     pub lists: BTreeMap<String, String>,
     #[serde(default)]
     pub limits: Limits,
+    /// What a value that does not fit its column becomes (`[values]`): never a silent change.
+    #[serde(default, skip_serializing_if = "ValueRules::is_default")]
+    pub values: ValueRules,
 }
 
 impl Contract {
@@ -102,6 +106,7 @@ impl Contract {
         let schema = self.schema(catalog, &at)?;
         keys::validate_prefixes(&self.keys, &at)?;
         self.limits.validate(&at)?;
+        self.values.validate(&at)?;
         self.format.validate(self.encoding, &at)?;
         let mapping = self.mapping();
         mapping.validate_against_format(&self.format, &at)?;
