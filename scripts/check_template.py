@@ -152,7 +152,8 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
             ("IngestionBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion"},
             ("RawBucket", "/dataset=*"): {"s3:PutObject"},
             ("QuarantineBucket", "/*"): {"s3:PutObject"},
-            ("DatasetsTable", ""): {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+            # PutItem: the conditional claim of a file's content (duplicate files)
+            ("DatasetsTable", ""): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
             ("RunsTable", ""): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
             ("PiiQueue", ""): {"sqs:SendMessage"},
             ("PipelineDLQ", ""): {"sqs:SendMessage"},

@@ -12,11 +12,13 @@
 //! `keys` (source id, object key prefixes), `limits` (size caps on hostile input), `format`
 //! (formats, their options, encodings and the work-queue [`FormatFamily`]), `field_path` (JSON,
 //! HL7 v2 and XML field paths), `mapping` ([fields], `drop`, [constants], [lists] against the
-//! format and the schema), `dates` (date formats and the [dates] table), `error` (located errors).
+//! format and the schema), `dates` (date formats and the [dates] table), `cadence` (how often a source sends),
+//! `error` (located errors).
 //!
 //! Boundaries: plain data, parsing and validation only. This crate must not depend on AWS, on the
 //! transform engine or on any columnar library; everything else depends on it.
 
+mod cadence;
 mod canonical;
 mod contract;
 mod dates;
@@ -27,6 +29,7 @@ mod keys;
 mod limits;
 mod mapping;
 
+pub use cadence::{Cadence, CadenceUnit};
 pub use canonical::{CanonicalColumn, CanonicalSchema, Catalog, ParquetType, Semantic};
 pub use contract::Contract;
 pub use dates::{DateFormat, DateItem};

@@ -333,7 +333,11 @@ pub fn table_with(
         if show_keys { "key / error" } else { "error" }
     );
     for r in runs {
-        let err = r.error_kind.map(|k| k.to_string()).unwrap_or_default();
+        let err = match (&r.error_kind, &r.duplicate_of) {
+            (Some(k), _) => k.to_string(),
+            (None, Some(d)) => format!("duplicate of {d}"),
+            (None, None) => String::new(),
+        };
         let last = if show_keys { format!("{} {}", r.key.expose(), err) } else { err };
         let m = match matching.and_then(|m| m.get(&r.file_id)) {
             Some(c) => mcols(&c.matched.to_string(), &c.proposed.to_string(), &c.unmatched.to_string()),

@@ -39,7 +39,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::ledger::{now, PublishedContract, RunRecord};
-use crate::ports::{Metadata, Notifier, ObjectStore, ObjectVersion, PortError, Queue, Received};
+use crate::ports::{GuardFlag, Metadata, Notifier, ObjectStore, ObjectVersion, PortError, Queue, Received};
 
 /// An SDK error as a port error: the message is the service's error code and text (no payloads).
 fn sdk_err<E, R>(service: &'static str, op: &'static str, e: aws_sdk_s3::error::SdkError<E, R>) -> PortError
@@ -162,6 +162,7 @@ impl Queue for SqsQueue {
             .message_system_attribute_names(
                 aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
             )
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)
             .wait_time_seconds(0)
             .send()
             .await
@@ -180,6 +181,10 @@ impl Queue for SqsQueue {
                     })
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1),
+                sent_at_ms: m
+                    .attributes()
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|v| v.parse().ok()),
             })
             .collect())
     }
@@ -422,5 +427,112 @@ impl Metadata for DynamoMetadata {
             .await
             .map_err(|e| sdk_err("dynamodb", "UpdateItem", e))?;
         Ok(())
+    }
+
+    async fn list_contracts(&self) -> Result<Vec<PublishedContract>, PortError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.datasets_table)
+                .filter_expression("sk = :c")
+                .expression_attribute_values(":c", s("current"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_err("dynamodb", "Scan", e))?;
+            for item in page.items() {
+                out.push(Self::parse_contract(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.source.cmp(&b.source));
+        Ok(out)
+    }
+
+    async fn content_owner(&self, source: &str, sha256: &str) -> Result<Option<String>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.datasets_table)
+            .key("pk", s(format!("source#{source}")))
+            .key("sk", s(format!("content#{sha256}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("dynamodb", "GetItem", e))?;
+        Ok(out.item().and_then(|i| get_s(i, "file_id")).map(String::from))
+    }
+
+    async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.datasets_table)
+            .item("pk", s(format!("source#{source}")))
+            .item("sk", s(format!("content#{sha256}")))
+            .item("file_id", s(file_id))
+            .item("at", s(now()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(file_id.to_string()),
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => {
+                Ok(self.content_owner(source, sha256).await?.unwrap_or_default())
+            }
+            Err(e) => Err(sdk_err("dynamodb", "PutItem", e)),
+        }
+    }
+
+    async fn guard_state(&self, source: &str, name: GuardFlag) -> Result<Option<String>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.datasets_table)
+            .key("pk", s(format!("source#{source}")))
+            .key("sk", s(format!("guard#{}", name.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("dynamodb", "GetItem", e))?;
+        Ok(out.item().and_then(|i| get_s(i, "value")).map(String::from))
+    }
+
+    async fn set_guard_state(
+        &self,
+        source: &str,
+        name: GuardFlag,
+        value: Option<&str>,
+    ) -> Result<(), PortError> {
+        let (pk, sk) = (s(format!("source#{source}")), s(format!("guard#{}", name.as_str())));
+        match value {
+            Some(v) => self
+                .client
+                .put_item()
+                .table_name(&self.datasets_table)
+                .item("pk", pk)
+                .item("sk", sk)
+                .item("value", s(v))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_err("dynamodb", "PutItem", e)),
+            None => self
+                .client
+                .delete_item()
+                .table_name(&self.datasets_table)
+                .key("pk", pk)
+                .key("sk", sk)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_err("dynamodb", "DeleteItem", e)),
+        }
     }
 }

@@ -162,6 +162,30 @@ impl Metadata for Faulty<dyn Metadata> {
     ) -> Result<(), PortError> {
         faulty!(self, "meta.set_dataset_status", self.inner.set_dataset_status(source, status, file_id).await)
     }
+    async fn list_contracts(&self) -> Result<Vec<PublishedContract>, PortError> {
+        self.inner.list_contracts().await
+    }
+    async fn content_owner(&self, source: &str, sha256: &str) -> Result<Option<String>, PortError> {
+        faulty!(self, "meta.content_owner", self.inner.content_owner(source, sha256).await)
+    }
+    async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError> {
+        faulty!(self, "meta.claim_content", self.inner.claim_content(source, sha256, file_id).await)
+    }
+    async fn guard_state(
+        &self,
+        source: &str,
+        name: crate::ports::GuardFlag,
+    ) -> Result<Option<String>, PortError> {
+        self.inner.guard_state(source, name).await
+    }
+    async fn set_guard_state(
+        &self,
+        source: &str,
+        name: crate::ports::GuardFlag,
+        value: Option<&str>,
+    ) -> Result<(), PortError> {
+        self.inner.set_guard_state(source, name, value).await
+    }
 }
 
 /// Wraps every port of a `Deps` with the same fault plan.

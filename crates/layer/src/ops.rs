@@ -47,7 +47,7 @@ pub struct AuditRow {
 }
 
 /// Takes every message of a queue and makes them visible again: a look that consumes nothing.
-async fn peek_all(deps: &Deps, queue: &str) -> Result<Vec<Received>, PortError> {
+pub(crate) async fn peek_all(deps: &Deps, queue: &str) -> Result<Vec<Received>, PortError> {
     let mut seen = Vec::new();
     loop {
         let msgs = deps.queue.receive(queue, 10).await?;

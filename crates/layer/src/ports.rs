@@ -54,6 +54,8 @@ pub struct Received {
     pub body: String,
     pub receipt: String,
     pub receive_count: u32,
+    /// When the message was first sent to this queue (ms since the epoch), when known.
+    pub sent_at_ms: Option<i64>,
 }
 
 #[async_trait]
@@ -87,6 +89,36 @@ pub trait Metadata: Send + Sync {
         source: &str,
         version: u32,
     ) -> Result<Option<PublishedContract>, PortError>;
+    /// The current published contract of every source.
+    async fn list_contracts(&self) -> Result<Vec<PublishedContract>, PortError>;
     /// Records the last run's status on the source's dataset entry.
     async fn set_dataset_status(&self, source: &str, status: Status, file_id: &str) -> Result<(), PortError>;
+    /// The file id first recorded (DONE) with these bytes (SHA-256 hex) for the source.
+    async fn content_owner(&self, source: &str, sha256: &str) -> Result<Option<String>, PortError>;
+    /// Records `file_id` as the DONE file holding these bytes unless another already is;
+    /// returns the owner (this file id, or the earlier one).
+    async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError>;
+    /// A source's guard state (e.g. whether a silence alert is open), by name.
+    async fn guard_state(&self, source: &str, name: GuardFlag) -> Result<Option<String>, PortError>;
+    async fn set_guard_state(
+        &self,
+        source: &str,
+        name: GuardFlag,
+        value: Option<&str>,
+    ) -> Result<(), PortError>;
+}
+
+/// The per-source state the scheduled guard keeps between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardFlag {
+    /// Set (to the time the alert went out) while a source is known to be silent too long.
+    Silent,
+}
+
+impl GuardFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardFlag::Silent => "silent",
+        }
+    }
 }
