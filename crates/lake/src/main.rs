@@ -47,6 +47,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Sources silent for longer than their contract's `expect_every`. Exits 1 when any is
+    /// overdue. With --notify, alerts as the scheduled guard does (once on silence, once on
+    /// resumption; the state is kept in the metadata store).
+    Freshness {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Check as of this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        notify: bool,
+        /// One JSON object per source instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The run ledger as a table.
     Status {
         #[command(flatten)]
@@ -269,6 +284,35 @@ async fn audit(
     Ok(if at_risk == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+async fn freshness(lake: LakeArgs, at: Option<String>, notify: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let now = match at {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+            .map_err(|e| anyhow::anyhow!("--at {t}: not an RFC 3339 time ({e})"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let (deps, _) = lake.deps(None).await?;
+    let rows = layer::guard::freshness(&deps, now, notify).await?;
+    for r in &rows {
+        if json {
+            println!("{}", serde_json::to_string(r)?);
+        } else {
+            println!(
+                "{:<16}  every {:<5}  last {:<30}  due by {:<20}  {}{}",
+                r.source,
+                r.expect_every,
+                r.last_received.as_deref().unwrap_or("never"),
+                r.due_by,
+                if r.overdue { "OVERDUE" } else { "ok" },
+                r.change.map(|c| format!("  (alert: {c:?})")).unwrap_or_default()
+            );
+        }
+    }
+    let overdue = rows.iter().filter(|r| r.overdue).count();
+    eprintln!("freshness: {} source(s) with a cadence, {overdue} overdue", rows.len());
+    Ok(if overdue == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
 async fn redrive(lake: LakeArgs, f: embedded::RedriveFilter, run: bool) -> anyhow::Result<ExitCode> {
     let (deps, topo) = lake.deps(None).await?;
     let report = embedded::redrive(&deps, &topo, &f).await?;
@@ -318,6 +362,7 @@ fn main() -> ExitCode {
         }),
         Cmd::Run(a) => rt(run_embedded(a)),
         Cmd::Audit { dir, lake, max_in_flight, json } => rt(audit(dir, lake, max_in_flight, json)),
+        Cmd::Freshness { lake, at, notify, json } => rt(freshness(lake, at, notify, json)),
         Cmd::Status { lake, show_keys } => rt(async move {
             let (deps, _) = lake.deps(None).await?;
             let runs = embedded::status(&deps).await?;
