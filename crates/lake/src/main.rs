@@ -84,6 +84,9 @@ enum Cmd {
         /// Drive the pipeline after replaying (embedded lake).
         #[arg(long, default_value_t = true)]
         run: bool,
+        /// List what would be redriven (count per cause and file ids, per DLQ) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Benchmark the transform against the Python baselines (pandas, polars) in the same run.
     Bench(bench::BenchArgs),
@@ -313,8 +316,36 @@ async fn freshness(lake: LakeArgs, at: Option<String>, notify: bool, json: bool)
     Ok(if overdue == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-async fn redrive(lake: LakeArgs, f: embedded::RedriveFilter, run: bool) -> anyhow::Result<ExitCode> {
+async fn redrive(
+    lake: LakeArgs,
+    f: embedded::RedriveFilter,
+    run: bool,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
     let (deps, topo) = lake.deps(None).await?;
+    let stages = embedded::stage_dlqs(lake.backend, &deps, &topo)?;
+    if dry_run {
+        for p in layer::ops::redrive_plan(&deps, &stages, &f).await? {
+            let causes: Vec<String> = p.by_cause.iter().map(|(c, n)| format!("{c}={n}")).collect();
+            println!(
+                "{}: {}",
+                p.dlq,
+                if causes.is_empty() { "nothing to redrive".into() } else { causes.join(" ") }
+            );
+            for id in &p.file_ids {
+                println!("  {id}");
+            }
+        }
+        println!("dry run: nothing changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut raw_moved = 0;
+    for (dlq, n) in layer::ops::redrive_raw(&deps, &stages, &f).await? {
+        raw_moved += n;
+        if n > 0 {
+            println!("{n} raw message(s) moved from {dlq} back to its stage queue");
+        }
+    }
     let report = embedded::redrive(&deps, &topo, &f).await?;
     for (e, why) in &report.not_replayed {
         eprintln!("not redriven: {} ({}): {why}; its envelope stays in the DLQ", e.file_id, e.error_kind);
@@ -330,7 +361,7 @@ async fn redrive(lake: LakeArgs, f: embedded::RedriveFilter, run: bool) -> anyho
         );
     }
     println!("{} envelope(s) replayed", done.len());
-    if run && !done.is_empty() {
+    if run && (!done.is_empty() || raw_moved > 0) {
         embedded::drain(&deps, &topo).await?;
         let runs = embedded::status(&deps).await?;
         let ids: Vec<&str> = done.iter().map(|e| e.file_id.as_str()).collect();
@@ -370,8 +401,8 @@ fn main() -> ExitCode {
             print!("{}", embedded::table_with(&runs, Some(&counts), show_keys));
             Ok(ExitCode::SUCCESS)
         }),
-        Cmd::Redrive { lake, file_id, source, error_kind, run } => {
-            rt(redrive(lake, embedded::RedriveFilter { file_id, source, error_kind }, run))
+        Cmd::Redrive { lake, file_id, source, error_kind, run, dry_run } => {
+            rt(redrive(lake, embedded::RedriveFilter { file_id, source, error_kind }, run, dry_run))
         }
     };
     match res {
