@@ -62,6 +62,27 @@ where
     PortError::new(service, op, msg, transient)
 }
 
+/// A blocking `Read` over chunks sent by an async task (called on the blocking pool only).
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
 /// S3 as the object store.
 pub struct S3Store {
     pub client: aws_sdk_s3::Client,
@@ -82,6 +103,41 @@ impl ObjectStore for S3Store {
         let body =
             out.body.collect().await.map_err(|e| PortError::new("s3", "GetObject", e.to_string(), true))?;
         Ok(body.into_bytes().to_vec())
+    }
+
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<crate::ports::ObjectReader, PortError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version.map(Into::into))
+            .send()
+            .await
+            .map_err(|e| sdk_err("s3", "GetObject", e))?;
+        // the body's chunks cross to the blocking reader through a small bounded channel: at most
+        // a few chunks are held, however large the object
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+        let mut body = out.body;
+        tokio::spawn(async move {
+            loop {
+                let next = match body.try_next().await {
+                    Ok(Some(chunk)) => Ok(chunk),
+                    Ok(None) => break,
+                    Err(e) => Err(std::io::Error::other(format!("s3 GetObject body: {e}"))),
+                };
+                let failed = next.is_err();
+                if tx.send(next).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Box::new(ChannelReader { rx, chunk: bytes::Bytes::new() }))
     }
 
     async fn put(

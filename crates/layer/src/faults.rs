@@ -96,6 +96,14 @@ impl ObjectStore for Faulty<dyn ObjectStore> {
     async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Vec<u8>, PortError> {
         faulty!(self, "store.get", self.inner.get(bucket, key, version).await)
     }
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<crate::ports::ObjectReader, PortError> {
+        faulty!(self, "store.get", self.inner.open(bucket, key, version).await)
+    }
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, kms: Option<&str>) -> Result<(), PortError> {
         faulty!(self, "store.put", self.inner.put(bucket, key, body.clone(), kms).await)
     }

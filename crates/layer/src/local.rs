@@ -65,6 +65,27 @@ impl ObjectStore for LocalObjectStore {
         })
     }
 
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        _version: Option<&str>,
+    ) -> Result<crate::ports::ObjectReader, PortError> {
+        let p = under(&self.bucket_dir(bucket), key)?;
+        match std::fs::File::open(&p) {
+            Ok(f) => Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f))),
+            Err(e) => {
+                let nf = e.kind() == std::io::ErrorKind::NotFound;
+                Err(PortError::new(
+                    "local-store",
+                    "open",
+                    if nf { "no such object".into() } else { e.to_string() },
+                    !nf,
+                ))
+            }
+        }
+    }
+
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, _kms: Option<&str>) -> Result<(), PortError> {
         let p = under(&self.bucket_dir(bucket), key)?;
         if let Some(d) = p.parent() {

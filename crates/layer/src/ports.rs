@@ -33,9 +33,15 @@ pub struct ObjectVersion {
     pub is_latest: bool,
 }
 
+/// A blocking reader over an object's bytes, fed while they arrive (a transform reads it on the
+/// blocking pool); a failure mid-way is an `io::Error`.
+pub type ObjectReader = Box<dyn std::io::Read + Send>;
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Vec<u8>, PortError>;
+    /// Opens an object for streaming: memory stays bounded whatever its size.
+    async fn open(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ObjectReader, PortError>;
     /// Writes an object; with `kms_key`, encrypted with SSE-KMS under that key.
     async fn put(
         &self,

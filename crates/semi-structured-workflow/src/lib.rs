@@ -88,7 +88,7 @@ async fn process(deps: &Deps, m: SqsMessage) -> Result<(), StageError> {
     let allow_resend = contract.allow_resend;
     let data = deps
         .store
-        .get(&w.bucket, w.key.expose(), w.version_id.as_deref())
+        .open(&w.bucket, w.key.expose(), w.version_id.as_deref())
         .await
         .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e).with_file(&ctx))?;
     let t = run_transform(contract, schema, w.key.file_name().to_string(), data)
@@ -211,17 +211,18 @@ fn transform_kind(e: &transform::TransformError) -> ErrorKind {
     }
 }
 
-/// Runs the (CPU-bound) transform on the blocking pool.
+/// Runs the (CPU-bound) transform on the blocking pool, reading the object as it streams in
+/// (workbooks and FHIR bundles are held whole by their readers, up to `max_in_memory_bytes`).
 async fn run_transform(
     contract: Contract,
     schema: CanonicalSchema,
     file_name: String,
-    data: Vec<u8>,
+    data: layer::ports::ObjectReader,
 ) -> Result<Transformed, StageError> {
     tokio::task::spawn_blocking(move || {
         let (mut good, mut bad, mut malformed) = (Vec::new(), Vec::new(), Vec::new());
         let opts = transform::Options::default();
-        let mut input = Sha256Reader::new(std::io::Cursor::new(data));
+        let mut input = Sha256Reader::new(data);
         let summary = transform::run(
             &contract,
             &schema,
