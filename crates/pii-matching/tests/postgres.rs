@@ -714,7 +714,7 @@ async fn two_concurrent_migrations_apply_each_once_and_a_rerun_changes_nothing()
     use pii_matching::pg::MIGRATOR;
     let (url, _) = empty_db().await;
     let all: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-    assert_eq!(all, [1, 2, 3]);
+    assert_eq!(all, [1, 2, 3, 4]);
     let (a, b) = (Db::from_url(&url, 1).unwrap(), Db::from_url(&url, 1).unwrap());
     let (ra, rb) = tokio::join!(a.apply(&MIGRATOR), b.apply(&MIGRATOR));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
@@ -742,7 +742,7 @@ async fn a_failing_migration_leaves_nothing_of_itself_and_the_next_run_completes
         let e = e.unwrap();
         std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
     }
-    let broken = dir.path().join("0004_broken.sql");
+    let broken = dir.path().join("0005_broken.sql");
     std::fs::write(
         &broken,
         "CREATE TABLE half_done (x int);\nALTER TABLE person ADD COLUMN half_col int;\nSELECT 1 / 0;\n",
@@ -751,9 +751,9 @@ async fn a_failing_migration_leaves_nothing_of_itself_and_the_next_run_completes
     let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
     let e = db.apply(&m).await.unwrap_err();
     assert_eq!(e.kind(), "DbQueryFailed");
-    assert!(e.to_string().contains("migration 4 failed, nothing of it applied"), "{e}");
+    assert!(e.to_string().contains("migration 5 failed, nothing of it applied"), "{e}");
     assert!(e.to_string().contains("22012"), "the SQLSTATE (division by zero): {e}");
-    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3], "the ones before it stay");
+    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3, 4], "the ones before it stay");
     let left: (Option<String>, i64) = sqlx::query_as(
         "SELECT to_regclass('half_done')::text, (SELECT count(*) FROM information_schema.columns \
          WHERE table_name = 'person' AND column_name = 'half_col')",
@@ -858,7 +858,7 @@ async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformatio
         assert_eq!(field(i, "LogicalResourceId"), "MatchingSchema");
         assert!(field(i, "StackId").ends_with("stack/county-lake-dev/1f2e"));
     }
-    assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3]);
+    assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3, 4]);
 }
 
 /// `PEOPLE` as a county export might carry it: lower case, stray spaces, other column order,
