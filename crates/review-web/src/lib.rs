@@ -78,11 +78,11 @@ pub struct App {
 const CSS: &str = include_str!("../assets/app.css");
 const JS: &str = include_str!("../assets/app.js");
 
-async fn css() -> Response {
+async fn css(_who: routes::Who) -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
 }
 
-async fn js() -> Response {
+async fn js(_who: routes::Who) -> Response {
     ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS).into_response()
 }
 

@@ -408,6 +408,6 @@ async fn accept(app: &App, id: i64, person: i64, reviewer: &str) -> Result<(), P
     }
 }
 
-pub async fn not_found() -> Page {
+pub async fn not_found(_who: Who) -> Page {
     fail(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
 }
