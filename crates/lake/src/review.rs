@@ -145,7 +145,7 @@ async fn open_web(a: &ReviewArgs) -> Result<(Arc<dyn ReviewDesk>, Arc<dyn review
             Some(url) if a.db.db_secret_arn.is_none() => pii_matching::pg::Db::from_url(url, 8)?,
             _ => a.db.connect().await?,
         });
-        return Ok((Arc::new(PgReviews { db: db.clone() }), Arc::new(review_web::pg::PgWebStore { db })));
+        return Ok((Arc::new(PgReviews { db: db.clone() }), Arc::new(review_web::pg::PgWebStore::new(db))));
     }
     let desk: Arc<dyn ReviewDesk> = Arc::from(open(a).await?);
     Ok((desk, Arc::new(review_web::local::LocalWebStore::new(a.lake.join("reviews")))))

@@ -410,9 +410,10 @@ async fn lake_db_migrate_prepares_a_fresh_database_once_and_the_reviewer_role_re
     let db_url = empty_db(&url).await;
     let (ok, out, err) = lake_db(&["migrate", "--database-url", &db_url]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("applied 3 roles") && out.contains("3 migration(s) applied; 3 in all"), "{out}");
+    assert!(out.contains("applied 3 roles") && out.contains("4 migration(s) applied; 4 in all"), "{out}");
+    assert!(out.contains("applied 4 review web"), "{out}");
     let (ok, out, err) = lake_db(&["migrate", "--database-url", &db_url]);
-    assert!(ok && out.contains("up to date: 3 migration(s) applied before"), "{out}{err}");
+    assert!(ok && out.contains("up to date: 4 migration(s) applied before"), "{out}{err}");
     let (ok, _, err) = lake_db(&["migrate"]);
     assert!(!ok && err.contains("no database given"), "{err}");
 

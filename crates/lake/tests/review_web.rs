@@ -102,7 +102,7 @@ async fn pg_fixture(url: &str) -> Fixture {
         _dir: dir,
         lake: l,
         desk: Arc::new(PgReviews { db: db.clone() }),
-        store: Arc::new(review_web::pg::PgWebStore { db: db.clone() }),
+        store: Arc::new(review_web::pg::PgWebStore::new(db.clone())),
         backend: Backend::Pg(db),
     }
 }

@@ -21,8 +21,12 @@ CREATE TABLE IF NOT EXISTS review_audit (
 );
 CREATE INDEX IF NOT EXISTS review_audit_at ON review_audit (at);
 CREATE INDEX IF NOT EXISTS review_audit_review ON review_audit (review_id, reviewer);
--- the queue's filter counts (source, dataset) of pending proposals without reading the rows
+-- The queue without reading the table: counts per (source, dataset), a page at any offset in
+-- queue order, and the count of a score band, each from an index alone (index-only scans).
 CREATE INDEX IF NOT EXISTS match_review_pending_facets ON match_review (status, source, dataset);
+CREATE INDEX IF NOT EXISTS match_review_queue ON match_review (status, created_at, review_id)
+    INCLUDE (source, dataset, best_score);
+CREATE INDEX IF NOT EXISTS match_review_score ON match_review (status, best_score) INCLUDE (source, dataset);
 
 CREATE OR REPLACE FUNCTION review_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -3,7 +3,8 @@
 //! upsert so two reviewers cannot both hold it), the audit trail in `review_audit` (insert and
 //! select only; a trigger refuses update, delete and truncate). Tables: migration 0004.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,19 +18,60 @@ use crate::store::{
 /// The web store on the matching database.
 pub struct PgWebStore {
     pub db: Arc<Db>,
+    /// The per-(source, dataset) counts, recomputed at most every [`FACETS_TTL`] (a full
+    /// index scan at 100,000 pending; a few seconds stale is fine for a queue's counts).
+    facets: Mutex<Option<(Instant, Vec<Facet>)>>,
+}
+
+/// How long the queue's counts are reused.
+pub const FACETS_TTL: Duration = Duration::from_secs(5);
+
+impl PgWebStore {
+    pub fn new(db: Arc<Db>) -> Self {
+        Self { db, facets: Mutex::new(None) }
+    }
+
+    async fn facets(&self) -> Result<Vec<Facet>, StoreError> {
+        if let Ok(g) = self.facets.lock() {
+            if let Some((_, f)) = g.as_ref().filter(|(at, _)| at.elapsed() < FACETS_TTL) {
+                return Ok(f.clone());
+            }
+        }
+        let f = self
+            .run(|pool| async move {
+                sqlx::query(
+                    "SELECT source, dataset, count(*) AS n FROM match_review WHERE status = 'pending' \
+                     GROUP BY source, dataset ORDER BY source, dataset",
+                )
+                .fetch_all(&pool)
+                .await?
+                .iter()
+                .map(|r| Ok(Facet { source: r.try_get(0)?, dataset: r.try_get(1)?, pending: r.try_get(2)? }))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+            })
+            .await?;
+        if let Ok(mut g) = self.facets.lock() {
+            *g = Some((Instant::now(), f.clone()));
+        }
+        Ok(f)
+    }
 }
 
 const FILTER: &str = "r.status = 'pending' AND ($1::text IS NULL OR r.source = $1) \
      AND ($2::text IS NULL OR r.dataset = $2) AND ($3::float8 IS NULL OR r.best_score >= $3) \
      AND ($4::float8 IS NULL OR r.best_score < $4)";
 
+/// One page in queue order: the offset walked in an index alone, then only the page's rows read.
 fn rows_sql() -> String {
     format!(
-        "SELECT r.review_id, r.created_at, r.source, r.dataset, r.best_score, \
+        "WITH page AS (SELECT r.review_id, r.created_at FROM match_review r WHERE {FILTER} \
+                       ORDER BY r.created_at, r.review_id LIMIT $6 OFFSET $7) \
+         SELECT r.review_id, r.created_at, r.source, r.dataset, r.best_score, \
                 jsonb_array_length(r.candidates)::int8 AS n, r.rule, \
                 CASE WHEN l.expires_at > now() AND l.reviewer <> $5 THEN l.reviewer END AS taken_by \
-         FROM match_review r LEFT JOIN review_lease l ON l.review_id = r.review_id \
-         WHERE {FILTER} ORDER BY r.created_at, r.review_id LIMIT $6 OFFSET $7"
+         FROM page p JOIN match_review r ON r.review_id = p.review_id \
+         LEFT JOIN review_lease l ON l.review_id = r.review_id \
+         ORDER BY p.created_at, p.review_id"
     )
 }
 
@@ -72,10 +114,11 @@ impl PgWebStore {
 #[async_trait]
 impl WebStore for PgWebStore {
     async fn queue(&self, q: &QueueQuery, me: &str) -> Result<QueuePage, StoreError> {
+        let facets = self.facets().await?;
         let sql = rows_sql();
         let count = format!("SELECT count(*) FROM match_review r WHERE {FILTER}");
         self.run(|pool| {
-            let (sql, count) = (&sql, &count);
+            let (sql, count, facets) = (&sql, &count, &facets);
             async move {
                 let rows = sqlx::query(sql)
                     .bind(&q.source)
@@ -87,24 +130,20 @@ impl WebStore for PgWebStore {
                     .bind(q.page.max(0).saturating_mul(q.per_page.max(1)))
                     .fetch_all(&pool)
                     .await?;
-                let total: i64 = sqlx::query_scalar(count)
-                    .bind(&q.source)
-                    .bind(&q.dataset)
-                    .bind(q.min_score)
-                    .bind(q.max_score)
-                    .fetch_one(&pool)
-                    .await?;
-                let facets = sqlx::query(
-                    "SELECT source, dataset, count(*) AS n FROM match_review WHERE status = 'pending' \
-                     GROUP BY source, dataset ORDER BY source, dataset",
-                )
-                .fetch_all(&pool)
-                .await?
-                .iter()
-                .map(|r| Ok(Facet { source: r.try_get(0)?, dataset: r.try_get(1)?, pending: r.try_get(2)? }))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                // without a score band the facets already hold the count (no second scan)
+                let total: i64 = if q.min_score.is_none() && q.max_score.is_none() {
+                    facets.iter().filter(|f| q.admits(&f.source, &f.dataset, 0.0)).map(|f| f.pending).sum()
+                } else {
+                    sqlx::query_scalar(count)
+                        .bind(&q.source)
+                        .bind(&q.dataset)
+                        .bind(q.min_score)
+                        .bind(q.max_score)
+                        .fetch_one(&pool)
+                        .await?
+                };
                 let rows = rows.iter().map(row_of).collect::<Result<Vec<_>, _>>()?;
-                Ok(QueuePage { rows, total, facets })
+                Ok(QueuePage { rows, total, facets: facets.clone() })
             }
         })
         .await
