@@ -909,3 +909,74 @@ async fn a_messy_lower_case_export_matches_exactly_like_the_clean_one_through_bo
     assert_eq!(seen[0].1, [Some("123-45-6789".to_string())]);
     assert_eq!(seen[0], seen[1], "the messy export decides and completes exactly like the clean one");
 }
+
+/// An IAM-token-like source: a new password on every fetch (`tok-1`, `tok-2`, ...), old after
+/// `max_age`, as IAM database authentication tokens are.
+struct Expiring {
+    calls: AtomicUsize,
+    base: PgConnectOptions,
+    dbname: String,
+}
+
+#[async_trait]
+impl SecretSource for Expiring {
+    async fn fetch(&self) -> Result<DbSecret, IndexError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        DbSecret::parse(
+            &serde_json::json!({"username": "lake_tok", "password": format!("tok-{n}"),
+                "host": self.base.get_host(), "port": self.base.get_port(), "dbname": self.dbname})
+            .to_string(),
+        )
+    }
+
+    fn max_age(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(300))
+    }
+}
+
+async fn tok_backends(admin: &Db) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = 'lake_tok'")
+        .fetch_one(&admin.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn aging_credentials_are_renewed_for_new_connections_while_open_ones_stay() {
+    let url = database_url();
+    let (admin, dbname) = fresh_db().await;
+    let base = password_role(&url).await;
+    let _ = sqlx::query("CREATE ROLE lake_tok LOGIN").execute(&admin.pool()).await;
+    sqlx::query("ALTER ROLE lake_tok PASSWORD 'tok-1'").execute(&admin.pool()).await.unwrap();
+    let src = Arc::new(Expiring { calls: AtomicUsize::new(0), base: base.clone(), dbname: dbname.clone() });
+    let db = Db::from_secret(src.clone(), DbSettings { max_connections: 2, ..settings(&base, &dbname) })
+        .await
+        .unwrap();
+    let first = db
+        .run(|p| async move { sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&p).await });
+    let first = first.await.expect("the first connection logs in with tok-1");
+    assert_eq!(tok_backends(&admin).await, 1);
+
+    // the "token" ages out; the server now accepts only the next one
+    sqlx::query("ALTER ROLE lake_tok PASSWORD 'tok-2'").execute(&admin.pool()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let both = db
+        .run(|p| async move {
+            let (a, b) = tokio::join!(
+                sqlx::query_scalar::<_, i32>("SELECT 2 FROM pg_sleep(0.3)").fetch_one(&p),
+                sqlx::query_scalar::<_, i32>("SELECT 3 FROM pg_sleep(0.3)").fetch_one(&p),
+            );
+            Ok((a?, b?))
+        })
+        .await
+        .unwrap();
+    assert_eq!(both, (2, 3), "a second connection opened with the renewed credentials");
+    assert_eq!(src.calls.load(Ordering::SeqCst), 2, "renewed once, before any rejection");
+    assert_eq!(tok_backends(&admin).await, 2);
+    let alive: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+        .bind(first)
+        .fetch_one(&admin.pool())
+        .await
+        .unwrap();
+    assert!(alive, "the connection opened with tok-1 stays in the pool (no rejection, no new pool)");
+}
