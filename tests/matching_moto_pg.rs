@@ -14,7 +14,7 @@ use layer::pipeline::Deps;
 use pii_matching::deploy::{self, CustomResourceRequest};
 use pii_matching::handler::MatchDeps;
 use pii_matching::people::{read_export, PeopleMapping};
-use pii_matching::pg::{upsert_people, Db, PgIndex, PgReviews};
+use pii_matching::pg::{upsert_people, Db, Missing, PgIndex, PgReviews};
 use pii_matching::{review, Matcher, Rules};
 
 const FILE: &str = "st_marys_600.csv";
@@ -40,7 +40,7 @@ async fn deployed_database() -> (String, String) {
     let people = read_export(&root().join("config/people.example.csv"), &mapping).unwrap();
     assert!(people.rejected.is_empty(), "{:?}", people.rejected);
     let db = Db::from_url(&master, 1).unwrap();
-    let loaded = upsert_people(&db, &people.persons, false).await.unwrap();
+    let loaded = upsert_people(&db, &people.persons, Missing::Inactivate).await.unwrap();
     assert_eq!(loaded.inserted as usize, people.persons.len());
     (base, name)
 }

@@ -11,7 +11,7 @@ mod reviews;
 
 pub use iam::{auth_token, IamTarget, IamToken};
 pub use index::{key_hash, PgIndex};
-pub use load::{copy_people_csv, upsert_people, LoadCounts};
+pub use load::{copy_people_csv, upsert_people, LoadCounts, Missing};
 pub use reviews::PgReviews;
 
 use std::future::Future;
