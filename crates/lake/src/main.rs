@@ -5,6 +5,7 @@
 //! Boundaries: argument parsing, files and printing only; every rule lives in the library crates.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod athena;
 mod bench;
 mod check;
 mod db;

@@ -41,13 +41,38 @@ pub struct QueryArgs {
     /// Write the result here instead of standard output (required for parquet).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// `local` (the embedded lake, polars) or `aws` (Athena in --workgroup, honouring
+    /// AWS_ENDPOINT_URL).
+    #[arg(long, default_value = "local")]
+    backend: layer::Backend,
+    /// Athena workgroup (the stack's `county-lake-<env>-analysts`).
+    #[arg(long, env = "LAKE_ATHENA_WORKGROUP", required_if_eq("backend", "aws"))]
+    workgroup: Option<String>,
+    /// Glue database of the tables (the stack's `county_lake_<env>`).
+    #[arg(long, env = "LAKE_GLUE_DATABASE", required_if_eq("backend", "aws"))]
+    database: Option<String>,
+    /// Result location sent with the query (the workgroup's enforced location wins).
+    #[arg(long, env = "LAKE_ATHENA_OUTPUT")]
+    athena_output: Option<String>,
 }
 
 pub fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
     if a.format == Format::Parquet && a.out.is_none() {
         anyhow::bail!("--format parquet needs --out FILE");
     }
-    let mut df = execute(&a.lake, &a.sql)?;
+    let mut df = if a.backend == layer::Backend::Aws {
+        let t = crate::athena::Target {
+            workgroup: a.workgroup.clone().unwrap_or_default(),
+            database: a.database.clone().unwrap_or_default(),
+            output: a.athena_output.clone(),
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::athena::execute(&a.sql, &t))?
+    } else {
+        execute(&a.lake, &a.sql)?
+    };
     let mut buf = Vec::new();
     write(&mut df, a.format, &mut buf)?;
     match &a.out {
