@@ -244,6 +244,22 @@ data "aws_iam_policy_document" "endpoint" {
       }
     }
   }
+  # The schema migration function (a CloudFormation custom resource in this VPC) answers
+  # CloudFormation by a PUT to a pre-signed URL in CloudFormation's own response bucket of the
+  # region: an AWS-owned bucket, signed by CloudFormation's principal, so the statement above
+  # would refuse it and the stack operation would wait for an answer that never comes.
+  dynamic "statement" {
+    for_each = each.key == "s3" ? [1] : []
+    content {
+      sid       = "CloudFormationCustomResourceResponses"
+      actions   = ["s3:PutObject"]
+      resources = ["arn:${local.partition}:s3:::cloudformation-custom-resource-response-${replace(local.region, "-", "")}/*"]
+      principals {
+        type        = "AWS"
+        identifiers = ["*"]
+      }
+    }
+  }
 }
 
 resource "aws_vpc_endpoint" "interface" {

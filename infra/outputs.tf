@@ -44,6 +44,11 @@ output "db_secret_arn" {
   value       = aws_rds_cluster.lake.master_user_secret[0].secret_arn
 }
 
+output "db_cluster_resource_id" {
+  description = "SAM DbClusterResourceId: names the database users in the functions' rds-db:connect grants"
+  value       = aws_rds_cluster.lake.cluster_resource_id
+}
+
 output "db_endpoint" {
   description = "Aurora writer endpoint"
   value       = aws_rds_cluster.lake.endpoint
@@ -74,6 +79,7 @@ output "sam_parameter_overrides" {
     "PipelineSecurityGroupId=${aws_security_group.pipeline.id}",
     "DbSecretArn=${aws_rds_cluster.lake.master_user_secret[0].secret_arn}",
     "DbHost=${aws_rds_cluster.lake.endpoint}",
+    "DbClusterResourceId=${aws_rds_cluster.lake.cluster_resource_id}",
     "DbName=${aws_rds_cluster.lake.database_name}",
   ])
 }

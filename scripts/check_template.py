@@ -96,7 +96,7 @@ FUNCTIONS = {
         "env": {
             "LAKE_RUNS_TABLE": (REF, "RunsTable"), "LAKE_RAW_BUCKET": (REF, "RawBucket"),
             "LAKE_QUARANTINE_BUCKET": (REF, "QuarantineBucket"), "LAKE_KMS_KEY_ID": (REF, "KmsKeyArn"),
-            "LAKE_DB_SECRET_ARN": (REF, "DbSecretArn"), "LAKE_DLQ_URL": (REF, "PipelineDLQ"),
+            "LAKE_DB_USER": "lake_matcher", "LAKE_DLQ_URL": (REF, "PipelineDLQ"),
             "LAKE_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"),
             "LAKE_DB_HOST": (REF, "DbHost"), "LAKE_DB_PORT": "5432", "LAKE_DB_NAME": (REF, "DbName"),
             "LAKE_DB_SSLMODE": "verify-full", "LAKE_DB_SSLROOTCERT": "/var/task/rds-ca/global-bundle.pem",
@@ -107,8 +107,23 @@ FUNCTIONS = {
             ("RunsTable", ""): {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"},
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
             ("AlertTopicArn", ""): {"sns:Publish"},
-            ("DbSecretArn", ""): {"secretsmanager:GetSecretValue"},
+            ("rds-db:dbuser/lake_matcher", ""): {"rds-db:connect"},  # IAM database authentication
             **DATA_AND_OPS,
+        },
+    },
+    # The schema migration (CloudFormation custom resource MatchingSchema): a bin of pii-matching,
+    # the only holder of the master secret.
+    "DbMigrateFunction": {
+        "bin": "db-migrate", "crate": "pii-matching", "queue": None, "custom_resource": "MatchingSchema",
+        "log_group": "DbMigrateLogGroup", "vpc": "VpcSecurityGroupId",
+        "env": {
+            "LAKE_DB_SECRET_ARN": (REF, "DbSecretArn"),
+            "LAKE_DB_HOST": (REF, "DbHost"), "LAKE_DB_PORT": "5432", "LAKE_DB_NAME": (REF, "DbName"),
+            "LAKE_DB_SSLMODE": "verify-full", "LAKE_DB_SSLROOTCERT": "/var/task/rds-ca/global-bundle.pem",
+        },
+        "grants": {
+            ("DbSecretArn", ""): {"secretsmanager:GetSecretValue"},
+            ("KmsKeyArn", ""): {"kms:Decrypt"},  # the secret's key, only via Secrets Manager
         },
     },
     "WorkspaceReaperFunction": {
@@ -199,6 +214,10 @@ def resource_key(res):
             re.fullmatch(r"\$\{(\w+)\.Arn\}(/.*)?", s)
         if m:
             return (m.group(1), m.group(2) or "")
+        m = re.fullmatch(r"arn:\$\{AWS::Partition\}:rds-db:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+                         r"dbuser:\$\{DbClusterResourceId\}/(\w+)", s)
+        if m:
+            return (f"rds-db:dbuser/{m.group(1)}", "")
         m = re.fullmatch(r"arn:\$\{AWS::Partition\}:workspaces:\$\{AWS::Region\}:\$\{AWS::AccountId\}:(workspace/\*)", s)
         if m:
             return (m.group(1), "")
@@ -275,6 +294,16 @@ def check_functions(tpl, raw_text):
             vt = q.get("VisibilityTimeout", 30)
             if not isinstance(timeout, int) or vt < 6 * timeout:
                 fail(f"{spec['queue']}: VisibilityTimeout {vt} < 6 x {fn} Timeout {timeout}")
+        elif spec.get("custom_resource"):
+            cr = res.get(spec["custom_resource"], {})
+            cp = cr.get("Properties", {})
+            if cp.get("ServiceToken") != {"Ref": f"{fn}.Alias"} or cp.get("CodeVersion") != {"Ref": f"{fn}.Version"}:
+                fail(f"{spec['custom_resource']}: ServiceToken must be !Ref {fn}.Alias and CodeVersion "
+                     f"!Ref {fn}.Version (new migration code must re-run the resource)")
+            if not isinstance(cp.get("ServiceTimeout"), int):
+                fail(f"{spec['custom_resource']}: needs ServiceTimeout (a crash must not hold the deploy for an hour)")
+            if events:
+                fail(f"{where} a custom-resource function has no events")
         else:
             dlq = props.get("DeadLetterQueue", {})
             if dlq.get("Type") != "SQS" or dlq.get("TargetArn") != {"Fn::GetAtt": ["ReaperDLQ", "Arn"]}:
@@ -477,7 +506,7 @@ def check_code_ties(tpl):
             if name not in all_env:
                 fail(f"crates/layer/src/config.rs names {name}, but no function in template.yaml sets it")
     for fn, spec in FUNCTIONS.items():
-        src = ROOT / "crates" / spec["bin"] / "src"
+        src = ROOT / "crates" / spec.get("crate", spec["bin"]) / "src"
         if not src.is_dir():
             print(f"note: crates/{spec['bin']} not in the workspace yet; {fn} checked against this script's list only")
             continue

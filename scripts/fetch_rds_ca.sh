@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Fetch the GovCloud RDS CA bundle into pii-matching's package and verify it against the SHA-256
+# Fetch the GovCloud RDS CA bundle into the packages of the functions that log in to Aurora
+# (pii-matching, db-migrate) and verify it against the SHA-256
 # pinned in config/rds-ca-bundle.sha256; any other content (or no pin) fails the build.
-#   bash scripts/fetch_rds_ca.sh                 -> target/lambda/pii-matching/rds-ca/global-bundle.pem
+#   bash scripts/fetch_rds_ca.sh                 -> target/lambda/{pii-matching,db-migrate}/rds-ca/global-bundle.pem
 #   bash scripts/fetch_rds_ca.sh --print-digest  -> prints the fetched bundle's digest and subjects (to pin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 url=https://truststore.pki.us-gov-west-1.rds.amazonaws.com/global/global-bundle.pem
 pin_file=config/rds-ca-bundle.sha256
-out_dir=target/lambda/pii-matching/rds-ca
+packages=(pii-matching db-migrate)
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 curl -fsSL --proto '=https' --tlsv1.2 "$url" -o "$tmp"
@@ -27,7 +28,8 @@ if [ "$got" != "$want" ]; then
   echo "fetch_rds_ca: bundle digest $got != pinned $want; refusing it (re-pin after review, see $pin_file)" >&2
   exit 1
 fi
-mkdir -p "$out_dir"
-mv "$tmp" "$out_dir/global-bundle.pem"
-trap - EXIT
-echo "fetch_rds_ca: $out_dir/global-bundle.pem verified ($got)"
+for p in "${packages[@]}"; do
+  mkdir -p "target/lambda/$p/rds-ca"
+  cp "$tmp" "target/lambda/$p/rds-ca/global-bundle.pem"
+  echo "fetch_rds_ca: target/lambda/$p/rds-ca/global-bundle.pem verified ($got)"
+done

@@ -49,7 +49,7 @@ if [ -x "$PG_BIN/initdb" ]; then
   as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
   as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U lake -A trust --no-sync -E UTF8 >"$work/initdb.log" 2>&1
   # one role must give its password (pii-matching's wrong-password test); everyone else: trust
-  sed -i '1i host all lake_pw 127.0.0.1/32 scram-sha-256' "$PGDATA_DIR/pg_hba.conf"
+  sed -i -e '1i host all lake_pw 127.0.0.1/32 scram-sha-256' -e '1i host all lake_tok 127.0.0.1/32 scram-sha-256' "$PGDATA_DIR/pg_hba.conf"
   # TLS (pii-matching's tests/tls.rs): a throwaway CA and a server certificate for DNS:localhost
   # only (no 127.0.0.1 SAN, so verify-full to 127.0.0.1 must fail), made here at every start and
   # gone with $work. Role lake_tls may connect only over TLS; the other roles stay as they were.

@@ -106,17 +106,32 @@ enum PeopleCmd {
         /// Export column names per index column.
         #[arg(long, default_value = "config/people.toml")]
         mapping: std::path::PathBuf,
-        /// Delete persons missing from this (full) export.
-        #[arg(long)]
+        /// Delete persons missing from this (full) export, instead of marking them inactive.
+        #[arg(long, conflicts_with = "partial")]
         prune: bool,
+        /// The file is not a full export: persons missing from it stay as they are (by default
+        /// they are marked inactive: no longer candidates, kept for the decisions that name them).
+        #[arg(long)]
+        partial: bool,
     },
 }
 
 pub fn run_people(a: PeopleArgs) -> Result<ExitCode> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
-        let PeopleCmd::Load { file, mapping, prune } = a.cmd;
+        let PeopleCmd::Load { file, mapping, prune, partial } = a.cmd;
         let m = pii_matching::people::PeopleMapping::from_file(&mapping)?;
-        let read = pii_matching::people::read_export(&file, &m)?;
+        let total = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut bar = |read: u64| {
+            if tty && total > 0 {
+                let pct = read as f64 * 100.0 / total as f64;
+                eprint!("\r  reading {:.1} / {:.1} MB ({pct:.0}%)   ", read as f64 / 1e6, total as f64 / 1e6);
+            }
+        };
+        let read = pii_matching::people::read_export_with(&file, &m, &mut bar)?;
+        if tty {
+            eprint!("\r{:60}\r", "");
+        }
         eprintln!("read {} person(s) from {}", read.persons.len(), file.display());
         if !read.rejected.is_empty() {
             for r in read.rejected.iter().take(50) {
@@ -129,13 +144,21 @@ pub fn run_people(a: PeopleArgs) -> Result<ExitCode> {
             );
         }
         let db = a.db.connect().await?;
-        let c = pii_matching::pg::upsert_people(&db, &read.persons, prune).await.context("load")?;
+        use pii_matching::pg::Missing;
+        let missing = match (prune, partial) {
+            (true, _) => Missing::Delete,
+            (false, true) => Missing::Keep,
+            (false, false) => Missing::Inactivate,
+        };
+        let c = pii_matching::pg::upsert_people(&db, &read.persons, missing).await.context("load")?;
         println!(
-            "loaded {}: {} inserted, {} updated, {} unchanged, {} pruned",
+            "loaded {}: {} inserted, {} updated, {} unchanged, {} marked inactive, {} active again, {} pruned",
             file.display(),
             c.inserted,
             c.updated,
             c.unchanged,
+            c.inactivated,
+            c.reactivated,
             c.pruned
         );
         Ok(ExitCode::SUCCESS)

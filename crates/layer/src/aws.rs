@@ -2,7 +2,8 @@
 //! so the same code reaches moto in tests and AWS in production. S3 uses path-style addressing
 //! when an endpoint override is set (moto, VPC endpoints by URL).
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::BehaviorVersion;
+pub use aws_config::SdkConfig;
 
 /// Loads the shared SDK configuration once per cold start.
 pub async fn sdk_config() -> SdkConfig {

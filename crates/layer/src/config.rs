@@ -31,8 +31,12 @@ pub mod names {
     pub const QUARANTINE_BUCKET: &str = "LAKE_QUARANTINE_BUCKET";
     pub const KMS_KEY_ID: &str = "LAKE_KMS_KEY_ID";
     pub const PII_QUEUE_URL: &str = "LAKE_PII_QUEUE_URL";
-    /// pii-matching: the RDS secret (username, password; host/port/dbname when present).
+    /// The schema migration only: the Aurora master secret (username, password; host/port/dbname
+    /// when present). Without `LAKE_DB_USER` pii-matching logs in with it too (a local stack).
     pub const DB_SECRET_ARN: &str = "LAKE_DB_SECRET_ARN";
+    /// pii-matching in AWS: its own database user (`lake_matcher`), logged in with IAM database
+    /// authentication (a SigV4 token signed with the function's role; no secret is read).
+    pub const DB_USER: &str = "LAKE_DB_USER";
     /// pii-matching: database host, port and name when the secret does not carry them.
     pub const DB_HOST: &str = "LAKE_DB_HOST";
     pub const DB_PORT: &str = "LAKE_DB_PORT";

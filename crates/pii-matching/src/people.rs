@@ -64,6 +64,15 @@ pub struct PeopleFile {
 /// the column); a bad row (a `person_id` that is not a number or repeats an earlier one, a date
 /// that does not parse, bytes that are not UTF-8) is rejected with its line number.
 pub fn read_export(path: &Path, mapping: &PeopleMapping) -> Result<PeopleFile, IndexError> {
+    read_export_with(path, mapping, &mut |_| {})
+}
+
+/// [`read_export`], calling `progress(bytes read)` every 8,192 rows (a progress bar).
+pub fn read_export_with(
+    path: &Path,
+    mapping: &PeopleMapping,
+    progress: &mut dyn FnMut(u64),
+) -> Result<PeopleFile, IndexError> {
     let at = path.display();
     let mut rd = csv::ReaderBuilder::new()
         .flexible(true)
@@ -92,6 +101,9 @@ pub fn read_export(path: &Path, mapping: &PeopleMapping) -> Result<PeopleFile, I
             Err(e) => return Err(IndexError::Load(format!("{at}: unreadable: {e}"))),
         }
         let line = rec.position().map_or(0, |p| p.line());
+        if line.is_multiple_of(8192) {
+            progress(rec.position().map_or(0, |p| p.byte()));
+        }
         match row(&rec, &idx) {
             Ok(p) => match first_line.get(&p.person_id) {
                 Some(first) => out

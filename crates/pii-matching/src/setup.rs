@@ -9,7 +9,9 @@ use layer::pipeline::{Deps, PipelineConfig};
 
 use crate::handler::MatchDeps;
 use crate::matcher::Matcher;
-use crate::pg::{Db, DbSettings, DbTls, PgIndex, PgReviews, SecretsManager};
+use crate::pg::{
+    Db, DbSettings, DbTls, IamTarget, IamToken, PgIndex, PgReviews, SecretSource, SecretsManager,
+};
 use crate::rules::Rules;
 
 /// A setup failure (names the variable or the secret problem; never a credential).
@@ -107,7 +109,40 @@ pub async fn db_from_env(max_connections: u32) -> Result<Arc<Db>, SetupError> {
     Ok(Arc::new(Db::from_secret(source, settings).await?))
 }
 
-/// AWS adapters for the pipeline ports, Secrets Manager credentials, PostgreSQL index and reviews.
+/// Where the function's database credentials come from: with `LAKE_DB_USER`, IAM database
+/// authentication as that user on `LAKE_DB_HOST` (the role's credentials sign a token; the
+/// region is the function's); otherwise the secret of `LAKE_DB_SECRET_ARN`.
+pub fn db_source(sdk: &layer::aws::SdkConfig) -> Result<Arc<dyn SecretSource>, SetupError> {
+    if let Some(user) = opt(names::DB_USER) {
+        let settings = db_settings_from_env()?;
+        if opt(names::DB_HOST).is_none() {
+            return Err(SetupError::Invalid(format!(
+                "{} needs {}: the token is signed for the host it logs in to",
+                names::DB_USER,
+                names::DB_HOST
+            )));
+        }
+        let credentials = sdk.credentials_provider().ok_or_else(|| {
+            SetupError::Invalid("IAM database authentication needs role credentials".into())
+        })?;
+        let region = sdk
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| SetupError::Invalid("IAM database authentication needs AWS_REGION".into()))?;
+        tracing::info!(auth = "iam", "database login: IAM token for the function's own user");
+        return Ok(Arc::new(IamToken {
+            target: IamTarget { host: settings.host, port: settings.port, user, region },
+            credentials,
+        }));
+    }
+    tracing::info!(auth = "secret", "database login: Secrets Manager secret");
+    Ok(Arc::new(SecretsManager {
+        client: aws_sdk_secretsmanager::Client::new(sdk),
+        secret_id: var(names::DB_SECRET_ARN)?,
+    }))
+}
+
+/// AWS adapters for the pipeline ports, database credentials ([`db_source`]), PostgreSQL index and reviews.
 pub async fn deps_from_env() -> Result<MatchDeps, SetupError> {
     let sdk = layer::aws::sdk_config().await;
     let cfg = PipelineConfig {
@@ -120,10 +155,7 @@ pub async fn deps_from_env() -> Result<MatchDeps, SetupError> {
         ..Default::default()
     };
     let pipeline = Deps::on_sdk(&sdk, cfg, opt(names::DATASETS_TABLE).unwrap_or_default())?;
-    let source = Arc::new(SecretsManager {
-        client: aws_sdk_secretsmanager::Client::new(&sdk),
-        secret_id: var(names::DB_SECRET_ARN)?,
-    });
+    let source = db_source(&sdk)?;
     let settings = db_settings_from_env()?;
     tracing::info!(tls = settings.tls.mode(), "database connection settings read");
     let db = Arc::new(Db::from_secret(source, settings).await?);

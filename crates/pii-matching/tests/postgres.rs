@@ -714,7 +714,7 @@ async fn two_concurrent_migrations_apply_each_once_and_a_rerun_changes_nothing()
     use pii_matching::pg::MIGRATOR;
     let (url, _) = empty_db().await;
     let all: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-    assert_eq!(all, [1, 2, 3]);
+    assert_eq!(all, [1, 2, 3, 5]);
     let (a, b) = (Db::from_url(&url, 1).unwrap(), Db::from_url(&url, 1).unwrap());
     let (ra, rb) = tokio::join!(a.apply(&MIGRATOR), b.apply(&MIGRATOR));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
@@ -742,7 +742,8 @@ async fn a_failing_migration_leaves_nothing_of_itself_and_the_next_run_completes
         let e = e.unwrap();
         std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
     }
-    let broken = dir.path().join("0004_broken.sql");
+    // after every shipped migration
+    let broken = dir.path().join("9000_broken.sql");
     std::fs::write(
         &broken,
         "CREATE TABLE half_done (x int);\nALTER TABLE person ADD COLUMN half_col int;\nSELECT 1 / 0;\n",
@@ -751,9 +752,10 @@ async fn a_failing_migration_leaves_nothing_of_itself_and_the_next_run_completes
     let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
     let e = db.apply(&m).await.unwrap_err();
     assert_eq!(e.kind(), "DbQueryFailed");
-    assert!(e.to_string().contains("migration 4 failed, nothing of it applied"), "{e}");
+    assert!(e.to_string().contains("migration 9000 failed, nothing of it applied"), "{e}");
     assert!(e.to_string().contains("22012"), "the SQLSTATE (division by zero): {e}");
-    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3], "the ones before it stay");
+    let shipped: Vec<i64> = pii_matching::pg::MIGRATOR.iter().map(|m| m.version).collect();
+    assert_eq!(versions(&db.applied().await.unwrap()), shipped, "the ones before it stay");
     let left: (Option<String>, i64) = sqlx::query_as(
         "SELECT to_regclass('half_done')::text, (SELECT count(*) FROM information_schema.columns \
          WHERE table_name = 'person' AND column_name = 'half_col')",
@@ -765,7 +767,7 @@ async fn a_failing_migration_leaves_nothing_of_itself_and_the_next_run_completes
 
     std::fs::write(&broken, "CREATE TABLE half_done (x int);\n").unwrap();
     let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
-    assert_eq!(versions(&db.apply(&m).await.unwrap()), [4]);
+    assert_eq!(versions(&db.apply(&m).await.unwrap()), [9000]);
     assert!(db.apply(&m).await.unwrap().is_empty());
 }
 
@@ -839,7 +841,7 @@ async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformatio
 
     let b = bodies.await.unwrap();
     let field = |i: usize, k: &str| b[i][k].as_str().unwrap().to_string();
-    assert_eq!((field(0, "Status"), b[0]["Data"]["Applied"].as_str()), ("SUCCESS".into(), Some("1,2,3")));
+    assert_eq!((field(0, "Status"), b[0]["Data"]["Applied"].as_str()), ("SUCCESS".into(), Some("1,2,3,5")));
     assert_eq!(
         (field(1, "Status"), b[1]["Data"]["Applied"].as_str()),
         ("SUCCESS".into(), Some("")),
@@ -858,7 +860,7 @@ async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformatio
         assert_eq!(field(i, "LogicalResourceId"), "MatchingSchema");
         assert!(field(i, "StackId").ends_with("stack/county-lake-dev/1f2e"));
     }
-    assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3]);
+    assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3, 5]);
 }
 
 /// `PEOPLE` as a county export might carry it: lower case, stray spaces, other column order,
@@ -908,4 +910,75 @@ async fn a_messy_lower_case_export_matches_exactly_like_the_clean_one_through_bo
     assert_eq!(seen[0].0, (1, 1, 1, 1));
     assert_eq!(seen[0].1, [Some("123-45-6789".to_string())]);
     assert_eq!(seen[0], seen[1], "the messy export decides and completes exactly like the clean one");
+}
+
+/// An IAM-token-like source: a new password on every fetch (`tok-1`, `tok-2`, ...), old after
+/// `max_age`, as IAM database authentication tokens are.
+struct Expiring {
+    calls: AtomicUsize,
+    base: PgConnectOptions,
+    dbname: String,
+}
+
+#[async_trait]
+impl SecretSource for Expiring {
+    async fn fetch(&self) -> Result<DbSecret, IndexError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        DbSecret::parse(
+            &serde_json::json!({"username": "lake_tok", "password": format!("tok-{n}"),
+                "host": self.base.get_host(), "port": self.base.get_port(), "dbname": self.dbname})
+            .to_string(),
+        )
+    }
+
+    fn max_age(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_millis(300))
+    }
+}
+
+async fn tok_backends(admin: &Db) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = 'lake_tok'")
+        .fetch_one(&admin.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn aging_credentials_are_renewed_for_new_connections_while_open_ones_stay() {
+    let url = database_url();
+    let (admin, dbname) = fresh_db().await;
+    let base = password_role(&url).await;
+    let _ = sqlx::query("CREATE ROLE lake_tok LOGIN").execute(&admin.pool()).await;
+    sqlx::query("ALTER ROLE lake_tok PASSWORD 'tok-1'").execute(&admin.pool()).await.unwrap();
+    let src = Arc::new(Expiring { calls: AtomicUsize::new(0), base: base.clone(), dbname: dbname.clone() });
+    let db = Db::from_secret(src.clone(), DbSettings { max_connections: 2, ..settings(&base, &dbname) })
+        .await
+        .unwrap();
+    let first = db
+        .run(|p| async move { sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&p).await });
+    let first = first.await.expect("the first connection logs in with tok-1");
+    assert_eq!(tok_backends(&admin).await, 1);
+
+    // the "token" ages out; the server now accepts only the next one
+    sqlx::query("ALTER ROLE lake_tok PASSWORD 'tok-2'").execute(&admin.pool()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let both = db
+        .run(|p| async move {
+            let (a, b) = tokio::join!(
+                sqlx::query_scalar::<_, i32>("SELECT 2 FROM pg_sleep(0.3)").fetch_one(&p),
+                sqlx::query_scalar::<_, i32>("SELECT 3 FROM pg_sleep(0.3)").fetch_one(&p),
+            );
+            Ok((a?, b?))
+        })
+        .await
+        .unwrap();
+    assert_eq!(both, (2, 3), "a second connection opened with the renewed credentials");
+    assert_eq!(src.calls.load(Ordering::SeqCst), 2, "renewed once, before any rejection");
+    assert_eq!(tok_backends(&admin).await, 2);
+    let alive: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+        .bind(first)
+        .fetch_one(&admin.pool())
+        .await
+        .unwrap();
+    assert!(alive, "the connection opened with tok-1 stays in the pool (no rejection, no new pool)");
 }

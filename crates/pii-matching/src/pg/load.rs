@@ -68,20 +68,35 @@ pub async fn copy_people_csv(db: &Db, path: &std::path::Path) -> Result<u64, Ind
     Ok(n)
 }
 
+/// What happens to persons of the index that the loaded file does not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// A full export: they move to `person_inactive` (no longer candidates, still explainable).
+    Inactivate,
+    /// A full export, `--prune`: they are deleted (from `person_inactive` too).
+    Delete,
+    /// A partial file (`--partial`): they stay as they are.
+    Keep,
+}
+
 /// What a load changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoadCounts {
     pub inserted: u64,
     pub updated: u64,
     pub unchanged: u64,
-    /// Persons not in the export, deleted (`prune`).
+    /// Persons not in the export, moved to `person_inactive` ([`Missing::Inactivate`]).
+    pub inactivated: u64,
+    /// Inactive persons the export holds again (back in `person`).
+    pub reactivated: u64,
+    /// Persons not in the export, deleted ([`Missing::Delete`]).
     pub pruned: u64,
 }
 
 /// Upserts `persons` by `person_id` in one transaction (all or nothing): a person whose values
-/// are already stored is left alone, so loading the same export twice changes nothing; with
-/// `prune`, persons missing from the export are deleted. Then ANALYZE.
-pub async fn upsert_people(db: &Db, persons: &[Person], prune: bool) -> Result<LoadCounts, IndexError> {
+/// are already stored is left alone, so loading the same export twice changes nothing; persons
+/// missing from the export are handled as `missing` says. Then ANALYZE.
+pub async fn upsert_people(db: &Db, persons: &[Person], missing: Missing) -> Result<LoadCounts, IndexError> {
     let pool = db.pool();
     let mut tx = pool.begin().await.map_err(map_err)?;
     sqlx::query("CREATE TEMP TABLE person_load (LIKE person INCLUDING DEFAULTS) ON COMMIT DROP")
@@ -124,19 +139,46 @@ pub async fn upsert_people(db: &Db, persons: &[Person], prune: bool) -> Result<L
     .fetch_one(&mut *tx)
     .await
     .map_err(map_err)?;
-    let pruned = if prune {
-        sqlx::query("DELETE FROM person p WHERE NOT EXISTS (SELECT 1 FROM person_load l WHERE l.person_id = p.person_id)")
+    let reactivated =
+        sqlx::query("DELETE FROM person_inactive i USING person_load l WHERE i.person_id = l.person_id")
             .execute(&mut *tx)
             .await
             .map_err(map_err)?
-            .rows_affected()
-    } else {
-        0
+            .rows_affected();
+    let gone = "person p WHERE NOT EXISTS (SELECT 1 FROM person_load l WHERE l.person_id = p.person_id)";
+    let (inactivated, pruned) = match missing {
+        Missing::Keep => (0, 0),
+        Missing::Inactivate => {
+            let sql = format!(
+                "WITH gone AS (DELETE FROM {gone} RETURNING p.person_id, p.first_name, p.last_name,
+                     p.middle_initial, p.dob, p.sex, p.ssn, p.address, p.city, p.state, p.zip, p.phone)
+                 INSERT INTO person_inactive (person_id, first_name, last_name, middle_initial, dob, sex,
+                     ssn, address, city, state, zip, phone)
+                 SELECT * FROM gone"
+            );
+            (sqlx::query(&sql).execute(&mut *tx).await.map_err(map_err)?.rows_affected(), 0)
+        }
+        Missing::Delete => {
+            let mut n = sqlx::query(&format!("DELETE FROM {gone}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+            n += sqlx::query(
+                "DELETE FROM person_inactive i WHERE NOT EXISTS \
+                 (SELECT 1 FROM person_load l WHERE l.person_id = i.person_id)",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+            (0, n)
+        }
     };
     tx.commit().await.map_err(map_err)?;
     sqlx::query("ANALYZE person").execute(&pool).await.map_err(map_err)?;
     let n = |v: i64| u64::try_from(v).unwrap_or_default();
     let (inserted, updated) = (n(inserted), n(updated));
     let unchanged = (persons.len() as u64).saturating_sub(inserted + updated);
-    Ok(LoadCounts { inserted, updated, unchanged, pruned })
+    Ok(LoadCounts { inserted, updated, unchanged, inactivated, reactivated, pruned })
 }

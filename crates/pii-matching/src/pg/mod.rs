@@ -4,17 +4,19 @@
 //! set-based candidate lookup and its key hashing, [`reviews`] proposals and decisions, [`load`]
 //! the bulk load of a person file. Only the composition root (`setup`, the CLI) names this module.
 
+mod iam;
 mod index;
 mod load;
 mod reviews;
 
+pub use iam::{auth_token, IamTarget, IamToken};
 pub use index::{key_hash, PgIndex};
-pub use load::{copy_people_csv, upsert_people, LoadCounts};
+pub use load::{copy_people_csv, upsert_people, LoadCounts, Missing};
 pub use reviews::PgReviews;
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -57,6 +59,12 @@ impl DbSecret {
 #[async_trait]
 pub trait SecretSource: Send + Sync {
     async fn fetch(&self) -> Result<DbSecret, IndexError>;
+
+    /// How old fetched credentials may get before new connections need fresh ones (`None`: until
+    /// the database rejects them, as a rotated secret).
+    fn max_age(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// AWS Secrets Manager (`LAKE_DB_SECRET_ARN`).
@@ -141,19 +149,21 @@ fn options(secret: &DbSecret, s: &DbSettings) -> PgConnectOptions {
 }
 
 fn pool(opts: PgConnectOptions, max: u32) -> PgPool {
-    // The batch is split into concurrent chunks here; a parallel plan per chunk only adds
-    // worker start-up time to every query. The candidate query's plan does not depend on its
-    // arrays (one index scan per key kind), so it is planned once per connection instead of
-    // once per call (a custom plan for 1,000-key arrays cost ~0.3 ms of planning each time).
-    let opts =
-        opts.options([("max_parallel_workers_per_gather", "0"), ("plan_cache_mode", "force_generic_plan")]);
     PgPoolOptions::new()
         .max_connections(max.max(1))
         .acquire_timeout(Duration::from_secs(15))
         // no ping before every query (one extra round trip each); a connection that died
         // (failover) fails its query as DbUnavailable, which the queue retries
         .test_before_acquire(false)
-        .connect_lazy_with(opts)
+        .connect_lazy_with(tuned(opts))
+}
+
+fn tuned(opts: PgConnectOptions) -> PgConnectOptions {
+    // The batch is split into concurrent chunks here; a parallel plan per chunk only adds
+    // worker start-up time to every query. The candidate query's plan does not depend on its
+    // arrays (one index scan per key kind), so it is planned once per connection instead of
+    // once per call (a custom plan for 1,000-key arrays cost ~0.3 ms of planning each time).
+    opts.options([("max_parallel_workers_per_gather", "0"), ("plan_cache_mode", "force_generic_plan")])
 }
 
 /// Maps a driver error to the port's error without row values (SQLSTATE and class only).
@@ -186,6 +196,7 @@ pub struct Db {
     source: Option<Arc<dyn SecretSource>>,
     settings: DbSettings,
     pool: RwLock<PgPool>,
+    fetched: std::sync::Mutex<Instant>,
 }
 
 impl Db {
@@ -196,7 +207,7 @@ impl Db {
     ) -> Result<Self, IndexError> {
         let secret = source.fetch().await?;
         let p = pool(options(&secret, &settings), settings.max_connections);
-        Ok(Self { source: Some(source), settings, pool: RwLock::new(p) })
+        Ok(Self { source: Some(source), settings, pool: RwLock::new(p), fetched: Instant::now().into() })
     }
 
     /// A fixed URL (tests, benchmark, CLI): no refetch.
@@ -207,6 +218,7 @@ impl Db {
             source: None,
             settings: DbSettings { max_connections, ..DbSettings::default() },
             pool: RwLock::new(pool(opts, max_connections)),
+            fetched: Instant::now().into(),
         })
     }
 
@@ -215,6 +227,23 @@ impl Db {
             Ok(p) => p.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// Credentials that age (IAM tokens) are replaced for the connections the pool opens next;
+    /// open connections stay (RDS checks a token only at login).
+    async fn renew_if_old(&self) -> Result<(), IndexError> {
+        let Some(src) = &self.source else { return Ok(()) };
+        let Some(max) = src.max_age() else { return Ok(()) };
+        let age = self.fetched.lock().map(|t| t.elapsed()).unwrap_or(max);
+        if age < max {
+            return Ok(());
+        }
+        let secret = src.fetch().await?;
+        self.pool().set_connect_options(tuned(options(&secret, &self.settings)));
+        if let Ok(mut t) = self.fetched.lock() {
+            *t = Instant::now();
+        }
+        Ok(())
     }
 
     async fn refresh(&self) -> Result<(), IndexError> {
@@ -228,6 +257,9 @@ impl Db {
             };
             std::mem::replace(&mut *g, p)
         };
+        if let Ok(mut t) = self.fetched.lock() {
+            *t = Instant::now();
+        }
         old.close().await;
         Ok(())
     }
@@ -239,6 +271,7 @@ impl Db {
         F: Fn(PgPool) -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
+        self.renew_if_old().await?;
         match f(self.pool()).await.map_err(map_err) {
             Err(IndexError::Auth(m)) if self.source.is_some() => {
                 tracing::warn!("database rejected the credentials; refetching the secret once");
