@@ -45,12 +45,11 @@ resource "aws_kms_alias" "reaper" {
 }
 
 # PHI data key: IAM in this account only; each role's own policy grants it, limited by
-# kms:ViaService and encryption context (template.yaml, infra/transfer.tf). Until the reaper's
-# resources move to the reaper key, its log group and EventBridge dead letters need the two
-# service statements at the end (scoped to the reaper's log group and this account).
+# kms:ViaService and encryption context (template.yaml, infra/transfer.tf). No service principal:
+# the reaper's log group, DLQ and reports use the reaper key.
 data "aws_iam_policy_document" "kms_lake" {
   # checkov:skip=CKV_AWS_109:Key policy: Resource "*" is this key only; administration is delegated to IAM in this account (root), as AWS's default key policy does.
-  # checkov:skip=CKV_AWS_111:Key policy: Resource "*" is this key only; write actions go to the account root (IAM-delegated) and, for the reaper's log group and DLQ, to CloudWatch Logs / EventBridge of this account only.
+  # checkov:skip=CKV_AWS_111:Key policy: Resource "*" is this key only; write actions go to the account root only (IAM-delegated).
   # checkov:skip=CKV_AWS_356:Key policy: Resource "*" is the only resource KMS accepts in a key policy and means this key.
   statement {
     sid       = "AccountRootIamDelegation"
@@ -59,34 +58,6 @@ data "aws_iam_policy_document" "kms_lake" {
     principals {
       type        = "AWS"
       identifiers = ["arn:${local.partition}:iam::${local.account_id}:root"]
-    }
-  }
-  statement {
-    sid       = "ReaperLogGroupUntilReaperKey"
-    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["logs.${local.region}.${local.dns_suffix}"]
-    }
-    condition {
-      test     = "ArnEquals"
-      variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${local.name}-workspace-reaper"]
-    }
-  }
-  statement {
-    sid       = "ReaperDeadLettersUntilReaperKey"
-    actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
-    resources = ["*"]
-    principals {
-      type        = "Service"
-      identifiers = ["events.amazonaws.com"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [local.account_id]
     }
   }
 }

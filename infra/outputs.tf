@@ -73,6 +73,7 @@ output "sam_parameter_overrides" {
     "Environment=${var.environment}",
     "KmsKeyArn=${aws_kms_key.lake.arn}",
     "OpsKmsKeyArn=${aws_kms_key.ops.arn}",
+    "ReaperKmsKeyArn=${aws_kms_key.reaper.arn}",
     "AlertTopicArn=${aws_sns_topic.alerts.arn}",
     "VpcSubnetIds=${join(",", aws_subnet.private[*].id)}",
     "VpcSecurityGroupId=${aws_security_group.lambda.id}",

@@ -129,7 +129,7 @@ FUNCTIONS = {
     "WorkspaceReaperFunction": {
         "bin": "workspace-reaper", "queue": None, "log_group": "WorkspaceReaperLogGroup",
         "env": {
-            "REAPER_REPORTS_BUCKET": (REF, "ReportsBucket"), "REAPER_KMS_KEY_ID": (REF, "KmsKeyArn"),
+            "REAPER_REPORTS_BUCKET": (REF, "ReportsBucket"), "REAPER_KMS_KEY_ID": (REF, "ReaperKmsKeyArn"),
             "REAPER_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"),
             "REAPER_EMAIL_FROM": (REF, "ReaperEmailFrom"),
             "REAPER_EMAIL_CONFIGURATION_SET": (REF, "ReaperEmailConfigurationSet"),
@@ -144,7 +144,8 @@ FUNCTIONS = {
             ("AlertTopicArn", ""): {"sns:Publish"},
             ("ses:identity/ReaperEmailIdentity", ""): {"ses:SendEmail", "ses:SendRawEmail"},
             ("ses:configuration-set/ReaperEmailConfigurationSet", ""): {"ses:SendEmail", "ses:SendRawEmail"},
-            ("KmsKeyArn", ""): KMS,
+            ("ReaperKmsKeyArn", ""): KMS,
+            ("OpsKmsKeyArn", ""): KMS,  # the alert topic's key, only via SNS
             ("ReaperDLQ", ""): {"sqs:SendMessage"},  # async-invocation DLQ uses the execution role
             ("ConfluenceSecretArn", ""): {"secretsmanager:GetSecretValue"},  # only with HasConfluence
             ("workspace/*", ""): {"workspaces:TerminateWorkspaces"},
@@ -167,7 +168,8 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
             ("IngestionBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion"},
             ("RawBucket", "/dataset=*"): {"s3:PutObject"},
             ("QuarantineBucket", "/*"): {"s3:PutObject"},
-            ("DatasetsTable", ""): {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+            # PutItem: the conditional claim of a file's content (duplicate files)
+            ("DatasetsTable", ""): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
             ("RunsTable", ""): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
             ("PiiQueue", ""): {"sqs:SendMessage"},
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
@@ -175,9 +177,31 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
             **DATA_AND_OPS,
         },
     }
+FUNCTIONS["GuardFunction"] = {
+    "bin": "guard", "queue": None, "log_group": "GuardLogGroup", "vpc": "PipelineSecurityGroupId",
+    "async_dlq": "GuardDLQ", "schedule_rule": "GuardScheduleRule",
+    "env": {
+        "LAKE_DATASETS_TABLE": (REF, "DatasetsTable"), "LAKE_RUNS_TABLE": (REF, "RunsTable"),
+        "LAKE_INGEST_BUCKET": (REF, "IngestionBucket"), "LAKE_DLQ_URL": (REF, "PipelineDLQ"),
+        "LAKE_STAGE_DLQ_URLS": {"Fn::Join": [",", [{"Ref": "IngestDLQ"}, {"Ref": "WorkflowDelimitedDLQ"},
+                                                  {"Ref": "WorkflowJsonDLQ"}, {"Ref": "PiiDLQ"}]]},
+        "LAKE_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"), "LAKE_MAX_IN_FLIGHT_SECS": "900",
+    },
+    "grants": {
+        ("IngestionBucket", ""): {"s3:ListBucketVersions"},
+        ("RunsTable", ""): {"dynamodb:GetItem", "dynamodb:Scan"},
+        ("DatasetsTable", ""): {"dynamodb:GetItem", "dynamodb:Scan", "dynamodb:PutItem", "dynamodb:DeleteItem"},
+        # peek: receive and make visible again, never delete
+        **{(q, ""): {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility"}
+           for q in ("PipelineDLQ", "IngestDLQ", "WorkflowDelimitedDLQ", "WorkflowJsonDLQ", "PiiDLQ")},
+        ("GuardDLQ", ""): {"sqs:SendMessage"},  # async-invocation DLQ uses the execution role
+        ("AlertTopicArn", ""): {"sns:Publish"},
+        **DATA_AND_OPS,
+    },
+}
 PHI_FUNCTIONS = {fn for fn, spec in FUNCTIONS.items() if spec.get("vpc")}
 # The reaper's resources may use the data key until they move to the reaper key (infra/kms.tf).
-REAPER_KEYS = ({"Ref": "KmsKeyArn"}, {"Ref": "ReaperKmsKeyArn"})
+REAPER_KEYS = ({"Ref": "ReaperKmsKeyArn"},)
 REAPER_RESOURCES = {"WorkspaceReaperLogGroup", "ReaperDLQ", "ReportsBucket"}
 
 # Statements where AWS requires Resource "*": Sid -> (functions allowed to have it, exact actions).
@@ -249,8 +273,9 @@ def check_functions(tpl, raw_text):
             fail(f"{where} CodeUri {props.get('CodeUri')!r} is not target/lambda/{spec['bin']}/")
         if not isinstance(props.get("ReservedConcurrentExecutions"), int):
             fail(f"{where} no ReservedConcurrentExecutions")
-        if props.get("KmsKeyArn") != {"Ref": "KmsKeyArn"}:
-            fail(f"{where} environment not encrypted with KmsKeyArn")
+        env_key = "ReaperKmsKeyArn" if fn == "WorkspaceReaperFunction" else "KmsKeyArn"
+        if props.get("KmsKeyArn") != {"Ref": env_key}:
+            fail(f"{where} environment not encrypted with {env_key}")
         lg = props.get("LoggingConfig", {}).get("LogGroup")
         if lg != {"Ref": spec["log_group"]}:
             fail(f"{where} LoggingConfig.LogGroup is not !Ref {spec['log_group']}")
@@ -275,6 +300,8 @@ def check_functions(tpl, raw_text):
                     fail(f"{where} {name} = {got!r}, want !If [{want[1]}, !Ref {want[2]}, !Ref AWS::NoValue]")
             elif isinstance(want, tuple) and got != {"Ref": want[1]}:
                 fail(f"{where} {name} = {got!r}, want !Ref {want[1]}")
+            elif isinstance(want, dict) and got != want:
+                fail(f"{where} {name} = {got!r}, want {want!r}")
             elif isinstance(want, str) and got != want:
                 fail(f"{where} {name} = {got!r}, want {want!r}")
         for name in env:
@@ -306,10 +333,11 @@ def check_functions(tpl, raw_text):
                 fail(f"{where} a custom-resource function has no events")
         else:
             dlq = props.get("DeadLetterQueue", {})
-            if dlq.get("Type") != "SQS" or dlq.get("TargetArn") != {"Fn::GetAtt": ["ReaperDLQ", "Arn"]}:
-                fail(f"{where} async function needs DeadLetterQueue SQS ReaperDLQ")
+            adlq, rule = spec.get("async_dlq", "ReaperDLQ"), spec.get("schedule_rule", "ReaperScheduleRule")
+            if dlq.get("Type") != "SQS" or dlq.get("TargetArn") != {"Fn::GetAtt": [adlq, "Arn"]}:
+                fail(f"{where} async function needs DeadLetterQueue SQS {adlq}")
             if events:
-                fail(f"{where} schedule must be the explicit classic rule ReaperScheduleRule, not a SAM event")
+                fail(f"{where} schedule must be the explicit classic rule {rule}, not a SAM event")
 
         # -- permissions
         if "Policies" in props:
@@ -405,6 +433,22 @@ def check_queues_topics_alarms(tpl):
         if t.get("Arn") != {"Fn::GetAtt": ["WorkspaceReaperFunction", "Arn"]} or "RetryPolicy" not in t \
                 or t.get("DeadLetterConfig", {}).get("Arn") != {"Fn::GetAtt": ["ReaperDLQ", "Arn"]}:
             fail("ReaperScheduleRule: target must be the reaper with RetryPolicy and DeadLetterConfig ReaperDLQ")
+    for fn, spec in FUNCTIONS.items():
+        name, adlq = spec.get("schedule_rule"), spec.get("async_dlq")
+        if not name:
+            continue
+        rule = res.get(name, {})
+        if rule.get("Type") != "AWS::Events::Rule" or not re.match(r"(rate|cron)\(", str(rule["Properties"].get("ScheduleExpression", ""))):
+            fail(f"{name}: must be a classic AWS::Events::Rule with a rate()/cron() schedule")
+            continue
+        t = rule["Properties"]["Targets"][0]
+        if t.get("Arn") != {"Fn::GetAtt": [fn, "Arn"]} or "RetryPolicy" not in t \
+                or t.get("DeadLetterConfig", {}).get("Arn") != {"Fn::GetAtt": [adlq, "Arn"]}:
+            fail(f"{name}: target must be {fn} with RetryPolicy and DeadLetterConfig {adlq}")
+        perm = [v for v in res.values() if v["Type"] == "AWS::Lambda::Permission"
+                and v["Properties"].get("SourceArn") == {"Fn::GetAtt": [name, "Arn"]}]
+        if len(perm) != 1 or perm[0]["Properties"].get("FunctionName") != {"Ref": fn}:
+            fail(f"{name}: needs one AWS::Lambda::Permission for {fn} with SourceArn the rule")
     if any(v["Type"] == "AWS::Scheduler::Schedule" for v in res.values()):
         fail("EventBridge Scheduler is not allowed (not on every HIPAA-eligible list)")
 

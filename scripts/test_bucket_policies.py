@@ -361,7 +361,7 @@ def cases(tpl_buckets):
         ("access-log put naming SSE-S3", logs, put(("Service", "logging.s3.amazonaws.com"), logs, "s3/ingestion/l", sse="AES256", extra=log_delivery), "deny"),
     ]
     if rep in tpl_buckets:
-        rkey = KEYS["ReaperKmsKeyArn"] if "ReaperKmsKeyArn" in str(tpl_buckets[rep]) else data_key
+        rkey = KEYS["ReaperKmsKeyArn"]  # the reports bucket admits only the reaper key
         out += [
             ("reaper writes its CSV report", rep, put(role("WorkspaceReaperRole"), rep, "reports/2026-12-07.csv", sse="aws:kms", key_id=rkey), "allow"),
             ("reports put naming another key", rep, put(role("WorkspaceReaperRole"), rep, "reports/x.csv", sse="aws:kms", key_id=OTHER_KEY), "deny"),

@@ -13,6 +13,8 @@ const CONTRACTS: &[&str] = &[
     include_str!("../../config/sources/riverside_fhir.toml"),
     include_str!("../../config/sources/lakeview_xml.toml"),
     include_str!("../../config/sources/brookside_xlsx.toml"),
+    include_str!("../../config/sources/bayside_hl7.toml"),
+    include_str!("../../config/sources/lakeside_fhir.toml"),
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -13,6 +13,7 @@ use crate::format::{Format, TextEncoding};
 use crate::keys;
 use crate::limits::Limits;
 use crate::mapping::Mapping;
+use crate::values::ValueRules;
 
 /// A source contract: everything the pipeline needs to know about one source, as data.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -47,6 +48,17 @@ pub struct Contract {
     pub lists: BTreeMap<String, String>,
     #[serde(default)]
     pub limits: Limits,
+    /// What a value that does not fit its column becomes (`[values]`): never a silent change.
+    #[serde(default, skip_serializing_if = "ValueRules::is_default")]
+    pub values: ValueRules,
+    /// Whether the source may re-send a file with the same bytes as one already DONE and have it
+    /// ingested again (default: such a file is recorded as a duplicate, nothing is written).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_resend: bool,
+    /// How often the source is expected to send (`"1d"`, `"12h"`, `"2bd"` business days): the
+    /// scheduled guard alerts once when it is silent for longer, and once when it resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_every: Option<String>,
 }
 
 impl Contract {
@@ -102,6 +114,8 @@ impl Contract {
         let schema = self.schema(catalog, &at)?;
         keys::validate_prefixes(&self.keys, &at)?;
         self.limits.validate(&at)?;
+        self.values.validate(&at)?;
+        crate::cadence::validate(self.expect_every.as_deref(), &at)?;
         self.format.validate(self.encoding, &at)?;
         let mapping = self.mapping();
         mapping.validate_against_format(&self.format, &at)?;
@@ -122,6 +136,11 @@ impl Contract {
                 ),
             )
         })
+    }
+
+    /// The source's cadence (`expect_every`), validated on load.
+    pub fn cadence(&self) -> Option<crate::cadence::Cadence> {
+        self.expect_every.as_deref().and_then(|t| crate::cadence::Cadence::parse(t).ok())
     }
 
     fn mapping(&self) -> Mapping<'_> {

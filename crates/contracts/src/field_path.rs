@@ -1,9 +1,6 @@
 //! Field paths: how a contract names a source field inside a document — a JSON path, an HL7 v2
 //! field, an XML step path — each with its grammar checked on parse.
 
-/// The FHIR resources a `fhir_bundle` contract can read fields from.
-pub const FHIR_RESOURCES: &[&str] = &["Encounter", "Patient", "Condition"];
-
 /// One element of a JSON path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathSeg {
@@ -46,13 +43,25 @@ impl JsonPath {
 
 /// A field of an HL7 v2 message: `PID-5.1` is segment PID, field 5, component 1 (`PID-5.1.2`
 /// adds a subcomponent). For MSH, `MSH-3` is the third field as the standard counts (MSH-1 is the
-/// field separator itself).
+/// field separator itself). A repetition may be chosen after the field: `PID-3[2].1` (the second,
+/// 1-based) or `PID-3[5=MR].1` (the first whose component 5 is `MR`; `PID-13[2=WPN].1`, the
+/// work number by its use code).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hl7Path {
     pub segment: String,
     pub field: usize,
+    pub repetition: Option<Hl7Rep>,
     pub component: Option<usize>,
     pub subcomponent: Option<usize>,
+}
+
+/// Which repetition of an HL7 field a path reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hl7Rep {
+    /// The n-th repetition, 1-based.
+    Index(usize),
+    /// The first repetition whose component `component` (1-based) equals `value`.
+    Where { component: usize, value: String },
 }
 
 impl Hl7Path {
@@ -61,6 +70,7 @@ impl Hl7Path {
         if seg.len() != 3 || !seg.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
             return Err(format!("`{s}`: the segment id must be 3 upper-case letters or digits, like `PID`"));
         }
+        let (rest, repetition) = Self::parse_rep(s, rest)?;
         let mut nums = Vec::new();
         for p in rest.split('.') {
             let n: usize = p.parse().map_err(|_| format!("`{s}`: `{p}` is not a position (1, 2, ...)"))?;
@@ -75,9 +85,36 @@ impl Hl7Path {
         Ok(Self {
             segment: seg.to_string(),
             field: nums[0],
+            repetition,
             component: nums.get(1).copied(),
             subcomponent: nums.get(2).copied(),
         })
+    }
+
+    /// Cuts `[n]` or `[c=VALUE]` out of `3[5=MR].1`, returning `3.1` and the selection.
+    fn parse_rep(s: &str, rest: &str) -> Result<(String, Option<Hl7Rep>), String> {
+        let Some(open) = rest.find('[') else { return Ok((rest.to_string(), None)) };
+        let close = rest.find(']').filter(|&c| c > open).ok_or_else(|| format!("`{s}`: `[` without `]`"))?;
+        let inside = &rest[open + 1..close];
+        let after = &rest[close + 1..];
+        if !(after.is_empty() || after.starts_with('.')) || rest[..open].contains('.') {
+            return Err(format!(
+                "`{s}`: a repetition `[..]` goes right after the field, like `PID-3[5=MR].1`"
+            ));
+        }
+        let rep = match inside.split_once('=') {
+            None => match inside.parse::<usize>() {
+                Ok(n) if n >= 1 => Hl7Rep::Index(n),
+                _ => return Err(format!("`{s}`: a repetition is `[n]` (1-based) or `[component=VALUE]`")),
+            },
+            Some((c, v)) => match c.parse::<usize>() {
+                Ok(component) if component >= 1 && !v.is_empty() && !v.contains(['[', ']']) => {
+                    Hl7Rep::Where { component, value: v.to_string() }
+                }
+                _ => return Err(format!("`{s}`: a repetition is `[n]` (1-based) or `[component=VALUE]`")),
+            },
+        };
+        Ok((format!("{}{after}", &rest[..open]), Some(rep)))
     }
 }
 
@@ -168,12 +205,26 @@ mod tests {
         let p = Hl7Path::parse("PID-5.1.2").unwrap();
         assert_eq!((p.segment.as_str(), p.field, p.component, p.subcomponent), ("PID", 5, Some(1), Some(2)));
         assert_eq!(Hl7Path::parse("MSH-3").unwrap().component, None);
+        let p = Hl7Path::parse("PID-3[5=MR].1").unwrap();
+        assert_eq!(
+            (p.field, p.repetition, p.component),
+            (3, Some(Hl7Rep::Where { component: 5, value: "MR".into() }), Some(1))
+        );
+        assert_eq!(Hl7Path::parse("PID-13[2]").unwrap().repetition, Some(Hl7Rep::Index(2)));
         for (path, message) in [
             ("PID5", "`PID5` is not like `PID-5.1`"),
             ("pid-5", "`pid-5`: the segment id must be 3 upper-case letters or digits, like `PID`"),
             ("PID-x", "`PID-x`: `x` is not a position (1, 2, ...)"),
             ("PID-0", "`PID-0`: positions start at 1"),
             ("PID-1.2.3.4", "`PID-1.2.3.4`: at most field.component.subcomponent"),
+            ("PID-3[0].1", "`PID-3[0].1`: a repetition is `[n]` (1-based) or `[component=VALUE]`"),
+            ("PID-3[x=MR]", "`PID-3[x=MR]`: a repetition is `[n]` (1-based) or `[component=VALUE]`"),
+            ("PID-3[5=]", "`PID-3[5=]`: a repetition is `[n]` (1-based) or `[component=VALUE]`"),
+            (
+                "PID-3.1[2]",
+                "`PID-3.1[2]`: a repetition `[..]` goes right after the field, like `PID-3[5=MR].1`",
+            ),
+            ("PID-3[2", "`PID-3[2`: `[` without `]`"),
         ] {
             assert_eq!(Hl7Path::parse(path).unwrap_err(), message);
         }

@@ -7,6 +7,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ContractError, Origin};
+use crate::fhir_path::FhirVersion;
 use crate::field_path::XmlPath;
 
 /// How a source writes its files. Closed: a new format is a new variant and a new reader.
@@ -40,10 +41,13 @@ pub enum Format {
     },
     /// HL7 v2 messages (ADT, ORU, ...): one row per message. Fields are paths like `PID-5.1`.
     Hl7v2,
-    /// FHIR R4: a JSON Bundle, or NDJSON of resources. One row per Encounter, joined with its
-    /// Patient (by `subject`) and Conditions (by `encounter`). Fields are paths like
-    /// `Patient.name[0].family`.
-    FhirBundle,
+    /// FHIR JSON: a Bundle, a single resource, or NDJSON of resources. One row per Encounter,
+    /// joined with its Patient and Conditions by the reference paths of the declared `version`
+    /// (default R4). Fields are FHIRPath-subset paths like `Patient.name[0].family`.
+    FhirBundle {
+        #[serde(default)]
+        version: FhirVersion,
+    },
     /// XML: one row per element at the `record` path (`/Export/Patient/Encounter`). Fields are
     /// paths relative to it: `Date`, `@id`, `Dx/Code`, `../@mrn` (`..` is the parent element).
     Xml { record: String },
@@ -155,7 +159,7 @@ impl Format {
             Format::Delimited { .. } | Format::FixedWidth { .. } | Format::Hl7v2 => FormatFamily::Delimited,
             Format::JsonLines
             | Format::JsonArray
-            | Format::FhirBundle
+            | Format::FhirBundle { .. }
             | Format::Xml { .. }
             | Format::Excel { .. } => FormatFamily::Json,
         }
@@ -169,7 +173,7 @@ impl Format {
             Format::JsonArray => "json_array",
             Format::FixedWidth { .. } => "fixed_width",
             Format::Hl7v2 => "hl7v2",
-            Format::FhirBundle => "fhir_bundle",
+            Format::FhirBundle { .. } => "fhir_bundle",
             Format::Xml { .. } => "xml",
             Format::Excel { .. } => "excel",
         }
@@ -200,7 +204,7 @@ impl Format {
             Format::Excel { sheet, sheet_index, header_row } => {
                 validate_excel(sheet.as_deref(), *sheet_index, *header_row, encoding, at)
             }
-            Format::JsonLines | Format::JsonArray | Format::Hl7v2 | Format::FhirBundle => Ok(()),
+            Format::JsonLines | Format::JsonArray | Format::Hl7v2 | Format::FhirBundle { .. } => Ok(()),
         }
     }
 }

@@ -28,6 +28,10 @@ pub struct Limits {
     /// Deepest XML element nesting accepted.
     #[serde(default = "default_max_depth")]
     pub max_depth: usize,
+    /// Distinct records one file may hold: duplicate detection keeps 16 bytes per distinct
+    /// record, so an endless stream ends in a clear error rather than memory exhaustion.
+    #[serde(default = "default_max_distinct")]
+    pub max_distinct_records: u64,
 }
 
 fn default_max_record() -> usize {
@@ -45,6 +49,12 @@ fn default_max_in_memory() -> u64 {
 fn default_max_depth() -> usize {
     64
 }
+fn default_max_distinct() -> u64 {
+    MAX_DISTINCT_RECORDS_DEFAULT
+}
+
+/// Default cap on the distinct records of one file (about 0.5 GiB of duplicate-detection keys).
+pub const MAX_DISTINCT_RECORDS_DEFAULT: u64 = 25_000_000;
 
 /// Default cap on what a compressed file expands to (16 GiB).
 pub const MAX_EXPANDED_BYTES_DEFAULT: u64 = 16 << 30;
@@ -59,6 +69,7 @@ impl Default for Limits {
             max_ratio: default_max_ratio(),
             max_in_memory_bytes: MAX_IN_MEMORY_BYTES_DEFAULT,
             max_depth: default_max_depth(),
+            max_distinct_records: MAX_DISTINCT_RECORDS_DEFAULT,
         }
     }
 }
@@ -74,6 +85,9 @@ impl Limits {
         }
         if self.max_depth < 2 {
             return Err(at.at("max_depth", "max_depth must be at least 2"));
+        }
+        if self.max_distinct_records < 1 {
+            return Err(at.at("max_distinct_records", "max_distinct_records must be at least 1"));
         }
         Ok(())
     }
@@ -106,6 +120,7 @@ mod tests {
             ("max_record_bytes", 1023, "max_record_bytes must be at least 1024"),
             ("max_ratio", 1, "max_ratio must be at least 2"),
             ("max_depth", 1, "max_depth must be at least 2"),
+            ("max_distinct_records", 0, "max_distinct_records must be at least 1"),
         ] {
             let e = check(&format!("max_expanded_bytes = 99\n{key} = {value}")).unwrap_err();
             assert_eq!(e.to_string(), format!("l.toml:3: {message}"));

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::canonical::{CanonicalSchema, ParquetType, Semantic};
 use crate::error::{ContractError, Origin};
-use crate::field_path::{Hl7Path, JsonPath, PathSeg, XmlPath, FHIR_RESOURCES};
+use crate::fhir_path::FhirPath;
+use crate::field_path::{Hl7Path, JsonPath, XmlPath};
 use crate::format::Format;
 
 /// The mapping tables of a contract, borrowed (they sit at the top level of the TOML).
@@ -84,9 +85,14 @@ impl Mapping<'_> {
             Format::Hl7v2 => {
                 self.each_path(|col, p| Hl7Path::parse(p).map(drop).map_err(|m| path_error(col, "HL7", m)))
             }
-            Format::FhirBundle => self.each_path(|col, p| {
-                let path = JsonPath::parse(p).map_err(|m| path_error(col, "FHIR", m))?;
-                validate_fhir_resource(col, &path, at)
+            Format::FhirBundle { .. } => self.each_path(|col, p| {
+                FhirPath::parse(p).map(drop).map_err(|m| {
+                    if m.starts_with("a FHIR path starts") {
+                        at.at(col, format!("`{col}`: {m}"))
+                    } else {
+                        path_error(col, "FHIR", m)
+                    }
+                })
             }),
             Format::Xml { .. } => {
                 self.each_path(|col, p| XmlPath::parse(p).map(drop).map_err(|m| path_error(col, "XML", m)))
@@ -184,20 +190,6 @@ impl Mapping<'_> {
             )),
             None => Ok(()),
         }
-    }
-}
-
-/// A FHIR path starts with a resource the reader joins and names a field of it.
-fn validate_fhir_resource(col: &str, path: &JsonPath, at: &Origin) -> Result<(), ContractError> {
-    match path.0.first() {
-        Some(PathSeg::Key(r)) if FHIR_RESOURCES.contains(&r.as_str()) && path.0.len() > 1 => Ok(()),
-        _ => Err(at.at(
-            col,
-            format!(
-                "`{col}`: a FHIR path starts with the resource ({}) and a field, like `Patient.birthDate`",
-                FHIR_RESOURCES.join(", ")
-            ),
-        )),
     }
 }
 

@@ -127,8 +127,19 @@ pub fn run_check(a: CheckArgs) -> Result<ExitCode> {
             println!("    missing {f:<14} {n:>6}");
         }
         if !s.ignored_keys.is_empty() {
-            let keys: Vec<String> = s.ignored_keys.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+            // by position, never by name: a key may hold PHI
+            let keys: Vec<String> =
+                s.ignored_keys.iter().map(|(pos, n)| format!("at position {pos} ({n})")).collect();
             println!("  ignored keys    {}", keys.join(", "));
+        }
+        if s.skipped > 0 {
+            println!(
+                "  skipped         {:>10}   (not rows: other record types, unjoined resources)",
+                s.skipped
+            );
+        }
+        for (what, n) in &s.refused_values {
+            println!("  refused value   {n:>10}   {what}");
         }
         println!(
             "  seconds         {:>10.2}   ({:.0} rows/s, {:.1} MB/s)",

@@ -17,7 +17,7 @@ use layer::FormatFamily;
 use pii_matching::handler::MatchDeps;
 
 /// The operations (status, audit, redrive) live in the library, shared with any scheduled job.
-pub use layer::ops::{audit, redrive, status, AuditRow, RedriveFilter, RedriveReport, Topology};
+pub use layer::ops::{audit, redrive, status, AuditRow, RedriveFilter, RedriveReport, StageDlq, Topology};
 
 /// The embedded lake under `root`: folders for buckets, queues and topics, JSON for the ledger.
 pub fn local_deps(root: &Path, ingest_dir: Option<&Path>) -> (Deps, Topology) {
@@ -333,7 +333,11 @@ pub fn table_with(
         if show_keys { "key / error" } else { "error" }
     );
     for r in runs {
-        let err = r.error_kind.map(|k| k.to_string()).unwrap_or_default();
+        let err = match (&r.error_kind, &r.duplicate_of) {
+            (Some(k), _) => k.to_string(),
+            (None, Some(d)) => format!("duplicate of {d}"),
+            (None, None) => String::new(),
+        };
         let last = if show_keys { format!("{} {}", r.key.expose(), err) } else { err };
         let m = match matching.and_then(|m| m.get(&r.file_id)) {
             Some(c) => mcols(&c.matched.to_string(), &c.proposed.to_string(), &c.unmatched.to_string()),
@@ -382,4 +386,26 @@ pub async fn upload_dir(deps: &Deps, topo: &Topology, dir: &Path) -> Result<usiz
         deps.store.put(&topo.ingest_bucket, f.key.expose(), body, deps.cfg.kms_key.as_deref()).await?;
     }
     Ok(files.len())
+}
+
+/// The stage DLQs (`lake redrive` moves their raw messages back): in the embedded lake the
+/// queues `<stage>-dlq`; with AWS, `LAKE_STAGE_DLQS` as comma-separated `DLQ_URL=QUEUE_URL` pairs.
+pub fn stage_dlqs(backend: layer::Backend, deps: &Deps, topo: &Topology) -> Result<Vec<StageDlq>> {
+    if backend == layer::Backend::Local {
+        let queues =
+            [&topo.ingest_queue, &deps.cfg.queue_delimited, &deps.cfg.queue_json, &deps.cfg.pii_queue];
+        return Ok(queues
+            .iter()
+            .map(|q| StageDlq { dlq: format!("{q}-dlq"), queue: (*q).clone() })
+            .collect());
+    }
+    let Some(list) = layer::config::opt("LAKE_STAGE_DLQS") else { return Ok(vec![]) };
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((d, q)) if !d.is_empty() && !q.is_empty() => Ok(StageDlq { dlq: d.into(), queue: q.into() }),
+            _ => anyhow::bail!("LAKE_STAGE_DLQS: `{p}` is not DLQ_URL=QUEUE_URL"),
+        })
+        .collect()
 }

@@ -49,6 +49,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Sources silent for longer than their contract's `expect_every`. Exits 1 when any is
+    /// overdue. With --notify, alerts as the scheduled guard does (once on silence, once on
+    /// resumption; the state is kept in the metadata store).
+    Freshness {
+        #[command(flatten)]
+        lake: LakeArgs,
+        /// Check as of this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        notify: bool,
+        /// One JSON object per source instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The run ledger as a table.
     Status {
         #[command(flatten)]
@@ -71,6 +86,9 @@ enum Cmd {
         /// Drive the pipeline after replaying (embedded lake).
         #[arg(long, default_value_t = true)]
         run: bool,
+        /// List what would be redriven (count per cause and file ids, per DLQ) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Benchmark the transform against the Python baselines (pandas, polars) in the same run.
     Bench(bench::BenchArgs),
@@ -274,8 +292,65 @@ async fn audit(
     Ok(if at_risk == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-async fn redrive(lake: LakeArgs, f: embedded::RedriveFilter, run: bool) -> anyhow::Result<ExitCode> {
+async fn freshness(lake: LakeArgs, at: Option<String>, notify: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let now = match at {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(&t)
+            .map_err(|e| anyhow::anyhow!("--at {t}: not an RFC 3339 time ({e})"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    let (deps, _) = lake.deps(None).await?;
+    let rows = layer::guard::freshness(&deps, now, notify).await?;
+    for r in &rows {
+        if json {
+            println!("{}", serde_json::to_string(r)?);
+        } else {
+            println!(
+                "{:<16}  every {:<5}  last {:<30}  due by {:<20}  {}{}",
+                r.source,
+                r.expect_every,
+                r.last_received.as_deref().unwrap_or("never"),
+                r.due_by,
+                if r.overdue { "OVERDUE" } else { "ok" },
+                r.change.map(|c| format!("  (alert: {c:?})")).unwrap_or_default()
+            );
+        }
+    }
+    let overdue = rows.iter().filter(|r| r.overdue).count();
+    eprintln!("freshness: {} source(s) with a cadence, {overdue} overdue", rows.len());
+    Ok(if overdue == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn redrive(
+    lake: LakeArgs,
+    f: embedded::RedriveFilter,
+    run: bool,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
     let (deps, topo) = lake.deps(None).await?;
+    let stages = embedded::stage_dlqs(lake.backend, &deps, &topo)?;
+    if dry_run {
+        for p in layer::ops::redrive_plan(&deps, &stages, &f).await? {
+            let causes: Vec<String> = p.by_cause.iter().map(|(c, n)| format!("{c}={n}")).collect();
+            println!(
+                "{}: {}",
+                p.dlq,
+                if causes.is_empty() { "nothing to redrive".into() } else { causes.join(" ") }
+            );
+            for id in &p.file_ids {
+                println!("  {id}");
+            }
+        }
+        println!("dry run: nothing changed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut raw_moved = 0;
+    for (dlq, n) in layer::ops::redrive_raw(&deps, &stages, &f).await? {
+        raw_moved += n;
+        if n > 0 {
+            println!("{n} raw message(s) moved from {dlq} back to its stage queue");
+        }
+    }
     let report = embedded::redrive(&deps, &topo, &f).await?;
     for (e, why) in &report.not_replayed {
         eprintln!("not redriven: {} ({}): {why}; its envelope stays in the DLQ", e.file_id, e.error_kind);
@@ -291,7 +366,7 @@ async fn redrive(lake: LakeArgs, f: embedded::RedriveFilter, run: bool) -> anyho
         );
     }
     println!("{} envelope(s) replayed", done.len());
-    if run && !done.is_empty() {
+    if run && (!done.is_empty() || raw_moved > 0) {
         embedded::drain(&deps, &topo).await?;
         let runs = embedded::status(&deps).await?;
         let ids: Vec<&str> = done.iter().map(|e| e.file_id.as_str()).collect();
@@ -324,6 +399,7 @@ fn main() -> ExitCode {
         }),
         Cmd::Run(a) => rt(run_embedded(a)),
         Cmd::Audit { dir, lake, max_in_flight, json } => rt(audit(dir, lake, max_in_flight, json)),
+        Cmd::Freshness { lake, at, notify, json } => rt(freshness(lake, at, notify, json)),
         Cmd::Status { lake, show_keys } => rt(async move {
             let (deps, _) = lake.deps(None).await?;
             let runs = embedded::status(&deps).await?;
@@ -331,8 +407,8 @@ fn main() -> ExitCode {
             print!("{}", embedded::table_with(&runs, Some(&counts), show_keys));
             Ok(ExitCode::SUCCESS)
         }),
-        Cmd::Redrive { lake, file_id, source, error_kind, run } => {
-            rt(redrive(lake, embedded::RedriveFilter { file_id, source, error_kind }, run))
+        Cmd::Redrive { lake, file_id, source, error_kind, run, dry_run } => {
+            rt(redrive(lake, embedded::RedriveFilter { file_id, source, error_kind }, run, dry_run))
         }
     };
     match res {

@@ -7,7 +7,8 @@
 //! Secrets Manager, as the pii-matching Lambda reads it), else the embedded lake's review store
 //! that `lake run --people` fills. Where an accepted row goes: the embedded lake under `--lake`
 //! (`--backend local`) or the raw bucket (`--backend aws`, SSE-KMS), at the key the pii-matching
-//! handler uses for reviewed rows, with the ledger counts moved once.
+//! handler uses for reviewed rows, with the ledger counts moved once. `serve` runs the review web
+//! application (crate `review-web`) on 127.0.0.1 as the local reviewer; `audit` exports its trail.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,6 +77,28 @@ enum ReviewCmd {
         #[arg(long, env = "USER")]
         reviewer: String,
     },
+    /// Serve the review web application on 127.0.0.1 only, as the local reviewer; prints the
+    /// one-time login link to open in the browser (pages show PHI: approved workstation only).
+    Serve {
+        /// Port on 127.0.0.1 (0: any free port; the link says which).
+        #[arg(long, default_value_t = 8450)]
+        port: u16,
+        /// The local identity decisions and reveals are recorded under.
+        #[arg(long, env = "USER")]
+        reviewer: String,
+        /// A browser session ends after this many idle minutes.
+        #[arg(long, default_value_t = 30)]
+        idle_minutes: u64,
+        /// Opening a proposal holds it for this many minutes.
+        #[arg(long, default_value_t = 5)]
+        lease_minutes: i64,
+    },
+    /// The web application's audit trail (views, reveals, decisions) since DATE (YYYY-MM-DD, UTC,
+    /// or RFC 3339), one JSON object per line, oldest first.
+    Audit {
+        #[arg(long, value_name = "DATE")]
+        since: String,
+    },
 }
 
 /// Where the reviews are: PostgreSQL, or the embedded lake's review store.
@@ -114,8 +137,82 @@ async fn row_deps(a: &ReviewArgs) -> Result<Deps> {
     Ok(Deps::on_sdk(&sdk, cfg, opt(names::DATASETS_TABLE).unwrap_or_default())?)
 }
 
+/// The desk and web store of `serve` and `audit`: PostgreSQL (a pool of several connections)
+/// or the embedded lake's review store.
+async fn open_web(a: &ReviewArgs) -> Result<(Arc<dyn ReviewDesk>, Arc<dyn review_web::WebStore>)> {
+    if a.db.given() {
+        let db = Arc::new(match &a.db.database_url {
+            Some(url) if a.db.db_secret_arn.is_none() => pii_matching::pg::Db::from_url(url, 8)?,
+            _ => a.db.connect().await?,
+        });
+        return Ok((Arc::new(PgReviews { db: db.clone() }), Arc::new(review_web::pg::PgWebStore::new(db))));
+    }
+    let desk: Arc<dyn ReviewDesk> = Arc::from(open(a).await?);
+    Ok((desk, Arc::new(review_web::local::LocalWebStore::new(a.lake.join("reviews")))))
+}
+
+fn since(s: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(d) => Ok(d.and_time(chrono::NaiveTime::MIN).and_utc()),
+        Err(_) => bail!("--since {s:?}: give a date (YYYY-MM-DD) or an RFC 3339 time"),
+    }
+}
+
+async fn serve(a: &ReviewArgs, port: u16, reviewer: &str, idle: u64, lease: i64) -> Result<()> {
+    let (desk, store) = open_web(a).await?;
+    let deps = row_deps(a).await?;
+    let auth = review_web::LocalAuth::new(reviewer, std::time::Duration::from_secs(idle.max(1) * 60));
+    let token = auth.login_token().to_string();
+    let settings = review_web::Settings {
+        lease: chrono::Duration::minutes(lease.max(1)),
+        banner: Some(format!(
+            "Local review server on 127.0.0.1: you are {reviewer} (local identity, not the county sign-in). \
+             Pages show PHI: approved workstation only."
+        )),
+        ..Default::default()
+    };
+    let app = review_web::App {
+        desk,
+        store,
+        deps,
+        auth: review_web::Auth::Local(auth),
+        rules: pii_matching::Rules::builtin(),
+        settings,
+    };
+    let listener = review_web::bind_local(port).await?;
+    let addr = listener.local_addr()?;
+    println!("review web: open http://{addr}/login?token={token}");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    review_web::serve(listener, Arc::new(app)).await?;
+    Ok(())
+}
+
+async fn audit(a: &ReviewArgs, from: &str) -> Result<()> {
+    let t = since(from)?;
+    let (_, store) = open_web(a).await?;
+    for e in store.audit_since(t).await? {
+        println!("{}", serde_json::to_string(&e)?);
+    }
+    Ok(())
+}
+
 pub fn run(a: ReviewArgs) -> Result<ExitCode> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
+        match &a.cmd {
+            ReviewCmd::Serve { port, reviewer, idle_minutes, lease_minutes } => {
+                serve(&a, *port, reviewer, *idle_minutes, *lease_minutes).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            ReviewCmd::Audit { since } => {
+                audit(&a, since).await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            _ => {}
+        }
         let desk = open(&a).await?;
         let store = desk.as_ref();
         match &a.cmd {
@@ -141,6 +238,7 @@ pub fn run(a: ReviewArgs) -> Result<ExitCode> {
                 let r = review::reject(store, *id, reviewer).await?;
                 println!("rejected review {id}: the row stays in quarantine ({})", r.record_ref);
             }
+            ReviewCmd::Serve { .. } | ReviewCmd::Audit { .. } => {}
         }
         Ok(ExitCode::SUCCESS)
     })

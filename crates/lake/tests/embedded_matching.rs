@@ -139,10 +139,13 @@ fn people_file_matches_completes_and_proposes_and_a_rerun_changes_nothing() {
     // the table: the matching columns, and every file through matching
     assert!(out.contains("matched  proposed  unmatched"), "{out}");
     let rows = table_rows(&out);
-    assert_eq!(rows.len(), 12, "{out}");
+    assert_eq!(rows.len(), 14, "one row per sample file: {out}");
     for r in &rows {
-        assert_eq!((r[2].as_str(), r[3].as_str()), ("DONE", "matched"), "{out}");
+        // a file without bad rows never reaches matching
+        let stage = if r[5] == "0" { "workflow" } else { "matched" };
+        assert_eq!((r[2].as_str(), r[3].as_str()), ("DONE", stage), "{out}");
     }
+    assert_eq!(rows.iter().filter(|r| r[3] == "matched").count(), 12, "{out}");
     let col = |source: &str, i: usize| -> u64 {
         rows.iter().filter(|r| r[1] == source).map(|r| r[i].parse::<u64>().unwrap()).sum()
     };
@@ -234,7 +237,11 @@ fn without_people_matching_is_skipped_and_said_so_then_a_run_with_people_drains_
         "{out}"
     );
     let rows = table_rows(&out);
-    assert!(rows.iter().all(|r| r[3] == "matching-pending" && r[7] == "-"), "{out}");
+    assert!(
+        rows.iter().all(|r| r[7] == "-" && r[3] == if r[5] == "0" { "workflow" } else { "matching-pending" }),
+        "{out}"
+    );
+    assert_eq!(rows.iter().filter(|r| r[3] == "matching-pending").count(), 12, "{out}");
     assert_eq!(files(&l.join("queues/pii"), ".json").len(), 12, "the pii queue is left as it was");
     assert!(files(&l.join("buckets/raw"), ".matched.parquet").is_empty());
     assert!(!l.join("reviews").exists());

@@ -415,6 +415,7 @@ async fn lake_db_migrate_prepares_a_fresh_database_once_and_the_reviewer_role_re
         out.contains("applied 3 roles") && out.contains(&format!("{n} migration(s) applied; {n} in all")),
         "{out}"
     );
+    assert!(out.contains("applied 4 review web"), "{out}");
     let (ok, out, err) = lake_db(&["migrate", "--database-url", &db_url]);
     assert!(ok && out.contains(&format!("up to date: {n} migration(s) applied before")), "{out}{err}");
     let (ok, _, err) = lake_db(&["migrate"]);

@@ -40,7 +40,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::ledger::{now, PublishedContract, RunRecord};
-use crate::ports::{Metadata, Notifier, ObjectStore, ObjectVersion, PortError, Queue, Received};
+use crate::ports::{GuardFlag, Metadata, Notifier, ObjectStore, ObjectVersion, PortError, Queue, Received};
 
 /// An SDK error as a port error: the message is the service's error code and text (no payloads).
 fn sdk_err<E, R>(service: &'static str, op: &'static str, e: aws_sdk_s3::error::SdkError<E, R>) -> PortError
@@ -60,6 +60,27 @@ where
         other => format!("{}", aws_sdk_s3::error::DisplayErrorContext(other)),
     };
     PortError::new(service, op, msg, transient)
+}
+
+/// A blocking `Read` over chunks sent by an async task (called on the blocking pool only).
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
 }
 
 /// S3 as the object store.
@@ -82,6 +103,41 @@ impl ObjectStore for S3Store {
         let body =
             out.body.collect().await.map_err(|e| PortError::new("s3", "GetObject", e.to_string(), true))?;
         Ok(body.into_bytes().to_vec())
+    }
+
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<crate::ports::ObjectReader, PortError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version.map(Into::into))
+            .send()
+            .await
+            .map_err(|e| sdk_err("s3", "GetObject", e))?;
+        // the body's chunks cross to the blocking reader through a small bounded channel: at most
+        // a few chunks are held, however large the object
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+        let mut body = out.body;
+        tokio::spawn(async move {
+            loop {
+                let next = match body.try_next().await {
+                    Ok(Some(chunk)) => Ok(chunk),
+                    Ok(None) => break,
+                    Err(e) => Err(std::io::Error::other(format!("s3 GetObject body: {e}"))),
+                };
+                let failed = next.is_err();
+                if tx.send(next).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Box::new(ChannelReader { rx, chunk: bytes::Bytes::new() }))
     }
 
     async fn put(
@@ -163,6 +219,7 @@ impl Queue for SqsQueue {
             .message_system_attribute_names(
                 aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
             )
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)
             .wait_time_seconds(0)
             .send()
             .await
@@ -181,6 +238,10 @@ impl Queue for SqsQueue {
                     })
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(1),
+                sent_at_ms: m
+                    .attributes()
+                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|v| v.parse().ok()),
             })
             .collect())
     }
@@ -423,5 +484,112 @@ impl Metadata for DynamoMetadata {
             .await
             .map_err(|e| sdk_err("dynamodb", "UpdateItem", e))?;
         Ok(())
+    }
+
+    async fn list_contracts(&self) -> Result<Vec<PublishedContract>, PortError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.datasets_table)
+                .filter_expression("sk = :c")
+                .expression_attribute_values(":c", s("current"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_err("dynamodb", "Scan", e))?;
+            for item in page.items() {
+                out.push(Self::parse_contract(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.source.cmp(&b.source));
+        Ok(out)
+    }
+
+    async fn content_owner(&self, source: &str, sha256: &str) -> Result<Option<String>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.datasets_table)
+            .key("pk", s(format!("source#{source}")))
+            .key("sk", s(format!("content#{sha256}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("dynamodb", "GetItem", e))?;
+        Ok(out.item().and_then(|i| get_s(i, "file_id")).map(String::from))
+    }
+
+    async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.datasets_table)
+            .item("pk", s(format!("source#{source}")))
+            .item("sk", s(format!("content#{sha256}")))
+            .item("file_id", s(file_id))
+            .item("at", s(now()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(file_id.to_string()),
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => {
+                Ok(self.content_owner(source, sha256).await?.unwrap_or_default())
+            }
+            Err(e) => Err(sdk_err("dynamodb", "PutItem", e)),
+        }
+    }
+
+    async fn guard_state(&self, source: &str, name: GuardFlag) -> Result<Option<String>, PortError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.datasets_table)
+            .key("pk", s(format!("source#{source}")))
+            .key("sk", s(format!("guard#{}", name.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("dynamodb", "GetItem", e))?;
+        Ok(out.item().and_then(|i| get_s(i, "value")).map(String::from))
+    }
+
+    async fn set_guard_state(
+        &self,
+        source: &str,
+        name: GuardFlag,
+        value: Option<&str>,
+    ) -> Result<(), PortError> {
+        let (pk, sk) = (s(format!("source#{source}")), s(format!("guard#{}", name.as_str())));
+        match value {
+            Some(v) => self
+                .client
+                .put_item()
+                .table_name(&self.datasets_table)
+                .item("pk", pk)
+                .item("sk", sk)
+                .item("value", s(v))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_err("dynamodb", "PutItem", e)),
+            None => self
+                .client
+                .delete_item()
+                .table_name(&self.datasets_table)
+                .key("pk", pk)
+                .key("sk", sk)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| sdk_err("dynamodb", "DeleteItem", e)),
+        }
     }
 }

@@ -96,6 +96,14 @@ impl ObjectStore for Faulty<dyn ObjectStore> {
     async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Vec<u8>, PortError> {
         faulty!(self, "store.get", self.inner.get(bucket, key, version).await)
     }
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<crate::ports::ObjectReader, PortError> {
+        faulty!(self, "store.get", self.inner.open(bucket, key, version).await)
+    }
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, kms: Option<&str>) -> Result<(), PortError> {
         faulty!(self, "store.put", self.inner.put(bucket, key, body.clone(), kms).await)
     }
@@ -161,6 +169,30 @@ impl Metadata for Faulty<dyn Metadata> {
         file_id: &str,
     ) -> Result<(), PortError> {
         faulty!(self, "meta.set_dataset_status", self.inner.set_dataset_status(source, status, file_id).await)
+    }
+    async fn list_contracts(&self) -> Result<Vec<PublishedContract>, PortError> {
+        self.inner.list_contracts().await
+    }
+    async fn content_owner(&self, source: &str, sha256: &str) -> Result<Option<String>, PortError> {
+        faulty!(self, "meta.content_owner", self.inner.content_owner(source, sha256).await)
+    }
+    async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError> {
+        faulty!(self, "meta.claim_content", self.inner.claim_content(source, sha256, file_id).await)
+    }
+    async fn guard_state(
+        &self,
+        source: &str,
+        name: crate::ports::GuardFlag,
+    ) -> Result<Option<String>, PortError> {
+        self.inner.guard_state(source, name).await
+    }
+    async fn set_guard_state(
+        &self,
+        source: &str,
+        name: crate::ports::GuardFlag,
+        value: Option<&str>,
+    ) -> Result<(), PortError> {
+        self.inner.set_guard_state(source, name, value).await
     }
 }
 

@@ -66,6 +66,13 @@ pub struct RunRecord {
     /// Where the outputs went (object keys, no values).
     #[serde(default)]
     pub outputs: Vec<String>,
+    /// SHA-256 of the object's bytes (hex), computed while the workflow read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The DONE file of the same source with the same bytes, when this one is its duplicate
+    /// (status DONE, stage `duplicate`, no outputs of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 /// The stable id of an object version: first 16 hex digits of SHA-256(bucket/key#version).
@@ -106,6 +113,8 @@ impl RunRecord {
             error_message: None,
             attempts: 0,
             outputs: vec![],
+            sha256: None,
+            duplicate_of: None,
         }
     }
 

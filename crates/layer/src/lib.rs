@@ -12,6 +12,7 @@ pub mod config;
 pub mod envelope;
 #[cfg(any(test, feature = "test-util"))]
 pub mod faults;
+pub mod guard;
 pub mod key;
 pub mod ledger;
 pub mod local;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 
 use crate::ledger::{now, PublishedContract, RunRecord};
-use crate::ports::{Metadata, Notifier, ObjectStore, ObjectVersion, PortError, Queue, Received};
+use crate::ports::{GuardFlag, Metadata, Notifier, ObjectStore, ObjectVersion, PortError, Queue, Received};
 
 fn io(service: &'static str, op: &'static str, e: std::io::Error) -> PortError {
     PortError::new(service, op, e.to_string(), true)
@@ -63,6 +63,27 @@ impl ObjectStore for LocalObjectStore {
                 !nf,
             )
         })
+    }
+
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        _version: Option<&str>,
+    ) -> Result<crate::ports::ObjectReader, PortError> {
+        let p = under(&self.bucket_dir(bucket), key)?;
+        match std::fs::File::open(&p) {
+            Ok(f) => Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f))),
+            Err(e) => {
+                let nf = e.kind() == std::io::ErrorKind::NotFound;
+                Err(PortError::new(
+                    "local-store",
+                    "open",
+                    if nf { "no such object".into() } else { e.to_string() },
+                    !nf,
+                ))
+            }
+        }
     }
 
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, _kms: Option<&str>) -> Result<(), PortError> {
@@ -187,6 +208,11 @@ impl Queue for LocalQueue {
             out.push(Received {
                 message_id: m.id,
                 body: m.body,
+                sent_at_ms: name
+                    .split('-')
+                    .next()
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .map(|ns| ns / 1_000_000),
                 receipt: name,
                 receive_count: m.receive_count,
             });
@@ -354,5 +380,74 @@ impl Metadata for LocalMetadata {
         let body = serde_json::json!({"last_status": status.as_str(), "last_file_id": file_id, "at": now()})
             .to_string();
         std::fs::write(dir.join("status.json"), body).map_err(|e| io("local-metadata", "status", e))
+    }
+
+    async fn list_contracts(&self) -> Result<Vec<PublishedContract>, PortError> {
+        let Ok(rd) = std::fs::read_dir(self.root.join("datasets")) else { return Ok(vec![]) };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            match std::fs::read(e.path().join("current.json")) {
+                Ok(b) => out.push(serde_json::from_slice(&b).map_err(|e| ser("list", e))?),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("local-metadata", "list", e)),
+            }
+        }
+        out.sort_by(|a: &PublishedContract, b| a.source.cmp(&b.source));
+        Ok(out)
+    }
+
+    async fn content_owner(&self, source: &str, sha256: &str) -> Result<Option<String>, PortError> {
+        let p = under(&self.source_dir(source)?.join("content"), sha256)?;
+        match std::fs::read_to_string(p) {
+            Ok(id) => Ok(Some(id.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("local-metadata", "content", e)),
+        }
+    }
+
+    async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError> {
+        let dir = self.source_dir(source)?.join("content");
+        std::fs::create_dir_all(&dir).map_err(|e| io("local-metadata", "content", e))?;
+        let p = under(&dir, sha256)?;
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(file_id.as_bytes()).map_err(|e| io("local-metadata", "content", e))?;
+                Ok(file_id.to_string())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok(self.content_owner(source, sha256).await?.unwrap_or_default())
+            }
+            Err(e) => Err(io("local-metadata", "content", e)),
+        }
+    }
+
+    async fn guard_state(&self, source: &str, name: GuardFlag) -> Result<Option<String>, PortError> {
+        let p = self.source_dir(source)?.join(format!("guard-{}", name.as_str()));
+        match std::fs::read_to_string(p) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("local-metadata", "guard", e)),
+        }
+    }
+
+    async fn set_guard_state(
+        &self,
+        source: &str,
+        name: GuardFlag,
+        value: Option<&str>,
+    ) -> Result<(), PortError> {
+        let dir = self.source_dir(source)?;
+        let p = dir.join(format!("guard-{}", name.as_str()));
+        match value {
+            Some(v) => {
+                std::fs::create_dir_all(&dir).map_err(|e| io("local-metadata", "guard", e))?;
+                std::fs::write(p, v).map_err(|e| io("local-metadata", "guard", e))
+            }
+            None => match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("local-metadata", "guard", e)),
+                _ => Ok(()),
+            },
+        }
     }
 }

@@ -47,7 +47,7 @@ pub struct AuditRow {
 }
 
 /// Takes every message of a queue and makes them visible again: a look that consumes nothing.
-async fn peek_all(deps: &Deps, queue: &str) -> Result<Vec<Received>, PortError> {
+pub(crate) async fn peek_all(deps: &Deps, queue: &str) -> Result<Vec<Received>, PortError> {
     let mut seen = Vec::new();
     loop {
         let msgs = deps.queue.receive(queue, 10).await?;
@@ -245,4 +245,98 @@ async fn work_message(
     run.dataset = Some(dataset);
     let body = serde_json::to_string(&w).map_err(|e| OpsError::Replay(e.to_string()))?;
     Ok((queue, body))
+}
+
+/// A stage queue's DLQ (where its redrive policy moves a message after the last receive) and the
+/// queue its messages go back to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageDlq {
+    pub dlq: String,
+    pub queue: String,
+}
+
+/// Whether a raw (non-envelope) message matches a filter: never by error kind (it has none);
+/// by file id or source when the message carries them (work and pii messages do).
+fn raw_matches(f: &RedriveFilter, body: &str) -> bool {
+    if f.error_kind.is_some() {
+        return false;
+    }
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+    f.file_id.as_ref().is_none_or(|x| field("file_id").as_ref() == Some(x))
+        && f.source.as_ref().is_none_or(|x| field("source").as_ref() == Some(x))
+}
+
+/// What a redrive would do, per DLQ: the matching messages' count per cause (an envelope's
+/// error kind, `raw` for a message a redrive policy moved) and the envelopes' file ids. Nothing
+/// is consumed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RedrivePlan {
+    pub dlq: String,
+    pub by_cause: std::collections::BTreeMap<String, usize>,
+    pub file_ids: Vec<String>,
+}
+
+/// The dry run of a redrive over the envelope DLQ and every stage DLQ.
+pub async fn redrive_plan(
+    deps: &Deps,
+    stages: &[StageDlq],
+    f: &RedriveFilter,
+) -> Result<Vec<RedrivePlan>, OpsError> {
+    let mut out = Vec::new();
+    let mut queues = vec![deps.cfg.dlq.clone()];
+    queues.extend(stages.iter().map(|s| s.dlq.clone()));
+    for q in queues {
+        let mut plan = RedrivePlan { dlq: q.clone(), ..Default::default() };
+        for m in peek_all(deps, &q).await? {
+            match serde_json::from_str::<FailureEnvelope>(&m.body) {
+                Ok(env) if f.matches(&env) => {
+                    *plan.by_cause.entry(env.error_kind.to_string()).or_default() += 1;
+                    plan.file_ids.push(env.file_id);
+                }
+                Ok(_) => {}
+                Err(_) if raw_matches(f, &m.body) => *plan.by_cause.entry("raw".into()).or_default() += 1,
+                Err(_) => {}
+            }
+        }
+        out.push(plan);
+    }
+    Ok(out)
+}
+
+/// Moves the matching raw messages of every stage DLQ back to their stage queue, unchanged (the
+/// stages are idempotent: a message already handled is a no-op). Envelopes found in a stage DLQ
+/// are left for [`redrive`]. Returns how many moved per DLQ.
+pub async fn redrive_raw(
+    deps: &Deps,
+    stages: &[StageDlq],
+    f: &RedriveFilter,
+) -> Result<Vec<(String, usize)>, OpsError> {
+    let mut out = Vec::new();
+    for s in stages {
+        let mut keep = Vec::new();
+        let mut moved = 0;
+        loop {
+            let msgs = deps.queue.receive(&s.dlq, 10).await?;
+            if msgs.is_empty() {
+                break;
+            }
+            for m in msgs {
+                let raw = serde_json::from_str::<FailureEnvelope>(&m.body).is_err();
+                if !(raw && raw_matches(f, &m.body)) {
+                    keep.push(m);
+                    continue;
+                }
+                // sent first, then deleted: a crash in between leaves a copy, never a loss
+                deps.queue.send(&s.queue, &m.body).await?;
+                deps.queue.delete(&s.dlq, &m.receipt).await?;
+                moved += 1;
+            }
+        }
+        for m in keep {
+            deps.queue.release(&s.dlq, &m.receipt).await?;
+        }
+        out.push((s.dlq.clone(), moved));
+    }
+    Ok(out)
 }

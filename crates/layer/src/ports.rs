@@ -33,9 +33,15 @@ pub struct ObjectVersion {
     pub is_latest: bool,
 }
 
+/// A blocking reader over an object's bytes, fed while they arrive (a transform reads it on the
+/// blocking pool); a failure mid-way is an `io::Error`.
+pub type ObjectReader = Box<dyn std::io::Read + Send>;
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Vec<u8>, PortError>;
+    /// Opens an object for streaming: memory stays bounded whatever its size.
+    async fn open(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<ObjectReader, PortError>;
     /// Writes an object; with `kms_key`, encrypted with SSE-KMS under that key.
     async fn put(
         &self,
@@ -54,6 +60,8 @@ pub struct Received {
     pub body: String,
     pub receipt: String,
     pub receive_count: u32,
+    /// When the message was first sent to this queue (ms since the epoch), when known.
+    pub sent_at_ms: Option<i64>,
 }
 
 #[async_trait]
@@ -87,6 +95,36 @@ pub trait Metadata: Send + Sync {
         source: &str,
         version: u32,
     ) -> Result<Option<PublishedContract>, PortError>;
+    /// The current published contract of every source.
+    async fn list_contracts(&self) -> Result<Vec<PublishedContract>, PortError>;
     /// Records the last run's status on the source's dataset entry.
     async fn set_dataset_status(&self, source: &str, status: Status, file_id: &str) -> Result<(), PortError>;
+    /// The file id first recorded (DONE) with these bytes (SHA-256 hex) for the source.
+    async fn content_owner(&self, source: &str, sha256: &str) -> Result<Option<String>, PortError>;
+    /// Records `file_id` as the DONE file holding these bytes unless another already is;
+    /// returns the owner (this file id, or the earlier one).
+    async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError>;
+    /// A source's guard state (e.g. whether a silence alert is open), by name.
+    async fn guard_state(&self, source: &str, name: GuardFlag) -> Result<Option<String>, PortError>;
+    async fn set_guard_state(
+        &self,
+        source: &str,
+        name: GuardFlag,
+        value: Option<&str>,
+    ) -> Result<(), PortError>;
+}
+
+/// The per-source state the scheduled guard keeps between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardFlag {
+    /// Set (to the time the alert went out) while a source is known to be silent too long.
+    Silent,
+}
+
+impl GuardFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardFlag::Silent => "silent",
+        }
+    }
 }

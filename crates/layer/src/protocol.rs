@@ -84,6 +84,8 @@ string_enum! {
         MatchingPending => "matching-pending",
         /// The bad rows went through matching.
         Matched => "matched",
+        /// Byte for byte a file of the same source already DONE: recorded, nothing written.
+        Duplicate => "duplicate",
         FailedInRouter => "ingestion-router",
         FailedInWorkflow => "semi-structured-workflow",
         FailedInMatching => "pii-matching",

@@ -3,7 +3,9 @@
 //! published contract version, writes the canonical Parquet to the raw bucket and the bad and
 //! malformed records to quarantine (SSE-KMS, paths derived from the file id so a retry
 //! overwrites instead of duplicating), sends a pointer to the bad records to the pii queue, and
-//! marks the ledger and the dataset.
+//! marks the ledger and the dataset. The object's SHA-256 is computed while it is read: a file
+//! byte-identical to a DONE file of the same source is recorded as its duplicate and writes
+//! nothing, unless the contract sets `allow_resend`.
 //!
 //! Boundaries: no AWS types here beyond the layer's ports; the transform stays pure.
 
@@ -45,9 +47,11 @@ pub fn output_keys(w: &WorkMessage, ingest_date: &str) -> (String, String, Strin
     )
 }
 
-/// The transform's outputs in memory: summary, canonical Parquet, bad rows, malformed records.
+/// The transform's outputs in memory: summary, canonical Parquet, bad rows, malformed records,
+/// and the SHA-256 of the object's bytes (hex) computed while reading them.
 struct Transformed {
     summary: transform::Summary,
+    sha256: String,
     good: Vec<u8>,
     bad: Vec<u8>,
     malformed: Vec<u8>,
@@ -81,16 +85,92 @@ async fn process(deps: &Deps, m: SqsMessage) -> Result<(), StageError> {
     }
     tracing::info!(file_id = %w.file_id, key_hash = %ctx.key_hash, "transforming");
     let (contract, schema) = contract_of(deps, &w).await.map_err(|e| e.with_file(&ctx))?;
+    let allow_resend = contract.allow_resend;
     let data = deps
         .store
-        .get(&w.bucket, w.key.expose(), w.version_id.as_deref())
+        .open(&w.bucket, w.key.expose(), w.version_id.as_deref())
         .await
         .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e).with_file(&ctx))?;
     let t = run_transform(contract, schema, w.key.file_name().to_string(), data)
         .await
         .map_err(|e| e.with_file(&ctx))?;
+    run.sha256 = Some(t.sha256.clone());
+    if !allow_resend {
+        if let Some(original) = duplicate_of(deps, &w, &t.sha256).await.map_err(|e| e.with_file(&ctx))? {
+            return record_duplicate(deps, &w, &mut run, original).await.map_err(|e| e.with_file(&ctx));
+        }
+    }
     run.outputs = write_outputs(deps, &w, run.ingest_date(), &t).await.map_err(|e| e.with_file(&ctx))?;
     finish(deps, &w, &mut run, &t.summary).await.map_err(|e| e.with_file(&ctx))
+}
+
+/// The DONE file of the same source whose bytes hash the same, if there is one (not this file).
+async fn duplicate_of(deps: &Deps, w: &WorkMessage, sha256: &str) -> Result<Option<String>, StageError> {
+    let owner = deps
+        .meta
+        .content_owner(&w.source, sha256)
+        .await
+        .map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))?;
+    let Some(owner) = owner.filter(|o| *o != w.file_id) else { return Ok(None) };
+    let run =
+        deps.meta.get_run(&owner).await.map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))?;
+    Ok(run.filter(|r| r.status == Status::Done).map(|r| r.file_id))
+}
+
+/// Records the file as a duplicate of `original`: DONE at stage `duplicate`, no outputs, no rows.
+async fn record_duplicate(
+    deps: &Deps,
+    w: &WorkMessage,
+    run: &mut RunRecord,
+    original: String,
+) -> Result<(), StageError> {
+    run.source = Some(w.source.clone());
+    run.dataset = Some(w.dataset.clone());
+    run.contract_version = Some(w.contract_version);
+    run.status = Status::Done;
+    run.stage = Stage::Duplicate;
+    run.counts = Counts::default();
+    run.outputs = vec![];
+    run.duplicate_of = Some(original.clone());
+    run.error_kind = None;
+    run.error_message = None;
+    run.updated_at = now();
+    deps.meta.put_run(run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
+    if let Err(e) = deps.meta.set_dataset_status(&w.source, Status::Done, &w.file_id).await {
+        tracing::warn!(error = %e, "dataset status not updated");
+    }
+    layer::metrics::emit(FUNCTION.as_str(), Some(&w.source), &[("FilesDuplicate", 1.0, "Count")]);
+    tracing::info!(file_id = %w.file_id, duplicate_of = %original, "duplicate of a DONE file: nothing written");
+    Ok(())
+}
+
+/// A reader that hashes every byte it hands on (SHA-256).
+struct Sha256Reader<R> {
+    inner: R,
+    hash: sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Sha256Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<R: std::io::Read> Sha256Reader<R> {
+    fn new(inner: R) -> Self {
+        use sha2::Digest;
+        Self { inner, hash: sha2::Sha256::new() }
+    }
+
+    /// Reads what the transform left unread (a trailer) and returns the hex digest of it all.
+    fn finish(mut self) -> std::io::Result<String> {
+        use sha2::Digest;
+        std::io::copy(&mut self, &mut std::io::sink())?;
+        Ok(hex::encode(self.hash.finalize()))
+    }
 }
 
 /// The contract version the work message names, parsed, and its canonical schema.
@@ -131,25 +211,28 @@ fn transform_kind(e: &transform::TransformError) -> ErrorKind {
     }
 }
 
-/// Runs the (CPU-bound) transform on the blocking pool.
+/// Runs the (CPU-bound) transform on the blocking pool, reading the object as it streams in
+/// (workbooks and FHIR bundles are held whole by their readers, up to `max_in_memory_bytes`).
 async fn run_transform(
     contract: Contract,
     schema: CanonicalSchema,
     file_name: String,
-    data: Vec<u8>,
+    data: layer::ports::ObjectReader,
 ) -> Result<Transformed, StageError> {
     tokio::task::spawn_blocking(move || {
         let (mut good, mut bad, mut malformed) = (Vec::new(), Vec::new(), Vec::new());
         let opts = transform::Options::default();
-        let s = transform::run(
+        let mut input = Sha256Reader::new(data);
+        let summary = transform::run(
             &contract,
             &schema,
             &file_name,
-            std::io::Cursor::new(data),
+            &mut input,
             transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed },
             &opts,
-        );
-        s.map(|summary| Transformed { summary, good, bad, malformed })
+        )?;
+        let sha256 = input.finish().map_err(|e| transform::TransformError::Read(e.to_string()))?;
+        Ok(Transformed { summary, sha256, good, bad, malformed })
     })
     .await
     .map_err(|e| StageError::permanent(ErrorKind::Internal, e.to_string()))?
@@ -230,6 +313,14 @@ async fn finish(
     run.error_kind = None;
     run.error_message = None;
     run.updated_at = now();
+    // the content is claimed before the entry is DONE: a retry after a failed ledger write finds
+    // its own claim, and another file only counts as a duplicate of an owner that is DONE
+    if let Some(sha) = &run.sha256 {
+        deps.meta
+            .claim_content(&w.source, sha, &w.file_id)
+            .await
+            .map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
+    }
     deps.meta.put_run(run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
     if let Err(e) = deps.meta.set_dataset_status(&w.source, Status::Done, &w.file_id).await {
         tracing::warn!(error = %e, "dataset status not updated");

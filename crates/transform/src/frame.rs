@@ -61,6 +61,8 @@ pub struct Framer {
     skip_seg: bool,
     msg_line: u64,
     seg_end: usize,
+    /// A FHS/BHS segment came after a message's segments: undecided until the next segment.
+    header_in_msg: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,7 @@ impl Framer {
             skip_seg: false,
             msg_line: 0,
             seg_end: 0,
+            header_in_msg: false,
         }
     }
 
@@ -337,6 +340,20 @@ impl Framer {
             let batch = matches!(id, b"FHS" | b"BHS" | b"BTS" | b"FTS");
             // (a segment cut by the buffer end is scanned again from its start)
             let resumed = self.in_msg && i == self.rec_start;
+            if self.header_in_msg && !msh && !batch {
+                // a FHS/BHS followed by more of the message: it stays inside the message, which
+                // the parser reports as malformed (naming the header), not as two records
+                self.header_in_msg = false;
+            } else if self.header_in_msg {
+                self.header_in_msg = false;
+                self.end_msg(out);
+            }
+            if self.in_msg && !resumed && matches!(id, b"FHS" | b"BHS") {
+                // a header after a message: the next segment says whether the message goes on
+                self.header_in_msg = true;
+                self.skip_seg = true;
+                continue;
+            }
             if (msh || batch) && !resumed {
                 self.end_msg(out);
                 self.rec_start = i;
@@ -601,6 +618,16 @@ mod tests {
             let recs = frame_all(Kind::Hl7, &data, step);
             let got: Vec<(&str, Flag)> = recs.iter().map(|(s, _, f)| (s.as_str(), *f)).collect();
             assert_eq!(got, [("", Flag::TooLong), ("MSH|^~\\&|B", Flag::Ok)], "step {step}");
+        }
+    }
+
+    #[test]
+    fn hl7_batch_header_inside_a_message_stays_in_it_at_any_buffer_cut() {
+        let data = b"BHS|A\rMSH|1\rEVN|2\rBHS|B\rPID|3\rBTS|1\rBHS|C\rMSH|4\r";
+        for step in [1, 2, 3, 5, 7, 500] {
+            let recs = frame_all(Kind::Hl7, data, step);
+            let got: Vec<(&str, u64)> = recs.iter().map(|(s, l, _)| (s.as_str(), *l)).collect();
+            assert_eq!(got, [("MSH|1\rEVN|2\rBHS|B\rPID|3", 2), ("MSH|4", 8)], "step {step}");
         }
     }
 

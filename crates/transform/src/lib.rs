@@ -53,7 +53,7 @@ mod stream;
 mod writer;
 
 pub use error::TransformError;
-pub use outcome::{Malformed, Options, Outputs, Summary};
+pub use outcome::{Malformed, Options, Outputs, Summary, ValueIssue};
 pub use plan::arrow_schema;
 
 /// Runs the transform of one file. `file_name` becomes `source_file`.

@@ -5,6 +5,8 @@
 
 use contracts::{DateFormat, DateItem};
 
+use crate::outcome::ValueIssue;
+
 /// Python's `str.isspace`: Unicode White_Space plus the ASCII separators 0x1C..0x1F.
 #[inline]
 pub fn is_space(c: char) -> bool {
@@ -164,17 +166,57 @@ pub fn phone10(v: &str, out: &mut String) -> bool {
     true
 }
 
-/// Money: `$`, `,` and whitespace removed, parsed as a number; NaN is null.
+/// Money: `$`, `,` and whitespace removed, parsed as a number; not a number or not finite is null.
 pub fn money(v: &str) -> Option<f64> {
-    let mut buf = String::with_capacity(v.len());
-    buf.extend(v.chars().filter(|&c| c != '$' && c != ',' && !is_space(c)));
-    let x: f64 = buf.parse().ok()?;
-    (!x.is_nan()).then_some(x)
+    money_checked(v).ok().flatten()
+}
+
+/// Money as [`money`], telling a non-finite number (`inf`, `-Infinity`, `NaN`, `1e400`) apart:
+/// `Ok(None)` is text that is not a number, `Err` a number no column may hold.
+pub fn money_checked(v: &str) -> Result<Option<f64>, ValueIssue> {
+    // short values (all real amounts) are cleaned on the stack: no allocation per cell
+    let mut stack = [0u8; 64];
+    let mut heap = String::new();
+    let cleaned: &str = if v.len() <= stack.len() {
+        let mut n = 0;
+        for c in v.chars().filter(|&c| c != '$' && c != ',' && !is_space(c)) {
+            n += c.encode_utf8(&mut stack[n..]).len();
+        }
+        std::str::from_utf8(&stack[..n]).unwrap_or_default()
+    } else {
+        heap.extend(v.chars().filter(|&c| c != '$' && c != ',' && !is_space(c)));
+        &heap
+    };
+    match cleaned.parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(Some(x)),
+        Ok(_) => Err(ValueIssue::NonFinite),
+        Err(_) => Ok(None),
+    }
 }
 
 /// A JSON number as money.
 pub fn money_f64(x: f64) -> Option<f64> {
-    (!x.is_nan()).then_some(x)
+    x.is_finite().then_some(x)
+}
+
+/// A partial date as FHIR and HL7 write it: `YYYY-MM`, `YYYYMM` or `YYYY` (trimmed), as the
+/// year and, when given, a valid month.
+pub fn partial_date(v: &str) -> Option<(i32, Option<u32>)> {
+    let b = strip(v).as_bytes();
+    let year = |b: &[u8]| Some((two(b, 0)? * 100 + two(b, 2)?) as i32);
+    let month = |m: u32| (1..=12).contains(&m).then_some(m);
+    match b.len() {
+        4 => Some((year(b)?, None)),
+        6 => Some((year(b)?, Some(month(two(b, 4)?)?))),
+        7 if b[4] == b'-' => Some((year(b)?, Some(month(two(b, 5)?)?))),
+        _ => None,
+    }
+}
+
+/// Days since 1970-01-01 of a calendar date, when it exists.
+pub fn days(year: i32, month: u32, day: u32) -> Option<i32> {
+    let date = chrono::NaiveDate::from_ymd_opt(year, month, day)?;
+    Some(chrono::Datelike::num_days_from_ce(&date) - DAYS_FROM_CE_TO_EPOCH)
 }
 
 const DAYS_FROM_CE_TO_EPOCH: i32 = 719_163;
@@ -392,6 +434,30 @@ mod tests {
         assert_eq!(got, ["E11.9", "I10"]);
         assert_eq!(money("$1,234.50"), Some(1234.5));
         assert_eq!(money("n/a"), None);
+    }
+
+    #[test]
+    fn non_finite_money_is_told_apart_from_text() {
+        for v in ["inf", "-Infinity", "1e400", "NaN", "-1e999", " $1e400 "] {
+            assert_eq!(money_checked(v), Err(ValueIssue::NonFinite), "{v}");
+            assert_eq!(money(v), None, "{v}");
+        }
+        assert_eq!(money_checked("n/a"), Ok(None));
+        assert_eq!(money_checked("$1,234.50"), Ok(Some(1234.5)));
+        let long = format!("{}1.5", " ".repeat(100));
+        assert_eq!(money_checked(&long), Ok(Some(1.5)));
+        assert_eq!(money_f64(f64::INFINITY), None);
+    }
+
+    #[test]
+    fn partial_dates_are_recognised() {
+        assert_eq!(partial_date("1974-12"), Some((1974, Some(12))));
+        assert_eq!(partial_date("197412"), Some((1974, Some(12))));
+        assert_eq!(partial_date(" 1974 "), Some((1974, None)));
+        assert_eq!(partial_date("1974-13"), None);
+        assert_eq!(partial_date("1974-12-01"), None);
+        assert_eq!(partial_date("74-12"), None);
+        assert_eq!(ymd(days(1974, 12, 15)).as_deref(), Some("1974-12-15"));
     }
 
     #[test]

@@ -60,8 +60,13 @@ pub struct Summary {
     pub compression: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
-    /// JSON keys the contract does not map, with how many records had them.
-    pub ignored_keys: BTreeMap<String, u64>,
+    /// Source keys the contract neither maps nor drops, by 1-based position (JSON: the key's
+    /// place in its record's object; workbooks: the header column), with how many records had
+    /// one there. Never by name: a key may hold PHI.
+    pub ignored_keys: BTreeMap<usize, u64>,
+    /// Values refused (their cell null): `<column>: <reason>` with how many, e.g.
+    /// `charges: not a finite number`. A refused required value also makes its row bad.
+    pub refused_values: BTreeMap<String, u64>,
     pub seconds: f64,
 }
 
@@ -77,4 +82,52 @@ pub struct Malformed {
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+}
+
+/// Why a value was refused: its cell is null and the run counts it under its column. Closed:
+/// every reason a value can be refused for is here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueIssue {
+    /// `inf`, `-Infinity`, `NaN`, `1e400`: a number that is not finite.
+    NonFinite,
+    /// A JSON boolean where text is expected.
+    Boolean,
+    /// A JSON object where text or a list item is expected.
+    Object,
+    /// A JSON array where one value is expected.
+    Array,
+    /// An array inside a list column's array.
+    NestedArray,
+    /// A date with only a year and month, or only a year.
+    PartialDate,
+}
+
+impl ValueIssue {
+    pub const ALL: [ValueIssue; 6] = [
+        ValueIssue::NonFinite,
+        ValueIssue::Boolean,
+        ValueIssue::Object,
+        ValueIssue::Array,
+        ValueIssue::NestedArray,
+        ValueIssue::PartialDate,
+    ];
+
+    /// The reason as a user reads it (never the value).
+    pub fn reason(self) -> &'static str {
+        match self {
+            ValueIssue::NonFinite => "not a finite number",
+            ValueIssue::Boolean => "a boolean (the contract's non_scalar rule is refuse)",
+            ValueIssue::Object => "an object (the contract's non_scalar rule is refuse)",
+            ValueIssue::Array => {
+                "an array where one value is expected (the contract's non_scalar rule is refuse)"
+            }
+            ValueIssue::NestedArray => "an array inside the list (the contract's non_scalar rule is refuse)",
+            ValueIssue::PartialDate => "a partial date (the contract's partial_dates rule is refuse)",
+        }
+    }
+
+    /// Index in [`ValueIssue::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }

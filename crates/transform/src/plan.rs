@@ -7,19 +7,23 @@ use arrow_array::builder::{Date32Builder, Float64Builder, ListBuilder, StringBui
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use contracts::{
-    CanonicalSchema, Contract, DateFormat, Format, Hl7Path, JsonPath, ParquetType, Semantic, XmlPath,
+    CanonicalSchema, Contract, DateFormat, FhirPath, Format, Hl7Path, JsonPath, NonScalar, ParquetType,
+    PartialDates, Semantic, XmlPath,
 };
 use serde_json::Value;
 
 use crate::normalise::{self, TextRule};
+use crate::outcome::ValueIssue;
 
 /// Where a canonical column's value comes from.
 #[derive(Debug, Clone)]
 pub enum Src {
     /// Field index in a delimited record.
     Field(usize),
-    /// Path into a JSON record (FHIR: its first key names the resource).
+    /// Path into a JSON record.
     Path(JsonPath),
+    /// A FHIR path (its resource, then FHIRPath-subset steps).
+    Fhir(FhirPath),
     /// An HL7 v2 field path.
     Hl7(Hl7Path),
     /// A path from an XML record element.
@@ -51,6 +55,12 @@ pub struct Plan {
     pub bad_schema: SchemaRef,
     /// Top-level JSON keys the contract maps or drops (others are counted as ignored).
     pub known_keys: Vec<String>,
+    /// What booleans, objects and arrays in text and list columns become.
+    pub non_scalar: NonScalar,
+    /// What a date with only a year (and month) becomes.
+    pub partial_dates: PartialDates,
+    /// The contract's `max_distinct_records`.
+    pub max_distinct_records: u64,
 }
 
 /// A raw source value, before normalisation.
@@ -58,7 +68,14 @@ pub struct Plan {
 pub enum Raw<'a> {
     Null,
     Str(&'a str),
+    /// A JSON number, its text exactly as written (a text column keeps every digit).
+    Num(&'a str),
+    /// A JSON boolean.
+    Bool(bool),
+    /// A JSON value as parsed (arrays, objects; FHIR and list values).
     Json(&'a Value),
+    /// A value the reader already refused.
+    Refused(ValueIssue),
     /// A date already known (an Excel date cell): days since 1970-01-01.
     Date(i32),
 }
@@ -102,9 +119,10 @@ impl Plan {
                         Format::Hl7v2 => Hl7Path::parse(f).map(Src::Hl7).unwrap_or(Src::Absent),
                         Format::Xml { .. } => XmlPath::parse(f).map(Src::Xml).unwrap_or(Src::Absent),
                         Format::Excel { .. } => Src::Column(f.clone()),
-                        Format::JsonLines | Format::JsonArray | Format::FhirBundle => {
+                        Format::JsonLines | Format::JsonArray => {
                             JsonPath::parse(f).map(Src::Path).unwrap_or(Src::Absent)
                         }
+                        Format::FhirBundle { .. } => FhirPath::parse(f).map(Src::Fhir).unwrap_or(Src::Absent),
                     }
                 } else if let Some(v) = contract.constants.get(&c.name) {
                     Src::Constant(v.clone())
@@ -143,7 +161,15 @@ impl Plan {
             .collect();
         known_keys.sort();
         known_keys.dedup();
-        Self { cols, good_schema: Arc::new(good), bad_schema: Arc::new(Schema::new(bad_fields)), known_keys }
+        Self {
+            cols,
+            good_schema: Arc::new(good),
+            bad_schema: Arc::new(Schema::new(bad_fields)),
+            known_keys,
+            non_scalar: contract.values.non_scalar,
+            partial_dates: contract.values.partial_dates,
+            max_distinct_records: contract.limits.max_distinct_records,
+        }
     }
 }
 
@@ -164,6 +190,17 @@ pub struct Row {
     items: Vec<(usize, usize)>,
     cells: Vec<Cell>,
     num: String,
+    /// Values refused in this row: (column index, why).
+    issues: Vec<(usize, ValueIssue)>,
+}
+
+/// The rules of a plan a cell is judged by, and the column's index (for refused values).
+#[derive(Clone, Copy)]
+struct Judge<'p> {
+    col: &'p ColPlan,
+    index: usize,
+    non_scalar: NonScalar,
+    partial: PartialDates,
 }
 
 impl Row {
@@ -172,75 +209,134 @@ impl Row {
         self.text.clear();
         self.items.clear();
         self.cells.clear();
+        self.issues.clear();
         for (i, col) in plan.cols.iter().enumerate() {
             let raw = match &col.src {
                 Src::Constant(v) => Raw::Str(v),
                 Src::Absent => Raw::Null,
                 _ => get(i, col),
             };
-            let cell = self.cell(col, raw);
+            let j = Judge { col, index: i, non_scalar: plan.non_scalar, partial: plan.partial_dates };
+            let cell = self.cell(j, raw);
             self.cells.push(cell);
         }
     }
 
-    fn cell(&mut self, col: &ColPlan, raw: Raw<'_>) -> Cell {
-        if let Raw::Date(d) = raw {
-            if col.semantic == Semantic::Date {
-                return Cell::Date(d);
+    /// The values refused in this row: (column index in the plan, why).
+    pub fn issues(&self) -> &[(usize, ValueIssue)] {
+        &self.issues
+    }
+
+    fn refuse(&mut self, j: Judge<'_>, why: ValueIssue) -> Cell {
+        self.issues.push((j.index, why));
+        Cell::Null
+    }
+
+    fn cell(&mut self, j: Judge<'_>, raw: Raw<'_>) -> Cell {
+        let col = j.col;
+        match raw {
+            Raw::Refused(why) => return self.refuse(j, why),
+            Raw::Date(d) if col.semantic == Semantic::Date => return Cell::Date(d),
+            Raw::Json(Value::Array(a)) if col.semantic == Semantic::Icd10List => return self.list(j, a),
+            Raw::Json(n @ Value::Number(_)) => {
+                self.num.clear();
+                json_number_text(n, &mut self.num);
+                let s = std::mem::take(&mut self.num);
+                let c = self.cell(j, Raw::Num(&s));
+                self.num = s;
+                return c;
             }
+            Raw::Json(Value::Bool(b)) => return self.cell(j, Raw::Bool(*b)),
+            Raw::Json(Value::String(s)) => return self.cell(j, Raw::Str(s)),
+            Raw::Json(Value::Null) => return self.cell(j, Raw::Null),
+            _ => {}
         }
-        // Lists and money take JSON arrays and numbers as they are.
-        if let Raw::Json(v) = raw {
-            match (col.semantic, v) {
-                (Semantic::Icd10List, Value::Array(a)) => {
-                    let first = self.items.len();
-                    for item in a {
-                        let t = match item {
-                            Value::String(s) => s.as_str(),
-                            Value::Number(_) => {
-                                self.num.clear();
-                                json_number_text(item, &mut self.num);
-                                // `num` is reused below; copy out first.
-                                let s = std::mem::take(&mut self.num);
-                                normalise::icd10_list(&s, &col.list_sep, &mut self.text, &mut self.items);
-                                self.num = s;
-                                continue;
-                            }
-                            _ => continue,
-                        };
-                        normalise::icd10_list(t, &col.list_sep, &mut self.text, &mut self.items);
-                    }
-                    return if self.items.len() > first {
-                        Cell::List(first, self.items.len())
-                    } else {
-                        Cell::Null
-                    };
-                }
-                (Semantic::Money, Value::Number(n)) => {
-                    return n.as_f64().and_then(normalise::money_f64).map_or(Cell::Null, Cell::F64)
-                }
-                _ => {}
-            }
-        }
-        let num;
+        let rendered;
         let v: Option<&str> = match raw {
             Raw::Null => None,
-            Raw::Str(s) => Some(s),
-            Raw::Json(Value::Null) => None,
-            Raw::Json(Value::String(s)) => Some(s),
-            Raw::Json(j) => {
-                let mut s = String::new();
-                json_number_text(j, &mut s);
-                num = s;
-                Some(num.as_str())
+            Raw::Str(s) | Raw::Num(s) => Some(s),
+            Raw::Bool(b) => match self.non_scalar_text(j, ValueIssue::Boolean) {
+                Err(c) => return c,
+                Ok(()) => Some(if b { "true" } else { "false" }),
+            },
+            Raw::Json(other) => {
+                let why = if other.is_array() { ValueIssue::Array } else { ValueIssue::Object };
+                if let Err(c) = self.non_scalar_text(j, why) {
+                    return c;
+                }
+                rendered = other.to_string();
+                Some(rendered.as_str())
             }
             Raw::Date(d) => {
-                num = chrono::DateTime::from_timestamp(i64::from(d) * 86_400, 0)
+                rendered = chrono::DateTime::from_timestamp(i64::from(d) * 86_400, 0)
                     .map(|t| t.date_naive().format("%Y-%m-%d").to_string())
                     .unwrap_or_default();
-                Some(num.as_str())
+                Some(rendered.as_str())
             }
+            Raw::Refused(_) => unreachable!("handled above"),
         };
+        self.text_cell(j, v)
+    }
+
+    /// A boolean, object or array where one value is expected: refused (`Err` with the null
+    /// cell) unless the contract renders them; never rendered into money or dates.
+    fn non_scalar_text(&mut self, j: Judge<'_>, why: ValueIssue) -> Result<(), Cell> {
+        let numeric = matches!(j.col.semantic, Semantic::Money | Semantic::Date);
+        if j.non_scalar == NonScalar::Render && !numeric {
+            Ok(())
+        } else {
+            Err(self.refuse(j, why))
+        }
+    }
+
+    /// A JSON array in a list column: strings and numbers are items; nested arrays, objects and
+    /// booleans follow the contract's `non_scalar` rule (refused: the whole cell is null).
+    fn list(&mut self, j: Judge<'_>, a: &[Value]) -> Cell {
+        let first = self.items.len();
+        let text_len = self.text.len();
+        if let Err(why) = self.list_items(j, a) {
+            self.items.truncate(first);
+            self.text.truncate(text_len);
+            return self.refuse(j, why);
+        }
+        if self.items.len() > first {
+            Cell::List(first, self.items.len())
+        } else {
+            Cell::Null
+        }
+    }
+
+    fn list_items(&mut self, j: Judge<'_>, a: &[Value]) -> Result<(), ValueIssue> {
+        let render = j.non_scalar == NonScalar::Render;
+        for item in a {
+            let mut owned = String::new();
+            let t: &str = match item {
+                Value::String(s) => s,
+                Value::Null => continue,
+                Value::Number(_) => {
+                    json_number_text(item, &mut owned);
+                    &owned
+                }
+                Value::Array(inner) if render => {
+                    self.list_items(j, inner)?;
+                    continue;
+                }
+                Value::Array(_) => return Err(ValueIssue::NestedArray),
+                Value::Bool(_) if !render => return Err(ValueIssue::Boolean),
+                Value::Object(_) if !render => return Err(ValueIssue::Object),
+                other => {
+                    owned = other.to_string();
+                    &owned
+                }
+            };
+            normalise::icd10_list(t, &j.col.list_sep, &mut self.text, &mut self.items);
+        }
+        Ok(())
+    }
+
+    /// One text value by the column's rule.
+    fn text_cell(&mut self, j: Judge<'_>, v: Option<&str>) -> Cell {
+        let col = j.col;
         if col.semantic == Semantic::Sex {
             let s = self.text.len();
             self.text.push_str(normalise::sex(v));
@@ -256,8 +352,13 @@ impl Row {
             Semantic::Ssn => normalise::ssn(v, &mut self.text),
             Semantic::Zip5 => normalise::zip5(v, &mut self.text),
             Semantic::Phone10 => normalise::phone10(v, &mut self.text),
-            Semantic::Date => return normalise::date(v, &col.dates).map_or(Cell::Null, Cell::Date),
-            Semantic::Money => return normalise::money(v).map_or(Cell::Null, Cell::F64),
+            Semantic::Date => return self.date(j, v),
+            Semantic::Money => {
+                return match normalise::money_checked(v) {
+                    Ok(x) => x.map_or(Cell::Null, Cell::F64),
+                    Err(why) => self.refuse(j, why),
+                }
+            }
             Semantic::Icd10List => {
                 let first = self.items.len();
                 normalise::icd10_list(v, &col.list_sep, &mut self.text, &mut self.items);
@@ -273,6 +374,23 @@ impl Row {
             Cell::Str(start, self.text.len())
         } else {
             Cell::Null
+        }
+    }
+
+    /// A date by the column's formats; a partial one (`1974-12`, `1974`) by the contract's rule.
+    fn date(&mut self, j: Judge<'_>, v: &str) -> Cell {
+        if let Some(d) = normalise::date(v, &j.col.dates) {
+            return Cell::Date(d);
+        }
+        let Some((year, month)) = normalise::partial_date(v) else { return Cell::Null };
+        match j.partial {
+            PartialDates::Complete { day, month: default_month } => {
+                match month.or(default_month).and_then(|m| normalise::days(year, m, day)) {
+                    Some(d) => Cell::Date(d),
+                    None => self.refuse(j, ValueIssue::PartialDate),
+                }
+            }
+            PartialDates::Refuse => self.refuse(j, ValueIssue::PartialDate),
         }
     }
 
@@ -325,6 +443,21 @@ pub fn json_number_text(v: &Value, out: &mut String) {
     }
 }
 
+/// The longest value a bad row keeps (longer ones are cut at a character boundary).
+pub const BAD_VALUE_BYTES: usize = 1024;
+
+#[inline]
+fn capped(v: &str, cap: usize) -> &str {
+    if v.len() <= cap {
+        return v;
+    }
+    let mut end = cap;
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    &v[..end]
+}
+
 enum ColBuilder {
     Str(StringBuilder),
     Date(Date32Builder),
@@ -371,9 +504,11 @@ impl Builders {
     }
 
     pub fn push(&mut self, row: &Row, plan: &Plan) {
+        // a bad row keeps at most BAD_VALUE_BYTES of each value: it is for a person to look at
+        let cap = if self.missing.is_some() { BAD_VALUE_BYTES } else { usize::MAX };
         for (b, cell) in self.cols.iter_mut().zip(&row.cells) {
             match (b, *cell) {
-                (ColBuilder::Str(b), Cell::Str(s, e)) => b.append_value(&row.text[s..e]),
+                (ColBuilder::Str(b), Cell::Str(s, e)) => b.append_value(capped(&row.text[s..e], cap)),
                 (ColBuilder::Str(b), _) => b.append_null(),
                 (ColBuilder::Date(b), Cell::Date(d)) => b.append_value(d),
                 (ColBuilder::Date(b), _) => b.append_null(),
@@ -381,7 +516,7 @@ impl Builders {
                 (ColBuilder::F64(b), _) => b.append_null(),
                 (ColBuilder::List(b), Cell::List(first, end)) => {
                     for &(s, e) in &row.items[first..end] {
-                        b.values().append_value(&row.text[s..e]);
+                        b.values().append_value(capped(&row.text[s..e], cap));
                     }
                     b.append(true);
                 }

@@ -8,7 +8,8 @@ use crate::dedupe::Seen;
 use crate::error::TransformError;
 use crate::outcome::{Malformed, Options, Outputs, Summary};
 use crate::plan::{Builders, ColPlan, Plan, Raw, Row};
-use crate::writer::{write_all, Batch};
+use crate::stream::too_many_records;
+use crate::writer::{count_refused, refused_slots, write_all, Batch};
 
 const BATCH_ROWS: usize = 8192;
 
@@ -19,11 +20,13 @@ pub(crate) struct Sink<'p> {
     row: Row,
     required: Vec<usize>,
     bad_by_field: Vec<u64>,
+    refused: Vec<u64>,
     malformed: Vec<Malformed>,
     pending: usize,
     seq: u64,
     tx: Sender<Batch>,
     seen: Seen,
+    max_distinct: u64,
     pub rows: u64,
     pub dups: u64,
     pub skipped: u64,
@@ -49,7 +52,11 @@ impl<'p> Sink<'p> {
             self.dups += 1;
             return Ok(());
         }
+        if self.seen.len() as u64 > self.max_distinct {
+            return Err(too_many_records(self.max_distinct));
+        }
         self.row.fill(self.plan, get);
+        count_refused(&mut self.refused, self.row.issues());
         if self.row.is_bad(self.plan) {
             self.bad.push(&self.row, self.plan);
             for (slot, &ci) in self.bad_by_field.iter_mut().zip(&self.required) {
@@ -86,6 +93,7 @@ impl<'p> Sink<'p> {
             malformed: std::mem::take(&mut self.malformed),
             bad_by_field: std::mem::replace(&mut self.bad_by_field, vec![0; self.required.len()]),
             ignored: Default::default(),
+            refused: std::mem::replace(&mut self.refused, refused_slots(self.plan)),
             blank: 0,
             skipped: 0,
         };
@@ -113,12 +121,14 @@ pub(crate) fn run_records(
             bad: Builders::new(plan, true),
             row: Row::default(),
             bad_by_field: vec![0; required.len()],
+            refused: refused_slots(plan),
             required,
             malformed: Vec::new(),
             pending: 0,
             seq: 0,
             tx,
             seen: Seen::default(),
+            max_distinct: plan.max_distinct_records,
             rows: 0,
             dups: 0,
             skipped: 0,
@@ -139,6 +149,7 @@ pub(crate) fn run_records(
             good: w.good,
             bad: w.bad,
             bad_by_field: w.bad_by_field(plan),
+            refused_values: w.refused_values(plan),
             ..Default::default()
         })
     })

@@ -19,7 +19,7 @@ use crate::frame::{Flag, Framer, Kind, Rec};
 use crate::job::Job;
 use crate::outcome::{Malformed, Summary};
 use crate::plan::{Builders, Plan, Row};
-use crate::writer::{write_all, Batch, Written};
+use crate::writer::{count_refused, refused_slots, write_all, Batch, Written};
 
 /// What one record of a streaming format became.
 pub(crate) enum Parsed {
@@ -78,7 +78,7 @@ pub(crate) trait RecordFormat: Sync {
         text: &str,
         row: &mut Row,
         scratch: &mut Self::Scratch,
-        ignored: &mut BTreeMap<String, u64>,
+        ignored: &mut BTreeMap<usize, u64>,
     ) -> Parsed;
 }
 
@@ -97,6 +97,8 @@ struct Source<'a> {
     read: u64,
     eof: bool,
     framer: Framer,
+    /// The contract's `max_distinct_records`.
+    max_distinct: u64,
 }
 
 impl Source<'_> {
@@ -171,6 +173,7 @@ fn feed(
 ) -> Result<Fed, TransformError> {
     let header_skip = fmt.header_lines();
     let mut seen = Seen::default();
+    let max_distinct = src.max_distinct;
     let mut fed = Fed { rows: 0, dups: 0, lost: false };
     let mut seq = 0u64;
     loop {
@@ -187,6 +190,9 @@ fn feed(
             if r.flag == Flag::Ok && !seen.insert(fmt.dedupe_key(&src.buf[r.start..r.end])) {
                 fed.dups += 1;
                 continue;
+            }
+            if seen.len() as u64 > max_distinct {
+                return Err(too_many_records(max_distinct));
             }
             kept.push(r);
         }
@@ -221,6 +227,7 @@ pub(crate) fn run<F: RecordFormat>(fmt: &F, job: Job<'_, '_>) -> Result<Summary,
         read: 0,
         eof: false,
         framer: Framer::new(fmt.kind(), contract.limits.max_record_bytes),
+        max_distinct: contract.limits.max_distinct_records,
     };
     // First block: sniff the content.
     src.read_block()?;
@@ -262,6 +269,7 @@ pub(crate) fn run<F: RecordFormat>(fmt: &F, job: Job<'_, '_>) -> Result<Summary,
         bad: w.bad,
         bad_by_field: w.bad_by_field(plan),
         skipped: w.skipped,
+        refused_values: w.refused_values(plan),
         ignored_keys: w.ignored,
         ..Summary::default()
     })
@@ -291,6 +299,7 @@ fn process<F: RecordFormat>(fmt: &F, plan: &Plan, chunk: Chunk, keep_raw: bool) 
         malformed: Vec::new(),
         bad_by_field: vec![0u64; required.len()],
         ignored: BTreeMap::new(),
+        refused: refused_slots(plan),
         blank: 0,
         skipped: 0,
     };
@@ -313,7 +322,16 @@ fn process<F: RecordFormat>(fmt: &F, plan: &Plan, chunk: Chunk, keep_raw: bool) 
             report(r, why.into(), &mut out.malformed);
             continue;
         }
-        let s = match std::str::from_utf8(&chunk.data[r.start..r.end]) {
+        let bytes = &chunk.data[r.start..r.end];
+        if only_nul(bytes) {
+            report(
+                r,
+                "the record holds only NUL bytes (a zero-filled or unfinished file?)".into(),
+                &mut out.malformed,
+            );
+            continue;
+        }
+        let s = match std::str::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => {
                 report(r, format!("invalid UTF-8 at byte {}", e.valid_up_to()), &mut out.malformed);
@@ -335,6 +353,7 @@ fn process<F: RecordFormat>(fmt: &F, plan: &Plan, chunk: Chunk, keep_raw: bool) 
                 continue;
             }
         }
+        count_refused(&mut out.refused, row.issues());
         if row.is_bad(plan) {
             bad.push(&row, plan);
             for (slot, &ci) in out.bad_by_field.iter_mut().zip(&required) {
@@ -349,4 +368,18 @@ fn process<F: RecordFormat>(fmt: &F, plan: &Plan, chunk: Chunk, keep_raw: bool) 
     out.good = (!good.is_empty()).then(|| good.finish());
     out.bad = (!bad.is_empty()).then(|| bad.finish());
     out
+}
+
+/// The error of a file with more distinct records than the contract allows.
+pub(crate) fn too_many_records(max: u64) -> TransformError {
+    TransformError::Encoding(format!(
+        "the file holds more than {max} distinct records (the contract's max_distinct_records): split it or raise the limit"
+    ))
+}
+
+/// True when a record is NUL bytes (and whitespace) only: one SIMD scan for a NUL first, so
+/// ordinary records cost almost nothing.
+#[inline]
+fn only_nul(b: &[u8]) -> bool {
+    memchr::memchr(0, b).is_some() && b.iter().all(|&c| c == 0 || c.is_ascii_whitespace())
 }

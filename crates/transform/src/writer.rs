@@ -11,7 +11,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::TransformError;
-use crate::outcome::{Malformed, Outputs};
+use crate::outcome::{Malformed, Outputs, ValueIssue};
 use crate::plan::Plan;
 
 /// The rows of one stretch of the file, numbered by `seq` so the writer keeps file order.
@@ -22,9 +22,24 @@ pub(crate) struct Batch {
     pub malformed: Vec<Malformed>,
     /// Bad rows per required column of the plan (in column order) missing in them.
     pub bad_by_field: Vec<u64>,
-    pub ignored: BTreeMap<String, u64>,
+    pub ignored: BTreeMap<usize, u64>,
+    /// Refused values per column and reason: `[column * ValueIssue::ALL.len() + issue]`.
+    pub refused: Vec<u64>,
     pub blank: u64,
     pub skipped: u64,
+}
+
+/// Counts of refused values, per column of the plan and reason.
+pub(crate) fn refused_slots(plan: &Plan) -> Vec<u64> {
+    vec![0; plan.cols.len() * ValueIssue::ALL.len()]
+}
+
+/// Adds a row's refused values to `slots`.
+#[inline]
+pub(crate) fn count_refused(slots: &mut [u64], issues: &[(usize, ValueIssue)]) {
+    for &(col, why) in issues {
+        slots[col * ValueIssue::ALL.len() + why.index()] += 1;
+    }
 }
 
 /// What the writer wrote, in counts.
@@ -35,10 +50,22 @@ pub(crate) struct Written {
     pub blank: u64,
     pub skipped: u64,
     pub bad_by_field: Vec<u64>,
-    pub ignored: BTreeMap<String, u64>,
+    pub ignored: BTreeMap<usize, u64>,
+    pub refused: Vec<u64>,
 }
 
 impl Written {
+    /// Refused values as `<column>: <reason>` -> count (none left out).
+    pub fn refused_values(&self, plan: &Plan) -> BTreeMap<String, u64> {
+        let n = ValueIssue::ALL.len();
+        let mut out = BTreeMap::new();
+        for (k, &count) in self.refused.iter().enumerate().filter(|(_, c)| **c > 0) {
+            let (col, why) = (&plan.cols[k / n].name, ValueIssue::ALL[k % n]);
+            out.insert(format!("{col}: {}", why.reason()), count);
+        }
+        out
+    }
+
     /// Bad rows per missing required column, by column name (columns with none left out).
     pub fn bad_by_field(&self, plan: &Plan) -> BTreeMap<String, u64> {
         plan.cols
@@ -107,6 +134,9 @@ impl Files<'_> {
         for (k, n) in d.ignored {
             *w.ignored.entry(k).or_default() += n;
         }
+        for (a, b) in w.refused.iter_mut().zip(&d.refused) {
+            *a += b;
+        }
         Ok(())
     }
 }
@@ -134,6 +164,7 @@ pub(crate) fn write_all(
             skipped: 0,
             bad_by_field: vec![0; plan.cols.iter().filter(|c| c.required).count()],
             ignored: BTreeMap::new(),
+            refused: refused_slots(plan),
         },
     };
     let mut pending: BTreeMap<u64, Batch> = BTreeMap::new();

@@ -53,7 +53,7 @@ impl RecordFormat for Delimited<'_> {
         text: &str,
         row: &mut Row,
         scratch: &mut String,
-        _ignored: &mut BTreeMap<String, u64>,
+        _ignored: &mut BTreeMap<usize, u64>,
     ) -> Parsed {
         let width = self.header.len();
         let fields = split_fields(text, self.delim, self.quote, width, scratch);

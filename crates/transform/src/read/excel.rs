@@ -64,8 +64,7 @@ impl Reader for Excel<'_> {
             Ok(())
         })?;
         summary.bytes = n_bytes;
-        summary.ignored_keys =
-            ignored_cols.into_iter().map(|h| (h.clone(), data_rows)).collect::<BTreeMap<_, _>>();
+        summary.ignored_keys = ignored_cols.into_iter().map(|h| (h, data_rows)).collect::<BTreeMap<_, _>>();
         Ok(summary)
     }
 }
@@ -180,15 +179,20 @@ fn positions(
     Ok(at)
 }
 
-/// Header names the contract neither maps nor drops.
-fn ignored<'h>(contract: &Contract, header: &'h [String]) -> Vec<&'h String> {
+/// The 1-based positions of header columns neither mapped nor dropped (never their names).
+fn ignored(contract: &Contract, header: &[String]) -> Vec<usize> {
     let known: Vec<&str> = contract
         .fields
         .values()
         .map(String::as_str)
         .chain(contract.drop.iter().map(String::as_str))
         .collect();
-    header.iter().filter(|h| !h.is_empty() && !known.contains(&h.as_str())).collect()
+    header
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.is_empty() && !known.contains(&h.as_str()))
+        .map(|(i, _)| i + 1)
+        .collect()
 }
 
 /// The rows below the header into the sink; returns how many were not blank.

@@ -1,7 +1,11 @@
-//! FHIR R4: a JSON Bundle (pretty or on one line) or NDJSON of resources (Bundles in it are
-//! expanded). One row per Encounter, joined with its Patient (`Encounter.subject`) and its
-//! Conditions (`Condition.encounter`, or `Encounter.diagnosis[].condition`). References match
-//! an entry's `fullUrl` or `Type/id` (absolute URLs and `_history` suffixes tolerated).
+//! FHIR JSON: a Bundle (pretty or on one line), a single resource, or NDJSON of resources
+//! (Bundles in it are expanded). One row per Encounter, joined with its Patient and its
+//! Conditions by the contract's FHIR version: R4/R4B `Encounter.subject` and
+//! `Condition.encounter`, STU3 `Condition.context`, DSTU2 `Encounter.patient`; and
+//! `Encounter.diagnosis[].condition`. References match an entry's `fullUrl` or `Type/id`
+//! (absolute URLs and `_history` suffixes tolerated). Resources no row uses (other types,
+//! patients without an encounter, conditions of none) are counted as `skipped`. Fields are
+//! FHIRPath-subset paths evaluated over collections (`where`, `first`, `extension`, `join`).
 //!
 //! Not streamed: the join needs every resource, so the file is held in memory up to
 //! `max_in_memory_bytes` (a clear error past it). Resources are indexed by their raw text (id,
@@ -11,7 +15,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use contracts::{ParquetType, PathSeg};
+use contracts::{FhirStep, FhirVersion, ParquetType};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -21,7 +25,7 @@ use crate::error::TransformError;
 use crate::job::{Job, Reader};
 use crate::outcome::{Malformed, Summary};
 use crate::plan::{ColPlan, Plan, Raw, Src};
-use crate::read::json::{json_err, lookup};
+use crate::read::json::json_err;
 use crate::sink::{run_records, Sink};
 
 /// A resource's identity and references, read without building its whole value; `raw` is its
@@ -72,12 +76,16 @@ struct Head {
     #[serde(default)]
     subject: Option<RefDoc>,
     #[serde(default)]
+    patient: Option<RefDoc>,
+    #[serde(default)]
     encounter: Option<RefDoc>,
+    #[serde(default)]
+    context: Option<RefDoc>,
     #[serde(default)]
     diagnosis: Option<Vec<DiagDoc>>,
 }
 
-fn head<'t>(raw: &'t str, full_url: Option<String>) -> Result<Res<'t>, String> {
+fn head<'t>(raw: &'t str, full_url: Option<String>, v: FhirVersion) -> Result<Res<'t>, String> {
     if !raw.trim_start().starts_with('{') {
         return Err("not a FHIR resource (no resourceType)".into());
     }
@@ -94,8 +102,8 @@ fn head<'t>(raw: &'t str, full_url: Option<String>) -> Result<Res<'t>, String> {
         raw,
         rt,
         keys,
-        subject: h.subject.and_then(|r| r.reference),
-        encounter: h.encounter.and_then(|r| r.reference),
+        subject: if v == FhirVersion::Dstu2 { h.patient } else { h.subject }.and_then(|r| r.reference),
+        encounter: if v == FhirVersion::Stu3 { h.context } else { h.encounter }.and_then(|r| r.reference),
         diagnoses: h
             .diagnosis
             .unwrap_or_default()
@@ -109,6 +117,7 @@ fn head<'t>(raw: &'t str, full_url: Option<String>) -> Result<Res<'t>, String> {
 fn bundle<'t>(
     doc: &'t str,
     line: Option<u64>,
+    v: FhirVersion,
     all: &mut Vec<Res<'t>>,
     bad: &mut Vec<Malformed>,
 ) -> Result<(), TransformError> {
@@ -120,8 +129,21 @@ fn bundle<'t>(
             e.column()
         ))
     })?;
-    if b.rt.as_deref() != Some("Bundle") {
-        return Err(TransformError::Structure("the file is not a FHIR Bundle or NDJSON of resources".into()));
+    match b.rt.as_deref() {
+        Some("Bundle") => {}
+        // a single resource (a Patient, an Encounter) on its own
+        Some(_) if line.is_none() => {
+            match head(doc, None, v) {
+                Ok(r) => all.push(r),
+                Err(reason) => bad.push(Malformed { line: None, element: None, reason, raw: None }),
+            }
+            return Ok(());
+        }
+        _ => {
+            return Err(TransformError::Structure(
+                "the file is not a FHIR Bundle, a FHIR resource or NDJSON of resources".into(),
+            ))
+        }
     }
     for (k, e) in b.entry.unwrap_or_default().into_iter().enumerate() {
         let (l, element) = (line, Some(k as u64));
@@ -129,7 +151,7 @@ fn bundle<'t>(
             .ok()
             .and_then(|en| en.resource.map(|r| (r, en.full_url)))
             .ok_or_else(|| "bundle entry without a resource".to_string())
-            .and_then(|(r, full)| head(r.get(), full));
+            .and_then(|(r, full)| head(r.get(), full, v));
         match res {
             Ok(r) => all.push(r),
             Err(reason) => bad.push(Malformed { line: l, element, reason, raw: None }),
@@ -138,7 +160,9 @@ fn bundle<'t>(
     Ok(())
 }
 
-pub(crate) struct Fhir;
+pub(crate) struct Fhir {
+    pub version: FhirVersion,
+}
 
 impl Reader for Fhir {
     fn read(&self, job: Job<'_, '_>) -> Result<Summary, TransformError> {
@@ -151,14 +175,16 @@ impl Reader for Fhir {
         if text.trim().is_empty() {
             return Err(TransformError::EmptyInput);
         }
-        let (all, bad_records) = resources(text)?;
+        let (all, bad_records) = resources(text, self.version)?;
         let index = Index::new(&all);
         let mut summary = run_records(&plan, out, opts, |sink| {
-            sink.skipped = index.skipped;
             for m in bad_records {
                 sink.malformed(m)?;
             }
-            rows(&plan, &all, &index, sink)
+            let used = rows(&plan, &all, &index, sink)?;
+            // other resource types, and patients and conditions no encounter row joined
+            sink.skipped = index.skipped + (index.joinable - used);
+            Ok(())
         })?;
         summary.bytes = bytes.len() as u64;
         Ok(summary)
@@ -178,14 +204,14 @@ fn read_capped(input: Input<'_>, cap: u64) -> Result<Vec<u8>, TransformError> {
 }
 
 /// Every resource of the file, and the entries or lines that are not one.
-fn resources(text: &str) -> Result<(Vec<Res<'_>>, Vec<Malformed>), TransformError> {
+fn resources(text: &str, v: FhirVersion) -> Result<(Vec<Res<'_>>, Vec<Malformed>), TransformError> {
     // NDJSON when the first line is a JSON value on its own; else one document.
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     let ndjson = serde_json::from_str::<&RawValue>(first).is_ok();
     let mut bad_records: Vec<Malformed> = Vec::new();
     let mut all: Vec<Res<'_>> = Vec::new();
     if !ndjson {
-        bundle(text, None, &mut all, &mut bad_records)?;
+        bundle(text, None, v, &mut all, &mut bad_records)?;
         return Ok((all, bad_records));
     }
     for (i, line) in text.lines().enumerate() {
@@ -193,9 +219,9 @@ fn resources(text: &str) -> Result<(Vec<Res<'_>>, Vec<Malformed>), TransformErro
             continue;
         }
         let n = i as u64 + 1;
-        match head(line, None) {
+        match head(line, None, v) {
             Ok(r) if r.rt == "Bundle" => {
-                if let Err(e) = bundle(line, Some(n), &mut all, &mut bad_records) {
+                if let Err(e) = bundle(line, Some(n), v, &mut all, &mut bad_records) {
                     bad_records.push(Malformed {
                         line: Some(n),
                         element: None,
@@ -219,6 +245,8 @@ struct Index {
     encounters: Vec<usize>,
     /// Resources of other types.
     skipped: u64,
+    /// Patients and Conditions (which only count when an encounter joins them).
+    joinable: u64,
 }
 
 impl Index {
@@ -229,13 +257,18 @@ impl Index {
             conds_of_enc: HashMap::new(),
             encounters: Vec::new(),
             skipped: 0,
+            joinable: 0,
         };
         for (i, r) in all.iter().enumerate() {
             match r.rt.as_str() {
-                "Patient" => r.keys.iter().for_each(|k| {
-                    ix.patients.entry(k.clone()).or_insert(i);
-                }),
+                "Patient" => {
+                    ix.joinable += 1;
+                    r.keys.iter().for_each(|k| {
+                        ix.patients.entry(k.clone()).or_insert(i);
+                    });
+                }
                 "Condition" => {
+                    ix.joinable += 1;
                     r.keys.iter().for_each(|k| {
                         ix.cond_by_ref.entry(k.clone()).or_insert(i);
                     });
@@ -269,8 +302,10 @@ impl Index {
     }
 }
 
-/// One row per encounter, joined with its patient and conditions.
-fn rows(plan: &Plan, all: &[Res<'_>], ix: &Index, sink: &mut Sink<'_>) -> Result<(), TransformError> {
+/// One row per encounter, joined with its patient and conditions; returns how many distinct
+/// patients and conditions the rows joined.
+fn rows(plan: &Plan, all: &[Res<'_>], ix: &Index, sink: &mut Sink<'_>) -> Result<u64, TransformError> {
+    let mut used = std::collections::HashSet::new();
     let mut cells: Vec<Cell> = Vec::with_capacity(plan.cols.len());
     let parse = |i: usize| serde_json::from_str::<Value>(all[i].raw).ok();
     let mut last_patient: Option<(usize, Option<Value>)> = None;
@@ -293,7 +328,9 @@ fn rows(plan: &Plan, all: &[Res<'_>], ix: &Index, sink: &mut Sink<'_>) -> Result
             }
         }
         let patient: Option<&Value> = pi.and_then(|_| last_patient.as_ref().and_then(|(_, v)| v.as_ref()));
-        let cond_vs: Vec<Value> = ix.conditions(enc).iter().filter_map(|&ci| parse(ci)).collect();
+        let conds = ix.conditions(enc);
+        used.extend(pi.into_iter().chain(conds.iter().copied()));
+        let cond_vs: Vec<Value> = conds.iter().filter_map(|&ci| parse(ci)).collect();
         cells.clear();
         cells.extend(plan.cols.iter().map(|col| cell(col, &enc_v, patient, &cond_vs)));
         let key = xxhash_rust::xxh3::xxh3_128(enc.raw.as_bytes());
@@ -302,35 +339,100 @@ fn rows(plan: &Plan, all: &[Res<'_>], ix: &Index, sink: &mut Sink<'_>) -> Result
             Cell::Val(v) => Raw::Json(v),
         })?;
     }
-    Ok(())
+    Ok(used.len() as u64)
 }
 
-/// A column's value for one encounter: its path's first key names the resource it is read from.
+/// A column's value for one encounter: its path's resource says where it is read from. A
+/// Condition path is evaluated on each condition: a list column collects from all, a scalar
+/// takes the first that has a value.
 fn cell(col: &ColPlan, enc: &Value, patient: Option<&Value>, conds: &[Value]) -> Cell {
-    let Src::Path(p) = &col.src else { return Cell::Null };
-    let (Some(PathSeg::Key(res)), rest) = (p.0.first(), &p.0[1.min(p.0.len())..]) else {
-        return Cell::Null;
-    };
-    let one = |v: Option<&Value>| v.cloned().map_or(Cell::Null, Cell::Val);
-    match res.as_str() {
-        "Encounter" => one(lookup(enc, rest)),
-        "Patient" => one(patient.and_then(|pv| lookup(pv, rest))),
-        _ if col.ty == ParquetType::ListString => {
+    let Src::Fhir(p) = &col.src else { return Cell::Null };
+    let list = col.ty == ParquetType::ListString;
+    let out = match p.resource.as_str() {
+        "Encounter" => eval(vec![enc], &p.steps),
+        "Patient" => patient.map_or(Out::Items(vec![]), |pv| eval(vec![pv], &p.steps)),
+        _ if list => {
             let mut items = Vec::new();
             for c in conds {
-                match lookup(c, rest) {
-                    Some(Value::Array(a)) => items.extend(a.iter().cloned()),
-                    Some(Value::Null) | None => {}
-                    Some(v) => items.push(v.clone()),
+                match eval(vec![c], &p.steps) {
+                    Out::Items(v) => items.extend(v.into_iter().cloned()),
+                    Out::Joined(s) => items.push(Value::String(s)),
                 }
             }
-            if items.is_empty() {
-                Cell::Null
-            } else {
-                Cell::Val(Value::Array(items))
-            }
+            return if items.is_empty() { Cell::Null } else { Cell::Val(Value::Array(items)) };
         }
-        _ => one(conds.iter().find_map(|c| lookup(c, rest))),
+        _ => conds
+            .iter()
+            .map(|c| eval(vec![c], &p.steps))
+            .find(|o| !matches!(o, Out::Items(v) if v.is_empty()))
+            .unwrap_or(Out::Items(vec![])),
+    };
+    match out {
+        Out::Joined(s) => Cell::Val(Value::String(s)),
+        Out::Items(v) if v.is_empty() => Cell::Null,
+        Out::Items(v) if v.len() == 1 && !list => Cell::Val(v[0].clone()),
+        // several values for one cell: an array, which the column's rule judges
+        Out::Items(v) => Cell::Val(Value::Array(v.into_iter().cloned().collect())),
+    }
+}
+
+/// What a FHIR path yields: a collection, or one joined string.
+enum Out<'v> {
+    Items(Vec<&'v Value>),
+    Joined(String),
+}
+
+/// Evaluates FHIRPath-subset `steps` on a collection (arrays flatten into it, nulls drop out).
+fn eval<'v>(mut items: Vec<&'v Value>, steps: &[FhirStep]) -> Out<'v> {
+    for step in steps {
+        items = match step {
+            FhirStep::Key(k) => children(&items, k),
+            FhirStep::Index(i) => items.get(*i).copied().into_iter().collect(),
+            FhirStep::First => items.first().copied().into_iter().collect(),
+            FhirStep::Last => items.last().copied().into_iter().collect(),
+            FhirStep::Where { path, value } => items
+                .into_iter()
+                .filter(|it| {
+                    let mut found = vec![*it];
+                    for k in path {
+                        found = children(&found, k);
+                    }
+                    found.iter().any(|f| scalar_text(f).as_deref() == Some(value.as_str()))
+                })
+                .collect(),
+            FhirStep::Extension(url) => children(&items, "extension")
+                .into_iter()
+                .filter(|e| e.get("url").and_then(Value::as_str) == Some(url.as_str()))
+                .collect(),
+            FhirStep::Join(sep) => {
+                let parts: Vec<String> = items.iter().filter_map(|v| scalar_text(v)).collect();
+                return Out::Joined(parts.join(sep));
+            }
+        };
+    }
+    Out::Items(items)
+}
+
+/// Every value of element `k` of the items, arrays flattened.
+fn children<'v>(items: &[&'v Value], k: &str) -> Vec<&'v Value> {
+    let mut out = Vec::new();
+    for it in items {
+        match it.get(k) {
+            Some(Value::Array(a)) => out.extend(a.iter().filter(|v| !v.is_null())),
+            Some(Value::Null) | None => {}
+            Some(v) => out.push(v),
+        }
+    }
+    out
+}
+
+/// A string, number or boolean as text (objects and arrays have none).
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 

@@ -64,7 +64,7 @@ impl RecordFormat for FixedWidth<'_> {
         text: &str,
         row: &mut Row,
         offs: &mut Vec<usize>,
-        _ignored: &mut BTreeMap<String, u64>,
+        _ignored: &mut BTreeMap<usize, u64>,
     ) -> Parsed {
         if text.trim().is_empty() {
             return Parsed::Blank;

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use contracts::{Hl7Path, ParquetType};
+use contracts::{Hl7Path, Hl7Rep, ParquetType};
 use serde_json::Value;
 
 use crate::error::TransformError;
@@ -54,7 +54,7 @@ impl RecordFormat for Hl7 {
         text: &str,
         row: &mut Row,
         s: &mut Scratch,
-        _ignored: &mut BTreeMap<String, u64>,
+        _ignored: &mut BTreeMap<usize, u64>,
     ) -> Parsed {
         let msg = match parse(text) {
             Ok(m) => m,
@@ -131,14 +131,22 @@ pub(crate) fn parse(text: &str) -> Result<Message<'_>, String> {
         if !id_ok {
             return Err(format!("segment {} of the message is not a valid HL7 segment", n + 1));
         }
+        if n > 0 && (s.starts_with("FHS") || s.starts_with("BHS")) {
+            let what = if s.starts_with("FHS") { "FHS (file header)" } else { "BHS (batch header)" };
+            return Err(format!(
+                "segment {} of the message is a {what}: a second file or batch header inside a message",
+                n + 1
+            ));
+        }
     }
     segs.shrink_to_fit();
     Ok(Message { field, comp, rep, esc, sub, segs })
 }
 
 impl Message<'_> {
-    /// The values at `path`: the first segment and first repetition, or with `all` every
-    /// repetition of every such segment. Empty values are left out.
+    /// The values at `path`: the first segment and first repetition (or the repetition the
+    /// path selects), or with `all` every (selected) repetition of every such segment. Empty
+    /// values are left out.
     pub(crate) fn values(&self, path: &Hl7Path, all: bool, out: &mut Vec<String>) {
         for seg in self.segs.iter().filter(|s| s.as_bytes().starts_with(path.segment.as_bytes())) {
             let is_msh = path.segment == "MSH";
@@ -157,30 +165,46 @@ impl Message<'_> {
                 out.push(field.to_string());
                 return;
             }
-            for rep in field.split(self.rep) {
-                let mut v = Some(rep);
-                if let Some(c) = path.component {
-                    v = v.and_then(|r| r.split(self.comp).nth(c - 1));
-                }
-                if let Some(sc) = path.subcomponent {
-                    v = v.and_then(|r| r.split(self.sub).nth(sc - 1));
-                }
-                if let Some(v) = v.filter(|v| !v.trim().is_empty() && *v != "\"\"") {
-                    let mut s = String::with_capacity(v.len());
-                    self.unescape(v, &mut s);
-                    out.push(s);
-                    if !all {
-                        return;
-                    }
-                }
-                if !all {
-                    break;
-                }
-            }
-            if !all {
+            let found = self.repetitions(field, path, all, out);
+            if !all && (found || path.repetition.is_none()) {
                 return;
             }
         }
+    }
+
+    /// The values of one field's repetitions (those the path selects); true when one was found.
+    fn repetitions(&self, field: &str, path: &Hl7Path, all: bool, out: &mut Vec<String>) -> bool {
+        let mut found = false;
+        for (n, rep) in field.split(self.rep).enumerate() {
+            let chosen = match &path.repetition {
+                None => true,
+                Some(Hl7Rep::Index(i)) => n + 1 == *i,
+                Some(Hl7Rep::Where { component, value }) => {
+                    rep.split(self.comp).nth(component - 1).is_some_and(|c| c.trim() == value)
+                }
+            };
+            if !chosen {
+                continue;
+            }
+            let mut v = Some(rep);
+            if let Some(c) = path.component {
+                v = v.and_then(|r| r.split(self.comp).nth(c - 1));
+            }
+            if let Some(sc) = path.subcomponent {
+                v = v.and_then(|r| r.split(self.sub).nth(sc - 1));
+            }
+            if let Some(v) = v.filter(|v| !v.trim().is_empty() && *v != "\"\"") {
+                let mut s = String::with_capacity(v.len());
+                self.unescape(v, &mut s);
+                out.push(s);
+                found = true;
+            }
+            // without a selection a scalar reads the first repetition only, empty or not
+            if !all {
+                break;
+            }
+        }
+        found
     }
 
     fn unescape(&self, v: &str, out: &mut String) {
@@ -273,5 +297,25 @@ DG1|2||J45.909^Asthma^I10";
         assert!(parse("MSH").unwrap_err().contains("truncated"));
         assert!(parse("MSH|").unwrap_err().contains("encoding characters"));
         assert!(parse("MSH|^~\\&|A\rpid|1").unwrap_err().contains("segment 2"));
+        assert_eq!(
+            parse("MSH|^~\\&|A\rEVN|A01\rBHS|^~\\&|X\rPID|1").unwrap_err(),
+            "segment 3 of the message is a BHS (batch header): a second file or batch header inside a message"
+        );
+    }
+
+    #[test]
+    fn repetitions_are_chosen_by_index_or_component_value() {
+        let m = parse(
+            "MSH|^~\\&|A\rPID|1||X9^^^H^PI~MRN7^^^H^MR||||||||||(617)555-0001^PRN^PH~(617)555-0002^WPN^PH",
+        )
+        .unwrap();
+        assert_eq!(get(&m, "PID-3.1", false), ["X9"]);
+        assert_eq!(get(&m, "PID-3[5=MR].1", false), ["MRN7"]);
+        assert_eq!(get(&m, "PID-3[2].1", false), ["MRN7"]);
+        assert!(get(&m, "PID-3[3].1", false).is_empty());
+        assert!(get(&m, "PID-3[5=SS].1", false).is_empty());
+        assert_eq!(get(&m, "PID-13[2=WPN].1", false), ["(617)555-0002"]);
+        assert_eq!(get(&m, "PID-13[2=PRN].1", false), ["(617)555-0001"]);
+        assert_eq!(get(&m, "PID-13[3=PH].1", true), ["(617)555-0001", "(617)555-0002"]);
     }
 }

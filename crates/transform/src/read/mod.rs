@@ -28,7 +28,7 @@ pub(crate) fn reader_for(format: &Format) -> Box<dyn Reader + '_> {
             Box::new(fixed_width::FixedWidth::new(columns, record_type.as_ref(), *header_lines))
         }
         Format::Hl7v2 => Box::new(hl7::Hl7),
-        Format::FhirBundle => Box::new(fhir::Fhir),
+        Format::FhirBundle { version } => Box::new(fhir::Fhir { version: *version }),
         Format::Xml { record } => Box::new(xml::Xml { record }),
         Format::Excel { sheet, sheet_index, header_row } => Box::new(excel::Excel {
             sheet: sheet.as_deref(),

@@ -1,0 +1,175 @@
+//! Server time of the review web application's two busiest pages with 100,000 pending
+//! proposals in PostgreSQL (a benchmark, not a test: it prints figures and asserts nothing).
+//!
+//! The samples run through the embedded pipeline, the pii queue is drained with the PostgreSQL
+//! index and review store (real proposals over real quarantined rows), then those proposals are
+//! copied until the database holds `--proposals` pending ones. Each request goes through the whole
+//! router (identity, lease, audit insert, the bad rows read back from the lake, HTML) and is
+//! timed from request to the last body byte.
+//!
+//! usage: LAKE_BENCH_DATABASE_URL=postgres://... cargo run --release -p lake --example review_web_bench
+//!        [-- PROPOSALS [REQUESTS]]   (defaults 100000 and 300; a fresh database per run)
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use pii_matching::handler::MatchDeps;
+use pii_matching::pg::{copy_people_csv, Db, PgIndex, PgReviews};
+use pii_matching::{Matcher, Rules};
+use review_web::{App, Auth, ClaimsAuth, Settings};
+use tower::ServiceExt;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+async fn fresh_db(url: &str) -> Result<Arc<Db>> {
+    let admin = Db::from_url(url, 1)?;
+    let name = format!("lake_web_bench_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin.pool()).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await?;
+    let db = Arc::new(Db::from_url(&format!("{}/{name}", url.rsplit_once('/').context("url")?.0), 8)?);
+    db.migrate().await?;
+    copy_people_csv(&db, &root().join("config/people.example.csv")).await?;
+    Ok(db)
+}
+
+/// The samples through the embedded lake in `l`, proposals into PostgreSQL, copied to `n`.
+async fn proposals(l: &Path, db: &Arc<Db>, n: i64) -> Result<i64> {
+    let (deps, topo) = lake::embedded::local_deps(l, Some(&root().join("samples")));
+    lake::embedded::publish_dir(&deps, &root().join("config/sources")).await?;
+    lake::embedded::notify_all(&deps, &topo).await?;
+    lake::embedded::drain(&deps, &topo).await?;
+    let m = MatchDeps {
+        pipeline: deps,
+        index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
+        reviews: Arc::new(PgReviews { db: db.clone() }),
+        matcher: Arc::new(Matcher::new(Rules::builtin())),
+    };
+    lake::embedded::drain_matching(&m).await?;
+    let real: i64 = sqlx::query_scalar("SELECT count(*) FROM match_review").fetch_one(&db.pool()).await?;
+    let copies = (n - real).max(0) / real.max(1) + 1;
+    sqlx::query(
+        "INSERT INTO match_review (record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key, \
+                                   candidates, best_score, rule, created_at) \
+         SELECT r.record_ref || ':copy:' || g, r.file_id, r.row_index, r.dataset, r.source, r.bad_bucket, \
+                r.bad_key, r.candidates, r.best_score + (g % 7), r.rule, now() - make_interval(secs => g) \
+         FROM match_review r, generate_series(1, $1) g",
+    )
+    .bind(copies)
+    .execute(&db.pool())
+    .await?;
+    sqlx::query(&format!("DELETE FROM match_review WHERE review_id IN (SELECT review_id FROM match_review ORDER BY review_id DESC LIMIT (SELECT greatest(count(*) - {n}, 0) FROM match_review))"))
+        .execute(&db.pool())
+        .await?;
+    // a table in steady state is vacuumed (visibility map: index-only scans for the counts)
+    sqlx::query("VACUUM ANALYZE match_review").execute(&db.pool()).await?;
+    Ok(sqlx::query_scalar("SELECT count(*) FROM match_review WHERE status = 'pending'")
+        .fetch_one(&db.pool())
+        .await?)
+}
+
+fn b64(s: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let b = s.as_bytes();
+    let mut o = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..=c.len() {
+            o.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    o
+}
+
+async fn timed(app: &Arc<App>, path: &str, who: &str) -> Result<Duration> {
+    let claims = format!(
+        r#"{{"email":"{who}","groups":["lake-reviewers"],"exp":{}}}"#,
+        chrono::Utc::now().timestamp() + 600
+    );
+    let req = Request::get(path)
+        .header("x-amzn-oidc-data", format!("e30.{}.sig", b64(&claims)))
+        .body(Body::empty())?;
+    let t = Instant::now();
+    let res = review_web::router(app.clone()).oneshot(req).await?;
+    let status = res.status();
+    let body = res.into_body().collect().await?.to_bytes();
+    let d = t.elapsed();
+    anyhow::ensure!(status == StatusCode::OK && body.len() > 500, "{path}: {status}");
+    let _ = header::CONTENT_TYPE;
+    Ok(d)
+}
+
+fn report(name: &str, mut v: Vec<Duration>) {
+    v.sort();
+    let q = |p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64() * 1e3;
+    println!(
+        "{name:<30} n={:<5} p50 {:>6.2} ms  p95 {:>6.2} ms  max {:>6.2} ms",
+        v.len(),
+        q(0.5),
+        q(0.95),
+        q(1.0)
+    );
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let url = std::env::var("LAKE_BENCH_DATABASE_URL")
+        .context("LAKE_BENCH_DATABASE_URL (a PostgreSQL to create a database in)")?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: i64 = args.first().map(|a| a.parse()).transpose()?.unwrap_or(100_000);
+    let reqs: usize = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(300);
+    let dir = tempfile::tempdir()?;
+    let l = dir.path().join("lake");
+    let db = fresh_db(&url).await?;
+    let pending = proposals(&l, &db, n).await?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT review_id FROM match_review WHERE status = 'pending' ORDER BY random() LIMIT $1",
+    )
+    .bind(reqs as i64)
+    .fetch_all(&db.pool())
+    .await?;
+    let app = Arc::new(App {
+        desk: Arc::new(PgReviews { db: db.clone() }),
+        store: Arc::new(review_web::pg::PgWebStore::new(db.clone())),
+        deps: lake::embedded::local_deps(&l, None).0,
+        auth: Auth::Claims(ClaimsAuth {
+            header: "x-amzn-oidc-data".into(),
+            name_claim: "email".into(),
+            groups_claim: "groups".into(),
+            reviewer_group: "lake-reviewers".into(),
+            viewer_group: "lake-viewers".into(),
+        }),
+        rules: Rules::builtin(),
+        settings: Settings::default(),
+    });
+    println!("{pending} pending proposals in PostgreSQL; {reqs} requests per page, one at a time");
+    let pages =
+        ["/", "/?page=1000", "/?source=brookside_xlsx", "/?min=27&max=30", "/?dataset=encounter&page=500"];
+    for p in pages {
+        timed(&app, p, "warm@county.gov").await?;
+    }
+    let mut queue = Vec::new();
+    let mut per_page: Vec<Vec<Duration>> = vec![Vec::new(); pages.len()];
+    for i in 0..reqs {
+        let d = timed(&app, pages[i % pages.len()], &format!("r{}@county.gov", i % 20)).await?;
+        per_page[i % pages.len()].push(d);
+        queue.push(d);
+    }
+    for (p, v) in pages.iter().zip(per_page) {
+        report(&format!("  {p}"), v);
+    }
+    let mut proposal = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        proposal.push(timed(&app, &format!("/proposal/{id}"), &format!("r{}@county.gov", i % 20)).await?);
+    }
+    report("queue page", queue);
+    report("proposal page", proposal);
+    Ok(())
+}

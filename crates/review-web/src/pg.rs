@@ -1,0 +1,275 @@
+//! The web store in PostgreSQL (Aurora in AWS, as role `lake_reviewer`): the queue straight from
+//! `match_review`, leases in `review_lease` (one row per proposal, taken with one conditional
+//! upsert so two reviewers cannot both hold it), the audit trail in `review_audit` (insert and
+//! select only; a trigger refuses update, delete and truncate). Tables: migration 0004.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pii_matching::pg::Db;
+use sqlx::Row;
+
+use crate::store::{
+    Action, AuditEvent, Decided, Facet, Lease, QueuePage, QueueQuery, QueueRow, StoreError, WebStore,
+};
+
+/// The web store on the matching database.
+pub struct PgWebStore {
+    pub db: Arc<Db>,
+    /// The per-(source, dataset) counts, recomputed at most every [`FACETS_TTL`] (a full
+    /// index scan at 100,000 pending; a few seconds stale is fine for a queue's counts).
+    facets: Mutex<Option<(Instant, Vec<Facet>)>>,
+}
+
+/// How long the queue's counts are reused.
+pub const FACETS_TTL: Duration = Duration::from_secs(5);
+
+impl PgWebStore {
+    pub fn new(db: Arc<Db>) -> Self {
+        Self { db, facets: Mutex::new(None) }
+    }
+
+    async fn facets(&self) -> Result<Vec<Facet>, StoreError> {
+        if let Ok(g) = self.facets.lock() {
+            if let Some((_, f)) = g.as_ref().filter(|(at, _)| at.elapsed() < FACETS_TTL) {
+                return Ok(f.clone());
+            }
+        }
+        let f = self
+            .run(|pool| async move {
+                sqlx::query(
+                    "SELECT source, dataset, count(*) AS n FROM match_review WHERE status = 'pending' \
+                     GROUP BY source, dataset ORDER BY source, dataset",
+                )
+                .fetch_all(&pool)
+                .await?
+                .iter()
+                .map(|r| Ok(Facet { source: r.try_get(0)?, dataset: r.try_get(1)?, pending: r.try_get(2)? }))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+            })
+            .await?;
+        if let Ok(mut g) = self.facets.lock() {
+            *g = Some((Instant::now(), f.clone()));
+        }
+        Ok(f)
+    }
+}
+
+const FILTER: &str = "r.status = 'pending' AND ($1::text IS NULL OR r.source = $1) \
+     AND ($2::text IS NULL OR r.dataset = $2) AND ($3::float8 IS NULL OR r.best_score >= $3) \
+     AND ($4::float8 IS NULL OR r.best_score < $4)";
+
+/// One page in queue order: the offset walked in an index alone, then only the page's rows read.
+fn rows_sql() -> String {
+    format!(
+        "WITH page AS (SELECT r.review_id, r.created_at FROM match_review r WHERE {FILTER} \
+                       ORDER BY r.created_at, r.review_id LIMIT $6 OFFSET $7) \
+         SELECT r.review_id, r.created_at, r.source, r.dataset, r.best_score, \
+                jsonb_array_length(r.candidates)::int8 AS n, r.rule, \
+                CASE WHEN l.expires_at > now() AND l.reviewer <> $5 THEN l.reviewer END AS taken_by \
+         FROM page p JOIN match_review r ON r.review_id = p.review_id \
+         LEFT JOIN review_lease l ON l.review_id = r.review_id \
+         ORDER BY p.created_at, p.review_id"
+    )
+}
+
+fn row_of(r: &sqlx::postgres::PgRow) -> Result<QueueRow, sqlx::Error> {
+    Ok(QueueRow {
+        review_id: r.try_get("review_id")?,
+        created_at: r.try_get("created_at")?,
+        source: r.try_get("source")?,
+        dataset: r.try_get("dataset")?,
+        best_score: r.try_get("best_score")?,
+        candidates: r.try_get("n")?,
+        rule: r.try_get("rule")?,
+        taken_by: r.try_get("taken_by")?,
+    })
+}
+
+fn audit_of(r: &sqlx::postgres::PgRow) -> Result<AuditEvent, sqlx::Error> {
+    let action: String = r.try_get("action")?;
+    Ok(AuditEvent {
+        at: r.try_get("at")?,
+        reviewer: r.try_get("reviewer")?,
+        action: Action::parse(&action).ok_or_else(|| sqlx::Error::Decode("unknown audit action".into()))?,
+        review_id: r.try_get("review_id")?,
+        field: r.try_get("field")?,
+        person_id: r.try_get("person_id")?,
+        note: r.try_get("note")?,
+    })
+}
+
+impl PgWebStore {
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(sqlx::PgPool) -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        Ok(self.db.run(f).await?)
+    }
+}
+
+#[async_trait]
+impl WebStore for PgWebStore {
+    async fn queue(&self, q: &QueueQuery, me: &str) -> Result<QueuePage, StoreError> {
+        let facets = self.facets().await?;
+        let sql = rows_sql();
+        let count = format!("SELECT count(*) FROM match_review r WHERE {FILTER}");
+        self.run(|pool| {
+            let (sql, count, facets) = (&sql, &count, &facets);
+            async move {
+                let rows = sqlx::query(sql)
+                    .bind(&q.source)
+                    .bind(&q.dataset)
+                    .bind(q.min_score)
+                    .bind(q.max_score)
+                    .bind(me)
+                    .bind(q.per_page.max(1))
+                    .bind(q.page.max(0).saturating_mul(q.per_page.max(1)))
+                    .fetch_all(&pool)
+                    .await?;
+                // without a score band the facets already hold the count (no second scan)
+                let total: i64 = if q.min_score.is_none() && q.max_score.is_none() {
+                    facets.iter().filter(|f| q.admits(&f.source, &f.dataset, 0.0)).map(|f| f.pending).sum()
+                } else {
+                    sqlx::query_scalar(count)
+                        .bind(&q.source)
+                        .bind(&q.dataset)
+                        .bind(q.min_score)
+                        .bind(q.max_score)
+                        .fetch_one(&pool)
+                        .await?
+                };
+                let rows = rows.iter().map(row_of).collect::<Result<Vec<_>, _>>()?;
+                Ok(QueuePage { rows, total, facets: facets.clone() })
+            }
+        })
+        .await
+    }
+
+    async fn lease(
+        &self,
+        review_id: i64,
+        reviewer: &str,
+        ttl: chrono::Duration,
+    ) -> Result<Lease, StoreError> {
+        let secs = ttl.num_seconds() as f64;
+        self.run(|pool| async move {
+            let got: Option<DateTime<Utc>> = sqlx::query_scalar(
+                "INSERT INTO review_lease (review_id, reviewer, expires_at) \
+                 VALUES ($1, $2, now() + make_interval(secs => $3)) \
+                 ON CONFLICT (review_id) DO UPDATE SET reviewer = EXCLUDED.reviewer, expires_at = EXCLUDED.expires_at \
+                 WHERE review_lease.reviewer = EXCLUDED.reviewer OR review_lease.expires_at <= now() \
+                 RETURNING expires_at",
+            )
+            .bind(review_id)
+            .bind(reviewer)
+            .bind(secs)
+            .fetch_optional(&pool)
+            .await?;
+            if let Some(until) = got {
+                return Ok(Lease::Granted { until });
+            }
+            let r = sqlx::query("SELECT reviewer, expires_at FROM review_lease WHERE review_id = $1")
+                .bind(review_id)
+                .fetch_one(&pool)
+                .await?;
+            Ok(Lease::Held { by: r.try_get(0)?, until: r.try_get(1)? })
+        })
+        .await
+    }
+
+    async fn release(&self, review_id: i64, reviewer: &str) -> Result<(), StoreError> {
+        self.run(|pool| async move {
+            sqlx::query("DELETE FROM review_lease WHERE review_id = $1 AND reviewer = $2")
+                .bind(review_id)
+                .bind(reviewer)
+                .execute(&pool)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn append(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        self.run(|pool| async move {
+            sqlx::query(
+                "INSERT INTO review_audit (at, reviewer, action, review_id, field, person_id, note) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(e.at)
+            .bind(&e.reviewer)
+            .bind(e.action.as_str())
+            .bind(e.review_id)
+            .bind(&e.field)
+            .bind(e.person_id)
+            .bind(&e.note)
+            .execute(&pool)
+            .await
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn audit_since(&self, since: DateTime<Utc>) -> Result<Vec<AuditEvent>, StoreError> {
+        self.run(|pool| async move {
+            sqlx::query(
+                "SELECT at, reviewer, action, review_id, field, person_id, note FROM review_audit \
+                 WHERE at >= $1 ORDER BY audit_id",
+            )
+            .bind(since)
+            .fetch_all(&pool)
+            .await?
+            .iter()
+            .map(audit_of)
+            .collect()
+        })
+        .await
+    }
+
+    async fn revealed(&self, review_id: i64, reviewer: &str) -> Result<Vec<String>, StoreError> {
+        self.run(|pool| async move {
+            sqlx::query_scalar(
+                "SELECT DISTINCT field FROM review_audit WHERE review_id = $1 AND reviewer = $2 \
+                 AND action = 'reveal' AND field IS NOT NULL",
+            )
+            .bind(review_id)
+            .bind(reviewer)
+            .fetch_all(&pool)
+            .await
+        })
+        .await
+    }
+
+    async fn decided(&self, review_id: i64) -> Result<Option<Decided>, StoreError> {
+        self.run(|pool| async move {
+            let r = sqlx::query(
+                "SELECT status, coalesce(reviewer, '') AS reviewer, decided_at FROM match_review \
+                 WHERE review_id = $1 AND status <> 'pending'",
+            )
+            .bind(review_id)
+            .fetch_optional(&pool)
+            .await?;
+            r.map(|r| Ok(Decided { status: r.try_get(0)?, by: r.try_get(1)?, at: r.try_get(2)? })).transpose()
+        })
+        .await
+    }
+
+    async fn neighbour(&self, from: i64, me: &str, forward: bool) -> Result<Option<i64>, StoreError> {
+        let (cmp, order) = if forward { (">", "ASC") } else { ("<", "DESC") };
+        let sql = format!(
+            "SELECT r.review_id FROM match_review r LEFT JOIN review_lease l ON l.review_id = r.review_id \
+             WHERE r.status = 'pending' \
+               AND (r.created_at, r.review_id) {cmp} (SELECT created_at, review_id FROM match_review WHERE review_id = $1) \
+               AND (l.review_id IS NULL OR l.expires_at <= now() OR l.reviewer = $2) \
+             ORDER BY r.created_at {order}, r.review_id {order} LIMIT 1"
+        );
+        self.run(|pool| {
+            let sql = &sql;
+            async move { sqlx::query_scalar(sql).bind(from).bind(me).fetch_optional(&pool).await }
+        })
+        .await
+    }
+}
