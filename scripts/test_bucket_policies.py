@@ -367,6 +367,16 @@ def cases(tpl_buckets):
             ("reports put naming another key", rep, put(role("WorkspaceReaperRole"), rep, "reports/x.csv", sse="aws:kms", key_id=OTHER_KEY), "deny"),
             ("reports over plain HTTP", rep, get(role("WorkspaceReaperRole"), rep, "reports/x.csv", tls=False), "deny"),
         ]
+    ath = bucket("athena-results")
+    if ath in tpl_buckets:
+        # Athena writes an analyst's results with the analyst's credentials, the workgroup's
+        # SSE-KMS with the lake key
+        analyst = role("county-analyst")
+        out += [
+            ("Athena writes query results (SSE-KMS)", ath, put(analyst, ath, "results/q.csv", sse="aws:kms", key_id=data_key), "allow"),
+            ("results put naming SSE-S3", ath, put(analyst, ath, "results/q.csv", sse="AES256"), "deny"),
+            ("results read over plain HTTP", ath, get(analyst, ath, "results/q.csv", tls=False), "deny"),
+        ]
     return out
 
 

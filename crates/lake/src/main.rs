@@ -5,10 +5,12 @@
 //! Boundaries: argument parsing, files and printing only; every rule lives in the library crates.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod athena;
 mod bench;
 mod check;
 mod db;
 mod matching;
+mod query;
 mod reaper;
 mod review;
 
@@ -102,6 +104,9 @@ enum Cmd {
     /// The WorkSpaces reaper in dry run: `lake reaper plan [--fleet FILE]` prints what it would do.
     #[command(subcommand)]
     Reaper(reaper::ReaperCmd),
+    /// SQL over the lake's tables (the catalog's names): `lake query "SELECT ..." [--lake DIR]`,
+    /// printed as a table, CSV, JSON lines or written as Parquet (see docs/ANALYTICS.md).
+    Query(query::QueryArgs),
 }
 
 #[derive(clap::Args)]
@@ -385,6 +390,7 @@ fn main() -> ExitCode {
         Cmd::People(a) => db::run_people(a),
         Cmd::Match(a) => matching::run(a),
         Cmd::Reaper(c) => reaper::run(c),
+        Cmd::Query(a) => query::run(a),
         Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {
             let (deps, _) = lake.deps(None).await?;
             let (src, v, new) = embedded::publish(&deps, &contract).await?;

@@ -99,7 +99,7 @@ where
 pub async fn send(url: &str, resp: &CustomResourceResponse) -> Result<(), String> {
     let body = serde_json::to_vec(resp).map_err(|e| e.to_string())?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
+        .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
         .map_err(|e| format!("no native root certificates: {e}"))?
         .https_or_http()
         .enable_http1()

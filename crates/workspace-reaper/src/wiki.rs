@@ -171,7 +171,7 @@ fn page_type() -> String {
 impl ConfluenceWiki {
     pub fn new(creds: CredsSource) -> Result<Self, WikiError> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
+            .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
             .map_err(|e| werr("tls", format!("no native root certificates: {e}")))?
             .https_or_http()
             .enable_http1()
