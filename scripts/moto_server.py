@@ -5,6 +5,10 @@ moto lacks WorkSpaces' DescribeWorkspacesConnectionStatus; this launcher registe
 operation on moto's WorkSpaces response class. The state it returns is taken from each
 workspace's tags (set by the test): `test:last-connected` (ISO-8601 or `never`) and
 `test:connection-state`.
+
+moto's Athena GetQueryResults answers every row in one page; Athena pages them (at most
+`MaxResults`, 1000 by default, then a `NextToken`). This launcher pages the queued result the same
+way, so the client's paging loop is exercised.
 """
 import argparse
 import json
@@ -42,11 +46,32 @@ def _install_connection_status():
     WorkSpacesResponse.describe_workspaces_connection_status = describe_workspaces_connection_status
 
 
+def _install_athena_paging():
+    try:
+        from moto.athena.responses import AthenaResponse
+    except Exception:  # moto without athena: nothing to page
+        return
+    whole = AthenaResponse.get_query_results
+
+    def get_query_results(self):
+        out = json.loads(whole(self))
+        rows = out.get("ResultSet", {}).get("Rows", [])
+        size = int(self._get_param("MaxResults") or 1000)
+        start = int(self._get_param("NextToken") or 0)
+        out["ResultSet"]["Rows"] = rows[start:start + size]
+        if start + size < len(rows):
+            out["NextToken"] = str(start + size)
+        return json.dumps(out)
+
+    AthenaResponse.get_query_results = get_query_results
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     a = ap.parse_args()
     _install_connection_status()
+    _install_athena_paging()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=a.port, verbose=False)
     server.start()
     import threading

@@ -57,7 +57,11 @@ fn parse_run_table(stdout: &str) -> BTreeMap<String, Counts> {
     let mut m: BTreeMap<String, Counts> = BTreeMap::new();
     for l in lines.take_while(|l| !l.trim().is_empty()) {
         let f: Vec<&str> = l.split_whitespace().collect();
-        let n = |i: usize| f[i].parse::<u64>().unwrap_or_else(|_| panic!("count in {l:?}"));
+        // "-": a file without bad rows never reaches matching
+        let n = |i: usize| match f[i] {
+            "-" => 0,
+            v => v.parse::<u64>().unwrap_or_else(|_| panic!("count in {l:?}")),
+        };
         let c = m.entry(f[src].to_string()).or_default();
         c.good += n(good);
         c.bad += n(bad);

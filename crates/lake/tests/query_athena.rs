@@ -114,6 +114,34 @@ async fn athena_query_runs_in_the_workgroup_with_encrypted_results() {
         rc.encryption_configuration().map(|e| e.encryption_option().clone()),
         Some(aws_sdk_athena::types::EncryptionOption::SseKms)
     );
+
+    // a result longer than Athena's 1,000-row page: every page is read, the header dropped once
+    let mut rows = vec![serde_json::json!({"Data": [cell("row_id"), cell("source")]})];
+    rows.extend((0..2500).map(|i| serde_json::json!({"Data": [cell(&i.to_string()), cell("st_marys")]})));
+    let results = serde_json::json!({
+        "account_id": "123456789012",
+        "region": region(),
+        "results": [{"rows": rows, "column_info": [column("row_id", "bigint"), column("source", "varchar")]}],
+    });
+    moto_post(&ep, "/moto-api/static/athena/query-results", &results.to_string());
+    let out = Command::new(env!("CARGO_BIN_EXE_lake"))
+        .args(["query", "SELECT row_id, source FROM encounter", "--backend", "aws", "--workgroup", &wg])
+        .args(["--database", "county_lake_dev", "--athena-output", "s3://results-bucket/results/"])
+        .args(["--format", "csv"])
+        .env("AWS_ENDPOINT_URL", &ep)
+        .env("AWS_REGION", region())
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("lake query");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2501, "a header and 2,500 rows from three pages");
+    assert_eq!(lines[0], "row_id,source");
+    assert_eq!(
+        (lines[1], lines[1000], lines[1001], lines[2500]),
+        ("0,st_marys", "999,st_marys", "1000,st_marys", "2499,st_marys")
+    );
 }
 
 #[test]
