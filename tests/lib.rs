@@ -62,6 +62,8 @@ pub struct World {
 
     pub alerts_queue: String,
     pub ingest_bucket: String,
+    /// The ledger table (a test that builds its own metadata adapter names it).
+    pub runs_table: String,
 }
 
 /// A fresh pipeline in moto: ingest (versioned), raw and quarantine buckets, the runs and
@@ -172,7 +174,14 @@ pub async fn world() -> World {
         },
     };
     let topo = Topology { ingest_bucket: name("ingest"), ingest_queue: urls["ingest"].clone() };
-    World { deps, topo, s3, alerts_queue: urls["alerts"].clone(), ingest_bucket: name("ingest") }
+    World {
+        deps,
+        topo,
+        s3,
+        alerts_queue: urls["alerts"].clone(),
+        ingest_bucket: name("ingest"),
+        runs_table: name("runs"),
+    }
 }
 
 impl World {

@@ -96,7 +96,7 @@ async fn bad_rows_are_matched_through_moto_and_a_deployed_database_then_one_is_a
     let mut pipeline: Deps = w.deps.clone();
     pipeline.meta = Arc::new(layer::aws::DynamoMetadata {
         client: aws_sdk_dynamodb::Client::new(&e2e::moto_sdk().await),
-        runs_table: runs_table(&w).await,
+        runs_table: w.runs_table.clone(),
         datasets_table: "no-such-table-matching-must-not-touch".into(),
     });
     let matcher_db = as_role(&base, "lake_matcher", &dbname);
@@ -148,9 +148,4 @@ async fn bad_rows_are_matched_through_moto_and_a_deployed_database_then_one_is_a
     assert_eq!(pending(&reviewer_db).await, open[1..].to_vec());
     let again = review::accept(&desk, &w.deps, open[0], None, "e2e-reviewer").await;
     assert!(matches!(again, Err(review::ReviewError::AlreadyDecided { .. })), "{again:?}");
-}
-
-async fn runs_table(w: &e2e::World) -> String {
-    // the world's tables are named t<id>-runs / t<id>-datasets after its ingest bucket t<id>-ingest
-    w.ingest_bucket.replace("-ingest", "-runs")
 }
