@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 
 use common::Contract;
@@ -72,17 +71,19 @@ fn a_100000_column_header_and_a_100000_field_line() {
 
 #[test]
 fn a_2_gb_line_is_skipped_in_bounded_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("two_gb_line.psv");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&p).unwrap());
-    writeln!(f, "{H_CG}\n{ROW}").unwrap();
-    let block = vec![b'x'; 1 << 20];
-    for _ in 0..2048 {
-        f.write_all(&block).unwrap();
-    }
-    writeln!(f).unwrap();
-    writeln!(f, "{}", ROW.replacen("7|", "8|", 1)).unwrap();
-    f.flush().unwrap();
-    drop(f);
-    check("county_general", &p, Want::Rows { good: 2, bad: 0, malformed: 1 });
+    // Streamed from a generator: 2 GiB on disk is more than a CI machine may have free.
+    use std::io::Read;
+    let head = format!("{H_CG}\n{ROW}\n");
+    let tail = format!("\n{}\n", ROW.replacen("7|", "8|", 1));
+    let input = head.as_bytes().chain(std::io::repeat(b'x').take(2 << 30)).chain(tail.as_bytes());
+    let r = common::check_reader(Contract::Config("county_general"), "two_gb_line.psv", input);
+    assert!(r.ok, "{}", r.error);
+    let v = &r.summary;
+    assert_eq!(
+        (v["good"].as_u64(), v["bad"].as_u64(), v["malformed"].as_u64()),
+        (Some(2), Some(0), Some(1)),
+        "{v}"
+    );
+    let kept = r.malformed[0].to_string().len();
+    assert!(kept < 64 << 10, "the malformed record keeps {kept} bytes of a 2 GiB line");
 }

@@ -104,18 +104,24 @@ pub struct Run {
 
 /// Runs `input` through a contract with the default options, the file name as `source_file`.
 pub fn check(contract: Contract<'_>, input: &Path) -> Run {
+    let name = input.file_name().unwrap().to_str().unwrap();
+    check_reader(contract, name, File::open(input).unwrap())
+}
+
+/// Runs the bytes `input` yields through a contract, `name` as `source_file`: a case too big
+/// for a test machine's disk streams from a generator instead of a file.
+pub fn check_reader(contract: Contract<'_>, name: &str, input: impl std::io::Read + Send) -> Run {
     let (contract, catalog) = contract.load().unwrap();
     let schema = catalog.get(&contract.dataset).unwrap();
     let out = tempfile::tempdir().unwrap();
     let paths = ["good.parquet", "bad.parquet", "malformed.jsonl"].map(|n| out.path().join(n));
     let [mut good, mut bad, mut malformed] = paths.clone().map(|p| File::create(p).unwrap());
-    let name = input.file_name().unwrap().to_str().unwrap();
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         transform::run(
             &contract,
             schema,
             name,
-            File::open(input).unwrap(),
+            input,
             transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed },
             &transform::Options::default(),
         )
