@@ -177,12 +177,17 @@ fn parse_contract(
 }
 
 /// Direct S3 invocation (compatibility with buckets that notify the Lambda itself): routes every
-/// object, failing the invocation on the first error so Lambda's async retries apply.
-pub async fn handle_s3(deps: &Deps, body: &str) -> Result<(), StageError> {
-    for o in
-        s3event::parse(body).map_err(|e| StageError::permanent(ErrorKind::NotAnS3Event, e.to_string()))?
-    {
-        route_object(deps, &o).await?;
+/// object, failing the invocation on the first error so Lambda's async retries apply. Each object
+/// is routed in a correlation scope, as a queued message is: its log lines and metrics carry the
+/// invocation's request id and the file id.
+pub async fn handle_s3(deps: &Deps, request_id: &str, body: &str) -> Result<(), StageError> {
+    let objects =
+        s3event::parse(body).map_err(|e| StageError::permanent(ErrorKind::NotAnS3Event, e.to_string()))?;
+    for o in objects {
+        let scope = layer::telemetry::MessageScope::new(Function::IngestionRouter, request_id, request_id);
+        scope.run(route_object(deps, &o)).await.inspect_err(|e| {
+            tracing::error!(kind = %e.kind, "direct S3 invocation failed; Lambda retries it");
+        })?;
     }
     Ok(())
 }

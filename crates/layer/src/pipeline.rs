@@ -155,15 +155,25 @@ impl StageError {
     }
 }
 
+/// What the Lambda runtime reports for a failed invocation: the stable kind as `errorType`, and
+/// the kind again at the start of `errorMessage` (an asynchronous invocation's DLQ record keeps
+/// only the message). The message is the stage's own, already free of keys and values.
+impl From<&StageError> for lambda_runtime::Diagnostic {
+    fn from(e: &StageError) -> Self {
+        lambda_runtime::Diagnostic { error_type: e.kind.as_str().into(), error_message: e.to_string() }
+    }
+}
+
+impl From<StageError> for lambda_runtime::Diagnostic {
+    fn from(e: StageError) -> Self {
+        Self::from(&e)
+    }
+}
+
 pub fn receive_count(m: &SqsMessage) -> u32 {
     m.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1)
 }
 
-/// Runs `process` on every message of an SQS batch. A transient failure before the last attempt
-/// is reported as a batch item failure (SQS redelivers it); a permanent failure, or any failure
-/// on the last attempt, writes the envelope to the DLQ, raises the alert and marks the ledger
-/// FAILED, and the message is consumed. If even that fails, the item is reported as failed so
-/// SQS keeps it (and its redrive policy moves it to the DLQ).
 /// The handler's batch, as `lambda_runtime` hands it over: the SQS event and the invocation's
 /// context (its request id correlates every log line and metric of the batch).
 pub type SqsInvocation = lambda_runtime::LambdaEvent<SqsEvent>;
@@ -187,6 +197,11 @@ pub fn disposition(e: &StageError, attempts: u32) -> Disposition {
     }
 }
 
+/// Runs `process` on every message of an SQS batch. A transient failure before the last attempt
+/// is reported as a batch item failure (SQS redelivers it); a permanent failure, or any failure
+/// on the last attempt, writes the envelope to the DLQ, raises the alert and marks the ledger
+/// FAILED, and the message is consumed. If even that fails, the item is reported as failed so
+/// SQS keeps it (and its redrive policy moves it to the DLQ).
 pub async fn handle_batch<'a, F, Fut>(
     deps: &'a Deps,
     function: Function,
