@@ -104,4 +104,9 @@ if [ ! -f crates/review-web/browser/node_modules/playwright-core/package.json ] 
 fi
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-gov-west-1 AWS_DEFAULT_REGION=us-gov-west-1
-cargo test --workspace --all-targets --no-fail-fast "$@"
+# With arguments (`-p CRATE --test NAME`), only what they name is built and run; without, everything.
+if [ $# -gt 0 ]; then
+  cargo test --no-fail-fast "$@"
+else
+  cargo test --workspace --all-targets --no-fail-fast
+fi

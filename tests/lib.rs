@@ -70,8 +70,7 @@ pub struct World {
 /// datasets tables, every queue, the alert topic (subscribed by an `alerts` queue the test reads).
 pub async fn world() -> World {
     let sdk = moto_sdk().await;
-    let s3 =
-        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let s3 = s3_client(&sdk);
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let sns = aws_sdk_sns::Client::new(&sdk);
@@ -79,54 +78,10 @@ pub async fn world() -> World {
     let name = |s: &str| format!("t{id}-{s}");
 
     for b in ["ingest", "raw", "quarantine"] {
-        s3.create_bucket()
-            .bucket(name(b))
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("us-gov-west-1"))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        create_bucket(&s3, &name(b), b == "ingest").await;
     }
-    s3.put_bucket_versioning()
-        .bucket(name("ingest"))
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
     for t in ["runs", "datasets"] {
-        ddb.create_table()
-            .table_name(name(t))
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("sk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder().attribute_name("sk").key_type(KeyType::Range).build().unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        create_table(&ddb, &name(t)).await;
     }
     let mut urls = std::collections::HashMap::new();
     for q in ["ingest", "work-delimited", "work-json", "pii", "dlq", "alerts"] {
@@ -134,24 +89,7 @@ pub async fn world() -> World {
         urls.insert(q, u);
     }
     let topic = sns.create_topic().name(name("alerts")).send().await.unwrap().topic_arn.unwrap();
-    let alerts_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&urls["alerts"])
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(alerts_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    subscribe_queue(&sns, &sqs, &topic, &urls["alerts"]).await;
 
     let deps = Deps {
         store: Arc::new(S3Store { client: s3.clone() }),
@@ -182,6 +120,76 @@ pub async fn world() -> World {
         ingest_bucket: name("ingest"),
         runs_table: name("runs"),
     }
+}
+
+/// An S3 client for moto (path-style addressing: moto serves no bucket host names).
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build())
+}
+
+/// A bucket in the GovCloud region, versioned when asked (as the ingestion bucket is).
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, versioned: bool) {
+    use aws_sdk_s3::types::{BucketLocationConstraint, BucketVersioningStatus};
+    use aws_sdk_s3::types::{CreateBucketConfiguration, VersioningConfiguration};
+    let region = CreateBucketConfiguration::builder()
+        .location_constraint(BucketLocationConstraint::from("us-gov-west-1"))
+        .build();
+    s3.create_bucket().bucket(bucket).create_bucket_configuration(region).send().await.unwrap();
+    if versioned {
+        let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+        s3.put_bucket_versioning().bucket(bucket).versioning_configuration(on).send().await.unwrap();
+    }
+}
+
+/// A table keyed as the ledger and datasets tables are (`pk` hash, `sk` range, both strings).
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, table: &str) {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key =
+        |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
+    ddb.create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Subscribes a queue to a topic with raw delivery, so a test reads each alert's text as is.
+pub async fn subscribe_queue(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    topic: &str,
+    queue_url: &str,
+) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let arn = attrs[&QueueAttributeName::QueueArn].clone();
+    sns.subscribe()
+        .topic_arn(topic)
+        .protocol("sqs")
+        .endpoint(arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
 }
 
 impl World {
