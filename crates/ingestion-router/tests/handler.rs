@@ -3,14 +3,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use layer::faults::{Faults, When};
 use layer::ledger::Status;
-use layer::local::{LocalMetadata, LocalNotifier, LocalObjectStore, LocalQueue};
-use layer::pipeline::{Deps, PipelineConfig, WorkMessage};
+use layer::local::LocalObjectStore;
+use layer::pipeline::{Deps, WorkMessage};
 use layer::{ErrorKind, Function, Stage};
 
 fn event(name: &str) -> LambdaEvent<SqsEvent> {
@@ -23,19 +22,7 @@ fn event(name: &str) -> LambdaEvent<SqsEvent> {
 
 /// Local adapters with the st_marys contract published.
 async fn deps(dir: &Path) -> Deps {
-    let d = Deps {
-        store: Arc::new(LocalObjectStore::new(dir.join("buckets"))),
-        queue: Arc::new(LocalQueue::new(dir.join("queues"))),
-        notifier: Arc::new(LocalNotifier::new(dir.join("topics"))),
-        meta: Arc::new(LocalMetadata::new(dir.join("meta"))),
-        cfg: PipelineConfig {
-            queue_delimited: "work-delimited".into(),
-            queue_json: "work-json".into(),
-            dlq: "dlq".into(),
-            alert_topic: "alerts".into(),
-            ..Default::default()
-        },
-    };
+    let d = layer::local::local_deps(dir, LocalObjectStore::new(dir.join("buckets")));
     let toml = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/sources/st_marys.toml"),
     )

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use contracts::{Catalog, Contract};
 use layer::ledger::RunRecord;
-use layer::local::{LocalMetadata, LocalNotifier, LocalObjectStore, LocalQueue};
+use layer::local::LocalObjectStore;
 use layer::pipeline::{Deps, PipelineConfig, SqsInvocation};
 use layer::FormatFamily;
 use pii_matching::handler::MatchDeps;
@@ -25,23 +25,7 @@ pub fn local_deps(root: &Path, ingest_dir: Option<&Path>) -> (Deps, Topology) {
     if let Some(d) = ingest_dir {
         store = store.with_bucket("ingest", d);
     }
-    let cfg = PipelineConfig {
-        queue_delimited: "work-delimited".into(),
-        queue_json: "work-json".into(),
-        dlq: "dlq".into(),
-        alert_topic: "alerts".into(),
-        raw_bucket: "raw".into(),
-        quarantine_bucket: "quarantine".into(),
-        kms_key: None,
-        pii_queue: "pii".into(),
-    };
-    let deps = Deps {
-        store: Arc::new(store),
-        queue: Arc::new(LocalQueue::new(root.join("queues"))),
-        notifier: Arc::new(LocalNotifier::new(root.join("topics"))),
-        meta: Arc::new(LocalMetadata::new(root.join("meta"))),
-        cfg,
-    };
+    let deps = layer::local::local_deps(root, store);
     (deps, Topology { ingest_bucket: "ingest".into(), ingest_queue: "ingest".into() })
 }
 

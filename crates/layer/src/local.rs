@@ -28,6 +28,32 @@ fn under(root: &Path, key: &str) -> Result<PathBuf, PortError> {
     Ok(root.join(rel))
 }
 
+/// The embedded lake's names: queues, topic and buckets as the local adapters keep them.
+pub fn embedded_config() -> crate::pipeline::PipelineConfig {
+    crate::pipeline::PipelineConfig {
+        queue_delimited: "work-delimited".into(),
+        queue_json: "work-json".into(),
+        dlq: "dlq".into(),
+        alert_topic: "alerts".into(),
+        raw_bucket: "raw".into(),
+        quarantine_bucket: "quarantine".into(),
+        kms_key: None,
+        pii_queue: "pii".into(),
+    }
+}
+
+/// Local adapters under `root` (queues, topics as folders, the ledger as JSON) around `store`,
+/// with the embedded lake's names: what `lake run` and the handler tests build on.
+pub fn local_deps(root: &Path, store: LocalObjectStore) -> crate::pipeline::Deps {
+    crate::pipeline::Deps {
+        store: std::sync::Arc::new(store),
+        queue: std::sync::Arc::new(LocalQueue::new(root.join("queues"))),
+        notifier: std::sync::Arc::new(LocalNotifier::new(root.join("topics"))),
+        meta: std::sync::Arc::new(LocalMetadata::new(root.join("meta"))),
+        cfg: embedded_config(),
+    }
+}
+
 /// Buckets as folders: a bucket is mapped to a folder, or to `<root>/<bucket>`.
 pub struct LocalObjectStore {
     root: PathBuf,
