@@ -809,6 +809,8 @@ def analyst_requests(t):
         ("analyst", "the encounter table", req("glue:GetTable", table), "allow"),
         ("analyst", "raw Parquet", req("s3:GetObject", f"{raw}/{part}/f.parquet"), "allow"),
         ("analyst", "listing a raw partition", req("s3:ListBucket", raw, s3_prefix=f"{part}/"), "allow"),
+        ("analyst", "the raw bucket's region (Athena asks)", req("s3:GetBucketLocation", raw), "allow"),
+        ("analyst", "listing the whole raw bucket", req("s3:ListBucket", raw, s3_prefix=""), "implicit-deny"),
         ("analyst", "writing a result", req("s3:PutObject", f"{results}/results/q.csv"), "allow"),
         ("analyst", "reading a result", req("s3:GetObject", f"{results}/results/q.csv"), "allow"),
         ("analyst", "the lake key through S3", req("kms:Decrypt", tbp.KEYS["KmsKeyArn"], **via_s3), "allow"),
