@@ -3,6 +3,7 @@
 //! locally. The result configuration is decided from `GetWorkGroup`: a workgroup that enforces its
 //! configuration (the stack's) gets none (its location, SSE-KMS key and scan limit apply); any
 //! other gets an explicit location and SSE-KMS with a named key, or the query is not started.
+//! Ctrl-C while a query runs stops it in Athena.
 //!
 //! Boundaries: Athena calls and the conversion of its string cells; printing is `query`'s.
 
@@ -117,8 +118,25 @@ pub async fn execute(sql: &str, t: &Target) -> anyhow::Result<DataFrame> {
     }
     let started = start.send().await.map_err(|e| sdk_error("StartQueryExecution", e))?;
     let id = started.query_execution_id().context("Athena returned no query id")?.to_string();
-    wait(&client, &id).await?;
+    tokio::select! {
+        done = wait(&client, &id) => done?,
+        _ = tokio::signal::ctrl_c() => return Err(cancel(&client, &id).await),
+    }
     results(&client, &id).await
+}
+
+/// Ctrl-C while the query runs: it is stopped in Athena (else it would go on scanning, and
+/// billing, after the command is gone).
+#[allow(clippy::print_stderr)]
+async fn cancel(client: &aws_sdk_athena::Client, id: &str) -> anyhow::Error {
+    eprintln!();
+    match client.stop_query_execution().query_execution_id(id).send().await {
+        Ok(_) => anyhow::anyhow!("query {id} cancelled (interrupted; StopQueryExecution sent)"),
+        Err(e) => anyhow::anyhow!(
+            "interrupted, but query {id} could not be stopped and may still run: {}",
+            sdk_error("StopQueryExecution", e)
+        ),
+    }
 }
 
 /// Polls until the query ends, with one progress line on stderr.

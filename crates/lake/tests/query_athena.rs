@@ -3,8 +3,9 @@
 //! sent (query text, workgroup, database, and the result configuration decided from the
 //! workgroup: none for one that enforces its own, location and SSE-KMS with a key otherwise),
 //! that it polled through QUEUED and RUNNING with a progress line, that a FAILED query ends with
-//! Athena's reason, and that every page of a long result is read. The paging and the FAILED state
-//! come from scripts/moto_server.py's patches; the tests check that those are installed.
+//! Athena's reason, that Ctrl-C stops the query in Athena, and that every page of a long result
+//! is read. The paging and the FAILED state come from scripts/moto_server.py's patches; the tests
+//! check that those are installed.
 
 use std::io::{Read, Write};
 use std::process::{Command, Output};
@@ -333,6 +334,61 @@ async fn every_page_of_a_long_result_is_read() {
         (lines[1], lines[1000], lines[1001], lines[2500]),
         ("0,st_marys", "999,st_marys", "1000,st_marys", "2499,st_marys")
     );
+}
+
+#[tokio::test]
+async fn interrupting_the_cli_stops_the_query_in_athena() {
+    let Some(ep) = endpoint() else {
+        eprintln!("LAKE_TEST_AWS_ENDPOINT not set (outside CI): skipped");
+        return;
+    };
+    let _one = MOTO.lock().await;
+    let client = athena(&ep).await;
+    let wg = workgroup(
+        &client,
+        "interrupted",
+        WorkGroupConfiguration::builder().enforce_work_group_configuration(true).build(),
+    )
+    .await;
+    polls_per_state(&ep, 1000); // queued for as long as the test needs
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lake"))
+        .args(["query", "SELECT COUNT(*) FROM encounter", "--backend", "aws", "--workgroup", &wg])
+        .args(["--database", "county_lake_dev"])
+        .env("AWS_ENDPOINT_URL", &ep)
+        .env("AWS_REGION", region())
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lake query");
+    // the progress line is printed once the CLI polls, with its Ctrl-C handler installed
+    let mut err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(": QUEUED after") {
+        let chunk = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("a progress line");
+        seen.extend(chunk);
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
+    let status = child.wait().expect("lake exits");
+    reader.join().expect("reader");
+    seen.extend(rx.try_iter().flatten());
+    polls_reset(&ep);
+    let stderr = String::from_utf8_lossy(&seen);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cancelled (interrupted; StopQueryExecution sent)"), "{stderr}");
+    let sent = executions(&client, &wg).await;
+    let state = sent[0].status().and_then(|s| s.state()).cloned();
+    assert_eq!(state, Some(aws_sdk_athena::types::QueryExecutionState::Cancelled), "stopped in Athena");
 }
 
 #[test]
