@@ -602,6 +602,50 @@ def check_ci():
         fail(".gitlab-ci.yml: no job caches cargo's registry and target dir")
 
 
+def lambda_packages(tpl):
+    """The cargo package of each binary a function's CodeUri (target/lambda/<bin>/) names."""
+    import tomllib
+    bin_pkg = {}
+    for manifest in (ROOT / "crates").glob("*/Cargo.toml"):
+        m = tomllib.loads(manifest.read_text())
+        pkg = m["package"]["name"]
+        bins = [b["name"] for b in m.get("bin", [])]
+        if not bins and (manifest.parent / "src/main.rs").exists():
+            bins = [pkg]
+        bin_pkg.update({b: pkg for b in bins})
+    out = {}
+    for name, r in tpl["Resources"].items():
+        uri = str(r.get("Properties", {}).get("CodeUri", ""))
+        m = re.fullmatch(r"target/lambda/([\w-]+)/?", uri)
+        if m:
+            if m.group(1) not in bin_pkg:
+                fail(f"{name}: CodeUri {uri} names no binary of the workspace")
+            else:
+                out[m.group(1)] = bin_pkg[m.group(1)]
+    return out
+
+
+def check_ci_build(tpl):
+    """The build job compiles the Lambda packages only (never the `lake` CLI and its polars), and
+    every function's binary among them."""
+    try:
+        ci = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
+    except Exception:  # noqa: BLE001 (check_ci reports it)
+        return
+    cmds = [c for j in ci.values() if isinstance(j, dict) and j.get("stage") == "build"
+            for c in j.get("script", []) if "cargo lambda build" in c]
+    pkgs = {p for c in cmds for p in re.findall(r"(?:-p|--package)[ =]([\w-]+)", c)}
+    if not cmds or not pkgs or any("--workspace" in c for c in cmds):
+        fail(".gitlab-ci.yml: the build job's `cargo lambda build` must name the Lambda packages (-p ...), "
+             "not build the whole workspace (the `lake` CLI links polars)")
+        return
+    if "lake" in pkgs:
+        fail(".gitlab-ci.yml: the build job must not build the `lake` CLI (polars) into Lambda artefacts")
+    for b, pkg in sorted(lambda_packages(tpl).items()):
+        if pkg not in pkgs:
+            fail(f".gitlab-ci.yml: the build job does not build -p {pkg} (binary {b}, a function's CodeUri)")
+
+
 # ---------------------------------------------------------------- HIPAA review findings
 PHI_BUCKETS = ("IngestionBucket", "RawBucket", "QuarantineBucket")
 SSE_KEYS = ("s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id")
@@ -713,6 +757,117 @@ def check_alarms_retention_fips(tpl):
         fail("QuarantineBucket: quarantined rows must expire after PhiRetentionDays")
 
 
+# ---------------------------------------------------------------- analysts (Glue, Athena)
+ANALYST_POLICY, STEWARD_POLICY = "AnalystQueryPolicy", "StewardQuarantinePolicy"
+S3_READS = ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes", "s3:GetObjectTagging",
+            "s3:GetObjectAcl", "s3:RestoreObject", "s3:ListBucket", "s3:ListBucketVersions",
+            "s3:ListMultipartUploadParts")
+GLUE_TABLE_READS = ("glue:GetTable", "glue:GetTables", "glue:GetTableVersion", "glue:GetTableVersions",
+                    "glue:GetPartition", "glue:GetPartitions", "glue:BatchGetPartition",
+                    "glue:GetColumnStatisticsForTable", "glue:GetColumnStatisticsForPartition",
+                    "glue:SearchTables")
+
+
+def identity_decide(statements, req):
+    """An identity policy's answer to one request: 'deny' (explicit), 'allow' or 'implicit-deny';
+    actions, resources and conditions matched with test_bucket_policies.py's evaluator."""
+    import test_bucket_policies as tbp
+
+    def hit(st):
+        for el in ("NotAction", "NotResource", "NotPrincipal"):
+            if el in st:
+                raise ValueError(f"{el} is not evaluated here: add it with its documented semantics")
+        return (any(tbp.wild(a, req["action"], case=False) for a in as_list(st["Action"]))
+                and any(tbp.wild(r, req["resource"]) for r in as_list(st["Resource"]))
+                and tbp.condition_holds(st.get("Condition", {}), req["context"]))
+    if any(st["Effect"] == "Deny" and hit(st) for st in statements):
+        return "deny"
+    return "allow" if any(st["Effect"] == "Allow" and hit(st) for st in statements) else "implicit-deny"
+
+
+def analyst_requests(t):
+    """(who, what, request, expected) for the analyst and the data steward (analyst policy plus
+    the steward's): the calls Athena makes with their credentials, and the reads they must not
+    have (ingestion and quarantine buckets, the quarantine table)."""
+    import test_bucket_policies as tbp
+    arn, P, R, A = t.arn_of, tbp.PARTITION, tbp.REGION, tbp.ACCOUNT
+    raw, ing, quar, results = arn("RawBucket"), arn("IngestionBucket"), arn("QuarantineBucket"), arn("AthenaResultsBucket")
+    db = t.name_of("GlueDatabase")
+    table = f"arn:{P}:glue:{R}:{A}:table/{db}/{t.name_of('GlueTableEncounter')}"
+    qtable = f"arn:{P}:glue:{R}:{A}:table/{db}/{t.name_of('GlueTableEncounterQuarantine')}"
+    wg = f"arn:{P}:athena:{R}:{A}:workgroup/{t.name_of('AthenaWorkGroup')}"
+    part = "dataset=encounter/source=st_marys/ingest_date=2026-12-07"
+
+    def req(action, resource, **ctx):
+        return {"action": action, "resource": resource,
+                "context": {"aws:SecureTransport": "true", **{k.replace("_", ":", 1): v for k, v in ctx.items()}}}
+    via_s3 = {"kms_ViaService": f"s3.{R}.amazonaws.com"}
+    out = [
+        ("analyst", "Athena query in the workgroup", req("athena:StartQueryExecution", wg), "allow"),
+        ("analyst", "lake query reads the workgroup's settings", req("athena:GetWorkGroup", wg), "allow"),
+        ("analyst", "a query in another workgroup", req("athena:StartQueryExecution", f"arn:{P}:athena:{R}:{A}:workgroup/primary"), "implicit-deny"),
+        ("analyst", "the encounter table", req("glue:GetTable", table), "allow"),
+        ("analyst", "raw Parquet", req("s3:GetObject", f"{raw}/{part}/f.parquet"), "allow"),
+        ("analyst", "listing a raw partition", req("s3:ListBucket", raw, s3_prefix=f"{part}/"), "allow"),
+        ("analyst", "the raw bucket's region (Athena asks)", req("s3:GetBucketLocation", raw), "allow"),
+        ("analyst", "listing the whole raw bucket", req("s3:ListBucket", raw, s3_prefix=""), "implicit-deny"),
+        ("analyst", "writing a result", req("s3:PutObject", f"{results}/results/q.csv"), "allow"),
+        ("analyst", "reading a result", req("s3:GetObject", f"{results}/results/q.csv"), "allow"),
+        ("analyst", "the lake key through S3", req("kms:Decrypt", tbp.KEYS["KmsKeyArn"], **via_s3), "allow"),
+        ("analyst", "the lake key called directly", req("kms:Decrypt", tbp.KEYS["KmsKeyArn"]), "implicit-deny"),
+        ("steward", "the quarantine table", req("glue:GetTable", qtable), "allow"),
+        ("steward", "the quarantine table's partitions", req("glue:GetPartitions", qtable), "allow"),
+        ("steward", "bad rows", req("s3:GetObject", f"{quar}/bad/{part}/f.bad.parquet"), "allow"),
+        ("steward", "listing bad rows", req("s3:ListBucket", quar, s3_prefix=f"bad/{part}/"), "allow"),
+        ("steward", "quarantine outside bad/", req("s3:GetObject", f"{quar}/malformed/{part}/f.jsonl"), "implicit-deny"),
+        ("steward", "listing the whole quarantine bucket", req("s3:ListBucket", quar, s3_prefix=""), "implicit-deny"),
+    ]
+    for who in ("analyst", "steward"):
+        for a in S3_READS:
+            on = ing if a.startswith("s3:ListBucket") else f"{ing}/st_marys/admissions.csv"
+            out.append((who, f"{a} on the ingestion bucket", req(a, on, s3_prefix="st_marys/"), "implicit-deny"))
+    for a in S3_READS:
+        on = quar if a.startswith("s3:ListBucket") else f"{quar}/bad/{part}/f.bad.parquet"
+        out.append(("analyst", f"{a} on the quarantine bucket", req(a, on, s3_prefix="bad/"), "implicit-deny"))
+    for a in GLUE_TABLE_READS:
+        out.append(("analyst", f"{a} on the quarantine table", req(a, qtable), "implicit-deny"))
+    return out
+
+
+def check_analyst_access(path):
+    """AnalystQueryPolicy reads the raw table and its results only: no read on the ingestion or
+    quarantine buckets nor the quarantine table; StewardQuarantinePolicy adds the quarantine table."""
+    import test_bucket_policies as tbp
+
+    class Tpl(tbp.Template):
+        def name_of(self, logical):
+            r = self.res[logical]
+            props = r.get("Properties", {})
+            names = {"AWS::Glue::Database": ("DatabaseInput", "Name"), "AWS::Glue::Table": ("TableInput", "Name"),
+                     "AWS::Athena::WorkGroup": ("Name",)}
+            if r["Type"] in names:
+                v = props
+                for k in names[r["Type"]]:
+                    v = v[k]
+                return self.value(v)
+            return super().name_of(logical)
+    t = Tpl(path)
+    if ANALYST_POLICY not in t.res or STEWARD_POLICY not in t.res:
+        fail(f"template.yaml: {ANALYST_POLICY} and {STEWARD_POLICY} (docs/ANALYTICS.md) missing")
+        return
+    docs = {n: as_list(t.value(t.res[n]["Properties"]["PolicyDocument"])["Statement"])
+            for n in (ANALYST_POLICY, STEWARD_POLICY)}
+    for n, sts in docs.items():
+        for st in sts:
+            if any("*" in str(a).split(":", 1)[-1] for a in as_list(st.get("Action", []))) or "*" in as_list(st.get("Resource")):
+                fail(f"{n}: statement {st.get('Sid')} has a wildcard action or Resource \"*\"")
+    policies = {"analyst": docs[ANALYST_POLICY], "steward": docs[ANALYST_POLICY] + docs[STEWARD_POLICY]}
+    for who, what, req, want in analyst_requests(t):
+        got = identity_decide(policies[who], req)
+        if got != want:
+            fail(f"{who}: {what} ({req['action']} {req['resource']}): {got}, want {want}")
+
+
 def tf_text():
     return {f.name: f.read_text() for f in sorted((ROOT / "infra").glob("*.tf"))}
 
@@ -809,18 +964,20 @@ def main():
     check_code_ties(tpl)
     check_reaper_guard(tpl)
     check_ci()
+    check_ci_build(tpl)
     check_bucket_policies(tpl)
     check_keys(tpl)
     check_alarms_retention_fips(tpl)
     check_terraform()
     check_supply_chain()
+    check_analyst_access(path)
     if errors:
         print(f"check_template: {len(errors)} problem(s):", file=sys.stderr)
         for e in errors:
             print(f"  - {e}", file=sys.stderr)
         sys.exit(1)
     print(f"check_template: OK ({len(FUNCTIONS)} functions: env, grants, queues, alarms, partition, CI, "
-          "bucket policies, keys, FIPS, retention, terraform foundation, supply chain)")
+          "bucket policies, keys, FIPS, retention, terraform foundation, supply chain, analyst access)")
 
 
 if __name__ == "__main__":
