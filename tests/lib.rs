@@ -48,6 +48,19 @@ pub fn unique() -> String {
     format!("{:x}{n:x}{:x}", std::process::id(), t % 0xffff_ffff)
 }
 
+/// A fresh, empty database on the test server (a unique name): its URL and name. The caller
+/// applies the migrations it wants (as a deploy would) or none.
+pub async fn empty_database() -> (String, String) {
+    use sqlx::Connection;
+    let url = database_url();
+    let name = format!("lake_t{}", unique());
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("cannot connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    admin.close().await.unwrap();
+    let base = url.rsplit_once('/').expect("LAKE_TEST_DATABASE_URL names a database").0;
+    (format!("{base}/{name}"), name)
+}
+
 pub const KMS_KEY: &str =
     "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/11111111-2222-3333-4444-555555555555";
 
