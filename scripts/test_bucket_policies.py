@@ -142,8 +142,9 @@ class Template:
 
 # ------------------------------------------------------------------ terraform bucket policies
 def terraform_policies():
-    """bucket name -> policy document for each aws_s3_bucket_policy in infra/ whose policy is an
-    aws_iam_policy_document data source; references are resolved with the same placeholders."""
+    """(bucket name -> policy document, names of the policies read) for each aws_s3_bucket_policy
+    in infra/ whose policy is an aws_iam_policy_document data source; references are resolved
+    with the same placeholders."""
     import hcl2
 
     def one(v):  # python-hcl2 wraps attribute values in a list in some versions
@@ -153,6 +154,9 @@ def terraform_policies():
         v = one(v) if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) else v
         return v if isinstance(v, list) else [v]
 
+    def label(k):  # some parser versions keep the quotes of a block label
+        return k[1:-1] if isinstance(k, str) and len(k) > 1 and k[0] == k[-1] == '"' else k
+
     blocks = {"resource": {}, "data": {}, "locals": {}}
     for f in sorted((ROOT / "infra").glob("*.tf")):
         doc = hcl2.loads(f.read_text())
@@ -160,7 +164,7 @@ def terraform_policies():
             for item in doc.get(kind, []):
                 for typ, named in item.items():
                     for name, body in named.items():
-                        blocks[kind][f"{typ}.{name}"] = body
+                        blocks[kind][f"{label(typ)}.{label(name)}"] = body
         for loc in doc.get("locals", []):
             blocks["locals"].update({k: one(v) for k, v in loc.items()})
     buckets = {k.split(".", 1)[1]: v for k, v in blocks["resource"].items() if k.startswith("aws_s3_bucket.")}
@@ -193,7 +197,7 @@ def terraform_policies():
             s = new
         return s
 
-    out = {}
+    out, parsed = {}, set()
     for key, body in blocks["resource"].items():
         if not key.startswith("aws_s3_bucket_policy."):
             continue
@@ -218,7 +222,17 @@ def terraform_policies():
             statements.append(s)
         bucket = resolve(one(body["bucket"]))
         out[bucket] = {"Version": "2012-10-17", "Statement": statements}
-    return out
+        parsed.add(key.split(".", 1)[1])
+    return out, parsed
+
+
+def terraform_policy_names():
+    """The aws_s3_bucket_policy resources infra/ declares, read from the text without a parser:
+    what terraform_policies() must have found, so a parser that returns nothing cannot pass."""
+    names = set()
+    for f in sorted((ROOT / "infra").glob("*.tf")):
+        names |= set(re.findall(r'^resource\s+"aws_s3_bucket_policy"\s+"([\w-]+)"', f.read_text(), re.M))
+    return names
 
 
 # ------------------------------------------------------------------ policy evaluation
@@ -436,10 +450,15 @@ def main():
     self_test()
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "template.yaml"
     policies = Template(path).bucket_policies()
-    tf = terraform_policies()
+    tf, parsed = terraform_policies()
     all_cases = cases(policies) + trail_cases(tf)
     policies.update(tf)
     failed = 0
+    declared = terraform_policy_names()
+    if parsed != declared:
+        print(f"FAIL infra/ declares bucket policies {sorted(declared)} but the HCL parser yielded "
+              f"{sorted(parsed)}: their cases would be skipped (parser version? scripts/check_infra.sh pins it)")
+        failed += 1
     covered = set()
     for name, b, req, want in all_cases:
         covered.add(b)
@@ -457,7 +476,8 @@ def main():
             failed += 1
     if not any("-audit-" in b for b in tf):
         print("note: no CloudTrail bucket in infra/ (the organisation trail is used)")
-    print(f"bucket policies: {len(all_cases) - failed} passed, {failed} failed")
+    print(f"bucket policies: {len(all_cases) - failed} passed, {failed} failed "
+          f"({len(tf)} terraform policies evaluated: {', '.join(sorted(parsed)) or 'none'})")
     sys.exit(1 if failed else 0)
 
 
