@@ -183,7 +183,7 @@ variable "db_connections_alarm" {
 }
 
 variable "fips_endpoints" {
-  description = "The functions call FIPS endpoints (true in GovCloud: template.yaml sets AWS_USE_FIPS_ENDPOINT there); the KMS interface endpoint is then the kms-fips service."
+  description = "Whether the functions call FIPS endpoints (template.yaml sets AWS_USE_FIPS_ENDPOINT=true exactly in the aws-us-gov partition); null (the default) follows the partition. With FIPS, Secrets Manager and KMS get their -fips interface endpoint services, whose private DNS names are the hosts the SDK resolves."
   type        = bool
-  default     = true
+  default     = null
 }

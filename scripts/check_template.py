@@ -765,6 +765,14 @@ def check_terraform():
     for var in ("guardduty_provided", "aws_config_provided", "access_analyzer_provided", "organization_trail_provided"):
         need(f'variable "{var}"' in alltf, f'"already provided" switch {var}')
     need("aws_backup_vault_lock_configuration" in alltf and "copy_action" in alltf, "Backup: vault lock and a cross-region copy")
+    for rs in ("lake", "replica"):
+        b = block(alltf, "resource", "aws_backup_region_settings", rs)
+        opt = re.search(r"resource_type_opt_in_preference\s*=\s*\{(.*?)\}", b, re.S)
+        mgmt = re.search(r"resource_type_management_preference\s*=\s*\{(.*?)\}", b, re.S)
+        need(opt and all(re.search(rf'"{t}"\s*=\s*true', opt.group(1)) for t in ("Aurora", "DynamoDB", "S3")),
+             f"aws_backup_region_settings.{rs}: opt in Aurora, DynamoDB and S3 (the plan's resource types)")
+        need(mgmt and re.search(r'"DynamoDB"\s*=\s*true', mgmt.group(1)),
+             f"aws_backup_region_settings.{rs}: DynamoDB advanced features (cross-region copy of the tables)")
     need(re.search(r'region\s*=\s*var\.replica_region', alltf) and 'default     = "us-gov-east-1"' in alltf, "Backup copy region us-gov-east-1")
     for a in ("aurora", "sftp_auth_failure", "backup_failures"):
         need(re.search(rf'resource "aws_(cloudwatch_metric_alarm|cloudwatch_event_rule)" "{a}"', alltf), f"alarm/rule {a}")
@@ -773,11 +781,94 @@ def check_terraform():
     for e in ("aws_vpc_endpoint\" \"interface", "aws_vpc_endpoint\" \"s3", "aws_vpc_endpoint\" \"dynamodb"):
         b = block(alltf, "resource", *e.split('" "'))
         need("data.aws_iam_policy_document.endpoint" in b, f"{e.replace(chr(34), '')}: endpoint policy")
-    m = re.search(r"interface_endpoints\s*=\s*toset\(\[(.*?)\]\)", alltf)
-    have = set(re.findall(r'"(\w+)"', m.group(1))) if m else set()
+    have = set(interface_endpoint_services(alltf, False))
     need({"sqs", "sns", "kms", "secretsmanager", "logs", "sts", "xray"} <= have, f"interface endpoints {sorted(have)} miss some the functions call")
     for key in ("lake", "ops", "reaper"):
         need(f'resource "aws_kms_key" "{key}"' in alltf, f"KMS key {key}")
+
+
+# ---------------------------------------------------------------- every host a VPC function calls
+# The template's parameter of each function's security group -> the terraform group behind it
+# (outputs.tf: pipeline_security_group_id, lambda_security_group_id).
+SG_OF_PARAM = {"PipelineSecurityGroupId": "pipeline", "VpcSecurityGroupId": "lambda"}
+# Grants whose calls leave no function over its own network interface: KMS only kms:ViaService
+# (S3 / DynamoDB / Secrets Manager call it, asserted by check_keys); rds-db:connect tokens are
+# signed locally (the login goes to Aurora on 5432); logs, X-Ray and EC2 calls are the Lambda
+# service's, made outside the function's VPC.
+NOT_CALLED_FROM_VPC = {"kms", "rds-db", "logs", "xray", "ec2"}
+# Calls beyond the role's grants: db-migrate answers CloudFormation by a PUT to a pre-signed S3
+# URL (the regional S3 name of CloudFormation's response bucket).
+EXTRA_CALLS = {"DbMigrateFunction": {"s3"}}
+
+
+def sdk_hosts():
+    import json
+    return json.loads((ROOT / "infra/sdk_endpoints.json").read_text())
+
+
+def interface_endpoint_services(alltf, fips):
+    """infra/network.tf's local.interface_endpoints evaluated with local.fips = fips."""
+    body = re.search(r"interface_endpoints\s*=\s*\{(.*?)\n\s*\}", alltf, re.S)
+    out = {}
+    for line in (body.group(1).splitlines() if body else []):
+        m = re.fullmatch(r'\s*([\w-]+)\s*=\s*local\.fips \? "([\w-]+)" : "([\w-]+)"\s*', line) or \
+            re.fullmatch(r'\s*([\w-]+)\s*=\s*"([\w-]+)"\s*', line)
+        if m:
+            out[m.group(1)] = m.group(2) if (fips or m.lastindex == 2) else m.group(3)
+    return out
+
+
+def check_vpc_endpoints(tpl):
+    """Every AWS host name a VPC function's SDK resolves (infra/sdk_endpoints.json, FIPS on as in
+    GovCloud and off) is served inside the VPC: an interface endpoint with private DNS for that
+    name, or the S3 / DynamoDB gateway on the private route table; and the function's security
+    group may reach it. Else the call times out in a subnet with no route out."""
+    res = tpl["Resources"]
+    alltf = "\n".join(tf_text().values())
+    table = sdk_hosts()
+    region = table["region"]
+    iface = block(alltf, "resource", "aws_vpc_endpoint", "interface")
+    if not (re.search(r"private_dns_enabled\s*=\s*true", iface) and
+            re.search(r'service_name\s*=\s*"com\.amazonaws\.\$\{local\.region\}\.\$\{each\.value\}"', iface) and
+            re.search(r"for_each\s*=\s*local\.interface_endpoints", iface)):
+        fail("infra/: aws_vpc_endpoint.interface must be for_each local.interface_endpoints, service "
+             "com.amazonaws.${local.region}.${each.value}, private_dns_enabled = true")
+    gateways = {g: block(alltf, "resource", "aws_vpc_endpoint", g) for g in ("s3", "dynamodb")}
+    for g, b in gateways.items():
+        if not (re.search(r'vpc_endpoint_type\s*=\s*"Gateway"', b) and "aws_route_table.private.id" in b):
+            fail(f"infra/: aws_vpc_endpoint.{g} must be a Gateway endpoint on the private route table")
+    if not re.search(r'fips\s*=\s*var\.fips_endpoints == null \? local\.partition == "aws-us-gov"', alltf):
+        fail("infra/: local.fips must follow the partition like template.yaml's InGovCloud (unless fips_endpoints is set)")
+    egress = [block(alltf, "resource", "aws_vpc_security_group_egress_rule", n)
+              for n in re.findall(r'resource "aws_vpc_security_group_egress_rule" "(\w+)"', alltf)]
+
+    def sg_reaches(sg, target):
+        return any(f"aws_security_group.{sg}.id" in e and target in e and re.search(r"from_port\s*=\s*443", e)
+                   for e in egress)
+    for mode, fips in (("fips", True), ("plain", False)):
+        services = set(interface_endpoint_services(alltf, fips).values())
+        for fn, spec in FUNCTIONS.items():
+            vpc = res[fn]["Properties"].get("VpcConfig")
+            if not vpc:
+                continue
+            sg = SG_OF_PARAM.get(vpc["SecurityGroupIds"][0].get("Ref"))
+            calls = {a.split(":")[0] for acts in spec["grants"].values() for a in acts} - NOT_CALLED_FROM_VPC
+            for svc in sorted(calls | EXTRA_CALLS.get(fn, set())):
+                host = table[mode].get(svc)
+                if host is None:
+                    fail(f"{fn} calls {svc}: no host name for it in infra/sdk_endpoints.json")
+                    continue
+                name = host.removesuffix(f".{region}.amazonaws.com")
+                if name in ("s3", "s3-fips", "dynamodb"):
+                    gw = "s3" if name.startswith("s3") else "dynamodb"
+                    ok = bool(gateways[gw]) and sg_reaches(sg, f"aws_vpc_endpoint.{gw}.prefix_list_id")
+                    where = f"the {gw} gateway endpoint"
+                else:
+                    ok = name in services and sg_reaches(sg, "aws_security_group.endpoints.id")
+                    where = f"an interface endpoint com.amazonaws.{region}.{name}"
+                if not ok:
+                    fail(f"{fn} ({mode}): its SDK calls {host}, which needs {where} its security group "
+                         f"({sg}) reaches on 443")
 
 
 def check_supply_chain():
@@ -813,6 +904,7 @@ def main():
     check_keys(tpl)
     check_alarms_retention_fips(tpl)
     check_terraform()
+    check_vpc_endpoints(tpl)
     check_supply_chain()
     if errors:
         print(f"check_template: {len(errors)} problem(s):", file=sys.stderr)
