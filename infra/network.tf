@@ -282,8 +282,8 @@ data "aws_iam_policy_document" "endpoint" {
 }
 
 resource "aws_vpc_endpoint" "interface" {
-  for_each = local.interface_endpoints
-  vpc_id   = aws_vpc.lake.id
+  for_each            = local.interface_endpoints
+  vpc_id              = aws_vpc.lake.id
   service_name        = "com.amazonaws.${local.region}.${each.value}"
   vpc_endpoint_type   = "Interface"
   private_dns_enabled = true

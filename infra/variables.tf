@@ -146,10 +146,26 @@ variable "aws_config_provided" {
   default     = false
 }
 
+variable "config_service_linked_role_exists" {
+  description = "true when the account already has AWSServiceRoleForConfig (AWS Config was set up before, by hand or another stack): it is used, not created (creating it twice fails)."
+  type        = bool
+  default     = false
+}
+
 variable "hipaa_conformance_pack_template_s3_uri" {
-  description = "s3:// URI of AWS's 'Operational Best Practices for HIPAA Security' conformance pack template (docs/DEPLOY.md); null deploys no pack."
+  description = "s3:// URI of AWS's 'Operational Best Practices for HIPAA Security' conformance pack template, reviewed for the region (docs/DEPLOY.md); null deploys no pack, which prod refuses unless hipaa_conformance_pack_provided."
   type        = string
   default     = null
+  validation {
+    condition     = var.hipaa_conformance_pack_template_s3_uri == null || can(regex("^s3://[a-z0-9][a-z0-9.-]+/.+[.](ya?ml)$", var.hipaa_conformance_pack_template_s3_uri))
+    error_message = "hipaa_conformance_pack_template_s3_uri must be an s3://bucket/key.yaml URI (or null)."
+  }
+}
+
+variable "hipaa_conformance_pack_provided" {
+  description = "true when the organisation deploys the HIPAA conformance pack to this account (an organization conformance pack); prod then needs no template URI here."
+  type        = bool
+  default     = false
 }
 
 variable "access_analyzer_provided" {

@@ -82,4 +82,10 @@ python3 scripts/sam_expand.py template.yaml us-gov-west-1 "$work/template.expand
 step "checkov -d infra"
 "${ck[@]}" --framework terraform -d infra
 
+# ---- terraform formatting (where the terraform binary is installed; no provider needed) ----
+if command -v terraform >/dev/null 2>&1; then
+  step "terraform fmt -check infra"
+  terraform -chdir=infra fmt -check -diff
+fi
+
 echo "check_infra: OK ($((SECONDS - t0)) s)"

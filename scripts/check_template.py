@@ -762,6 +762,13 @@ def check_terraform():
     need("aws_guardduty_malware_protection_plan" in alltf, "GuardDuty Malware Protection for S3 on the ingestion bucket (switch)")
     need("aws_config_configuration_recorder" in alltf and "aws_config_conformance_pack" in alltf, "AWS Config + HIPAA conformance pack")
     need("aws_accessanalyzer_analyzer" in alltf, "IAM Access Analyzer")
+    slr = block(alltf, "resource", "aws_iam_service_linked_role", "config")
+    need(re.search(r"count\s*=\s*var\.aws_config_provided \|\| var\.config_service_linked_role_exists \? 0 : 1", slr),
+         "AWSServiceRoleForConfig created only when it does not exist yet (config_service_linked_role_exists)")
+    need("aws_iam_service_linked_role.config[0]" not in alltf, "the Config recorder must not need the SLR resource (it may not exist)")
+    pack = block(alltf, "resource", "terraform_data", "hipaa_conformance_pack_required")
+    need('var.environment != "prod" || var.hipaa_conformance_pack_provided || var.hipaa_conformance_pack_template_s3_uri != null' in pack,
+         "prod must require the HIPAA conformance pack (precondition)")
     for var in ("guardduty_provided", "aws_config_provided", "access_analyzer_provided", "organization_trail_provided"):
         need(f'variable "{var}"' in alltf, f'"already provided" switch {var}')
     need("aws_backup_vault_lock_configuration" in alltf and "copy_action" in alltf, "Backup: vault lock and a cross-region copy")
