@@ -648,6 +648,11 @@ def check_bucket_policies(tpl):
             want_sftp = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/county-lake-${Environment}-sftp-user"}
             if want_sftp not in listed:
                 fail(f"{pol}: the partners' SFTP role must be the ingestion bucket's writer")
+            want_op = {"Fn::If": ["HasOperatorUploadRole", {"Ref": "OperatorUploadRoleArn"}, {"Ref": "AWS::NoValue"}]}
+            others = [x for x in listed if x not in (want_sftp, want_op)]
+            if want_op not in listed or others or tpl["Parameters"].get("OperatorUploadRoleArn", {}).get("Default") != "":
+                fail(f"{pol}: writers must be the SFTP role and, only when OperatorUploadRoleArn (default empty) "
+                     f"is set, the operators' role; found also {others}")
         if got != writers[bucket]:
             fail(f"{pol}: writers {sorted(got)} != roles granted s3:PutObject {sorted(writers[bucket])}")
 

@@ -55,12 +55,16 @@ OPERATORS = {"StringEquals", "StringLike", "ArnEquals", "ArnLike", "Bool", "Null
 
 
 # ------------------------------------------------------------------ CloudFormation intrinsics
+NO_VALUE = object()  # AWS::NoValue: the list item or property disappears
+
+
 class Template:
-    def __init__(self, path):
+    def __init__(self, path, params=None):
         self.tpl = yaml.load(path.read_text(), Loader=CfnLoader)
         self.res = self.tpl["Resources"]
         self.params = {k: v.get("Default") for k, v in self.tpl.get("Parameters", {}).items()}
         self.params.update(PARAMS)
+        self.params.update(params or {})
 
     def condition(self, name):
         return self.cond_expr(self.tpl["Conditions"][name])
@@ -98,6 +102,8 @@ class Template:
         raise ValueError(f"GetAtt {logical}.Arn ({r['Type']}) not modelled")
 
     def ref(self, name):
+        if name == "AWS::NoValue":
+            return NO_VALUE
         if name in PSEUDO:
             return PSEUDO[name]
         if name in self.params:
@@ -106,7 +112,7 @@ class Template:
 
     def value(self, v):
         if isinstance(v, list):
-            return [self.value(x) for x in v if x != {"Ref": "AWS::NoValue"}]
+            return [x for x in (self.value(y) for y in v) if x is not NO_VALUE]
         if not isinstance(v, dict):
             return v
         if len(v) == 1:
@@ -394,6 +400,31 @@ def cases(tpl_buckets):
     return out
 
 
+# The operators' role as an SSO permission set names it (a path and a random suffix), admitted by a
+# wildcard in OperatorUploadRoleArn; their session's aws:PrincipalArn is the role's ARN.
+OPERATOR_PATTERN = f"arn:{PARTITION}:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/{REGION}/AWSReservedSSO_LakeOperator_*"
+OPERATOR = role(f"aws-reserved/sso.amazonaws.com/{REGION}/AWSReservedSSO_LakeOperator_0123456789abcdef")
+
+
+def operator_cases():
+    """`lake run DIR --backend aws` puts the files with the operator's credentials: SSE-KMS with the
+    data key when LAKE_KMS_KEY_ID is set, else no SSE header (the bucket default applies)."""
+    ing = bucket("ingestion")
+    lam = {"sse": "aws:kms", "key_id": KEYS["KmsKeyArn"]}
+    up = "st_marys/2026/12/st_marys_600.csv"
+    with_op = [
+        ("operator upload (OperatorUploadRoleArn set, SSE-KMS data key)", ing, put(OPERATOR, ing, up, **lam), "allow"),
+        ("operator upload (OperatorUploadRoleArn set, no SSE header)", ing, put(OPERATOR, ing, up), "allow"),
+        ("operator upload naming another key", ing, put(OPERATOR, ing, up, sse="aws:kms", key_id=OTHER_KEY), "deny"),
+        ("operator upload over plain HTTP", ing, put(OPERATOR, ing, up, tls=False, **lam), "deny"),
+        ("another SSO role while the operators' is admitted", ing,
+         put(role(f"aws-reserved/sso.amazonaws.com/{REGION}/AWSReservedSSO_Analyst_0123"), ing, up, **lam), "deny"),
+        ("SFTP upload while the operators' role is admitted", ing, put(role(f"county-lake-{ENV}-sftp-user"), ing, up), "allow"),
+    ]
+    without = [("operator upload (OperatorUploadRoleArn empty)", ing, put(OPERATOR, ing, up, **lam), "deny")]
+    return with_op, without
+
+
 def trail_cases(tf_buckets):
     out = []
     for b in tf_buckets:
@@ -450,8 +481,10 @@ def main():
     self_test()
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "template.yaml"
     policies = Template(path).bucket_policies()
+    op_policies = Template(path, {"OperatorUploadRoleArn": OPERATOR_PATTERN}).bucket_policies()
     tf, parsed = terraform_policies()
-    all_cases = cases(policies) + trail_cases(tf)
+    with_op, without_op = operator_cases()
+    all_cases = cases(policies) + trail_cases(tf) + without_op
     policies.update(tf)
     failed = 0
     declared = terraform_policy_names()
@@ -470,6 +503,11 @@ def main():
         ok = got == want
         failed += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {got}" + ("" if ok else f" (want {want})"))
+    for name, b, req, want in with_op:
+        got = decide(op_policies[b], req)
+        failed += got != want
+        print(f"{'ok  ' if got == want else 'FAIL'} {name}: {got}" + ("" if got == want else f" (want {want})"))
+    all_cases += with_op
     for b in policies:
         if b not in covered:
             print(f"FAIL bucket {b}: its policy is not exercised by any writer's request")
