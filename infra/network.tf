@@ -90,7 +90,7 @@ resource "aws_iam_role_policy" "flow_logs" {
 
 # ---- security groups ----
 resource "aws_security_group" "lambda" {
-  # checkov:skip=CKV2_AWS_5:Attached outside terraform: template.yaml puts pii-matching in it (SAM parameter VpcSecurityGroupId).
+  # checkov:skip=CKV2_AWS_5:Attached outside terraform: template.yaml puts pii-matching and db-migrate in it (SAM parameter VpcSecurityGroupId).
   name_prefix = "${local.name}-lambda-"
   description = "pii-matching Lambda: out to the VPC endpoints and Aurora only"
   vpc_id      = aws_vpc.lake.id
@@ -135,9 +135,9 @@ resource "aws_vpc_security_group_egress_rule" "lambda_to_db" {
   referenced_security_group_id = aws_security_group.db.id
 }
 
-# The router and both workflows: PHI in memory, no database; out to the endpoints only.
+# The router, both workflows and the guard: PHI in memory, no database; out to the endpoints only.
 resource "aws_security_group" "pipeline" {
-  # checkov:skip=CKV2_AWS_5:Attached outside terraform: template.yaml puts the router and both workflows in it (SAM parameter PipelineSecurityGroupId).
+  # checkov:skip=CKV2_AWS_5:Attached outside terraform: template.yaml puts the router, both workflows and the guard in it (SAM parameter PipelineSecurityGroupId).
   name_prefix = "${local.name}-pipeline-"
   description = "Router and workflow Lambdas: out to the VPC endpoints only"
   vpc_id      = aws_vpc.lake.id

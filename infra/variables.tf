@@ -99,6 +99,12 @@ variable "db_backup_retention_days" {
   default     = 7
 }
 
+variable "backup_s3_buckets" {
+  description = "Back up the ingestion and raw buckets with AWS Backup (and opt the region in to S3). false where the region does not offer AWS Backup for S3 (docs/DEPLOY.md, Backups): the buckets then rely on versioning and their retention rules only."
+  type        = bool
+  default     = true
+}
+
 variable "backup_retention_days" {
   description = "Days AWS Backup keeps each daily recovery point."
   type        = number

@@ -706,6 +706,11 @@ def check_alarms_retention_fips(tpl):
         fail("Globals.Function: AWS_USE_FIPS_ENDPOINT must be !If [InGovCloud, \"true\", \"false\"]")
     if tpl.get("Conditions", {}).get("InGovCloud") != {"Fn::Equals": [{"Ref": "AWS::Partition"}, "aws-us-gov"]}:
         fail("Conditions: InGovCloud must be !Equals [!Ref AWS::Partition, aws-us-gov]")
+    # EventBridge delivery stays on (GuardDuty Malware Protection / AWS Backup turn it on; a stack
+    # update rewriting the notification configuration would turn it off).
+    notif = res["IngestionBucket"]["Properties"].get("NotificationConfiguration", {})
+    if notif.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled") is not True:
+        fail("IngestionBucket: NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled must be true")
     # Retention of the originals and the quarantined rows.
     if tpl["Parameters"].get("PhiRetentionDays", {}).get("Default") != 2192:
         fail("parameter PhiRetentionDays must default to 2192 days (six years)")
@@ -779,15 +784,22 @@ def check_terraform():
     need("aws_backup_vault_lock_configuration" in alltf and "copy_action" in alltf, "Backup: vault lock and a cross-region copy")
     for rs in ("lake", "replica"):
         b = block(alltf, "resource", "aws_backup_region_settings", rs)
-        opt = re.search(r"resource_type_opt_in_preference\s*=\s*\{(.*?)\}", b, re.S)
         mgmt = re.search(r"resource_type_management_preference\s*=\s*\{(.*?)\}", b, re.S)
-        need(opt and all(re.search(rf'"{t}"\s*=\s*true', opt.group(1)) for t in ("Aurora", "DynamoDB", "S3")),
-             f"aws_backup_region_settings.{rs}: opt in Aurora, DynamoDB and S3 (the plan's resource types)")
+        need(re.search(r"resource_type_opt_in_preference\s*=\s*\{ for t in local\.backup_resource_types : t => true \}", b)
+             and 'backup_resource_types = concat(["Aurora", "DynamoDB"], var.backup_s3_buckets ? ["S3"] : [])' in alltf,
+             f"aws_backup_region_settings.{rs}: opt in Aurora, DynamoDB and (with backup_s3_buckets) S3")
         need(mgmt and re.search(r'"DynamoDB"\s*=\s*true', mgmt.group(1)),
              f"aws_backup_region_settings.{rs}: DynamoDB advanced features (cross-region copy of the tables)")
     need(re.search(r'region\s*=\s*var\.replica_region', alltf) and 'default     = "us-gov-east-1"' in alltf, "Backup copy region us-gov-east-1")
     for a in ("aurora", "sftp_auth_failure", "backup_failures"):
         need(re.search(rf'resource "aws_(cloudwatch_metric_alarm|cloudwatch_event_rule)" "{a}"', alltf), f"alarm/rule {a}")
+    fls = block(alltf, "resource", "aws_cloudwatch_metric_alarm", "aurora_free_local_storage")
+    need('"FreeLocalStorage"' in fls and "DBInstanceIdentifier = aws_rds_cluster_instance.lake[count.index]" in fls
+         and "count               = var.db_instance_count" in fls,
+         "FreeLocalStorage is per instance: one alarm per aws_rds_cluster_instance by DBInstanceIdentifier")
+    need("FreeLocalStorage" not in block(alltf, "resource", "aws_cloudwatch_metric_alarm", "aurora")
+         and not re.search(r'free-storage\s*=\s*\{[^}]*FreeLocalStorage', alltf),
+         "no cluster-dimension FreeLocalStorage alarm (the metric is per instance)")
     ep = block(alltf, "data", "aws_iam_policy_document", "endpoint")
     need("aws:PrincipalAccount" in ep and "aws:ResourceAccount" in ep, "endpoint policies limited to the account's principals and resources")
     for e in ("aws_vpc_endpoint\" \"interface", "aws_vpc_endpoint\" \"s3", "aws_vpc_endpoint\" \"dynamodb"):
