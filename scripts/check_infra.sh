@@ -25,7 +25,21 @@ if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   python3 -m pip install --quiet "${need[@]}"
 fi
-python3 -c 'import hcl2' 2>/dev/null || python3 -m pip install --quiet 'python-hcl2'
+# The HCL parser: exactly the one checkov pins (bc-python-hcl2, importable as `hcl2`). Another
+# distribution of the same module (python-hcl2; 8.x returns quoted block keys) would overwrite it,
+# so its presence is an error rather than a guess about which one Python imports.
+hcl2_pin=0.4.3
+if python3 -c 'import importlib.metadata as m; m.version("python-hcl2")' 2>/dev/null; then
+  echo "check_infra: python-hcl2 is installed and shadows bc-python-hcl2==$hcl2_pin (checkov's parser);" \
+       "run: python3 -m pip uninstall -y python-hcl2 && python3 -m pip install --force-reinstall 'bc-python-hcl2==$hcl2_pin'" >&2
+  exit 1
+fi
+python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('bc-python-hcl2') != '$hcl2_pin')" 2>/dev/null \
+  || python3 -m pip install --quiet "bc-python-hcl2==$hcl2_pin"
+python3 -c "import importlib.metadata as m, sys; sys.exit('bc-python-hcl2==$hcl2_pin' not in m.requires('checkov'))" || {
+  echo "check_infra: the installed checkov pins another bc-python-hcl2 than $hcl2_pin; set hcl2_pin to checkov's" >&2
+  exit 1
+}
 
 # ---- cfn-lint ---- (through python3, so the same interpreter that pip installed into is used)
 cfnlint() { python3 -c 'import sys; from cfnlint.runner import main; sys.exit(main())' "$@"; }
@@ -67,5 +81,11 @@ python3 scripts/sam_expand.py template.yaml us-gov-west-1 "$work/template.expand
 "${ck[@]}" --framework cloudformation -f "$work/template.expanded.json"
 step "checkov -d infra"
 "${ck[@]}" --framework terraform -d infra
+
+# ---- terraform formatting (where the terraform binary is installed; no provider needed) ----
+if command -v terraform >/dev/null 2>&1; then
+  step "terraform fmt -check infra"
+  terraform -chdir=infra fmt -check -diff
+fi
 
 echo "check_infra: OK ($((SECONDS - t0)) s)"

@@ -692,6 +692,11 @@ def check_bucket_policies(tpl):
             want_sftp = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/county-lake-${Environment}-sftp-user"}
             if want_sftp not in listed:
                 fail(f"{pol}: the partners' SFTP role must be the ingestion bucket's writer")
+            want_op = {"Fn::If": ["HasOperatorUploadRole", {"Ref": "OperatorUploadRoleArn"}, {"Ref": "AWS::NoValue"}]}
+            others = [x for x in listed if x not in (want_sftp, want_op)]
+            if want_op not in listed or others or tpl["Parameters"].get("OperatorUploadRoleArn", {}).get("Default") != "":
+                fail(f"{pol}: writers must be the SFTP role and, only when OperatorUploadRoleArn (default empty) "
+                     f"is set, the operators' role; found also {others}")
         if got != writers[bucket]:
             fail(f"{pol}: writers {sorted(got)} != roles granted s3:PutObject {sorted(writers[bucket])}")
 
@@ -745,6 +750,11 @@ def check_alarms_retention_fips(tpl):
         fail("Globals.Function: AWS_USE_FIPS_ENDPOINT must be !If [InGovCloud, \"true\", \"false\"]")
     if tpl.get("Conditions", {}).get("InGovCloud") != {"Fn::Equals": [{"Ref": "AWS::Partition"}, "aws-us-gov"]}:
         fail("Conditions: InGovCloud must be !Equals [!Ref AWS::Partition, aws-us-gov]")
+    # EventBridge delivery stays on (GuardDuty Malware Protection / AWS Backup turn it on; a stack
+    # update rewriting the notification configuration would turn it off).
+    notif = res["IngestionBucket"]["Properties"].get("NotificationConfiguration", {})
+    if notif.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled") is not True:
+        fail("IngestionBucket: NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled must be true")
     # Retention of the originals and the quarantined rows.
     if tpl["Parameters"].get("PhiRetentionDays", {}).get("Default") != 2192:
         fail("parameter PhiRetentionDays must default to 2192 days (six years)")
@@ -917,22 +927,127 @@ def check_terraform():
     need("aws_guardduty_malware_protection_plan" in alltf, "GuardDuty Malware Protection for S3 on the ingestion bucket (switch)")
     need("aws_config_configuration_recorder" in alltf and "aws_config_conformance_pack" in alltf, "AWS Config + HIPAA conformance pack")
     need("aws_accessanalyzer_analyzer" in alltf, "IAM Access Analyzer")
+    slr = block(alltf, "resource", "aws_iam_service_linked_role", "config")
+    need(re.search(r"count\s*=\s*var\.aws_config_provided \|\| var\.config_service_linked_role_exists \? 0 : 1", slr),
+         "AWSServiceRoleForConfig created only when it does not exist yet (config_service_linked_role_exists)")
+    need("aws_iam_service_linked_role.config[0]" not in alltf, "the Config recorder must not need the SLR resource (it may not exist)")
+    pack = block(alltf, "resource", "terraform_data", "hipaa_conformance_pack_required")
+    need('var.environment != "prod" || var.hipaa_conformance_pack_provided || var.hipaa_conformance_pack_template_s3_uri != null' in pack,
+         "prod must require the HIPAA conformance pack (precondition)")
     for var in ("guardduty_provided", "aws_config_provided", "access_analyzer_provided", "organization_trail_provided"):
         need(f'variable "{var}"' in alltf, f'"already provided" switch {var}')
     need("aws_backup_vault_lock_configuration" in alltf and "copy_action" in alltf, "Backup: vault lock and a cross-region copy")
+    for rs in ("lake", "replica"):
+        b = block(alltf, "resource", "aws_backup_region_settings", rs)
+        mgmt = re.search(r"resource_type_management_preference\s*=\s*\{(.*?)\}", b, re.S)
+        need(re.search(r"resource_type_opt_in_preference\s*=\s*\{ for t in local\.backup_resource_types : t => true \}", b)
+             and 'backup_resource_types = concat(["Aurora", "DynamoDB"], var.backup_s3_buckets ? ["S3"] : [])' in alltf,
+             f"aws_backup_region_settings.{rs}: opt in Aurora, DynamoDB and (with backup_s3_buckets) S3")
+        need(mgmt and re.search(r'"DynamoDB"\s*=\s*true', mgmt.group(1)),
+             f"aws_backup_region_settings.{rs}: DynamoDB advanced features (cross-region copy of the tables)")
     need(re.search(r'region\s*=\s*var\.replica_region', alltf) and 'default     = "us-gov-east-1"' in alltf, "Backup copy region us-gov-east-1")
     for a in ("aurora", "sftp_auth_failure", "backup_failures"):
         need(re.search(rf'resource "aws_(cloudwatch_metric_alarm|cloudwatch_event_rule)" "{a}"', alltf), f"alarm/rule {a}")
+    fls = block(alltf, "resource", "aws_cloudwatch_metric_alarm", "aurora_free_local_storage")
+    need('"FreeLocalStorage"' in fls and "DBInstanceIdentifier = aws_rds_cluster_instance.lake[count.index]" in fls
+         and "count               = var.db_instance_count" in fls,
+         "FreeLocalStorage is per instance: one alarm per aws_rds_cluster_instance by DBInstanceIdentifier")
+    need("FreeLocalStorage" not in block(alltf, "resource", "aws_cloudwatch_metric_alarm", "aurora")
+         and not re.search(r'free-storage\s*=\s*\{[^}]*FreeLocalStorage', alltf),
+         "no cluster-dimension FreeLocalStorage alarm (the metric is per instance)")
     ep = block(alltf, "data", "aws_iam_policy_document", "endpoint")
     need("aws:PrincipalAccount" in ep and "aws:ResourceAccount" in ep, "endpoint policies limited to the account's principals and resources")
     for e in ("aws_vpc_endpoint\" \"interface", "aws_vpc_endpoint\" \"s3", "aws_vpc_endpoint\" \"dynamodb"):
         b = block(alltf, "resource", *e.split('" "'))
         need("data.aws_iam_policy_document.endpoint" in b, f"{e.replace(chr(34), '')}: endpoint policy")
-    m = re.search(r"interface_endpoints\s*=\s*toset\(\[(.*?)\]\)", alltf)
-    have = set(re.findall(r'"(\w+)"', m.group(1))) if m else set()
+    have = set(interface_endpoint_services(alltf, False))
     need({"sqs", "sns", "kms", "secretsmanager", "logs", "sts", "xray"} <= have, f"interface endpoints {sorted(have)} miss some the functions call")
     for key in ("lake", "ops", "reaper"):
         need(f'resource "aws_kms_key" "{key}"' in alltf, f"KMS key {key}")
+
+
+# ---------------------------------------------------------------- every host a VPC function calls
+# The template's parameter of each function's security group -> the terraform group behind it
+# (outputs.tf: pipeline_security_group_id, lambda_security_group_id).
+SG_OF_PARAM = {"PipelineSecurityGroupId": "pipeline", "VpcSecurityGroupId": "lambda"}
+# Grants whose calls leave no function over its own network interface: KMS only kms:ViaService
+# (S3 / DynamoDB / Secrets Manager call it, asserted by check_keys); rds-db:connect tokens are
+# signed locally (the login goes to Aurora on 5432); logs, X-Ray and EC2 calls are the Lambda
+# service's, made outside the function's VPC.
+NOT_CALLED_FROM_VPC = {"kms", "rds-db", "logs", "xray", "ec2"}
+# Calls beyond the role's grants: db-migrate answers CloudFormation by a PUT to a pre-signed S3
+# URL (the regional S3 name of CloudFormation's response bucket).
+EXTRA_CALLS = {"DbMigrateFunction": {"s3"}}
+
+
+def sdk_hosts():
+    import json
+    return json.loads((ROOT / "infra/sdk_endpoints.json").read_text())
+
+
+def interface_endpoint_services(alltf, fips):
+    """infra/network.tf's local.interface_endpoints evaluated with local.fips = fips."""
+    body = re.search(r"interface_endpoints\s*=\s*\{(.*?)\n\s*\}", alltf, re.S)
+    out = {}
+    for line in (body.group(1).splitlines() if body else []):
+        m = re.fullmatch(r'\s*([\w-]+)\s*=\s*local\.fips \? "([\w-]+)" : "([\w-]+)"\s*', line) or \
+            re.fullmatch(r'\s*([\w-]+)\s*=\s*"([\w-]+)"\s*', line)
+        if m:
+            out[m.group(1)] = m.group(2) if (fips or m.lastindex == 2) else m.group(3)
+    return out
+
+
+def check_vpc_endpoints(tpl):
+    """Every AWS host name a VPC function's SDK resolves (infra/sdk_endpoints.json, FIPS on as in
+    GovCloud and off) is served inside the VPC: an interface endpoint with private DNS for that
+    name, or the S3 / DynamoDB gateway on the private route table; and the function's security
+    group may reach it. Else the call times out in a subnet with no route out."""
+    res = tpl["Resources"]
+    alltf = "\n".join(tf_text().values())
+    table = sdk_hosts()
+    region = table["region"]
+    iface = block(alltf, "resource", "aws_vpc_endpoint", "interface")
+    if not (re.search(r"private_dns_enabled\s*=\s*true", iface) and
+            re.search(r'service_name\s*=\s*"com\.amazonaws\.\$\{local\.region\}\.\$\{each\.value\}"', iface) and
+            re.search(r"for_each\s*=\s*local\.interface_endpoints", iface)):
+        fail("infra/: aws_vpc_endpoint.interface must be for_each local.interface_endpoints, service "
+             "com.amazonaws.${local.region}.${each.value}, private_dns_enabled = true")
+    gateways = {g: block(alltf, "resource", "aws_vpc_endpoint", g) for g in ("s3", "dynamodb")}
+    for g, b in gateways.items():
+        if not (re.search(r'vpc_endpoint_type\s*=\s*"Gateway"', b) and "aws_route_table.private.id" in b):
+            fail(f"infra/: aws_vpc_endpoint.{g} must be a Gateway endpoint on the private route table")
+    if not re.search(r'fips\s*=\s*var\.fips_endpoints == null \? local\.partition == "aws-us-gov"', alltf):
+        fail("infra/: local.fips must follow the partition like template.yaml's InGovCloud (unless fips_endpoints is set)")
+    egress = [block(alltf, "resource", "aws_vpc_security_group_egress_rule", n)
+              for n in re.findall(r'resource "aws_vpc_security_group_egress_rule" "(\w+)"', alltf)]
+
+    def sg_reaches(sg, target):
+        return any(f"aws_security_group.{sg}.id" in e and target in e and re.search(r"from_port\s*=\s*443", e)
+                   for e in egress)
+    for mode, fips in (("fips", True), ("plain", False)):
+        services = set(interface_endpoint_services(alltf, fips).values())
+        for fn, spec in FUNCTIONS.items():
+            vpc = res[fn]["Properties"].get("VpcConfig")
+            if not vpc:
+                continue
+            sg = SG_OF_PARAM.get(vpc["SecurityGroupIds"][0].get("Ref"))
+            calls = {a.split(":")[0] for acts in spec["grants"].values() for a in acts} - NOT_CALLED_FROM_VPC
+            for svc in sorted(calls | EXTRA_CALLS.get(fn, set())):
+                host = table[mode].get(svc)
+                if host is None:
+                    fail(f"{fn} calls {svc}: no host name for it in infra/sdk_endpoints.json")
+                    continue
+                name = host.removesuffix(f".{region}.amazonaws.com")
+                if name in ("s3", "s3-fips", "dynamodb"):
+                    gw = "s3" if name.startswith("s3") else "dynamodb"
+                    ok = bool(gateways[gw]) and sg_reaches(sg, f"aws_vpc_endpoint.{gw}.prefix_list_id")
+                    where = f"the {gw} gateway endpoint"
+                else:
+                    ok = name in services and sg_reaches(sg, "aws_security_group.endpoints.id")
+                    where = f"an interface endpoint com.amazonaws.{region}.{name}"
+                if not ok:
+                    fail(f"{fn} ({mode}): its SDK calls {host}, which needs {where} its security group "
+                         f"({sg}) reaches on 443")
 
 
 def check_supply_chain():
@@ -969,6 +1084,7 @@ def main():
     check_keys(tpl)
     check_alarms_retention_fips(tpl)
     check_terraform()
+    check_vpc_endpoints(tpl)
     check_supply_chain()
     check_analyst_access(path)
     if errors:
