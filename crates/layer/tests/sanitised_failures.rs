@@ -149,6 +149,10 @@ impl Captured {
 
 /// The production JSON format (`layer::telemetry::init_json`) into a buffer, for this thread:
 /// the production level for the SDK (`info`), everything for this crate.
+///
+/// The tests of this file run one at a time ([`SERIAL`]): tracing caches per call site whether
+/// anyone listens, and a call site first hit on another test's thread while this subscriber is
+/// being installed can be cached as unheard, dropping the lines this test reads.
 fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     let out = Captured::default();
     let w = out.clone();
@@ -160,6 +164,8 @@ fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
         .finish();
     (out, tracing::subscriber::set_default(sub))
 }
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn assert_clean(what: &str, text: &str) {
     for leak in LEAKS {
@@ -219,12 +225,8 @@ async fn moto_world(store: Arc<S3Store>) -> Option<World> {
         eprintln!("moto not running (LAKE_TEST_AWS_ENDPOINT unset): the moto half is not run here");
         return None;
     };
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-gov-west-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
+    let _ = endpoint;
+    let sdk = e2e::moto_sdk().await;
     let run = format!("sanitise{}{}", std::process::id(), chrono::Utc::now().timestamp_micros());
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let sns = aws_sdk_sns::Client::new(&sdk);
@@ -245,7 +247,7 @@ async fn moto_world(store: Arc<S3Store>) -> Option<World> {
         .clone();
     sns.subscribe().topic_arn(&topic).protocol("sqs").endpoint(alerts_arn).send().await.unwrap();
     for t in ["runs", "datasets"] {
-        create_table(&ddb, &format!("{run}-{t}")).await;
+        e2e::create_table(&ddb, &format!("{run}-{t}")).await;
     }
     let deps = Deps {
         store,
@@ -259,31 +261,6 @@ async fn moto_world(store: Arc<S3Store>) -> Option<World> {
         cfg: PipelineConfig { dlq, alert_topic: topic, ..Default::default() },
     };
     Some(World { deps, alerts: Alerts::Queue(alerts), _dir: tempfile::tempdir().unwrap() })
-}
-
-/// The lake's table layout (template.yaml): `pk`/`sk` strings.
-async fn create_table(ddb: &aws_sdk_dynamodb::Client, name: &str) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |n: &str, t| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
-    ddb.create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
 }
 
 // ------------------------------------------------------------------ the end-to-end assertion
@@ -340,6 +317,7 @@ async fn a_named_keys_access_denied_leaves_no_name(w: &World, logs: &Captured) {
 
 #[tokio::test]
 async fn an_access_denied_for_a_named_key_reaches_the_dlq_alert_ledger_and_logs_without_it() {
+    let _serial = SERIAL.lock().await;
     let endpoint = s3_denying_everything();
     let (logs, _guard) = capture_logs();
     let w = local_world(denying_store(&endpoint));
@@ -348,6 +326,7 @@ async fn an_access_denied_for_a_named_key_reaches_the_dlq_alert_ledger_and_logs_
 
 #[tokio::test]
 async fn the_same_through_moto_sqs_sns_and_dynamodb() {
+    let _serial = SERIAL.lock().await;
     let endpoint = s3_denying_everything();
     let (logs, _guard) = capture_logs();
     let Some(w) = moto_world(denying_store(&endpoint)).await else { return };
@@ -446,6 +425,7 @@ impl Metadata for QuotingLedger {
 
 #[tokio::test]
 async fn port_errors_logged_while_recording_a_failure_hold_no_key() {
+    let _serial = SERIAL.lock().await;
     let endpoint = s3_denying_everything();
     let (logs, _guard) = capture_logs();
     let body = serde_json::to_string(&work_message()).unwrap();
