@@ -134,6 +134,7 @@ FUNCTIONS = {
             "REAPER_EMAIL_FROM": (REF, "ReaperEmailFrom"),
             "REAPER_EMAIL_CONFIGURATION_SET": (REF, "ReaperEmailConfigurationSet"),
             "REAPER_MODE": (REF, "ReaperMode"),
+            "REAPER_NOTIFY_IN_DRY_RUN": (REF, "ReaperNotifyInDryRun"),
             "REAPER_EXEMPT_TAG_KEY": "reaper:exempt",  # the IAM guard's key (check_reaper_guard)
             # optional: set only when a Confluence secret is given
             "REAPER_CONFLUENCE_SECRET_ARN": ("If", "HasConfluence", "ConfluenceSecretArn"),

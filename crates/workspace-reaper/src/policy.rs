@@ -226,6 +226,9 @@ impl Policy {
         if let Some(v) = get("REAPER_EXEMPT_TAG_KEY") {
             self.exempt_tag_key = v;
         }
+        if let Some(v) = get("REAPER_NOTIFY_IN_DRY_RUN") {
+            self.notify.notify_in_dry_run = parse_bool("REAPER_NOTIFY_IN_DRY_RUN", &v)?;
+        }
         if let Some(v) = get("REAPER_INACTIVITY_LIMIT_DAYS") {
             self.inactivity_limit_days = parse_num("REAPER_INACTIVITY_LIMIT_DAYS", &v)?;
         }
@@ -408,6 +411,18 @@ mod tests {
         let mut p = Policy::embedded().unwrap();
         p.apply_env(&|k: &str| (k == "REAPER_EXEMPT_TAG_KEY").then(|| "Keep".to_string())).unwrap();
         assert_eq!(p.exempt_tag_key, "Keep");
+    }
+
+    #[test]
+    fn dry_run_notices_can_be_switched_on_from_the_environment() {
+        let mut p = Policy::embedded().unwrap();
+        let env = |v: &'static str| move |k: &str| (k == "REAPER_NOTIFY_IN_DRY_RUN").then(|| v.to_string());
+        p.apply_env(&env("true")).unwrap();
+        assert!(p.notify.notify_in_dry_run);
+        p.apply_env(&env("false")).unwrap();
+        assert!(!p.notify.notify_in_dry_run);
+        let err = p.apply_env(&env("yes please")).unwrap_err().to_string();
+        assert!(err.contains("REAPER_NOTIFY_IN_DRY_RUN"), "{err}");
     }
 
     #[test]
