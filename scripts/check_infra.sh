@@ -4,6 +4,7 @@
 #   check_template.py   env vars, least-privilege grants, queues, alarms, partition, CI parity,
 #                       bucket policies, keys, FIPS, retention, the terraform foundation, supply chain
 #   test_bucket_policies.py   every bucket policy evaluated against its real writers' requests
+#   test_reaper_policy.py   the reaper role's exempt-tag guard evaluated against TerminateWorkspaces
 #   terraform  infra/*.tf, *.tfvars parse (HCL2); the terraform binary is not needed
 #   checkov    template.yaml, the SAM-expanded template, infra/: zero failed checks, with checks/
 # Every checkov skip is written beside its resource with its reason (docs/DEPLOY.md lists them).
@@ -55,6 +56,10 @@ python3 scripts/check_template.py template.yaml
 # ---- bucket policies against the writers' requests ----
 step "test_bucket_policies.py"
 python3 scripts/test_bucket_policies.py template.yaml
+
+# ---- the reaper's IAM guard against its TerminateWorkspaces requests ----
+step "test_reaper_policy.py"
+python3 scripts/test_reaper_policy.py template.yaml
 
 # ---- terraform syntax ----
 step "terraform files parse"

@@ -134,6 +134,7 @@ FUNCTIONS = {
             "REAPER_EMAIL_FROM": (REF, "ReaperEmailFrom"),
             "REAPER_EMAIL_CONFIGURATION_SET": (REF, "ReaperEmailConfigurationSet"),
             "REAPER_MODE": (REF, "ReaperMode"),
+            "REAPER_NOTIFY_IN_DRY_RUN": (REF, "ReaperNotifyInDryRun"),
             "REAPER_EXEMPT_TAG_KEY": "reaper:exempt",  # the IAM guard's key (check_reaper_guard)
             # optional: set only when a Confluence secret is given
             "REAPER_CONFLUENCE_SECRET_ARN": ("If", "HasConfluence", "ConfluenceSecretArn"),
@@ -453,6 +454,37 @@ def check_queues_topics_alarms(tpl):
         fail("EventBridge Scheduler is not allowed (not on every HIPAA-eligible list)")
 
 
+def check_reaper_ci_mode():
+    """CI's deploys pass the reaper's mode from a CI variable per environment (REAPER_MODE_DEV,
+    REAPER_MODE_PROD) whose default is samconfig.toml's and whose choices are the two modes, checked
+    by scripts/reaper_mode.sh before `sam deploy` (--parameter-overrides replaces samconfig's line,
+    so the mode must be on it). Prod's first-week dry run is then a variable, not an edit."""
+    import tomllib
+    ci_path = ROOT / ".gitlab-ci.yml"
+    if not ci_path.exists():
+        return
+    sam = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    ci = yaml.safe_load(ci_path.read_text()) or {}
+    variables = ci.get("variables", {})
+    for envname in ("dev", "prod"):
+        var = f"REAPER_MODE_{envname.upper()}"
+        po = sam.get(envname, {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides", "")
+        m = re.search(r'ReaperMode="([a-z-]+)"', po)
+        default = m.group(1) if m else None
+        spec = variables.get(var)
+        if not isinstance(spec, dict) or spec.get("value") != default \
+                or sorted(spec.get("options", [])) != ["dry-run", "enforce"] or not spec.get("description"):
+            fail(f".gitlab-ci.yml: variables.{var} must have value {default!r} (samconfig.toml [{envname}]), "
+                 "options [dry-run, enforce] and a description")
+        script = [str(s) for s in (ci.get(f"deploy_{envname}", {}) or {}).get("script", [])]
+        deploy = next((i for i, s in enumerate(script) if f"sam deploy --config-env {envname}" in s), None)
+        check = next((i for i, s in enumerate(script) if s == f'bash scripts/reaper_mode.sh "${var}"'), None)
+        if deploy is None or check is None or check > deploy:
+            fail(f".gitlab-ci.yml: deploy_{envname} must run `bash scripts/reaper_mode.sh \"${var}\"` before sam deploy")
+        elif "--parameter-overrides" in script[deploy] and f"ReaperMode=${var}" not in script[deploy]:
+            fail(f".gitlab-ci.yml: the {envname} deploy overrides parameters without ReaperMode=${var}")
+
+
 def check_reaper_guard(tpl):
     """The reaper's mode switch, its SES notices and the IAM guard on TerminateWorkspaces."""
     import tomllib
@@ -474,11 +506,7 @@ def check_reaper_guard(tpl):
         for p in ("ReaperEmailIdentity", "ReaperEmailFrom", "ReaperEmailConfigurationSetName"):
             if f"{p}=" not in po:
                 fail(f"samconfig.toml [{envname}]: parameter_overrides must set {p}")
-    ci = (ROOT / ".gitlab-ci.yml").read_text() if (ROOT / ".gitlab-ci.yml").exists() else ""
-    for envname, want in (("dev", "dry-run"), ("prod", "enforce")):
-        line = next((l for l in ci.splitlines() if f"sam deploy --config-env {envname}" in l), "")
-        if "--parameter-overrides" in line and f"ReaperMode={want}" not in line:
-            fail(f".gitlab-ci.yml: the {envname} deploy overrides parameters without ReaperMode={want}")
+    check_reaper_ci_mode()
     # The guard: an explicit Deny of TerminateWorkspaces on any WorkSpace carrying the exempt tag,
     # and TerminateWorkspaces allowed on this account's WorkSpaces only (the grants check above).
     role = res.get("WorkspaceReaperRole", {}).get("Properties", {})
