@@ -590,7 +590,9 @@ impl Metadata for DynamoMetadata {
             .await;
         match res {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|x| x.is_transaction_canceled_exception()) => Ok(false),
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_transaction_canceled_exception()) => {
+                Ok(false)
+            }
             Err(e) => Err(sdk_err("dynamodb", "TransactWriteItems", e)),
         }
     }

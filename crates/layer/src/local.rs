@@ -441,8 +441,10 @@ impl Metadata for LocalMetadata {
             Err(e) => return Err(io("local-metadata", "content", e)),
         }
         let owner_failed = match std::fs::read(self.run_path(failed_owner)?) {
-            Ok(b) => serde_json::from_slice::<RunRecord>(&b).map_err(|e| ser("get", e))?.status
-                == crate::ledger::Status::Failed,
+            Ok(b) => {
+                serde_json::from_slice::<RunRecord>(&b).map_err(|e| ser("get", e))?.status
+                    == crate::ledger::Status::Failed
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => return Err(io("local-metadata", "get", e)),
         };

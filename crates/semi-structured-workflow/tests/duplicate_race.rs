@@ -21,7 +21,8 @@ use layer::{FormatFamily, Stage};
 const ORIGINAL: (&str, &str) = ("1111aaaa2222bbbb", "st_marys_600.csv");
 const RESENT: (&str, &str) = ("3333cccc4444dddd", "resent_friday.csv");
 /// The race test's own file ids: the metrics captured are shared by the tests of this binary.
-const RACING: [(&str, &str); 2] = [("5555eeee6666ffff", "st_marys_600.csv"), ("7777aaaa8888bbbb", "copy.csv")];
+const RACING: [(&str, &str); 2] =
+    [("5555eeee6666ffff", "st_marys_600.csv"), ("7777aaaa8888bbbb", "copy.csv")];
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))

@@ -123,7 +123,13 @@ async fn a_failed_owners_claim_is_taken_over_in_one_dynamodb_transaction() {
     failed.status = Status::Failed;
     meta.put_run(&failed).await.unwrap();
     assert!(meta.take_over_content("st_marys", &sha, &runs[0].file_id, &runs[1].file_id).await.unwrap());
-    assert_eq!(meta.content_owner("st_marys", &sha).await.unwrap().as_deref(), Some(runs[1].file_id.as_str()));
+    assert_eq!(
+        meta.content_owner("st_marys", &sha).await.unwrap().as_deref(),
+        Some(runs[1].file_id.as_str())
+    );
     assert!(!meta.take_over_content("st_marys", &sha, &runs[0].file_id, "third").await.unwrap());
-    assert_eq!(meta.content_owner("st_marys", &sha).await.unwrap().as_deref(), Some(runs[1].file_id.as_str()));
+    assert_eq!(
+        meta.content_owner("st_marys", &sha).await.unwrap().as_deref(),
+        Some(runs[1].file_id.as_str())
+    );
 }
