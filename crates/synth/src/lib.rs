@@ -64,7 +64,7 @@ impl std::str::FromStr for Defects {
     /// `duplicates=0.02,missing=0.05,malformed=0.01` (any subset, any order; `none` for none).
     fn from_str(s: &str) -> Result<Self, SynthError> {
         let mut d = Defects::default();
-        let bad = |m: String| SynthError::Options(m);
+        let bad = SynthError::Options;
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty() && *p != "none") {
             let (k, v) = part
                 .split_once('=')
@@ -205,7 +205,10 @@ pub fn generate(
         defects,
         rows: opts.rows,
         expected,
-        encoding: contract.encoding.filter(|e| *e != contracts::TextEncoding::Utf8).map(|e| out::label(e).to_string()),
+        encoding: contract
+            .encoding
+            .filter(|e| *e != contracts::TextEncoding::Utf8)
+            .map(|e| out::label(e).to_string()),
         compression: opts.gzip.then(|| "gzip".to_string()),
         bytes,
         notes,

@@ -10,21 +10,96 @@ use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
 use crate::rng::Rng;
 
 const FIRST: &[&str] = &[
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
-    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
-    "Carlos", "Karen", "Daniel", "Lisa", "Matthew", "Nancy", "Anthony", "Betty", "Mark", "Sandra",
-    "José", "Zoë", "Ana", "Renée", "Luis", "Mei", "Ahmed", "Fatima", "Nguyen", "Olga", "Björn",
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Carlos",
+    "Karen",
+    "Daniel",
+    "Lisa",
+    "Matthew",
+    "Nancy",
+    "Anthony",
+    "Betty",
+    "Mark",
+    "Sandra",
+    "José",
+    "Zoë",
+    "Ana",
+    "Renée",
+    "Luis",
+    "Mei",
+    "Ahmed",
+    "Fatima",
+    "Nguyen",
+    "Olga",
+    "Björn",
     "Siobhan",
 ];
 const LAST: &[&str] = &[
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor",
-    "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "O'Brien",
-    "Müller", "Peña", "Nguyen", "Kowalski", "Van der Berg", "St. John", "Okafor", "Haddad",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "O'Brien",
+    "Müller",
+    "Peña",
+    "Nguyen",
+    "Kowalski",
+    "Van der Berg",
+    "St. John",
+    "Okafor",
+    "Haddad",
 ];
 const STREETS: &[&str] = &[
-    "Maple St", "Oak Ave", "Elm St", "Pine Rd", "Cedar Ln", "Harbor Way", "Mill Pond Rd",
-    "Church St", "Bridge St", "Washington Ave", "Lake Shore Dr", "Orchard Hill Rd",
+    "Maple St",
+    "Oak Ave",
+    "Elm St",
+    "Pine Rd",
+    "Cedar Ln",
+    "Harbor Way",
+    "Mill Pond Rd",
+    "Church St",
+    "Bridge St",
+    "Washington Ave",
+    "Lake Shore Dr",
+    "Orchard Hill Rd",
 ];
 const CITIES: &[(&str, &str, &str)] = &[
     ("Springfield", "MA", "011"),
@@ -72,10 +147,10 @@ impl Person {
         let first = r.pick(FIRST).to_string();
         let last = r.pick(LAST).to_string();
         let (city, state, zip3) = *r.pick(CITIES);
-        let dob = NaiveDate::from_num_days_from_ce_opt(r.range(704_000, 737_000) as i32)
-            .unwrap_or(NaiveDate::MIN);
-        let day = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap_or(NaiveDate::MIN)
-            + chrono::Days::new(r.below(700));
+        let dob =
+            NaiveDate::from_num_days_from_ce_opt(r.range(704_000, 737_000) as i32).unwrap_or(NaiveDate::MIN);
+        let day =
+            NaiveDate::from_ymd_opt(2025, 1, 1).unwrap_or(NaiveDate::MIN) + chrono::Days::new(r.below(700));
         let time = NaiveTime::from_hms_opt(r.range(7, 19) as u32, r.below(60) as u32, r.below(60) as u32)
             .unwrap_or(NaiveTime::MIN);
         let dx = (0..r.range(1, 3)).map(|_| r.pick(DX).to_string()).collect();

@@ -18,7 +18,10 @@ use crate::{Defects, SynthError};
 pub(crate) enum Val {
     Text(String),
     /// A date (`time`: the visit's time of day matters).
-    Date { at: NaiveDateTime, time: bool },
+    Date {
+        at: NaiveDateTime,
+        time: bool,
+    },
     List(Vec<String>),
     Money(f64),
     /// Female when true.
@@ -84,7 +87,10 @@ impl Columns {
             })
             .collect();
         if cols.is_empty() {
-            return Err(SynthError::Contract(format!("contract `{}` maps no field in [fields]", contract.source)));
+            return Err(SynthError::Contract(format!(
+                "contract `{}` maps no field in [fields]",
+                contract.source
+            )));
         }
         let required = cols.iter().filter(|c| c.required).map(|c| c.name.clone()).collect();
         Ok(Self { cols, required })

@@ -25,7 +25,9 @@ fn contracts() -> Vec<(String, Contract)> {
     assert!(paths.len() >= 10, "the shipped contracts: {paths:?}");
     paths
         .iter()
-        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), Contract::load(p, &catalog).unwrap()))
+        .map(|p| {
+            (p.file_stem().unwrap().to_string_lossy().into_owned(), Contract::load(p, &catalog).unwrap())
+        })
         .collect()
 }
 
@@ -109,7 +111,8 @@ fn the_same_seed_gives_the_same_bytes_and_another_seed_other_bytes() {
 #[test]
 fn a_file_without_defects_is_all_good() {
     for (name, c) in contracts() {
-        let opts = Options { rows: 300, seed: 3, defects: Defects::default(), gzip: false, fhir_ndjson: false };
+        let opts =
+            Options { rows: 300, seed: 3, defects: Defects::default(), gzip: false, fhir_ndjson: false };
         let (bytes, m) = make(&c, &opts);
         let (s, rows) = check(&c, &bytes);
         assert_agrees(&name, &m, &s, rows);

@@ -27,7 +27,8 @@ impl<'c> Delimited<'c> {
         _contract: &'c Contract,
         cols: &'c Columns,
     ) -> Self {
-        let slots = header.iter().map(|h| (cols.cols.iter().position(|c| &c.path == h), h.as_str())).collect();
+        let slots =
+            header.iter().map(|h| (cols.cols.iter().position(|c| &c.path == h), h.as_str())).collect();
         Self { delim, quote, slots, cols, eol: if quote.is_some() { "\r\n" } else { "\n" } }
     }
 
@@ -44,7 +45,11 @@ impl<'c> Delimited<'c> {
                 line.push(q);
             }
             Some(_) => line.push_str(v),
-            None => line.extend(v.chars().map(|c| if c == self.delim || c == '\r' || c == '\n' { ' ' } else { c })),
+            None => {
+                line.extend(
+                    v.chars().map(|c| if c == self.delim || c == '\r' || c == '\n' { ' ' } else { c }),
+                )
+            }
         }
     }
 

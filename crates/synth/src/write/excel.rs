@@ -64,7 +64,10 @@ impl<'c> Excel<'c> {
         }
         let data = names.len() - 1;
         if data > 0 {
-            wb.worksheet_from_index(0).map_err(xl)?.write_string(0, 0, "Synthetic workbook: no real people").map_err(xl)?;
+            wb.worksheet_from_index(0)
+                .map_err(xl)?
+                .write_string(0, 0, "Synthetic workbook: no real people")
+                .map_err(xl)?;
         }
         let mut header: Vec<(Option<usize>, String)> =
             cols.cols.iter().enumerate().map(|(k, c)| (Some(k), c.path.clone())).collect();

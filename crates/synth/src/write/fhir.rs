@@ -72,15 +72,18 @@ fn urn(rec: &Record, what: u64) -> String {
         a >> 32,
         (a >> 16) & 0xffff,
         a & 0xfff,
-        0x8000 | (b >> 48 & 0x3fff),
+        0x8000 | ((b >> 48) & 0x3fff),
         b & 0xffff_ffff_ffff
     )
 }
 
 impl<'c> Fhir<'c> {
     pub fn new(version: FhirVersion, cols: &'c Columns, ndjson: bool) -> Result<Self, SynthError> {
-        let paths =
-            cols.cols.iter().map(|c| FhirPath::parse(&c.path).map_err(SynthError::Contract)).collect::<Result<_, _>>()?;
+        let paths = cols
+            .cols
+            .iter()
+            .map(|c| FhirPath::parse(&c.path).map_err(SynthError::Contract))
+            .collect::<Result<_, _>>()?;
         Ok(Self { version, paths, cols, first: true, ndjson })
     }
 
@@ -93,12 +96,15 @@ impl<'c> Fhir<'c> {
             Val::Money(x) => Node::Num(format!("{x:.2}")),
             Val::Sex(f) => {
                 let gender = matches!(self.paths[k].steps.last(), Some(FhirStep::Key(g)) if g == "gender");
-                Node::Str(match (gender, f) {
-                    (true, true) => "female",
-                    (true, false) => "male",
-                    (false, true) => "F",
-                    (false, false) => "M",
-                }.to_string())
+                Node::Str(
+                    match (gender, f) {
+                        (true, true) => "female",
+                        (true, false) => "male",
+                        (false, true) => "F",
+                        (false, false) => "M",
+                    }
+                    .to_string(),
+                )
             }
             _ => Node::Str(rec.text(self.cols, k)?),
         })

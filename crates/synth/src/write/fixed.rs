@@ -39,7 +39,8 @@ impl<'c> Fixed<'c> {
             Some(rt) => {
                 let data = rt.keep.first().cloned().unwrap_or_default();
                 let other = |c: char| std::iter::repeat_n(c, rt.length).collect::<String>();
-                let mut free = ['H', 'T', 'X', 'Z', '9', '8'].into_iter().map(other).filter(|c| !rt.keep.contains(c));
+                let mut free =
+                    ['H', 'T', 'X', 'Z', '9', '8'].into_iter().map(other).filter(|c| !rt.keep.contains(c));
                 let (h, t) = (free.next().unwrap_or_default(), free.next().unwrap_or_default());
                 Some((rt.start - 1, data, [h, t]))
             }
@@ -125,7 +126,11 @@ impl FormatWriter for Fixed<'_> {
     }
 
     fn skipped(&self) -> u64 {
-        if self.record_type.is_some() { 2 } else { 0 }
+        if self.record_type.is_some() {
+            2
+        } else {
+            0
+        }
     }
 
     fn begin(&mut self, out: &mut Out<'_>) -> Result<(), SynthError> {

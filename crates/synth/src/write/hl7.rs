@@ -12,7 +12,8 @@ use crate::record::{format_date, Columns, Kind, Record, Val};
 use crate::write::FormatWriter;
 use crate::SynthError;
 
-const ORDER: &[&str] = &["MSH", "EVN", "PID", "PD1", "NK1", "PV1", "PV2", "IN1", "DG1", "ORC", "OBR", "OBX", "NTE"];
+const ORDER: &[&str] =
+    &["MSH", "EVN", "PID", "PD1", "NK1", "PV1", "PV2", "IN1", "DG1", "ORC", "OBR", "OBX", "NTE"];
 
 /// One segment: `fields[n]` is field n (MSH: the n-th `|`-separated piece), as repetitions of
 /// components of subcomponents.
@@ -106,8 +107,11 @@ pub(crate) struct Hl7<'c> {
 
 impl<'c> Hl7<'c> {
     pub fn new(cols: &'c Columns) -> Result<Self, SynthError> {
-        let paths =
-            cols.cols.iter().map(|c| Hl7Path::parse(&c.path).map_err(SynthError::Contract)).collect::<Result<_, _>>()?;
+        let paths = cols
+            .cols
+            .iter()
+            .map(|c| Hl7Path::parse(&c.path).map_err(SynthError::Contract))
+            .collect::<Result<_, _>>()?;
         Ok(Self { paths, cols, messages: 0 })
     }
 
@@ -116,7 +120,9 @@ impl<'c> Hl7<'c> {
         let oru = rec.choice(usize::MAX, 2) == 1;
         let ts = format_date(rec.person.visit, "%Y%m%d%H%M%S");
         let mut msh = Seg::new("MSH");
-        for (n, v) in [(3, "SYNTH_EHR"), (4, "SYNTHETIC"), (5, "LAKE"), (6, "COUNTY"), (11, "P"), (12, "2.5.1")] {
+        for (n, v) in
+            [(3, "SYNTH_EHR"), (4, "SYNTHETIC"), (5, "LAKE"), (6, "COUNTY"), (11, "P"), (12, "2.5.1")]
+        {
             msh.raw(n, v);
         }
         msh.raw(7, ts.as_str());

@@ -82,5 +82,9 @@ pub(crate) fn writer_for<'c>(
 
 /// A value for a source field the contract drops (it is in the file, the pipeline ignores it).
 pub(crate) fn filler(rec: &Record, field: &str) -> String {
-    format!("{}-{}", field.chars().filter(char::is_ascii_alphanumeric).take(3).collect::<String>(), rec.index % 97)
+    format!(
+        "{}-{}",
+        field.chars().filter(char::is_ascii_alphanumeric).take(3).collect::<String>(),
+        rec.index % 97
+    )
 }

@@ -17,8 +17,22 @@ pub(crate) enum Node {
 
 /// FHIR elements that are arrays (0..*) in the resources the pipeline reads.
 const FHIR_ARRAYS: &[&str] = &[
-    "identifier", "name", "given", "prefix", "suffix", "telecom", "address", "line", "coding",
-    "extension", "contact", "diagnosis", "participant", "reasonCode", "category", "communication",
+    "identifier",
+    "name",
+    "given",
+    "prefix",
+    "suffix",
+    "telecom",
+    "address",
+    "line",
+    "coding",
+    "extension",
+    "contact",
+    "diagnosis",
+    "participant",
+    "reasonCode",
+    "category",
+    "communication",
 ];
 
 impl Node {
@@ -272,7 +286,11 @@ mod tests {
     #[test]
     fn json_paths_make_objects_and_arrays() {
         let mut n = Node::obj();
-        put_json(&mut n, &[PathSeg::Key("a".into()), PathSeg::Index(1), PathSeg::Key("b".into())], Node::Num("2".into()));
+        put_json(
+            &mut n,
+            &[PathSeg::Key("a".into()), PathSeg::Index(1), PathSeg::Key("b".into())],
+            Node::Num("2".into()),
+        );
         assert_eq!(n.to_json(), r#"{"a":[null,{"b":2}]}"#);
     }
 }

@@ -102,7 +102,12 @@ pub(crate) struct Xml<'c> {
 }
 
 impl<'c> Xml<'c> {
-    pub fn new(record: &str, contract: &'c Contract, cols: &'c Columns, seed: u64) -> Result<Self, SynthError> {
+    pub fn new(
+        record: &str,
+        contract: &'c Contract,
+        cols: &'c Columns,
+        seed: u64,
+    ) -> Result<Self, SynthError> {
         let record = XmlPath::parse_record(record).map_err(SynthError::Contract)?;
         let depth = record.len() - 1;
         let mut fields = Vec::new();
@@ -162,7 +167,8 @@ impl FormatWriter for Xml<'_> {
             }
         }
         let mut s = String::with_capacity(512);
-        let (record, ancestors) = chain.split_last().ok_or_else(|| SynthError::Contract("empty record path".into()))?;
+        let (record, ancestors) =
+            chain.split_last().ok_or_else(|| SynthError::Contract("empty record path".into()))?;
         for (d, a) in ancestors.iter().enumerate() {
             s.push_str(&"  ".repeat(d + 1));
             a.open(&mut s);
