@@ -25,7 +25,7 @@ impl Write for Counting<'_> {
 
 enum Sink<'a> {
     Plain(Counting<'a>),
-    Gzip(GzEncoder<Counting<'a>>),
+    Gzip(Box<GzEncoder<Counting<'a>>>),
 }
 
 /// The file being written: text in, encoded (and compressed) bytes out.
@@ -52,7 +52,7 @@ impl<'a> Out<'a> {
     pub fn new(inner: &'a mut dyn Write, encoding: Option<TextEncoding>, gzip: bool) -> Self {
         let counting = Counting { inner, bytes: 0 };
         let sink = if gzip {
-            Sink::Gzip(GzEncoder::new(counting, flate2::Compression::default()))
+            Sink::Gzip(Box::new(GzEncoder::new(counting, flate2::Compression::default())))
         } else {
             Sink::Plain(counting)
         };

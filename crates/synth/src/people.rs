@@ -157,7 +157,7 @@ impl Person {
         let email = format!("{}.{}{}@example.org", ascii_lower(&first), ascii_lower(&last), r.below(100));
         Self {
             mrn: format!("M{:07}", i + 1),
-            encounter_id: format!("V{:08}", i + 1),
+            encounter_id: format!("V{:07}", i + 1),
             middle: char::from(b'A' + r.below(26) as u8).to_string(),
             female: r.below(2) == 0,
             ssn: format!("{:03}{:02}{:04}", r.range(1, 665), r.range(1, 99), r.range(1, 9999)),
@@ -180,6 +180,18 @@ impl Person {
     }
 }
 
+/// A name as an e-mail address writes it: letters only, accents dropped, lower case.
 fn ascii_lower(s: &str) -> String {
-    s.chars().filter(char::is_ascii_alphabetic).map(|c| c.to_ascii_lowercase()).collect()
+    s.chars()
+        .map(|c| match c {
+            'é' | 'ë' | 'è' => 'e',
+            'ö' | 'ó' => 'o',
+            'ü' | 'ú' => 'u',
+            'ñ' => 'n',
+            'á' | 'à' => 'a',
+            c => c,
+        })
+        .filter(char::is_ascii_alphabetic)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }

@@ -11,7 +11,7 @@ use contracts::{FhirPath, FhirStep, FhirVersion};
 use crate::out::Out;
 use crate::record::{Columns, Kind, Record, Val};
 use crate::rng::Rng;
-use crate::write::node::{put_fhir, Node};
+use crate::write::node::{json_str, put_fhir, Node};
 use crate::write::FormatWriter;
 use crate::SynthError;
 
@@ -50,10 +50,13 @@ impl Entry {
     }
 
     fn json(&self) -> String {
-        let mut e = Node::obj();
-        e.set("fullUrl", Node::Str(self.url.clone()));
-        e.set("resource", self.res.clone());
-        e.to_json()
+        let mut s = String::with_capacity(1024);
+        s.push_str("{\"fullUrl\":");
+        json_str(&self.url, &mut s);
+        s.push_str(",\"resource\":");
+        self.res.write(&mut s);
+        s.push('}');
+        s
     }
 }
 

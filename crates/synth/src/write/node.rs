@@ -80,7 +80,7 @@ impl Node {
     pub fn write(&self, out: &mut String) {
         match self {
             Node::Null => out.push_str("null"),
-            Node::Str(s) => out.push_str(&serde_json::Value::String(s.clone()).to_string()),
+            Node::Str(s) => json_str(s, out),
             Node::Num(n) => out.push_str(n),
             Node::Obj(m) => {
                 out.push('{');
@@ -88,7 +88,7 @@ impl Node {
                     if i > 0 {
                         out.push(',');
                     }
-                    out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                    json_str(k, out);
                     out.push(':');
                     v.write(out);
                 }
@@ -120,6 +120,11 @@ impl Node {
             _ => None,
         }
     }
+}
+
+/// A JSON string literal (serde_json's escaping).
+pub(crate) fn json_str(s: &str, out: &mut String) {
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
 }
 
 /// Puts `leaf` at a JSON path (`a.b[0].c`), making the objects and arrays on the way.
