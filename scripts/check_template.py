@@ -169,9 +169,11 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
             ("IngestionBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion"},
             ("RawBucket", "/dataset=*"): {"s3:PutObject"},
             ("QuarantineBucket", "/*"): {"s3:PutObject"},
-            # PutItem: the conditional claim of a file's content (duplicate files)
+            # PutItem: the conditional claim of a file's content (duplicate files); UpdateItem on
+            # the claim and ConditionCheckItem on the owner's ledger entry: the one-transaction
+            # takeover of a FAILED owner's claim
             ("DatasetsTable", ""): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
-            ("RunsTable", ""): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+            ("RunsTable", ""): {"dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
             ("PiiQueue", ""): {"sqs:SendMessage"},
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
             ("AlertTopicArn", ""): {"sns:Publish"},

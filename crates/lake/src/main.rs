@@ -13,6 +13,7 @@ mod matching;
 mod query;
 mod reaper;
 mod review;
+mod synth_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,6 +108,8 @@ enum Cmd {
     /// SQL over the lake's tables (the catalog's names): `lake query "SELECT ..." [--lake DIR]`,
     /// printed as a table, CSV, JSON lines or written as Parquet (see docs/ANALYTICS.md).
     Query(query::QueryArgs),
+    /// A synthetic file in a contract's own format with a manifest of its expected counts.
+    Synth(synth_cmd::SynthArgs),
 }
 
 #[derive(clap::Args)]
@@ -391,6 +394,7 @@ fn main() -> ExitCode {
         Cmd::Match(a) => matching::run(a),
         Cmd::Reaper(c) => reaper::run(c),
         Cmd::Query(a) => query::run(a),
+        Cmd::Synth(a) => synth_cmd::run(a),
         Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {
             let (deps, _) = lake.deps(None).await?;
             let (src, v, new) = embedded::publish(&deps, &contract).await?;

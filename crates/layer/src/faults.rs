@@ -179,6 +179,19 @@ impl Metadata for Faulty<dyn Metadata> {
     async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError> {
         faulty!(self, "meta.claim_content", self.inner.claim_content(source, sha256, file_id).await)
     }
+    async fn take_over_content(
+        &self,
+        source: &str,
+        sha256: &str,
+        failed_owner: &str,
+        file_id: &str,
+    ) -> Result<bool, PortError> {
+        faulty!(
+            self,
+            "meta.take_over_content",
+            self.inner.take_over_content(source, sha256, failed_owner, file_id).await
+        )
+    }
     async fn guard_state(
         &self,
         source: &str,

@@ -448,6 +448,41 @@ impl Metadata for LocalMetadata {
         }
     }
 
+    async fn take_over_content(
+        &self,
+        source: &str,
+        sha256: &str,
+        failed_owner: &str,
+        file_id: &str,
+    ) -> Result<bool, PortError> {
+        // one process drives the local adapters: a process-wide lock makes check-and-move atomic
+        // (the reads below are the same as `content_owner` and `get_run`, without an await)
+        static TAKE_OVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _held = TAKE_OVER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let p = under(&self.source_dir(source)?.join("content"), sha256)?;
+        match std::fs::read_to_string(&p) {
+            Ok(owner) if owner.trim() == failed_owner => {}
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io("local-metadata", "content", e)),
+        }
+        let owner_failed = match std::fs::read(self.run_path(failed_owner)?) {
+            Ok(b) => {
+                serde_json::from_slice::<RunRecord>(&b).map_err(|e| ser("get", e))?.status
+                    == crate::ledger::Status::Failed
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io("local-metadata", "get", e)),
+        };
+        if !owner_failed {
+            return Ok(false);
+        }
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, file_id).map_err(|e| io("local-metadata", "content", e))?;
+        std::fs::rename(&tmp, &p).map_err(|e| io("local-metadata", "content", e))?;
+        Ok(true)
+    }
+
     async fn guard_state(&self, source: &str, name: GuardFlag) -> Result<Option<String>, PortError> {
         let p = self.source_dir(source)?.join(format!("guard-{}", name.as_str()));
         match std::fs::read_to_string(p) {

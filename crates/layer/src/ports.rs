@@ -104,6 +104,16 @@ pub trait Metadata: Send + Sync {
     /// Records `file_id` as the DONE file holding these bytes unless another already is;
     /// returns the owner (this file id, or the earlier one).
     async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError>;
+    /// Moves the claim on these bytes from `failed_owner` to `file_id` in one atomic step, only
+    /// while the claim is still `failed_owner`'s and its ledger entry is FAILED (a redrive that
+    /// resets the owner first wins); true when the claim moved.
+    async fn take_over_content(
+        &self,
+        source: &str,
+        sha256: &str,
+        failed_owner: &str,
+        file_id: &str,
+    ) -> Result<bool, PortError>;
     /// A source's guard state (e.g. whether a silence alert is open), by name.
     async fn guard_state(&self, source: &str, name: GuardFlag) -> Result<Option<String>, PortError>;
     async fn set_guard_state(

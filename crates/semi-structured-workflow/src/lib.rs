@@ -3,9 +3,10 @@
 //! published contract version, writes the canonical Parquet to the raw bucket and the bad and
 //! malformed records to quarantine (SSE-KMS, paths derived from the file id so a retry
 //! overwrites instead of duplicating), sends a pointer to the bad records to the pii queue, and
-//! marks the ledger and the dataset. The object's SHA-256 is computed while it is read: a file
-//! byte-identical to a DONE file of the same source is recorded as its duplicate and writes
-//! nothing, unless the contract sets `allow_resend`.
+//! marks the ledger and the dataset. The object's SHA-256 is computed while it is read and the
+//! bytes are claimed for the file before any output is written: a file byte-identical to one of
+//! the same source that is DONE or in flight is recorded as its duplicate and writes nothing
+//! (unless the contract sets `allow_resend`); a FAILED owner's claim is taken over.
 //!
 //! Boundaries: no AWS types here beyond the layer's ports; the transform stays pure.
 
@@ -95,26 +96,54 @@ async fn process(deps: &Deps, m: SqsMessage) -> Result<(), StageError> {
         .await
         .map_err(|e| e.with_file(&ctx))?;
     run.sha256 = Some(t.sha256.clone());
-    if !allow_resend {
-        if let Some(original) = duplicate_of(deps, &w, &t.sha256).await.map_err(|e| e.with_file(&ctx))? {
-            return record_duplicate(deps, &w, &mut run, original).await.map_err(|e| e.with_file(&ctx));
-        }
+    // the content is claimed before anything is written: of two files with the same bytes in
+    // flight together, only the claim's owner writes outputs
+    let original = claim(deps, &w, &t.sha256).await.map_err(|e| e.with_file(&ctx))?;
+    if let Some(original) = original.filter(|_| !allow_resend) {
+        return record_duplicate(deps, &w, &mut run, original).await.map_err(|e| e.with_file(&ctx));
     }
     run.outputs = write_outputs(deps, &w, run.ingest_date(), &t).await.map_err(|e| e.with_file(&ctx))?;
     finish(deps, &w, &mut run, &t.summary).await.map_err(|e| e.with_file(&ctx))
 }
 
-/// The DONE file of the same source whose bytes hash the same, if there is one (not this file).
-async fn duplicate_of(deps: &Deps, w: &WorkMessage, sha256: &str) -> Result<Option<String>, StageError> {
-    let owner = deps
-        .meta
-        .content_owner(&w.source, sha256)
-        .await
-        .map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))?;
-    let Some(owner) = owner.filter(|o| *o != w.file_id) else { return Ok(None) };
-    let run =
-        deps.meta.get_run(&owner).await.map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))?;
-    Ok(run.filter(|r| r.status == Status::Done).map(|r| r.file_id))
+/// How often a claim is looked at again when a FAILED owner's claim moves away under us.
+const CLAIM_ROUNDS: usize = 3;
+
+/// Claims these bytes for this file; returns the file this one duplicates, or `None` when this
+/// file owns them and writes the outputs. The owner is whoever claimed first: DONE, or in flight
+/// (it holds the same bytes and either ends DONE or fails into the DLQ, and a redrive of it runs
+/// as the owner again). A FAILED owner's claim is taken over in one atomic step that also checks
+/// it is still FAILED, so this file is ingested instead of being lost as a duplicate of nothing;
+/// if the owner is redriven later it becomes this file's duplicate.
+async fn claim(deps: &Deps, w: &WorkMessage, sha256: &str) -> Result<Option<String>, StageError> {
+    let write = |e| StageError::port(ErrorKind::LedgerWriteFailed, e);
+    for _ in 0..CLAIM_ROUNDS {
+        let owner = deps.meta.claim_content(&w.source, sha256, &w.file_id).await.map_err(write)?;
+        if owner == w.file_id {
+            return Ok(None);
+        }
+        if owner.is_empty() {
+            continue; // the claim read back empty (a write racing ours): look again
+        }
+        let owner_status = deps
+            .meta
+            .get_run(&owner)
+            .await
+            .map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))?
+            .map(|r| r.status);
+        if owner_status != Some(Status::Failed) {
+            // DONE, in flight, or claimed by a file the ledger does not show yet (in flight)
+            return Ok(Some(owner));
+        }
+        if deps.meta.take_over_content(&w.source, sha256, &owner, &w.file_id).await.map_err(write)? {
+            tracing::info!(file_id = %w.file_id, failed_owner = %owner, "took over the content of a FAILED file");
+            return Ok(None);
+        }
+    }
+    Err(StageError::of_kind(
+        ErrorKind::LedgerWriteFailed,
+        "the content claim kept changing hands: retrying later",
+    ))
 }
 
 /// Records the file as a duplicate of `original`: DONE at stage `duplicate`, no outputs, no rows.
@@ -140,7 +169,7 @@ async fn record_duplicate(
         tracing::warn!(error = %e, "dataset status not updated");
     }
     layer::metrics::emit(FUNCTION.as_str(), Some(&w.source), &[("FilesDuplicate", 1.0, "Count")]);
-    tracing::info!(file_id = %w.file_id, duplicate_of = %original, "duplicate of a DONE file: nothing written");
+    tracing::info!(file_id = %w.file_id, duplicate_of = %original, "duplicate of a file with the same bytes: nothing written");
     Ok(())
 }
 
@@ -313,14 +342,6 @@ async fn finish(
     run.error_kind = None;
     run.error_message = None;
     run.updated_at = now();
-    // the content is claimed before the entry is DONE: a retry after a failed ledger write finds
-    // its own claim, and another file only counts as a duplicate of an owner that is DONE
-    if let Some(sha) = &run.sha256 {
-        deps.meta
-            .claim_content(&w.source, sha, &w.file_id)
-            .await
-            .map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
-    }
     deps.meta.put_run(run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
     if let Err(e) = deps.meta.set_dataset_status(&w.source, Status::Done, &w.file_id).await {
         tracing::warn!(error = %e, "dataset status not updated");
