@@ -421,6 +421,15 @@ impl Metadata for QuotingLedger {
     ) -> Result<(), PortError> {
         self.0.set_guard_state(source, name, value).await
     }
+    async fn take_over_content(
+        &self,
+        source: &str,
+        sha256: &str,
+        failed_owner: &str,
+        file_id: &str,
+    ) -> Result<bool, PortError> {
+        self.0.take_over_content(source, sha256, failed_owner, file_id).await
+    }
 }
 
 #[tokio::test]
