@@ -15,7 +15,7 @@ use pii_matching::deploy::{self, CustomResourceRequest};
 use pii_matching::handler::MatchDeps;
 use pii_matching::people::{read_export, PeopleMapping};
 use pii_matching::pg::{upsert_people, Db, Missing, PgIndex, PgReviews};
-use pii_matching::{review, Matcher, Rules};
+use pii_matching::review;
 
 const FILE: &str = "st_marys_600.csv";
 
@@ -104,7 +104,7 @@ async fn bad_rows_are_matched_through_moto_and_a_deployed_database_then_one_is_a
         pipeline,
         index: Arc::new(PgIndex { db: matcher_db.clone(), chunk: 4096 }),
         reviews: Arc::new(PgReviews { db: matcher_db }),
-        matcher: Arc::new(Matcher::new(Rules::builtin())),
+        matcher: Arc::new(pii_matching::rules_store::ActiveRules::builtin()),
     };
     assert!(embedded::drain_matching(&m).await.unwrap() > 0, "the pii queue had work");
     assert!(w.drain_all(&w.deps.cfg.dlq.clone()).await.is_empty(), "no failure envelope");

@@ -190,7 +190,7 @@ fn match_deps(l: &Lake, db: &Arc<Db>) -> MatchDeps {
         pipeline: l.deps.clone(),
         index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
         reviews: Arc::new(PgReviews { db: db.clone() }),
-        matcher: Arc::new(Matcher::new(Rules::builtin())),
+        matcher: Arc::new(pii_matching::rules_store::ActiveRules::builtin()),
     }
 }
 
