@@ -50,6 +50,12 @@ impl DbArgs {
         if let Some(url) = &self.database_url {
             return Ok(Db::from_url(url, 1)?);
         }
+        if !self.given() {
+            bail!(
+                "no database given: --database-url (LAKE_DATABASE_URL), --db-secret-arn (LAKE_DB_SECRET_ARN) \
+                 or --db-user"
+            );
+        }
         let sdk = layer::aws::sdk_config().await;
         let settings = DbSettings { max_connections: 1, ..pii_matching::setup::db_settings_from_env()? };
         let source: Arc<dyn SecretSource> = match (&self.db_secret_arn, &self.db_user) {
@@ -71,12 +77,9 @@ impl DbArgs {
                 };
                 Arc::new(IamToken { target, credentials })
             }
-            (None, None) => bail!(
-                "no database given: --database-url (LAKE_DATABASE_URL), --db-secret-arn (LAKE_DB_SECRET_ARN) \
-                 or --db-user"
-            ),
+            (None, None) => bail!("no database given"),
         };
-        Ok(Db::from_secret(source, settings).await.context("the database credentials")?)
+        Db::from_secret(source, settings).await.context("the database credentials")
     }
 }
 

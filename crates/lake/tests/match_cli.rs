@@ -155,11 +155,12 @@ fn rules_given_with_rules_decide_and_an_invalid_rules_file_is_named() {
     let records = dir.path().join("r.csv");
     std::fs::write(&records, RECORDS).unwrap();
     let shipped = std::fs::read_to_string(root().join("config/matching.toml")).unwrap();
-    assert!(shipped.contains("min_margin = ") && shipped.contains("min_score = 20.0"));
-    // nothing is certain enough to be exact, nor strong enough to be proposed
+    assert!(shipped.contains("min_score = 28.0\n") && shipped.contains("min_score = 20.0"));
+    // every rule needs 500 points: nothing is exact, nothing is proposed
     let strict = shipped
-        .replacen("min_score = 20.0", "min_score = 500.0", 1)
-        .replace(&format!("min_margin = {}", margin(&shipped)), "min_margin = 500.0");
+        .replacen("min_score = 28.0\n", "", 1)
+        .replace("[[tiers.exact.rules]]\nname = ", "[[tiers.exact.rules]]\nmin_score = 500.0\nname = ")
+        .replacen("min_score = 20.0", "min_score = 500.0", 1);
     let strict_path = dir.path().join("strict.toml");
     std::fs::write(&strict_path, strict).unwrap();
     let default = decide(dir.path(), "default", &records, &[]);
@@ -184,11 +185,6 @@ fn rules_given_with_rules_decide_and_an_invalid_rules_file_is_named() {
     assert!(!ok && err.contains("bad.toml") && err.contains("town"), "{err}");
 }
 
-fn margin(rules: &str) -> String {
-    let l = rules.lines().find(|l| l.starts_with("min_margin = ")).unwrap();
-    l.trim_start_matches("min_margin = ").trim().to_string()
-}
-
 #[test]
 fn records_mapped_through_a_source_contract_are_the_transform_s_canonical_rows() {
     let dir = tempfile::tempdir().unwrap();
@@ -209,11 +205,17 @@ fn records_mapped_through_a_source_contract_are_the_transform_s_canonical_rows()
     assert!(ok, "{stdout}{stderr}");
     let text = std::fs::read_to_string(&out).unwrap();
     let rows: Vec<&str> = text.lines().skip(1).collect();
-    let data_lines =
-        std::fs::read_to_string(&input).unwrap().lines().skip(1).filter(|l| !l.is_empty()).count();
-    assert!(stderr.contains("through contract"), "{stderr}");
-    assert!(rows.len() >= data_lines - 10 && rows.len() <= data_lines, "{} of {data_lines}", rows.len());
-    assert!(rows.iter().all(|r| r.starts_with('V')), "ids are the contract's encounter ids (VisitID)");
+    // "<file>: N rows through contract <c> (G good, B bad, M malformed and left out)"
+    let counts = stderr.split("through contract").nth(1).unwrap_or_else(|| panic!("{stderr}"));
+    let n = |what: &str| -> usize {
+        let at = counts.find(&format!(" {what}")).unwrap();
+        counts[..at].rsplit(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    assert_eq!(rows.len(), n("good") + n("bad"), "every good and bad row decided once: {stderr}");
+    assert!(n("bad") > 0, "the sample has rows missing an identity field: {stderr}");
+    // ids are the contract's encounter ids (VisitID); a bad row without one is numbered
+    let with_id = rows.iter().filter(|r| r.starts_with('V')).count();
+    assert!(with_id >= n("good") && with_id < rows.len() + 1, "{with_id} of {}", rows.len());
     assert!(stdout.contains(&format!("{} records in", rows.len())), "{stdout}");
     assert!(rows.iter().any(|r| r.contains(",exact,")), "sample rows of the example persons match exactly");
 

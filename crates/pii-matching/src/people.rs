@@ -274,7 +274,7 @@ fn csv_row(rec: &csv::ByteRecord, idx: &[usize]) -> Result<Person, String> {
     let mut v: [Option<&str>; 12] = [None; 12];
     for (k, (c, &i)) in PERSON_COLUMNS.iter().zip(idx).enumerate() {
         let raw = rec.get(i).unwrap_or_default();
-        let s = std::str::from_utf8(raw).map_err(|_| format!("wrong encoding: {c} is not UTF-8"))?;
+        let s = std::str::from_utf8(raw).map_err(|_| format!("{c} is not UTF-8 (wrong encoding)"))?;
         v[k] = Some(s);
     }
     row(&v)
@@ -401,6 +401,6 @@ mod tests {
         text.extend(b"J\xF6RG,LEE,,,,,,,,,\n");
         let f = csv(&text).unwrap();
         assert_eq!(f.persons.len(), 1);
-        assert_eq!(f.rejected[0].to_string(), "line 3: wrong encoding: first_name is not UTF-8");
+        assert_eq!(f.rejected[0].to_string(), "line 3: first_name is not UTF-8 (wrong encoding)");
     }
 }
