@@ -1,6 +1,8 @@
-//! `lake match` through the binary: records against the example person file in memory, the
-//! decisions CSV, and precision / recall per tier against a truth file.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `lake match` and `lake rules` through the binary: records (CSV, lower case, Parquet, a source's
+//! own file through its contract) against the example person file in memory or a PostgreSQL
+//! index, the decisions CSV, precision / recall per tier against a truth file, `--rules`; rules
+//! files checked and published (an invalid one named and refused).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
