@@ -97,6 +97,7 @@ FUNCTIONS = {
             "LAKE_RUNS_TABLE": (REF, "RunsTable"), "LAKE_RAW_BUCKET": (REF, "RawBucket"),
             "LAKE_QUARANTINE_BUCKET": (REF, "QuarantineBucket"), "LAKE_KMS_KEY_ID": (REF, "KmsKeyArn"),
             "LAKE_DB_USER": "lake_matcher", "LAKE_DLQ_URL": (REF, "PipelineDLQ"),
+            "LAKE_RULES_TABLE": (REF, "DatasetsTable"),  # the published matching rules
             "LAKE_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"),
             "LAKE_DB_HOST": (REF, "DbHost"), "LAKE_DB_PORT": "5432", "LAKE_DB_NAME": (REF, "DbName"),
             "LAKE_DB_SSLMODE": "verify-full", "LAKE_DB_SSLROOTCERT": "/var/task/rds-ca/global-bundle.pem",
@@ -105,6 +106,8 @@ FUNCTIONS = {
             ("QuarantineBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"},
             ("RawBucket", "/dataset=*"): {"s3:PutObject"},
             ("RunsTable", ""): {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"},
+            # only the rules items (check_rules_read: dynamodb:LeadingKeys rules#matching)
+            ("DatasetsTable", ""): {"dynamodb:GetItem"},
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
             ("AlertTopicArn", ""): {"sns:Publish"},
             ("rds-db:dbuser/lake_matcher", ""): {"rds-db:connect"},  # IAM database authentication
@@ -681,6 +684,29 @@ PHI_BUCKETS = ("IngestionBucket", "RawBucket", "QuarantineBucket")
 SSE_KEYS = ("s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id")
 
 
+def check_rules_read(tpl):
+    """pii-matching reads the datasets table for the published matching rules only: every
+    statement of its role on DatasetsTable is GetItem limited by dynamodb:LeadingKeys to the
+    rules partition (`lake rules publish` writes pk = rules#matching), and the Rust side reads
+    exactly that key."""
+    role = tpl["Resources"].get("PiiMatchingRole", {}).get("Properties", {})
+    found = 0
+    for pol in role.get("Policies", []):
+        for st in as_list(pol["PolicyDocument"]["Statement"]):
+            if {"Fn::GetAtt": ["DatasetsTable", "Arn"]} not in as_list(st.get("Resource", [])):
+                continue
+            found += 1
+            keys = st.get("Condition", {}).get("ForAllValues:StringEquals", {}).get("dynamodb:LeadingKeys")
+            if as_list(st.get("Action")) != ["dynamodb:GetItem"] or as_list(keys) != ["rules#matching"]:
+                fail(f"PiiMatchingRole {st.get('Sid')}: DatasetsTable only as dynamodb:GetItem with "
+                     "ForAllValues:StringEquals dynamodb:LeadingKeys [rules#matching]")
+    if not found:
+        fail("PiiMatchingRole: no read of the published matching rules (DatasetsTable, rules#matching)")
+    src = ROOT / "crates/pii-matching/src/rules_store.rs"
+    if src.exists() and 'RULES_PK: &str = "rules#matching"' not in src.read_text():
+        fail("crates/pii-matching/src/rules_store.rs: RULES_PK is not rules#matching (the IAM condition's key)")
+
+
 def statements_of(res, name):
     return as_list(res[name]["Properties"]["PolicyDocument"]["Statement"])
 
@@ -1107,6 +1133,7 @@ def main():
     check_queues_topics_alarms(tpl)
     check_partition(raw, tpl)
     check_code_ties(tpl)
+    check_rules_read(tpl)
     check_reaper_guard(tpl)
     check_ci()
     check_ci_build(tpl)

@@ -77,6 +77,8 @@ pub struct World {
     pub ingest_bucket: String,
     /// The ledger table (a test that builds its own metadata adapter names it).
     pub runs_table: String,
+    /// The datasets table (contracts; the published matching rules).
+    pub datasets_table: String,
 }
 
 /// A fresh pipeline in moto: ingest (versioned), raw and quarantine buckets, the runs and
@@ -132,6 +134,7 @@ pub async fn world() -> World {
         alerts_queue: urls["alerts"].clone(),
         ingest_bucket: name("ingest"),
         runs_table: name("runs"),
+        datasets_table: name("datasets"),
     }
 }
 

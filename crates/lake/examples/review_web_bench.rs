@@ -21,7 +21,7 @@ use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use pii_matching::handler::MatchDeps;
 use pii_matching::pg::{copy_people_csv, Db, PgIndex, PgReviews};
-use pii_matching::{Matcher, Rules};
+use pii_matching::Rules;
 use review_web::{App, Auth, ClaimsAuth, Settings};
 use tower::ServiceExt;
 
@@ -50,7 +50,7 @@ async fn proposals(l: &Path, db: &Arc<Db>, n: i64) -> Result<i64> {
         pipeline: deps,
         index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
         reviews: Arc::new(PgReviews { db: db.clone() }),
-        matcher: Arc::new(Matcher::new(Rules::builtin())),
+        matcher: Arc::new(pii_matching::rules_store::ActiveRules::builtin()),
     };
     lake::embedded::drain_matching(&m).await?;
     let real: i64 = sqlx::query_scalar("SELECT count(*) FROM match_review").fetch_one(&db.pool()).await?;

@@ -102,6 +102,9 @@ enum Cmd {
     /// Try the matching rules: records against a person file (or database), decisions to CSV,
     /// precision and recall per tier with --truth.
     Match(matching::MatchArgs),
+    /// The matching rules at run time: `lake rules check FILE`, `lake rules publish FILE`.
+    #[command(subcommand)]
+    Rules(matching::RulesCmd),
     /// The WorkSpaces reaper in dry run: `lake reaper plan [--fleet FILE]` prints what it would do.
     #[command(subcommand)]
     Reaper(reaper::ReaperCmd),
@@ -158,6 +161,10 @@ struct RunArgs {
     /// queue is left pending (stage matching-pending). Local backend only.
     #[arg(long, value_name = "FILE")]
     people: Option<PathBuf>,
+    /// Export column names per index column for --people (as `lake people load --mapping`;
+    /// default: the index's own names).
+    #[arg(long, value_name = "FILE", requires = "people")]
+    people_mapping: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -205,7 +212,11 @@ async fn run_embedded(a: RunArgs) -> anyhow::Result<ExitCode> {
              function matches the pii queue against PostgreSQL"
         ),
         Some(p) => {
-            let (m, n) = embedded::local_matching(&deps, &a.lake.lake, p)?;
+            let mapping = match &a.people_mapping {
+                Some(m) => pii_matching::people::PeopleMapping::from_file(m)?,
+                None => pii_matching::people::PeopleMapping::identity(),
+            };
+            let (m, n) = embedded::local_matching_mapped(&deps, &a.lake.lake, p, &mapping)?;
             eprintln!("loaded {n} person(s) from {}", p.display());
             Some(m)
         }
@@ -392,6 +403,7 @@ fn main() -> ExitCode {
         Cmd::Db(a) => db::run(a),
         Cmd::People(a) => db::run_people(a),
         Cmd::Match(a) => matching::run(a),
+        Cmd::Rules(c) => matching::run_rules(c),
         Cmd::Reaper(c) => reaper::run(c),
         Cmd::Query(a) => query::run(a),
         Cmd::Synth(a) => synth_cmd::run(a),

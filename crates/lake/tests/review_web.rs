@@ -18,7 +18,7 @@ use pii_matching::handler::MatchDeps;
 use pii_matching::pg::{copy_people_csv, Db, PgIndex, PgReviews};
 use pii_matching::review::ReviewDesk;
 use pii_matching::review_store::LocalDesk;
-use pii_matching::{Matcher, Rules};
+use pii_matching::Rules;
 use review_web::store::{Action, WebStore};
 use review_web::{App, Auth, ClaimsAuth, LocalAuth, Settings};
 use tower::ServiceExt;
@@ -95,7 +95,7 @@ async fn pg_fixture(url: &str) -> Fixture {
         pipeline: deps,
         index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
         reviews: Arc::new(PgReviews { db: db.clone() }),
-        matcher: Arc::new(Matcher::new(Rules::builtin())),
+        matcher: Arc::new(pii_matching::rules_store::ActiveRules::builtin()),
     };
     lake::embedded::drain_matching(&m).await.unwrap();
     Fixture {

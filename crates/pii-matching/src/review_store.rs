@@ -40,6 +40,8 @@ struct ReviewEntry {
     reviewer: Option<String>,
     decided_at: Option<String>,
     created_at: String,
+    #[serde(default)]
+    rules_version: Option<String>,
 }
 
 /// One audited decision as stored (the `match_decision` columns): the row and when.
@@ -198,6 +200,7 @@ impl LocalReviews {
                 score: Some(r.best_score),
                 rule: "review".into(),
                 decided_by: reviewer.into(),
+                rules_version: None,
             };
             s.record_once(d, t);
             (true, true)
@@ -267,6 +270,7 @@ impl Reviews for LocalReviews {
                     reviewer: None,
                     decided_at: None,
                     created_at: t.clone(),
+                    rules_version: r.rules_version.clone(),
                 });
                 n += 1;
             }
@@ -366,6 +370,7 @@ mod tests {
             candidates: serde_json::json!([{"person_id": 7, "score": 25.0, "levels": {}}]),
             best_score: 25.0,
             rule: "score>=20".into(),
+            rules_version: Some("v1".into()),
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::index::IndexError;
+use crate::error::IndexError;
 
 /// A proposed match waiting for a data scientist.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +23,8 @@ pub struct ReviewRow {
     pub candidates: serde_json::Value,
     pub best_score: f64,
     pub rule: String,
+    /// The rules version that proposed it (`v<N>` published, `builtin-<hash>`).
+    pub rules_version: Option<String>,
 }
 
 /// One audited decision.
@@ -35,6 +37,9 @@ pub struct DecisionRow {
     pub score: Option<f64>,
     pub rule: String,
     pub decided_by: String,
+    /// The rules version of a matcher decision (none on a reviewer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_version: Option<String>,
 }
 
 /// A stored review (as `lake review` shows it).

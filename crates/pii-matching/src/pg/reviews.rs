@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use compact_str::CompactString;
 
 use super::Db;
-use crate::index::IndexError;
+use crate::error::IndexError;
 use crate::model::Person;
 use crate::review::{ReviewDesk, ReviewError};
 use crate::reviews::{DecisionRow, ReviewRow, Reviews, StoredReview};
@@ -35,18 +35,20 @@ impl Reviews for PgReviews {
         let ix: Vec<i32> = rows.iter().map(|x| x.row_index).collect();
         let ca: Vec<serde_json::Value> = rows.iter().map(|x| x.candidates.clone()).collect();
         let sc: Vec<f64> = rows.iter().map(|x| x.best_score).collect();
+        let rv: Vec<Option<String>> = rows.iter().map(|x| x.rules_version.clone()).collect();
         self.db
             .run(|pool| {
-                let (r, fi, ds, so, bb, bk, ru, ix, ca, sc) =
-                    (&r, &fi, &ds, &so, &bb, &bk, &ru, &ix, &ca, &sc);
+                let (r, fi, ds, so, bb, bk, ru, ix, ca, sc, rv) =
+                    (&r, &fi, &ds, &so, &bb, &bk, &ru, &ix, &ca, &sc, &rv);
                 async move {
                     let res = sqlx::query!(
                         r#"
                         INSERT INTO match_review
                             (record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key,
-                             candidates, best_score, rule)
+                             candidates, best_score, rule, rules_version)
                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::text[],
-                                             $6::text[], $7::text[], $8::jsonb[], $9::float8[], $10::text[])
+                                             $6::text[], $7::text[], $8::jsonb[], $9::float8[], $10::text[],
+                                             $11::text[])
                         ON CONFLICT (record_ref) DO NOTHING
                         "#,
                         r,
@@ -58,7 +60,8 @@ impl Reviews for PgReviews {
                         bk,
                         ca,
                         sc,
-                        ru
+                        ru,
+                        rv as &[Option<String>]
                     )
                     .execute(&pool)
                     .await?;
@@ -82,15 +85,17 @@ impl Reviews for PgReviews {
         );
         let pe: Vec<Option<i64>> = rows.iter().map(|x| x.person_id).collect();
         let sc: Vec<Option<f64>> = rows.iter().map(|x| x.score).collect();
+        let rv: Vec<Option<String>> = rows.iter().map(|x| x.rules_version.clone()).collect();
         self.db
             .run(|pool| {
-                let (r, fi, ti, ru, by, pe, sc) = (&r, &fi, &ti, &ru, &by, &pe, &sc);
+                let (r, fi, ti, ru, by, pe, sc, rv) = (&r, &fi, &ti, &ru, &by, &pe, &sc, &rv);
                 async move {
                     let res = sqlx::query!(
                         r#"
-                        INSERT INTO match_decision (record_ref, file_id, tier, person_id, score, rule, decided_by)
+                        INSERT INTO match_decision
+                            (record_ref, file_id, tier, person_id, score, rule, decided_by, rules_version)
                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::float8[],
-                                             $6::text[], $7::text[])
+                                             $6::text[], $7::text[], $8::text[])
                         ON CONFLICT (record_ref, tier, decided_by) DO NOTHING
                         "#,
                         r,
@@ -99,7 +104,8 @@ impl Reviews for PgReviews {
                         pe as &[Option<i64>],
                         sc as &[Option<f64>],
                         ru,
-                        by
+                        by,
+                        rv as &[Option<String>]
                     )
                     .execute(&pool)
                     .await?;
