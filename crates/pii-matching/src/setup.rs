@@ -242,6 +242,15 @@ impl Metadata for NoDatasetStatus {
     async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError> {
         self.0.claim_content(source, sha256, file_id).await
     }
+    async fn take_over_content(
+        &self,
+        source: &str,
+        sha256: &str,
+        failed_owner: &str,
+        file_id: &str,
+    ) -> Result<bool, PortError> {
+        self.0.take_over_content(source, sha256, failed_owner, file_id).await
+    }
     async fn guard_state(&self, source: &str, name: GuardFlag) -> Result<Option<String>, PortError> {
         self.0.guard_state(source, name).await
     }
