@@ -37,7 +37,8 @@ pub struct AlbKeys {
     /// The key endpoint (`<base>/<kid>`); None: derived from the signer's partition and region.
     base: Option<String>,
     cache: Mutex<HashMap<String, Vec<u8>>>,
-    http: Https,
+    /// Boxed: the client is large and the identity mode is an enum of two.
+    http: Box<Https>,
 }
 
 /// DER prefix of a P-256 SubjectPublicKeyInfo; the 65-byte uncompressed point follows it.
@@ -121,7 +122,7 @@ impl AlbKeys {
         Ok(Self {
             base,
             cache: Mutex::new(HashMap::new()),
-            http: Client::builder(TokioExecutor::new()).build(https),
+            http: Box::new(Client::builder(TokioExecutor::new()).build(https)),
         })
     }
 
