@@ -205,6 +205,28 @@ FUNCTIONS["GuardFunction"] = {
         **DATA_AND_OPS,
     },
 }
+# ---- review-web: the reviewers' web application behind the internal OIDC load balancer
+# (check_review_endpoint below). Invoked by its target group only: no queue, no DLQ.
+FUNCTIONS["ReviewWebFunction"] = {
+    "bin": "review-web", "queue": None, "log_group": "ReviewWebLogGroup", "vpc": "VpcSecurityGroupId",
+    "alb_target_group": "ReviewWebTargetGroup",
+    "env": {
+        "LAKE_RUNS_TABLE": (REF, "RunsTable"), "LAKE_RAW_BUCKET": (REF, "RawBucket"),
+        "LAKE_QUARANTINE_BUCKET": (REF, "QuarantineBucket"), "LAKE_KMS_KEY_ID": (REF, "KmsKeyArn"),
+        "LAKE_DB_USER": "lake_reviewer",
+        "LAKE_DB_HOST": (REF, "DbHost"), "LAKE_DB_PORT": "5432", "LAKE_DB_NAME": (REF, "DbName"),
+        "LAKE_DB_SSLMODE": "verify-full", "LAKE_DB_SSLROOTCERT": "/var/task/rds-ca/global-bundle.pem",
+        "LAKE_REVIEW_REVIEWER_GROUP": (REF, "ReviewerGroup"), "LAKE_REVIEW_VIEWER_GROUP": (REF, "ViewerGroup"),
+        "LAKE_REVIEW_ALB_ARN": (REF, "ReviewLoadBalancer"), "LAKE_REVIEW_SESSION_SECONDS": "28800",
+    },
+    "grants": {
+        ("QuarantineBucket", "/*"): {"s3:GetObject"},
+        ("RawBucket", "/dataset=*"): {"s3:PutObject"},
+        ("RunsTable", ""): {"dynamodb:GetItem", "dynamodb:PutItem"},
+        ("rds-db:dbuser/lake_reviewer", ""): {"rds-db:connect"},
+        ("KmsKeyArn", ""): KMS,  # the data key only (via S3 and DynamoDB); no ops key
+    },
+}
 PHI_FUNCTIONS = {fn for fn, spec in FUNCTIONS.items() if spec.get("vpc")}
 # The reaper's resources may use the data key until they move to the reaper key (infra/kms.tf).
 REAPER_KEYS = ({"Ref": "ReaperKmsKeyArn"},)
@@ -337,6 +359,8 @@ def check_functions(tpl, raw_text):
                 fail(f"{spec['custom_resource']}: needs ServiceTimeout (a crash must not hold the deploy for an hour)")
             if events:
                 fail(f"{where} a custom-resource function has no events")
+        elif spec.get("alb_target_group"):
+            check_alb_target(res, fn, spec["alb_target_group"], props)
         else:
             dlq = props.get("DeadLetterQueue", {})
             adlq, rule = spec.get("async_dlq", "ReaperDLQ"), spec.get("schedule_rule", "ReaperScheduleRule")
@@ -401,6 +425,191 @@ def check_functions(tpl, raw_text):
             extra = acts - expected.get(key, set())
             if extra:
                 fail(f"{where} {key[0]}{key[1]} grants more than the code needs: {sorted(extra)}")
+
+
+# ---------------------------------------------------------------- review-web's load balancer
+FIPS_TLS_POLICIES = {"ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04", "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
+                     "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04"}
+MAX_SESSION_SECONDS = 28800  # a working day; the ALB default is 7 days
+
+
+def check_alb_target(res, fn, tg_name, props):
+    """A function behind a target group: no events, no DLQ, exactly one invoke permission for
+    Elastic Load Balancing naming that group, and the group a lambda group depending on it."""
+    where = f"{fn}:"
+    if props.get("Events"):
+        fail(f"{where} a load-balancer target has no events")
+    if "DeadLetterQueue" in props:
+        fail(f"{where} a synchronously invoked target has no DeadLetterQueue")
+    tg = res.get(tg_name, {})
+    tgp = tg.get("Properties", {})
+    perms = [(k, v["Properties"]) for k, v in res.items() if v.get("Type") == "AWS::Lambda::Permission"
+             and v["Properties"].get("FunctionName") == {"Ref": fn}]
+    if len(perms) != 1:
+        fail(f"{where} needs exactly one AWS::Lambda::Permission (the load balancer's), has {len(perms)}")
+        return
+    perm_id, perm = perms[0]
+    name = tgp.get("Name", {}).get("Fn::Sub") if isinstance(tgp.get("Name"), dict) else tgp.get("Name")
+    want_arn = ("arn:${AWS::Partition}:elasticloadbalancing:${AWS::Region}:${AWS::AccountId}:"
+                f"targetgroup/{name}/*")
+    if perm.get("Principal") != "elasticloadbalancing.amazonaws.com" or perm.get("Action") != "lambda:InvokeFunction" \
+            or perm.get("SourceArn") != {"Fn::Sub": want_arn} or perm.get("SourceAccount") != {"Ref": "AWS::AccountId"}:
+        fail(f"{perm_id}: must let only elasticloadbalancing.amazonaws.com invoke {fn}, SourceArn {want_arn}, "
+             "SourceAccount this account")
+    if tg.get("Type") != "AWS::ElasticLoadBalancingV2::TargetGroup" or tgp.get("TargetType") != "lambda" \
+            or tgp.get("Targets") != [{"Id": {"Fn::GetAtt": [fn, "Arn"]}}]:
+        fail(f"{tg_name}: must be a lambda target group whose only target is {fn}")
+    if perm_id not in as_list(tg.get("DependsOn", [])):
+        fail(f"{tg_name}: must DependsOn {perm_id} (registering the target needs the permission)")
+    if isinstance(name, str) and len(name.replace("${Environment}", "prod")) > 32:
+        fail(f"{tg_name}: name {name} longer than 32 characters")
+
+
+def check_review_endpoint(tpl):
+    """The review site: one internal ALB on the lake's private subnets with access logs, invalid
+    headers dropped and deletion protection; only HTTPS:443 listeners with a FIPS policy and the
+    county certificate; every request signed in by the county IdP (authenticate-oidc first, the
+    client secret a Secrets Manager reference, a bounded session) before it is forwarded; the
+    security group admits 443 only from the county prefix list; the access-log bucket is the only
+    SSE-S3 bucket and admits only the region's ELB account under this account's prefix."""
+    res, params = tpl["Resources"], tpl.get("Parameters", {})
+    of = lambda typ: {k: v for k, v in res.items() if v.get("Type") == typ}  # noqa: E731
+    lbs = of("AWS::ElasticLoadBalancingV2::LoadBalancer")
+    if len(lbs) != 1:
+        fail(f"expected exactly one load balancer (review-web), found {sorted(lbs)}")
+        return
+    lb_id, lb = next(iter(lbs.items()))
+    lbp = lb["Properties"]
+    if lbp.get("Scheme") != "internal" or lbp.get("Type") != "application":
+        fail(f"{lb_id}: must be an internal application load balancer")
+    if lbp.get("Subnets") != {"Ref": "VpcSubnetIds"}:
+        fail(f"{lb_id}: must sit in the private subnets VpcSubnetIds")
+    attrs = {a["Key"]: a["Value"] for a in lbp.get("LoadBalancerAttributes", [])}
+    for k, v in (("access_logs.s3.enabled", "true"), ("routing.http.drop_invalid_header_fields.enabled", "true"),
+                 ("deletion_protection.enabled", "true")):
+        if attrs.get(k) != v:
+            fail(f"{lb_id}: attribute {k} must be {v}")
+    log_bucket = attrs.get("access_logs.s3.bucket", {}).get("Ref") if isinstance(attrs.get("access_logs.s3.bucket"), dict) else None
+    sgs = lbp.get("SecurityGroups", [])
+    tg_ids = {k for k, v in res.items() if v.get("Type") == "AWS::ElasticLoadBalancingV2::TargetGroup"}
+    listeners = of("AWS::ElasticLoadBalancingV2::Listener")
+    if not listeners:
+        fail(f"{lb_id}: no listener")
+    for lid, lst in listeners.items():
+        p = lst["Properties"]
+        if p.get("Protocol") != "HTTPS" or p.get("Port") != 443:
+            fail(f"{lid}: only HTTPS on 443 (no plain-HTTP listener, not even a redirect)")
+        if p.get("SslPolicy") not in FIPS_TLS_POLICIES:
+            fail(f"{lid}: SslPolicy {p.get('SslPolicy')!r} is not a FIPS TLS 1.2+ policy {sorted(FIPS_TLS_POLICIES)}")
+        if p.get("Certificates") != [{"CertificateArn": {"Ref": "ReviewCertificateArn"}}]:
+            fail(f"{lid}: certificate must be !Ref ReviewCertificateArn")
+        check_oidc_actions(lid, p.get("DefaultActions", []), tg_ids)
+    for rid, rule in of("AWS::ElasticLoadBalancingV2::ListenerRule").items():
+        check_oidc_actions(rid, rule["Properties"].get("Actions", []), tg_ids)
+    for sg in sgs:
+        sgid = sg.get("Ref") if isinstance(sg, dict) else None
+        sgp = res.get(sgid, {}).get("Properties", {})
+        ing = sgp.get("SecurityGroupIngress", [])
+        ok = [r for r in ing if r.get("IpProtocol") == "tcp" and r.get("FromPort") == 443 and r.get("ToPort") == 443
+              and r.get("SourcePrefixListId") == {"Ref": "ReviewClientPrefixListId"}]
+        if not ing or len(ok) != len(ing):
+            fail(f"{sgid}: may admit only tcp/443 from the prefix list ReviewClientPrefixListId")
+        if any(r.get("CidrIp") or r.get("CidrIpv6") for r in ing + sgp.get("SecurityGroupEgress", [])
+               if r.get("CidrIp") in ("0.0.0.0/0",) or r.get("CidrIpv6") in ("::/0",)):
+            fail(f"{sgid}: no rule to or from anywhere (0.0.0.0/0, ::/0)")
+        eg = sgp.get("SecurityGroupEgress", [])
+        if not eg or any(r.get("DestinationPrefixListId") != {"Ref": "ReviewIdpPrefixListId"} or r.get("FromPort") != 443
+                         for r in eg):
+            fail(f"{sgid}: egress only tcp/443 to the identity provider's prefix list ReviewIdpPrefixListId")
+    if not (isinstance(lb.get("DependsOn"), str) and lb["DependsOn"].endswith("BucketPolicy")) and \
+            not any(str(d).endswith("BucketPolicy") for d in as_list(lb.get("DependsOn", []))):
+        fail(f"{lb_id}: must DependsOn its log bucket's policy (log delivery is tested when enabled)")
+    # the log bucket: SSE-S3 (the only kind ALB log delivery accepts), the only SSE-S3 bucket
+    sse_s3 = set()
+    for name, v in of("AWS::S3::Bucket").items():
+        rules = v["Properties"].get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+        if rules and rules[0]["ServerSideEncryptionByDefault"].get("SSEAlgorithm") == "AES256":
+            sse_s3.add(name)
+    if sse_s3 != {log_bucket}:
+        fail(f"SSE-S3 buckets {sorted(sse_s3)}: only the load balancer's log bucket {log_bucket} may be SSE-S3")
+    pol = next((v["Properties"] for v in of("AWS::S3::BucketPolicy").values()
+                if v["Properties"].get("Bucket") == {"Ref": log_bucket}), None)
+    if not pol:
+        fail(f"{log_bucket}: no bucket policy")
+        return
+    sts = as_list(pol["PolicyDocument"]["Statement"])
+    sids = {st.get("Sid") for st in sts}
+    for sid in ("DenyInsecureTransport", "DenyPutWithOtherEncryption"):
+        if sid not in sids:
+            fail(f"{log_bucket} policy: statement {sid} missing")
+    allows = [st for st in sts if st.get("Effect") == "Allow"]
+    want_principal = {"AWS": {"Fn::Sub": ["arn:${AWS::Partition}:iam::${ElbAccount}:root",
+                                          {"ElbAccount": {"Fn::FindInMap": ["ElbLogAccount", {"Ref": "AWS::Region"}, "Id"]}}]}}
+    want_res = {"Fn::Sub": f"${{{log_bucket}.Arn}}/{attrs.get('access_logs.s3.prefix')}/AWSLogs/${{AWS::AccountId}}/*"}
+    if len(allows) != 1 or allows[0].get("Principal") != want_principal or allows[0].get("Resource") != want_res \
+            or as_list(allows[0].get("Action")) != ["s3:PutObject"]:
+        fail(f"{log_bucket} policy: the only Allow must be s3:PutObject for the mapped ELB log account on {want_res}")
+    elb = tpl.get("Mappings", {}).get("ElbLogAccount", {})
+    if elb.get("us-gov-west-1", {}).get("Id") != "048591011584" or elb.get("us-gov-east-1", {}).get("Id") != "190560391635":
+        fail("Mappings.ElbLogAccount: the GovCloud ELB log accounts are 048591011584 (west) and 190560391635 (east)")
+    for p in ("VpcId", "ReviewCertificateArn", "ReviewClientPrefixListId", "ReviewIdpPrefixListId", "ReviewOidcIssuer",
+              "ReviewOidcAuthorizationEndpoint", "ReviewOidcTokenEndpoint", "ReviewOidcUserInfoEndpoint",
+              "ReviewOidcClientId", "ReviewOidcClientSecretArn", "ReviewerGroup", "ViewerGroup"):
+        if p not in params:
+            fail(f"template.yaml: parameter {p} missing (review-web)")
+        elif p != "VpcId" and "AllowedPattern" not in params[p]:
+            fail(f"parameter {p}: needs an AllowedPattern")
+    alarms = [v["Properties"] for v in of("AWS::CloudWatch::Alarm").values()]
+    if not any(a.get("MetricName") == "HTTPCode_Target_5XX_Count" and a.get("AlarmActions") == [{"Ref": "AlertTopicArn"}]
+               for a in alarms):
+        fail(f"{lb_id}: no HTTPCode_Target_5XX_Count alarm to AlertTopicArn")
+
+
+def check_oidc_actions(where, actions, tg_ids):
+    """authenticate-oidc first (authenticate, bounded session, secret by reference), then forward."""
+    acts = sorted(actions, key=lambda a: a.get("Order", 0))
+    if not acts or acts[0].get("Type") != "authenticate-oidc":
+        fail(f"{where}: the first action must be authenticate-oidc (every request signed in)")
+        return
+    cfg = acts[0].get("AuthenticateOidcConfig", {})
+    if cfg.get("OnUnauthenticatedRequest", "authenticate") != "authenticate":
+        fail(f"{where}: OnUnauthenticatedRequest must be authenticate")
+    st = cfg.get("SessionTimeout")
+    if not isinstance(st, int) or st > MAX_SESSION_SECONDS:
+        fail(f"{where}: SessionTimeout must be set and at most {MAX_SESSION_SECONDS} s (the default is 7 days)")
+    sec = cfg.get("ClientSecret")
+    s = sec.get("Fn::Sub") if isinstance(sec, dict) else None
+    if not (isinstance(s, str) and s.startswith("{{resolve:secretsmanager:${ReviewOidcClientSecretArn}")):
+        fail(f"{where}: ClientSecret must be a {{{{resolve:secretsmanager:...}}}} reference to ReviewOidcClientSecretArn, "
+             "never a literal or a parameter")
+    for k in ("Issuer", "AuthorizationEndpoint", "TokenEndpoint", "UserInfoEndpoint", "ClientId"):
+        if not (isinstance(cfg.get(k), dict) and "Ref" in cfg[k]):
+            fail(f"{where}: {k} must be a parameter")
+    rest = acts[1:]
+    if len(rest) != 1 or rest[0].get("Type") != "forward" or rest[0].get("TargetGroupArn", {}).get("Ref") not in tg_ids:
+        fail(f"{where}: after authenticate-oidc, exactly one forward to the review target group")
+
+
+def check_review_ci():
+    """review-web is built, gets the RDS CA bundle, and both environments have its parameters."""
+    import tomllib
+    build = (ROOT / "scripts/build_lambdas.sh").read_text()
+    m = re.search(r"^bins=\((.*?)\)", build, re.M)
+    if not m or "review-web" not in m.group(1).split():
+        fail("scripts/build_lambdas.sh: review-web is not in bins")
+    fetch = (ROOT / "scripts/fetch_rds_ca.sh").read_text()
+    m = re.search(r"^packages=\((.*?)\)", fetch, re.M)
+    if not m or "review-web" not in m.group(1).split():
+        fail("scripts/fetch_rds_ca.sh: review-web is not in packages (verify-full fails at cold start without the bundle)")
+    sam = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for envname in ("dev", "prod"):
+        po = sam.get(envname, {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides", "")
+        for p in ("VpcId", "ReviewCertificateArn", "ReviewClientPrefixListId", "ReviewIdpPrefixListId",
+                  "ReviewOidcIssuer", "ReviewOidcAuthorizationEndpoint", "ReviewOidcTokenEndpoint",
+                  "ReviewOidcUserInfoEndpoint", "ReviewOidcClientId", "ReviewOidcClientSecretArn",
+                  "ReviewerGroup", "ViewerGroup"):
+            if f"{p}=" not in po:
+                fail(f"samconfig.toml [{envname}]: parameter_overrides must set {p} (review-web)")
 
 
 def check_queues_topics_alarms(tpl):
@@ -1144,6 +1353,8 @@ def main():
     check_vpc_endpoints(tpl)
     check_supply_chain()
     check_analyst_access(path)
+    check_review_endpoint(tpl)
+    check_review_ci()
     if errors:
         print(f"check_template: {len(errors)} problem(s):", file=sys.stderr)
         for e in errors:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fetch the GovCloud RDS CA bundle into the packages of the functions that log in to Aurora
-# (pii-matching, db-migrate) and verify it against the SHA-256
+# (pii-matching, db-migrate, review-web) and verify it against the SHA-256
 # pinned in config/rds-ca-bundle.sha256; any other content (or no pin) fails the build.
-#   bash scripts/fetch_rds_ca.sh                 -> target/lambda/{pii-matching,db-migrate}/rds-ca/global-bundle.pem
+#   bash scripts/fetch_rds_ca.sh                 -> target/lambda/{pii-matching,db-migrate,review-web}/rds-ca/global-bundle.pem
 #   bash scripts/fetch_rds_ca.sh --print-digest  -> prints the fetched bundle's digest and certificates
 #   bash scripts/fetch_rds_ca.sh --pin           -> checks the bundle (only Amazon RDS CA certificates,
 #                                                   no private key) and writes its digest into the pin
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 url=https://truststore.pki.us-gov-west-1.rds.amazonaws.com/global/global-bundle.pem
 pin_file=config/rds-ca-bundle.sha256
-packages=(pii-matching db-migrate)
+packages=(pii-matching db-migrate review-web)
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 curl -fsSL --proto '=https' --tlsv1.2 "$url" -o "$tmp"

@@ -123,14 +123,22 @@ class Template:
                 assert a[1] == "Arn", a
                 return self.arn_of(a[0])
             if k == "Fn::Sub":
+                if isinstance(a, list):  # [string, {name: value}]
+                    local = {n: str(self.value(x)) for n, x in a[1].items()}
+                    return self.sub(a[0], local)
                 return self.sub(a)
+            if k == "Fn::FindInMap":
+                m, top, second = (self.value(x) for x in a)
+                return self.tpl["Mappings"][m][top][second]
             if k == "Fn::If":
                 return self.value(a[1] if self.condition(a[0]) else a[2])
         return {k: self.value(x) for k, x in v.items()}
 
-    def sub(self, s):
+    def sub(self, s, local=None):
         def one(m):
             name = m.group(1)
+            if local and name in local:
+                return local[name]
             if name.endswith(".Arn"):
                 return self.arn_of(name[:-4])
             return str(self.ref(name))
@@ -380,6 +388,25 @@ def cases(tpl_buckets):
         ("log delivery outside s3/", logs, put(("Service", "logging.s3.amazonaws.com"), logs, "other/log", extra=log_delivery), "implicit-deny"),
         ("access-log put naming SSE-S3", logs, put(("Service", "logging.s3.amazonaws.com"), logs, "s3/ingestion/l", sse="AES256", extra=log_delivery), "deny"),
     ]
+    # review-web: the reviewer's accept completes a row into the raw bucket; the internal load
+    # balancer's access logs are delivered by the region's ELB account, SSE-S3 (the only kind it can).
+    albl = bucket("review-alb-logs")
+    if albl in tpl_buckets:
+        web = role("ReviewWebRole")
+        elb = ("AWS", f"arn:{PARTITION}:iam::048591011584:root")  # us-gov-west-1's ELB log account
+        alb_key = f"review-alb/AWSLogs/{ACCOUNT}/elasticloadbalancing/{REGION}/2026/12/07/log.gz"
+        out += [
+            ("review-web writes an accepted row", raw, put(web, raw, "dataset=encounter/part-r.parquet", **lam), "allow"),
+            ("review-web put naming another key", raw, put(web, raw, "dataset=a/p.parquet", sse="aws:kms", key_id=OTHER_KEY), "deny"),
+            ("ALB access-log delivery", albl, put(elb, albl, alb_key), "allow"),
+            ("ALB log delivery naming SSE-S3", albl, put(elb, albl, alb_key, sse="AES256"), "allow"),
+            ("ALB log delivery naming a KMS key", albl, put(elb, albl, alb_key, sse="aws:kms", key_id=data_key), "deny"),
+            ("ALB log delivery for another account's prefix", albl,
+             put(elb, albl, "review-alb/AWSLogs/444455556666/x.log.gz"), "implicit-deny"),
+            ("another ELB account delivering", albl,
+             put(("AWS", f"arn:{PARTITION}:iam::190560391635:root"), albl, alb_key), "implicit-deny"),
+            ("ALB log read over plain HTTP", albl, get(admin, albl, alb_key, tls=False), "deny"),
+        ]
     if rep in tpl_buckets:
         rkey = KEYS["ReaperKmsKeyArn"]  # the reports bucket admits only the reaper key
         out += [

@@ -4,8 +4,8 @@
 //! The samples run through the embedded pipeline, the pii queue is drained with the PostgreSQL
 //! index and review store (real proposals over real quarantined rows), then those proposals are
 //! copied until the database holds `--proposals` pending ones. Each request goes through the whole
-//! router (identity, lease, audit insert, the bad rows read back from the lake, HTML) and is
-//! timed from request to the last body byte.
+//! router (identity with the ES256 check of a signed claims token, lease, audit insert, the bad
+//! rows read back from the lake, HTML) and is timed from request to the last body byte.
 //!
 //! usage: LAKE_BENCH_DATABASE_URL=postgres://... cargo run --release -p lake --example review_web_bench
 //!        [-- PROPOSALS [REQUESTS]]   (defaults 100000 and 300; a fresh database per run)
@@ -16,8 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use pii_matching::handler::MatchDeps;
 use pii_matching::pg::{copy_people_csv, Db, PgIndex, PgReviews};
@@ -75,9 +77,8 @@ async fn proposals(l: &Path, db: &Arc<Db>, n: i64) -> Result<i64> {
         .await?)
 }
 
-fn b64(s: &str) -> String {
+fn b64(b: &[u8]) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let b = s.as_bytes();
     let mut o = String::new();
     for c in b.chunks(3) {
         let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
@@ -88,21 +89,39 @@ fn b64(s: &str) -> String {
     o
 }
 
-async fn timed(app: &Arc<App>, path: &str, who: &str) -> Result<Duration> {
-    let claims = format!(
-        r#"{{"email":"{who}","groups":["lake-reviewers"],"exp":{}}}"#,
-        chrono::Utc::now().timestamp() + 600
-    );
-    let req = Request::get(path)
-        .header("x-amzn-oidc-data", format!("e30.{}.sig", b64(&claims)))
-        .body(Body::empty())?;
+const ALB: &str = "arn:aws-us-gov:elasticloadbalancing:us-gov-west-1:111122223333:loadbalancer/app/bench/1";
+const KID: &str = "bench-key";
+
+/// The load balancer's signing key and, on 127.0.0.1, its public key as the regional key
+/// endpoint serves it (so each request pays the real signature check).
+async fn alb_signer() -> Result<(EcdsaKeyPair, String)> {
+    let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pem = review_web::alb::pem_for_point(key.public_key().as_ref());
+    let app = axum::Router::new().route(&format!("/{KID}"), axum::routing::get(move || async move { pem }));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = l.local_addr()?;
+    tokio::spawn(async move { axum::serve(l, app).await });
+    Ok((key, format!("http://{addr}")))
+}
+
+/// The claims JWT the load balancer would forward for `who`.
+fn token(key: &EcdsaKeyPair, who: &str) -> Result<String> {
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let header = serde_json::json!({"alg": "ES256", "kid": KID, "signer": ALB, "exp": exp});
+    let claims = serde_json::json!({"email": who, "groups": ["lake-reviewers"], "exp": exp});
+    let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let sig = key.sign(&SystemRandom::new(), input.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(format!("{input}.{}", b64(sig.as_ref())))
+}
+
+async fn timed(app: &Arc<App>, key: &EcdsaKeyPair, path: &str, who: &str) -> Result<Duration> {
+    let req = Request::get(path).header("x-amzn-oidc-data", token(key, who)?).body(Body::empty())?;
     let t = Instant::now();
     let res = review_web::router(app.clone()).oneshot(req).await?;
     let status = res.status();
     let body = res.into_body().collect().await?.to_bytes();
     let d = t.elapsed();
     anyhow::ensure!(status == StatusCode::OK && body.len() > 500, "{path}: {status}");
-    let _ = header::CONTENT_TYPE;
     Ok(d)
 }
 
@@ -135,6 +154,7 @@ async fn main() -> Result<()> {
     .bind(reqs as i64)
     .fetch_all(&db.pool())
     .await?;
+    let (key, keys_url) = alb_signer().await?;
     let app = Arc::new(App {
         desk: Arc::new(PgReviews { db: db.clone() }),
         store: Arc::new(review_web::pg::PgWebStore::new(db.clone())),
@@ -145,20 +165,22 @@ async fn main() -> Result<()> {
             groups_claim: "groups".into(),
             reviewer_group: "lake-reviewers".into(),
             viewer_group: "lake-viewers".into(),
+            alb_arn: ALB.into(),
+            keys: review_web::AlbKeys::new(Some(keys_url)).map_err(|e| anyhow::anyhow!(e))?,
+            max_session: Duration::from_secs(8 * 3600),
         }),
-        rules: Rules::builtin(),
         settings: Settings::default(),
     });
     println!("{pending} pending proposals in PostgreSQL; {reqs} requests per page, one at a time");
     let pages =
         ["/", "/?page=1000", "/?source=brookside_xlsx", "/?min=27&max=30", "/?dataset=encounter&page=500"];
     for p in pages {
-        timed(&app, p, "warm@county.gov").await?;
+        timed(&app, &key, p, "warm@county.gov").await?;
     }
     let mut queue = Vec::new();
     let mut per_page: Vec<Vec<Duration>> = vec![Vec::new(); pages.len()];
     for i in 0..reqs {
-        let d = timed(&app, pages[i % pages.len()], &format!("r{}@county.gov", i % 20)).await?;
+        let d = timed(&app, &key, pages[i % pages.len()], &format!("r{}@county.gov", i % 20)).await?;
         per_page[i % pages.len()].push(d);
         queue.push(d);
     }
@@ -167,7 +189,8 @@ async fn main() -> Result<()> {
     }
     let mut proposal = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        proposal.push(timed(&app, &format!("/proposal/{id}"), &format!("r{}@county.gov", i % 20)).await?);
+        proposal
+            .push(timed(&app, &key, &format!("/proposal/{id}"), &format!("r{}@county.gov", i % 20)).await?);
     }
     report("queue page", queue);
     report("proposal page", proposal);

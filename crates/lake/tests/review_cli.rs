@@ -323,7 +323,7 @@ async fn accept_through_the_aws_backend_writes_sse_kms_to_s3_with_the_secret_fro
     // the proposal's bad rows, where the Lambda would have left them: the quarantine bucket
     let reviews = PgReviews { db: db.clone() };
     let r = reviews
-        .list("pending", 100)
+        .list(pii_matching::reviews::ReviewStatus::Pending, 100)
         .await
         .unwrap()
         .into_iter()

@@ -119,6 +119,7 @@ fn outcomes<'a>(
     decisions: &'a [crate::matcher::Decision],
     by_id: &HashMap<i64, &'a Person>,
     missing: &[Vec<String>],
+    rules: &crate::Rules,
     s: &mut MatchSummary,
 ) -> Outcomes<'a> {
     let mut o = Outcomes { fills: Vec::new(), stays: Vec::new(), reviews: Vec::new(), audit: Vec::new() };
@@ -156,7 +157,7 @@ fn outcomes<'a>(
                     source: msg.source.clone(),
                     bad_bucket: msg.bucket.clone(),
                     bad_key: msg.bad_key.clone(),
-                    candidates: serde_json::to_value(&dec.chosen).unwrap_or_default(),
+                    candidates: crate::review::stored_candidates(rules, &dec.chosen),
                     best_score: dec.best_score.unwrap_or_default(),
                     rule: dec.rule.clone(),
                     rules_version: Some(s.rules_version.clone()),
@@ -203,7 +204,7 @@ async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError
         rules_version: rules.version,
         ..Default::default()
     };
-    let o = outcomes(msg, &decisions, &by_id, &missing, &mut s);
+    let o = outcomes(msg, &decisions, &by_id, &missing, &d.matcher.rules, &mut s);
     let kms = p.cfg.kms_key.as_deref();
     if !o.fills.is_empty() {
         let out = rows::complete(&batch, &o.fills).and_then(|b| rows::to_parquet(&b));

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::index::{IndexError, MemoryIndex};
 use crate::model::Person;
 use crate::review::{ReviewDesk, ReviewError};
-use crate::reviews::{DecisionRow, ReviewRow, Reviews, StoredReview};
+use crate::reviews::{DecisionRow, ReviewRow, ReviewStatus, Reviews, StoredReview};
 
 /// The file under the store's folder.
 pub const FILE_NAME: &str = "reviews.json";
@@ -35,7 +35,7 @@ struct ReviewEntry {
     candidates: serde_json::Value,
     best_score: f64,
     rule: String,
-    status: String,
+    status: ReviewStatus,
     accepted_person_id: Option<i64>,
     reviewer: Option<String>,
     decided_at: Option<String>,
@@ -95,7 +95,7 @@ impl From<&ReviewEntry> for StoredReview {
             candidates: e.candidates.clone(),
             best_score: e.best_score,
             rule: e.rule.clone(),
-            status: e.status.clone(),
+            status: e.status,
             accepted_person_id: e.accepted_person_id,
             reviewer: e.reviewer.clone(),
         }
@@ -162,8 +162,8 @@ impl LocalReviews {
         Ok(out)
     }
 
-    /// Reviews with a status (`pending`, `accepted`, `rejected`), oldest first.
-    pub fn list(&self, status: &str, limit: i64) -> Result<Vec<StoredReview>, IndexError> {
+    /// Reviews with a status, oldest first.
+    pub fn list(&self, status: ReviewStatus, limit: i64) -> Result<Vec<StoredReview>, IndexError> {
         let s = self.read()?;
         let limit = usize::try_from(limit.max(0)).unwrap_or(usize::MAX);
         Ok(s.reviews.iter().filter(|r| r.status == status).take(limit).map(StoredReview::from).collect())
@@ -181,21 +181,22 @@ impl LocalReviews {
         accept_person: Option<i64>,
         reviewer: &str,
     ) -> Result<bool, IndexError> {
-        let status = if accept_person.is_some() { "accepted" } else { "rejected" };
+        let status = ReviewStatus::decided(accept_person);
         self.update(|s| {
-            let Some(r) = s.reviews.iter_mut().find(|r| r.review_id == review_id && r.status == "pending")
+            let Some(r) =
+                s.reviews.iter_mut().find(|r| r.review_id == review_id && r.status == ReviewStatus::Pending)
             else {
                 return (false, false);
             };
             let t = now();
-            r.status = status.into();
+            r.status = status;
             r.accepted_person_id = accept_person;
             r.reviewer = Some(reviewer.into());
             r.decided_at = Some(t.clone());
             let d = DecisionRow {
                 record_ref: r.record_ref.clone(),
                 file_id: r.file_id.clone(),
-                tier: status.into(),
+                tier: status.as_str().into(),
                 person_id: accept_person,
                 score: Some(r.best_score),
                 rule: "review".into(),
@@ -265,7 +266,7 @@ impl Reviews for LocalReviews {
                     candidates: r.candidates.clone(),
                     best_score: r.best_score,
                     rule: r.rule.clone(),
-                    status: "pending".into(),
+                    status: ReviewStatus::Pending,
                     accepted_person_id: None,
                     reviewer: None,
                     decided_at: None,
@@ -331,7 +332,7 @@ impl LocalDesk {
 
 #[async_trait]
 impl ReviewDesk for LocalDesk {
-    async fn list(&self, status: &str, limit: i64) -> Result<Vec<StoredReview>, ReviewError> {
+    async fn list(&self, status: ReviewStatus, limit: i64) -> Result<Vec<StoredReview>, ReviewError> {
         Ok(self.reviews.list(status, limit)?)
     }
 
@@ -378,11 +379,11 @@ mod tests {
     async fn proposes_once_decides_once_and_survives_a_reopen() {
         let d = tempfile::tempdir().unwrap();
         let s = LocalReviews::new(d.path());
-        assert!(s.list("pending", 10).unwrap().is_empty());
+        assert!(s.list(ReviewStatus::Pending, 10).unwrap().is_empty());
         assert_eq!(s.propose(&[row("f1:0"), row("f1:1")]).await.unwrap(), 2);
         assert_eq!(s.propose(&[row("f1:0"), row("f1:2")]).await.unwrap(), 1, "a retry inserts nothing");
         let s = LocalReviews::new(d.path());
-        let p = s.list("pending", 10).unwrap();
+        let p = s.list(ReviewStatus::Pending, 10).unwrap();
         assert_eq!(p.iter().map(|r| r.review_id).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert!(s.decide(1, Some(7), "ana").unwrap());
         assert!(!s.decide(1, None, "bo").unwrap(), "decided once");
@@ -390,7 +391,7 @@ mod tests {
         assert!(s.decide(2, None, "bo").unwrap());
         assert_eq!(s.get(1).unwrap().unwrap().status, "accepted");
         assert_eq!(s.get(2).unwrap().unwrap().status, "rejected");
-        assert_eq!(s.list("pending", 10).unwrap().len(), 1);
+        assert_eq!(s.list(ReviewStatus::Pending, 10).unwrap().len(), 1);
         let ds = s.decisions().unwrap();
         assert_eq!(ds.len(), 2);
         assert_eq!((ds[0].decision.tier.as_str(), ds[0].decision.person_id), ("accepted", Some(7)));

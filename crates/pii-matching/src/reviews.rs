@@ -42,6 +42,69 @@ pub struct DecisionRow {
     pub rules_version: Option<String>,
 }
 
+/// Where a proposal stands: the closed set of `match_review.status` (its CHECK constraint) and
+/// of the embedded store's `status`, written as these lowercase words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewStatus {
+    /// Waiting for a reviewer.
+    Pending,
+    Accepted,
+    Rejected,
+}
+
+impl ReviewStatus {
+    pub const ALL: [ReviewStatus; 3] =
+        [ReviewStatus::Pending, ReviewStatus::Accepted, ReviewStatus::Rejected];
+
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::Pending => "pending",
+            ReviewStatus::Accepted => "accepted",
+            ReviewStatus::Rejected => "rejected",
+        }
+    }
+
+    /// The status a decision leaves: accepted with a person, else rejected.
+    pub fn decided(accept_person: Option<i64>) -> Self {
+        if accept_person.is_some() {
+            ReviewStatus::Accepted
+        } else {
+            ReviewStatus::Rejected
+        }
+    }
+}
+
+impl std::fmt::Display for ReviewStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ReviewStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown review status {s:?} (expected pending, accepted or rejected)"))
+    }
+}
+
+impl PartialEq<str> for ReviewStatus {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ReviewStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A stored review (as `lake review` shows it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredReview {
@@ -56,7 +119,7 @@ pub struct StoredReview {
     pub candidates: serde_json::Value,
     pub best_score: f64,
     pub rule: String,
-    pub status: String,
+    pub status: ReviewStatus,
     pub accepted_person_id: Option<i64>,
     pub reviewer: Option<String>,
 }

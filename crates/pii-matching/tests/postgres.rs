@@ -224,7 +224,7 @@ async fn exact_proposed_and_unmatched_records_end_where_they_should() {
 
     // proposed: one review row with the candidate and its evidence
     let reviews = PgReviews { db: db.clone() };
-    let pending = reviews.list("pending", 10).await.unwrap();
+    let pending = reviews.list(pii_matching::reviews::ReviewStatus::Pending, 10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].record_ref, format!("{FILE_ID}:1"));
     assert_eq!(pending[0].candidates[0]["person_id"], 103);
@@ -519,7 +519,7 @@ async fn an_accepted_review_completes_the_row_like_an_exact_match() {
     let d = match_deps(&l, &db);
     process(&d).await;
     let reviews = PgReviews { db: db.clone() };
-    let r = reviews.list("pending", 10).await.unwrap().remove(0);
+    let r = reviews.list(pii_matching::reviews::ReviewStatus::Pending, 10).await.unwrap().remove(0);
     let p = reviews.person(103).await.unwrap().unwrap();
     let key = pii_matching::review::complete_accepted(&l.deps, &r, &p).await.unwrap();
     assert!(reviews.decide(r.review_id, Some(103), "analyst1").await.unwrap());
@@ -532,8 +532,11 @@ async fn an_accepted_review_completes_the_row_like_an_exact_match() {
     pii_matching::review::complete_accepted(&l.deps, &r, &p).await.unwrap();
     let run = l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap();
     assert_eq!((run.counts.good, run.counts.bad), (98, 2));
-    assert!(reviews.list("pending", 10).await.unwrap().is_empty());
-    assert_eq!(reviews.list("accepted", 10).await.unwrap()[0].reviewer.as_deref(), Some("analyst1"));
+    assert!(reviews.list(pii_matching::reviews::ReviewStatus::Pending, 10).await.unwrap().is_empty());
+    assert_eq!(
+        reviews.list(pii_matching::reviews::ReviewStatus::Accepted, 10).await.unwrap()[0].reviewer.as_deref(),
+        Some("analyst1")
+    );
 }
 
 #[tokio::test]
@@ -653,7 +656,7 @@ async fn the_reviewer_role_decides_but_cannot_rewrite_proposals_person_or_the_au
     let l = lake().await;
     process(&match_deps(&l, &db)).await;
     let reviewer = PgReviews { db: as_role("lake_reviewer", &name) };
-    let pending = reviewer.list("pending", 10).await.unwrap();
+    let pending = reviewer.list(pii_matching::reviews::ReviewStatus::Pending, 10).await.unwrap();
     assert_eq!(pending.len(), 1);
     let p = reviewer.person(103).await.unwrap().unwrap();
     assert_eq!(p.person_id, 103);
@@ -892,7 +895,7 @@ async fn a_messy_lower_case_export_matches_exactly_like_the_clean_one_through_bo
         let completed = read_raw(&l, s.matched_key.as_deref().unwrap());
         let col = |n: &str| pii_matching::rows::str_col(&completed, n);
         let proposed: Vec<i64> = PgReviews { db: db.clone() }
-            .list("pending", 10)
+            .list(pii_matching::reviews::ReviewStatus::Pending, 10)
             .await
             .unwrap()
             .iter()

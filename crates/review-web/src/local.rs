@@ -167,12 +167,12 @@ impl WebStore for LocalWebStore {
             .into_iter()
             .find(|d| {
                 d.decision.record_ref == r.record_ref
-                    && d.decision.tier == r.status
+                    && d.decision.tier == r.status.as_str()
                     && d.decision.decided_by == by
             })
             .and_then(|d| DateTime::parse_from_rfc3339(&d.decided_at).ok())
             .map(|t| t.with_timezone(&Utc));
-        Ok(Some(Decided { status: r.status, by, at }))
+        Ok(Some(Decided { status: r.status.to_string(), by, at }))
     }
 
     async fn neighbour(&self, from: i64, me: &str, forward: bool) -> Result<Option<i64>, StoreError> {

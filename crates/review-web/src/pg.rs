@@ -3,6 +3,7 @@
 //! upsert so two reviewers cannot both hold it), the audit trail in `review_audit` (insert and
 //! select only; a trigger refuses update, delete and truncate). Tables: migration 0004.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,14 +22,23 @@ pub struct PgWebStore {
     /// The per-(source, dataset) counts, recomputed at most every [`FACETS_TTL`] (a full
     /// index scan at 100,000 pending; a few seconds stale is fine for a queue's counts).
     facets: Mutex<Option<(Instant, Vec<Facet>)>>,
+    /// Pending counts of score-band filters (the only counts the facets cannot answer), each
+    /// reused for [`FACETS_TTL`] like the facets.
+    bands: Mutex<HashMap<BandKey, (Instant, i64)>>,
 }
+
+/// A score-band filter: source, dataset, and the band's bounds (as bits: f64 is not `Eq`).
+type BandKey = (Option<String>, Option<String>, Option<u64>, Option<u64>);
+
+/// Band counts kept at most (distinct filters within one TTL; beyond, the cache starts over).
+const MAX_BANDS: usize = 256;
 
 /// How long the queue's counts are reused.
 pub const FACETS_TTL: Duration = Duration::from_secs(5);
 
 impl PgWebStore {
     pub fn new(db: Arc<Db>) -> Self {
-        Self { db, facets: Mutex::new(None) }
+        Self { db, facets: Mutex::new(None), bands: Mutex::new(HashMap::new()) }
     }
 
     async fn facets(&self) -> Result<Vec<Facet>, StoreError> {
@@ -54,6 +64,46 @@ impl PgWebStore {
             *g = Some((Instant::now(), f.clone()));
         }
         Ok(f)
+    }
+
+    /// The pending count of a score-band filter: cached for [`FACETS_TTL`], else one count.
+    async fn band_count(&self, q: &QueueQuery) -> Result<i64, StoreError> {
+        let key: BandKey = (
+            q.source.clone(),
+            q.dataset.clone(),
+            q.min_score.map(f64::to_bits),
+            q.max_score.map(f64::to_bits),
+        );
+        if let Some(n) = self
+            .bands
+            .lock()
+            .ok()
+            .and_then(|g| g.get(&key).filter(|(at, _)| at.elapsed() < FACETS_TTL).map(|(_, n)| *n))
+        {
+            return Ok(n);
+        }
+        let count = format!("SELECT count(*) FROM match_review r WHERE {FILTER}");
+        let n: i64 = self
+            .run(|pool| {
+                let count = &count;
+                async move {
+                    sqlx::query_scalar(count)
+                        .bind(&q.source)
+                        .bind(&q.dataset)
+                        .bind(q.min_score)
+                        .bind(q.max_score)
+                        .fetch_one(&pool)
+                        .await
+                }
+            })
+            .await?;
+        if let Ok(mut g) = self.bands.lock() {
+            if g.len() >= MAX_BANDS {
+                g.clear();
+            }
+            g.insert(key, (Instant::now(), n));
+        }
+        Ok(n)
     }
 }
 
@@ -115,10 +165,15 @@ impl PgWebStore {
 impl WebStore for PgWebStore {
     async fn queue(&self, q: &QueueQuery, me: &str) -> Result<QueuePage, StoreError> {
         let facets = self.facets().await?;
+        // without a score band the facets already hold the count (no second scan)
+        let total: i64 = if q.min_score.is_none() && q.max_score.is_none() {
+            facets.iter().filter(|f| q.admits(&f.source, &f.dataset, 0.0)).map(|f| f.pending).sum()
+        } else {
+            self.band_count(q).await?
+        };
         let sql = rows_sql();
-        let count = format!("SELECT count(*) FROM match_review r WHERE {FILTER}");
         self.run(|pool| {
-            let (sql, count, facets) = (&sql, &count, &facets);
+            let (sql, facets) = (&sql, &facets);
             async move {
                 let rows = sqlx::query(sql)
                     .bind(&q.source)
@@ -130,18 +185,6 @@ impl WebStore for PgWebStore {
                     .bind(q.page.max(0).saturating_mul(q.per_page.max(1)))
                     .fetch_all(&pool)
                     .await?;
-                // without a score band the facets already hold the count (no second scan)
-                let total: i64 = if q.min_score.is_none() && q.max_score.is_none() {
-                    facets.iter().filter(|f| q.admits(&f.source, &f.dataset, 0.0)).map(|f| f.pending).sum()
-                } else {
-                    sqlx::query_scalar(count)
-                        .bind(&q.source)
-                        .bind(&q.dataset)
-                        .bind(q.min_score)
-                        .bind(q.max_score)
-                        .fetch_one(&pool)
-                        .await?
-                };
                 let rows = rows.iter().map(row_of).collect::<Result<Vec<_>, _>>()?;
                 Ok(QueuePage { rows, total, facets: facets.clone() })
             }

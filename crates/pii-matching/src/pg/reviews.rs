@@ -9,7 +9,7 @@ use super::Db;
 use crate::error::IndexError;
 use crate::model::Person;
 use crate::review::{ReviewDesk, ReviewError};
-use crate::reviews::{DecisionRow, ReviewRow, Reviews, StoredReview};
+use crate::reviews::{DecisionRow, ReviewRow, ReviewStatus, Reviews, StoredReview};
 
 /// Reviews and audit in PostgreSQL.
 pub struct PgReviews {
@@ -116,13 +116,56 @@ impl Reviews for PgReviews {
     }
 }
 
+/// A `match_review` row as read (the status still its stored word).
+struct StoredRow {
+    review_id: i64,
+    record_ref: String,
+    file_id: String,
+    row_index: i32,
+    dataset: String,
+    source: String,
+    bad_bucket: String,
+    bad_key: String,
+    candidates: serde_json::Value,
+    best_score: f64,
+    rule: String,
+    status: String,
+    accepted_person_id: Option<i64>,
+    reviewer: Option<String>,
+}
+
+impl TryFrom<StoredRow> for StoredReview {
+    type Error = IndexError;
+
+    fn try_from(r: StoredRow) -> Result<Self, IndexError> {
+        Ok(StoredReview {
+            status: r.status.parse().map_err(IndexError::Query)?,
+            review_id: r.review_id,
+            record_ref: r.record_ref,
+            file_id: r.file_id,
+            row_index: r.row_index,
+            dataset: r.dataset,
+            source: r.source,
+            bad_bucket: r.bad_bucket,
+            bad_key: r.bad_key,
+            candidates: r.candidates,
+            best_score: r.best_score,
+            rule: r.rule,
+            accepted_person_id: r.accepted_person_id,
+            reviewer: r.reviewer,
+        })
+    }
+}
+
 impl PgReviews {
     /// Reviews with a status, oldest first.
-    pub async fn list(&self, status: &str, limit: i64) -> Result<Vec<StoredReview>, IndexError> {
-        self.db
+    pub async fn list(&self, status: ReviewStatus, limit: i64) -> Result<Vec<StoredReview>, IndexError> {
+        let status = status.as_str();
+        let rows = self
+            .db
             .run(|pool| async move {
                 sqlx::query_as!(
-                    StoredReview,
+                    StoredRow,
                     r#"SELECT review_id, record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key,
                               candidates, best_score, rule, status, accepted_person_id, reviewer
                        FROM match_review WHERE status = $1 ORDER BY created_at, review_id LIMIT $2"#,
@@ -132,14 +175,16 @@ impl PgReviews {
                 .fetch_all(&pool)
                 .await
             })
-            .await
+            .await?;
+        rows.into_iter().map(StoredReview::try_from).collect()
     }
 
     pub async fn get(&self, review_id: i64) -> Result<Option<StoredReview>, IndexError> {
-        self.db
+        let row = self
+            .db
             .run(|pool| async move {
                 sqlx::query_as!(
-                    StoredReview,
+                    StoredRow,
                     r#"SELECT review_id, record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key,
                               candidates, best_score, rule, status, accepted_person_id, reviewer
                        FROM match_review WHERE review_id = $1"#,
@@ -148,7 +193,8 @@ impl PgReviews {
                 .fetch_optional(&pool)
                 .await
             })
-            .await
+            .await?;
+        row.map(StoredReview::try_from).transpose()
     }
 
     /// Accepts (with the chosen person) or rejects a pending review; false when it was not pending.
@@ -158,7 +204,7 @@ impl PgReviews {
         accept_person: Option<i64>,
         reviewer: &str,
     ) -> Result<bool, IndexError> {
-        let status = if accept_person.is_some() { "accepted" } else { "rejected" };
+        let status = ReviewStatus::decided(accept_person).as_str();
         self.db
             .run(|pool| async move {
                 let mut tx = pool.begin().await?;
@@ -234,7 +280,7 @@ impl PgReviews {
 
 #[async_trait]
 impl ReviewDesk for PgReviews {
-    async fn list(&self, status: &str, limit: i64) -> Result<Vec<StoredReview>, ReviewError> {
+    async fn list(&self, status: ReviewStatus, limit: i64) -> Result<Vec<StoredReview>, ReviewError> {
         Ok(PgReviews::list(self, status, limit).await?)
     }
 
