@@ -193,7 +193,7 @@ resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {
 
 resource "aws_security_group" "db" {
   name_prefix = "${local.name}-aurora-"
-  description = "Aurora PostgreSQL: 5432 from pii-matching only"
+  description = "Aurora PostgreSQL: 5432 from the database functions (pii-matching, db-migrate, review-web)"
   vpc_id      = aws_vpc.lake.id
   lifecycle {
     create_before_destroy = true
@@ -202,7 +202,7 @@ resource "aws_security_group" "db" {
 
 resource "aws_vpc_security_group_ingress_rule" "db_from_lambda" {
   security_group_id            = aws_security_group.db.id
-  description                  = "PostgreSQL from the pii-matching Lambda"
+  description                  = "PostgreSQL from the functions in the lambda group (pii-matching, db-migrate, review-web)"
   ip_protocol                  = "tcp"
   from_port                    = 5432
   to_port                      = 5432
@@ -273,6 +273,21 @@ data "aws_iam_policy_document" "endpoint" {
       sid       = "CloudFormationCustomResourceResponses"
       actions   = ["s3:PutObject"]
       resources = ["arn:${local.partition}:s3:::cloudformation-custom-resource-response-${replace(local.region, "-", "")}/*"]
+      principals {
+        type        = "AWS"
+        identifiers = ["*"]
+      }
+    }
+  }
+  # review-web verifies each sign-in's claims token with the load balancer's public key, which
+  # GovCloud publishes in an AWS-owned bucket (s3-<region>.amazonaws.com/aws-elb-public-keys-prod-
+  # <region>/<key id>): read-only, that bucket only, or every sign-in is refused.
+  dynamic "statement" {
+    for_each = each.key == "s3" ? [1] : []
+    content {
+      sid       = "LoadBalancerPublicKeys"
+      actions   = ["s3:GetObject"]
+      resources = ["arn:${local.partition}:s3:::aws-elb-public-keys-prod-${local.region}/*"]
       principals {
         type        = "AWS"
         identifiers = ["*"]

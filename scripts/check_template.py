@@ -1222,6 +1222,10 @@ def check_terraform():
          "no cluster-dimension FreeLocalStorage alarm (the metric is per instance)")
     ep = block(alltf, "data", "aws_iam_policy_document", "endpoint")
     need("aws:PrincipalAccount" in ep and "aws:ResourceAccount" in ep, "endpoint policies limited to the account's principals and resources")
+    keys = re.search(r'sid\s*=\s*"LoadBalancerPublicKeys"(.*?)\n    \}', ep, re.S)
+    need(keys and re.search(r'actions\s*=\s*\["s3:GetObject"\]', keys.group(1))
+         and 'aws-elb-public-keys-prod-${local.region}/*"]' in keys.group(1) and 'each.key == "s3"' in ep,
+         "the S3 endpoint admits GetObject on the load balancer's public-key bucket only (review-web's sign-in check)")
     for e in ("aws_vpc_endpoint\" \"interface", "aws_vpc_endpoint\" \"s3", "aws_vpc_endpoint\" \"dynamodb"):
         b = block(alltf, "resource", *e.split('" "'))
         need("data.aws_iam_policy_document.endpoint" in b, f"{e.replace(chr(34), '')}: endpoint policy")
