@@ -91,17 +91,7 @@ pub fn run_check(a: CheckArgs) -> Result<ExitCode> {
         }));
     }
     let outputs = transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed };
-    let res = match export_of(&contract, &a.input) {
-        // a Bulk Data export's manifest: its parts, next to it, joined
-        Some(parts) => {
-            let (parts, not_read) = parts?;
-            transform::run_export(&contract, schema, &name, parts, outputs, &opts).map(|mut s| {
-                s.skipped += not_read;
-                s
-            })
-        }
-        None => transform::run(&contract, schema, &name, input, outputs, &opts),
-    };
+    let res = transform_input(&contract, schema, &name, (&a.input, input), outputs, &opts)?;
     if opts.progress.is_some() {
         eprint!("\r{:60}\r", "");
     }
@@ -153,6 +143,28 @@ pub fn run_check(a: CheckArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The transform of the input file: a FHIR Bulk Data export's parts when it is the export's
+/// manifest (the manifest's resources of types not read counted as skipped).
+fn transform_input(
+    contract: &Contract,
+    schema: &contracts::CanonicalSchema,
+    name: &str,
+    (path, input): (&Path, File),
+    outputs: transform::Outputs<'_>,
+    opts: &transform::Options,
+) -> Result<Result<transform::Summary, transform::TransformError>> {
+    Ok(match export_of(contract, path) {
+        Some(parts) => {
+            let (parts, not_read) = parts?;
+            transform::run_export(contract, schema, name, parts, outputs, opts).map(|mut s| {
+                s.skipped += not_read;
+                s
+            })
+        }
+        None => transform::run(contract, schema, name, input, outputs, opts),
+    })
 }
 
 /// For a contract reading FHIR Bulk Data exports and its manifest as the input: the parts the
