@@ -67,7 +67,7 @@ async fn assert_joined(deps: &layer::pipeline::Deps, topo: &lake::embedded::Topo
     assert_eq!((m.counts.good, m.counts.bad, m.counts.malformed), (11, 1, 0));
     let raw = files_under(&lake.join("buckets/raw"), ".parquet");
     assert_eq!(raw.len(), 1, "one set of outputs for the export: {raw:?}");
-    assert!(raw[0].to_string_lossy().contains(&format!("source=ridgeline_bulk/ingest_date=")));
+    assert!(raw[0].to_string_lossy().contains("source=ridgeline_bulk/ingest_date="));
     assert!(raw[0].to_string_lossy().ends_with(&format!("{}.parquet", m.file_id)));
     assert_eq!(parquet_rows(&raw[0]), 11);
     for p in PARTS {
