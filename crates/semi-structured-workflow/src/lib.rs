@@ -8,10 +8,16 @@
 //! the same source that is DONE or in flight is recorded as its duplicate and writes nothing
 //! (unless the contract sets `allow_resend`); a FAILED owner's claim is taken over.
 //!
+//! A FHIR Bulk Data export (a contract with `export`) is transformed when its manifest's work
+//! message arrives: the export folder is listed (S3 is the source of truth, not the order of
+//! events), a part not there yet fails the manifest transiently (`ExportIncomplete`: SQS retries,
+//! then the DLQ, and `lake redrive` once the parts are in), otherwise the parts are joined into one
+//! set of outputs under the manifest's file id and each part is marked DONE at stage `joined`.
+//!
 //! Boundaries: no AWS types here beyond the layer's ports; the transform stays pure.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
-use contracts::{CanonicalSchema, Catalog, Contract};
+use contracts::{CanonicalSchema, Catalog, Contract, FhirExport, Format};
 use layer::ledger::{now, Counts, RunRecord, Status};
 use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, SqsInvocation, StageError, WorkMessage};
 use layer::{ErrorKind, FormatFamily, Function, Stage};
@@ -86,6 +92,12 @@ async fn process(deps: &Deps, m: SqsMessage) -> Result<(), StageError> {
     }
     tracing::info!(file_id = %w.file_id, key_hash = %ctx.key_hash, "transforming");
     let (contract, schema) = contract_of(deps, &w).await.map_err(|e| e.with_file(&ctx))?;
+    if let Format::FhirBundle { export: Some(export), .. } = &contract.format {
+        let export = export.clone();
+        return process_export(deps, &w, &mut run, contract, schema, export)
+            .await
+            .map_err(|e| e.with_file(&ctx));
+    }
     let allow_resend = contract.allow_resend;
     let data = deps
         .store
@@ -360,4 +372,152 @@ async fn finish(
     );
     tracing::info!(file_id = %w.file_id, good = s.good, bad = s.bad, malformed = s.malformed, "done");
     Ok(())
+}
+
+/// A FHIR Bulk Data export's manifest: its parts (listed in the folder) joined into one set of
+/// outputs; each part marked DONE `joined`, the manifest last. A part's own work message (a
+/// replay) only holds it again.
+async fn process_export(
+    deps: &Deps,
+    w: &WorkMessage,
+    run: &mut RunRecord,
+    contract: Contract,
+    schema: CanonicalSchema,
+    export: FhirExport,
+) -> Result<(), StageError> {
+    let folder = w.key.expose().rsplit_once('/').map_or("", |(f, _)| f).to_string() + "/";
+    if w.key.file_name() != export.manifest {
+        run.stage = Stage::AwaitingManifest;
+        run.updated_at = now();
+        return deps.meta.put_run(run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e));
+    }
+    let manifest = read_manifest(deps, w).await?;
+    let (parts, not_read) = manifest.parts(&export.types);
+    let latest = latest_versions(deps, &w.bucket, &folder).await?;
+    let missing = parts.iter().filter(|p| !latest.contains_key(&format!("{folder}{}", p.file_name))).count();
+    if missing > 0 {
+        return Err(StageError::of_kind(
+            ErrorKind::ExportIncomplete,
+            format!("{missing} of {} parts of the export have not arrived", parts.len()),
+        ));
+    }
+    let mut inputs = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let key = format!("{folder}{}", p.file_name);
+        let data = deps
+            .store
+            .open(&w.bucket, &key, latest[&key].as_deref())
+            .await
+            .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e))?;
+        inputs.push((p.resource_type.clone(), data));
+    }
+    let mut t = run_export(contract, schema, w.key.file_name().to_string(), inputs).await?;
+    t.summary.skipped += not_read;
+    run.outputs = write_outputs(deps, w, run.ingest_date(), &t).await?;
+    // every file the manifest lists that is in the folder (parts read, types not read, error
+    // files) is settled: its rows, if any, are in the manifest's outputs
+    let listed =
+        manifest.output.iter().chain(&manifest.error).filter_map(|f| transform::bulk::file_name(&f.url).ok());
+    for name in listed {
+        let key = format!("{folder}{name}");
+        if let Some(version) = latest.get(&key) {
+            mark_joined(deps, w, &key, version.as_deref()).await?;
+        }
+    }
+    finish(deps, w, run, &t.summary).await
+}
+
+/// The manifest's bytes (at most `MAX_MANIFEST_BYTES`), parsed.
+async fn read_manifest(deps: &Deps, w: &WorkMessage) -> Result<transform::bulk::Manifest, StageError> {
+    use std::io::Read;
+    let data = deps
+        .store
+        .open(&w.bucket, w.key.expose(), w.version_id.as_deref())
+        .await
+        .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e))?;
+    tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        data.take(transform::bulk::MAX_MANIFEST_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| {
+            StageError::of_kind(ErrorKind::ReadFailed, layer::sanitize::port_text(&e.to_string()))
+        })?;
+        transform::bulk::Manifest::parse(&bytes).map_err(|e| StageError::permanent(ErrorKind::BadManifest, e))
+    })
+    .await
+    .map_err(|e| StageError::permanent(ErrorKind::Internal, e.to_string()))?
+}
+
+/// The latest version of every object under `prefix` (`None`: an unversioned bucket).
+async fn latest_versions(
+    deps: &Deps,
+    bucket: &str,
+    prefix: &str,
+) -> Result<std::collections::HashMap<String, Option<String>>, StageError> {
+    let versions = deps
+        .store
+        .list_versions(bucket, prefix)
+        .await
+        .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e))?;
+    Ok(versions
+        .into_iter()
+        .filter(|v| v.is_latest)
+        .map(|v| (v.key.expose().to_string(), v.version_id))
+        .collect())
+}
+
+/// Marks one file of an export DONE at stage `joined`, pointing at the manifest's file id.
+async fn mark_joined(
+    deps: &Deps,
+    w: &WorkMessage,
+    key: &str,
+    version: Option<&str>,
+) -> Result<(), StageError> {
+    let id = layer::ledger::file_id(&w.bucket, key, version);
+    let mut part = deps
+        .meta
+        .get_run(&id)
+        .await
+        .map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))?
+        .unwrap_or_else(|| RunRecord::received(&w.bucket, &key.to_string().into(), version));
+    part.source = Some(w.source.clone());
+    part.dataset = Some(w.dataset.clone());
+    part.contract_version = Some(w.contract_version);
+    part.status = Status::Done;
+    part.stage = Stage::Joined;
+    part.joined_into = Some(w.file_id.clone());
+    part.error_kind = None;
+    part.error_message = None;
+    part.updated_at = now();
+    deps.meta.put_run(&part).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))
+}
+
+/// Runs the export's transform on the blocking pool, its parts streaming in.
+async fn run_export(
+    contract: Contract,
+    schema: CanonicalSchema,
+    file_name: String,
+    parts: Vec<(String, layer::ports::ObjectReader)>,
+) -> Result<Transformed, StageError> {
+    tokio::task::spawn_blocking(move || {
+        let (mut good, mut bad, mut malformed) = (Vec::new(), Vec::new(), Vec::new());
+        let parts = parts
+            .into_iter()
+            .map(|(resource_type, input)| transform::ExportPart { resource_type, input })
+            .collect();
+        let summary = transform::run_export(
+            &contract,
+            &schema,
+            &file_name,
+            parts,
+            transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed },
+            &transform::Options::default(),
+        )?;
+        Ok(Transformed { summary, sha256: String::new(), good, bad, malformed })
+    })
+    .await
+    .map_err(|e| StageError::permanent(ErrorKind::Internal, e.to_string()))?
+    .map_err(|e: transform::TransformError| {
+        let mut se = StageError::permanent(transform_kind(&e), e.to_string());
+        se.transient = e.retryable();
+        se
+    })
 }
