@@ -23,7 +23,6 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use pii_matching::handler::MatchDeps;
 use pii_matching::pg::{copy_people_csv, Db, PgIndex, PgReviews};
-use pii_matching::Rules;
 use review_web::{App, Auth, ClaimsAuth, Settings};
 use tower::ServiceExt;
 

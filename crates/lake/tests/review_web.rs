@@ -20,7 +20,6 @@ use pii_matching::handler::MatchDeps;
 use pii_matching::pg::{copy_people_csv, Db, PgIndex, PgReviews};
 use pii_matching::review::ReviewDesk;
 use pii_matching::review_store::LocalDesk;
-use pii_matching::Rules;
 use review_web::store::{Action, WebStore};
 use review_web::{App, Auth, ClaimsAuth, LocalAuth, Settings};
 use tower::ServiceExt;

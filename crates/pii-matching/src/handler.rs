@@ -204,7 +204,7 @@ async fn run(d: &MatchDeps, msg: &PiiMessage) -> Result<MatchSummary, StageError
         rules_version: rules.version,
         ..Default::default()
     };
-    let o = outcomes(msg, &decisions, &by_id, &missing, &d.matcher.rules, &mut s);
+    let o = outcomes(msg, &decisions, &by_id, &missing, &rules.matcher.rules, &mut s);
     let kms = p.cfg.kms_key.as_deref();
     if !o.fills.is_empty() {
         let out = rows::complete(&batch, &o.fills).and_then(|b| rows::to_parquet(&b));

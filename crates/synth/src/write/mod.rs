@@ -67,7 +67,7 @@ pub(crate) fn writer_for<'c>(
             Box::new(fixed::Fixed::new(columns, *header_lines, record_type.as_ref(), contract, cols)?)
         }
         Format::Hl7v2 => Box::new(hl7::Hl7::new(cols)?),
-        Format::FhirBundle { version } => Box::new(fhir::Fhir::new(*version, cols, opts.fhir_ndjson)?),
+        Format::FhirBundle { version, .. } => Box::new(fhir::Fhir::new(*version, cols, opts.fhir_ndjson)?),
         Format::Xml { record } => Box::new(xml::Xml::new(record, contract, cols, opts.seed)?),
         Format::Excel { sheet, sheet_index, header_row } => Box::new(excel::Excel::new(
             sheet.as_deref(),

@@ -173,6 +173,14 @@ pub(crate) fn put_fhir(node: &mut Node, steps: &[FhirStep], leaf: Option<Node>) 
             };
             put_fhir(&mut items[i], rest, leaf)
         }
+        // `substring(start, ..)` ends a path: the element holds the value after `start` filler
+        // letters, so the reader's cut gives the value back (`given[1].substring(0, 1)`)
+        Some((FhirStep::Substring { start, .. }, _)) => {
+            *node = match leaf {
+                Some(Node::Str(v)) => Node::Str(format!("{}{v}", "X".repeat(*start))),
+                other => other.unwrap_or(Node::Str(String::new())),
+            }
+        }
         // a selector or join without an array element before it: the node is the collection
         Some(_) => put_in_array(node, steps, leaf),
     }
