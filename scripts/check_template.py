@@ -170,8 +170,10 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
         },
         "grants": {
             ("IngestionBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion"},
-            ("RawBucket", "/dataset=*"): {"s3:PutObject"},
-            ("QuarantineBucket", "/*"): {"s3:PutObject"},
+            # outputs past a part are multipart uploads (Create/UploadPart/Complete are
+            # s3:PutObject); a failed or unwanted one is aborted
+            ("RawBucket", "/dataset=*"): {"s3:PutObject", "s3:AbortMultipartUpload"},
+            ("QuarantineBucket", "/*"): {"s3:PutObject", "s3:AbortMultipartUpload"},
             # PutItem: the conditional claim of a file's content (duplicate files); UpdateItem on
             # the claim and ConditionCheckItem on the owner's ledger entry: the one-transaction
             # takeover of a FAILED owner's claim

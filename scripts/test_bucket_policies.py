@@ -340,6 +340,19 @@ def put(principal, bucket, key, *, sse=None, key_id=None, tls=True, extra=None):
             "resource": f"arn:{PARTITION}:s3:::{bucket}/{key}", "context": ctx}
 
 
+def multipart(principal, bucket, key, step, **kw):
+    """One call of a multipart upload. CreateMultipartUpload, UploadPart and
+    CompleteMultipartUpload are authorised as s3:PutObject; only CreateMultipartUpload carries the
+    SSE headers (so the encryption denies are evaluated there), the others send none.
+    AbortMultipartUpload is its own action."""
+    if step in ("part", "complete") and (kw.get("sse") or kw.get("key_id")):
+        raise ValueError("UploadPart and CompleteMultipartUpload carry no SSE-KMS headers")
+    req = put(principal, bucket, key, **kw)
+    if step == "abort":
+        req["action"] = "s3:AbortMultipartUpload"
+    return req
+
+
 def get(principal, bucket, key, *, tls=True):
     ctx = {"aws:SecureTransport": "true" if tls else "false", "aws:PrincipalArn": principal[1]}
     return {"principal": principal, "action": "s3:GetObject",
@@ -377,6 +390,23 @@ def cases(tpl_buckets):
         ("router (not a raw writer) writing Parquet", raw, put(router, raw, "dataset=a/p.parquet", **lam), "deny"),
         ("another same-account role writing Parquet", raw, put(admin, raw, "dataset=a/p.parquet", **lam), "deny"),
         ("raw put over plain HTTP", raw, put(wf_d, raw, "dataset=a/p.parquet", tls=False, **lam), "deny"),
+        # outputs larger than a part: a multipart upload
+        ("workflow starts a multipart upload (aws:kms + the data key)", raw,
+         multipart(wf_d, raw, "dataset=a/big.parquet", "create", **lam), "allow"),
+        ("workflow uploads a part (no SSE headers)", raw, multipart(wf_d, raw, "dataset=a/big.parquet", "part"), "allow"),
+        ("workflow completes the upload (no SSE headers)", raw,
+         multipart(wf_j, raw, "dataset=a/big.parquet", "complete"), "allow"),
+        ("workflow aborts its upload", raw, multipart(wf_d, raw, "dataset=a/big.parquet", "abort"), "allow"),
+        ("multipart upload naming another key", raw,
+         multipart(wf_d, raw, "dataset=a/big.parquet", "create", sse="aws:kms", key_id=OTHER_KEY), "deny"),
+        ("multipart upload with SSE-S3", quar, multipart(wf_d, quar, "bad/x.bad.parquet", "create", sse="AES256"), "deny"),
+        ("multipart upload, aws:kms without a key id", quar,
+         multipart(wf_d, quar, "bad/x.bad.parquet", "create", sse="aws:kms"), "deny"),
+        ("workflow starts a quarantine multipart upload", quar,
+         multipart(wf_j, quar, "bad/x.bad.parquet", "create", **lam), "allow"),
+        ("another same-account role starting a multipart upload", raw,
+         multipart(admin, raw, "dataset=a/big.parquet", "create", **lam), "deny"),
+        ("another same-account role uploading a part", raw, multipart(admin, raw, "dataset=a/big.parquet", "part"), "deny"),
         ("workflow writes quarantine rows", quar, put(wf_j, quar, "run=1/rows.jsonl", **lam), "allow"),
         ("pii-matching rewrites quarantine rows", quar, put(pii, quar, "run=1/rows.jsonl", **lam), "allow"),
         ("quarantine put naming another key", quar, put(pii, quar, "run=1/rows.jsonl", sse="aws:kms", key_id=OTHER_KEY), "deny"),

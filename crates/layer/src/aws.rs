@@ -43,7 +43,7 @@ use crate::ledger::{now, PublishedContract, RunRecord};
 use crate::ports::{GuardFlag, Metadata, Notifier, ObjectStore, ObjectVersion, PortError, Queue, Received};
 
 /// An SDK error as a port error: the message is the service's error code and text (no payloads).
-fn sdk_err<E, R>(service: &'static str, op: &'static str, e: aws_sdk_s3::error::SdkError<E, R>) -> PortError
+pub(crate) fn sdk_err<E, R>(service: &'static str, op: &'static str, e: aws_sdk_s3::error::SdkError<E, R>) -> PortError
 where
     E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
@@ -156,6 +156,22 @@ impl ObjectStore for S3Store {
         }
         req.send().await.map_err(|e| sdk_err("s3", "PutObject", e))?;
         Ok(())
+    }
+
+    async fn create(
+        &self,
+        bucket: &str,
+        key: &str,
+        kms_key: Option<&str>,
+    ) -> Result<crate::ports::ObjectWriter, PortError> {
+        let sink = crate::multipart::S3Sink::new(
+            self.client.clone(),
+            bucket,
+            key,
+            kms_key,
+            crate::multipart::PART_BYTES,
+        );
+        Ok(Box::new(sink))
     }
 
     async fn list_versions(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectVersion>, PortError> {

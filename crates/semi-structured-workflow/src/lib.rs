@@ -3,10 +3,12 @@
 //! published contract version, writes the canonical Parquet to the raw bucket and the bad and
 //! malformed records to quarantine (SSE-KMS, paths derived from the file id so a retry
 //! overwrites instead of duplicating), sends a pointer to the bad records to the pii queue, and
-//! marks the ledger and the dataset. The object's SHA-256 is computed while it is read and the
-//! bytes are claimed for the file before any output is written: a file byte-identical to one of
-//! the same source that is DONE or in flight is recorded as its duplicate and writes nothing
-//! (unless the contract sets `allow_resend`); a FAILED owner's claim is taken over.
+//! marks the ledger and the dataset. Memory stays flat whatever the file's size: the object is
+//! read as a stream and the outputs are written while it is read (on S3 as multipart uploads),
+//! visible only once committed. The object's SHA-256 is computed while it is read and the bytes
+//! are claimed for the file before any output is committed: a file byte-identical to one of the
+//! same source that is DONE or in flight is recorded as its duplicate and its outputs are
+//! aborted (unless the contract sets `allow_resend`); a FAILED owner's claim is taken over.
 //!
 //! A FHIR Bulk Data export (a contract with `export`) is transformed when its manifest's work
 //! message arrives: the export folder is listed (S3 is the source of truth, not the order of
@@ -19,6 +21,7 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
 use contracts::{CanonicalSchema, Catalog, Contract, FhirExport, Format};
 use layer::ledger::{now, Counts, RunRecord, Status};
+use layer::ports::ObjectWriter;
 use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, SqsInvocation, StageError, WorkMessage};
 use layer::{ErrorKind, FormatFamily, Function, Stage};
 
@@ -54,14 +57,55 @@ pub fn output_keys(w: &WorkMessage, ingest_date: &str) -> (String, String, Strin
     )
 }
 
-/// The transform's outputs in memory: summary, canonical Parquet, bad rows, malformed records,
-/// and the SHA-256 of the object's bytes (hex) computed while reading them.
+/// The three outputs, written while the transform runs (on S3 as multipart uploads once they
+/// pass a part): nothing is visible until committed, and an aborted one leaves nothing behind.
+struct Sinks {
+    good: ObjectWriter,
+    bad: ObjectWriter,
+    malformed: ObjectWriter,
+}
+
+impl Sinks {
+    async fn create(deps: &Deps, w: &WorkMessage, ingest_date: &str) -> Result<Self, StageError> {
+        let (raw_key, bad_key, malformed_key) = output_keys(w, ingest_date);
+        let kms = deps.cfg.kms_key.as_deref();
+        let create = |bucket: &str, key: String| {
+            let bucket = bucket.to_string();
+            async move {
+                deps.store
+                    .create(&bucket, &key, kms)
+                    .await
+                    .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))
+            }
+        };
+        Ok(Self {
+            good: create(&deps.cfg.raw_bucket, raw_key).await?,
+            bad: create(&deps.cfg.quarantine_bucket, bad_key).await?,
+            malformed: create(&deps.cfg.quarantine_bucket, malformed_key).await?,
+        })
+    }
+
+    /// The store's own refusal, when one of them failed while being written.
+    fn failure(&self) -> Option<layer::ports::PortError> {
+        [&self.good, &self.bad, &self.malformed].into_iter().find_map(|s| s.failure())
+    }
+
+    /// Discards all three (on S3: aborts their multipart uploads and waits for that).
+    async fn abort(self) {
+        for sink in [self.good, self.bad, self.malformed] {
+            if let Err(e) = sink.abort().await {
+                tracing::warn!(error = %e, "output not discarded");
+            }
+        }
+    }
+}
+
+/// What the transform did, the SHA-256 of the object's bytes (hex) computed while reading them,
+/// and its outputs, written but not yet committed.
 struct Transformed {
     summary: transform::Summary,
     sha256: String,
-    good: Vec<u8>,
-    bad: Vec<u8>,
-    malformed: Vec<u8>,
+    sinks: Sinks,
 }
 
 async fn process(deps: &Deps, m: SqsMessage) -> Result<(), StageError> {
@@ -104,18 +148,28 @@ async fn process(deps: &Deps, m: SqsMessage) -> Result<(), StageError> {
         .open(&w.bucket, w.key.expose(), w.version_id.as_deref())
         .await
         .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e).with_file(&ctx))?;
-    let t = run_transform(contract, schema, w.key.file_name().to_string(), data)
-        .await
-        .map_err(|e| e.with_file(&ctx))?;
-    run.sha256 = Some(t.sha256.clone());
-    // the content is claimed before anything is written: of two files with the same bytes in
-    // flight together, only the claim's owner writes outputs
-    let original = claim(deps, &w, &t.sha256).await.map_err(|e| e.with_file(&ctx))?;
+    let sinks = Sinks::create(deps, &w, run.ingest_date()).await.map_err(|e| e.with_file(&ctx))?;
+    let Transformed { summary, sha256, sinks } =
+        run_transform(contract, schema, w.key.file_name().to_string(), data, sinks)
+            .await
+            .map_err(|e| e.with_file(&ctx))?;
+    run.sha256 = Some(sha256.clone());
+    // the content is claimed before any output is committed: of two files with the same bytes
+    // in flight together, only the claim's owner's outputs become visible
+    let original = match claim(deps, &w, &sha256).await {
+        Ok(original) => original,
+        Err(e) => {
+            sinks.abort().await;
+            return Err(e.with_file(&ctx));
+        }
+    };
     if let Some(original) = original.filter(|_| !allow_resend) {
+        sinks.abort().await;
         return record_duplicate(deps, &w, &mut run, original).await.map_err(|e| e.with_file(&ctx));
     }
-    run.outputs = write_outputs(deps, &w, run.ingest_date(), &t).await.map_err(|e| e.with_file(&ctx))?;
-    finish(deps, &w, &mut run, &t.summary).await.map_err(|e| e.with_file(&ctx))
+    run.outputs =
+        write_outputs(deps, &w, run.ingest_date(), sinks, &summary).await.map_err(|e| e.with_file(&ctx))?;
+    finish(deps, &w, &mut run, &summary).await.map_err(|e| e.with_file(&ctx))
 }
 
 /// How often a claim is looked at again when a FAILED owner's claim moves away under us.
@@ -253,15 +307,17 @@ fn transform_kind(e: &transform::TransformError) -> ErrorKind {
 }
 
 /// Runs the (CPU-bound) transform on the blocking pool, reading the object as it streams in
-/// (workbooks and FHIR bundles are held whole by their readers, up to `max_in_memory_bytes`).
+/// (workbooks and FHIR bundles are held whole by their readers, up to `max_in_memory_bytes`) and
+/// writing the outputs into `sinks` as it goes. On failure the sinks are aborted; a failure of
+/// the store behind them is reported as the store's (retryable when it is), not the transform's.
 async fn run_transform(
     contract: Contract,
     schema: CanonicalSchema,
     file_name: String,
     data: layer::ports::ObjectReader,
+    mut sinks: Sinks,
 ) -> Result<Transformed, StageError> {
-    tokio::task::spawn_blocking(move || {
-        let (mut good, mut bad, mut malformed) = (Vec::new(), Vec::new(), Vec::new());
+    let (sinks, result) = tokio::task::spawn_blocking(move || {
         let opts = transform::Options::default();
         let mut input = Sha256Reader::new(data);
         let summary = transform::run(
@@ -269,56 +325,73 @@ async fn run_transform(
             &schema,
             &file_name,
             &mut input,
-            transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed },
+            transform::Outputs { good: &mut *sinks.good, bad: &mut *sinks.bad, malformed: &mut *sinks.malformed },
             &opts,
-        )?;
-        let sha256 = input.finish().map_err(|e| transform::TransformError::Read(e.to_string()))?;
-        Ok(Transformed { summary, sha256, good, bad, malformed })
+        );
+        let result = summary.and_then(|summary| {
+            let sha256 = input.finish().map_err(|e| transform::TransformError::Read(e.to_string()))?;
+            Ok((summary, sha256))
+        });
+        (sinks, result)
     })
     .await
-    .map_err(|e| StageError::permanent(ErrorKind::Internal, e.to_string()))?
-    .map_err(|e| {
-        let mut se = StageError::permanent(transform_kind(&e), e.to_string());
-        se.transient = e.retryable();
-        se
-    })
+    .map_err(|e| StageError::permanent(ErrorKind::Internal, e.to_string()))?;
+    match result {
+        Ok((summary, sha256)) => Ok(Transformed { summary, sha256, sinks }),
+        Err(e) => {
+            let store_failure = sinks.failure();
+            sinks.abort().await;
+            if let Some(pe) = store_failure {
+                return Err(StageError::port(ErrorKind::S3PutFailed, pe));
+            }
+            let mut se = StageError::permanent(transform_kind(&e), e.to_string());
+            se.transient = e.retryable();
+            Err(se)
+        }
+    }
 }
 
-/// Writes the canonical Parquet, the bad rows and the malformed records (SSE-KMS), and sends the
-/// pointer to the bad rows to the pii queue. Returns where the outputs went.
+/// Commits the canonical Parquet, and the bad rows and the malformed records when there are any
+/// (the empty ones are discarded), and sends the pointer to the bad rows to the pii queue.
+/// Returns where the outputs went.
 async fn write_outputs(
     deps: &Deps,
     w: &WorkMessage,
     ingest_date: &str,
-    t: &Transformed,
+    sinks: Sinks,
+    s: &transform::Summary,
 ) -> Result<Vec<String>, StageError> {
     let (raw_key, bad_key, malformed_key) = output_keys(w, ingest_date);
-    let kms = deps.cfg.kms_key.as_deref();
-    let put = |bucket: &str, key: &str, body: &[u8]| {
-        let (bucket, key, body) = (bucket.to_string(), key.to_string(), body.to_vec());
-        async move {
-            deps.store
-                .put(&bucket, &key, body, kms)
-                .await
-                .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
-            Ok::<String, StageError>(format!("{bucket}/{key}"))
+    let (raw, quarantine) = (&deps.cfg.raw_bucket, &deps.cfg.quarantine_bucket);
+    let plan = [
+        (sinks.good, true, raw, &raw_key),
+        (sinks.bad, s.bad > 0, quarantine, &bad_key),
+        (sinks.malformed, s.malformed > 0, quarantine, &malformed_key),
+    ];
+    let (mut outputs, mut failed) = (Vec::new(), None);
+    for (sink, keep, bucket, key) in plan {
+        if !keep || failed.is_some() {
+            if let Err(e) = sink.abort().await {
+                tracing::warn!(error = %e, "output not discarded");
+            }
+            continue;
         }
-    };
-    let mut outputs = vec![put(&deps.cfg.raw_bucket, &raw_key, &t.good).await?];
-    if t.summary.bad > 0 {
-        outputs.push(put(&deps.cfg.quarantine_bucket, &bad_key, &t.bad).await?);
+        match sink.commit().await {
+            Ok(()) => outputs.push(format!("{bucket}/{key}")),
+            Err(e) => failed = Some(e),
+        }
     }
-    if t.summary.malformed > 0 {
-        outputs.push(put(&deps.cfg.quarantine_bucket, &malformed_key, &t.malformed).await?);
+    if let Some(e) = failed {
+        return Err(StageError::port(ErrorKind::S3PutFailed, e));
     }
-    if t.summary.bad > 0 {
+    if s.bad > 0 {
         let msg = PiiMessage {
             file_id: w.file_id.clone(),
             source: w.source.clone(),
             dataset: w.dataset.clone(),
             bucket: deps.cfg.quarantine_bucket.clone(),
             bad_key: bad_key.clone(),
-            bad_rows: t.summary.bad,
+            bad_rows: s.bad,
         };
         let body = serde_json::to_string(&msg)
             .map_err(|e| StageError::permanent(ErrorKind::Internal, e.to_string()))?;

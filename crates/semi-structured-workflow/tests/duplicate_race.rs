@@ -15,7 +15,7 @@ use layer::faults::{Faults, When};
 use layer::ledger::{RunRecord, Status};
 use layer::local::{LocalMetadata, LocalNotifier, LocalObjectStore, LocalQueue};
 use layer::pipeline::{Deps, PipelineConfig};
-use layer::ports::{ObjectReader, ObjectStore, ObjectVersion, PortError};
+use layer::ports::{ObjectReader, ObjectStore, ObjectVersion, ObjectWriter, PortError};
 use layer::{FormatFamily, Stage};
 
 const ORIGINAL: (&str, &str) = ("1111aaaa2222bbbb", "st_marys_600.csv");
@@ -46,6 +46,9 @@ impl ObjectStore for Together {
     }
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, kms: Option<&str>) -> Result<(), PortError> {
         self.inner.put(bucket, key, body, kms).await
+    }
+    async fn create(&self, bucket: &str, key: &str, kms: Option<&str>) -> Result<ObjectWriter, PortError> {
+        self.inner.create(bucket, key, kms).await
     }
     async fn list_versions(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectVersion>, PortError> {
         self.inner.list_versions(bucket, prefix).await

@@ -12,7 +12,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use layer::ledger::{RunRecord, Status};
 use layer::pipeline::Deps;
-use layer::ports::{ObjectReader, ObjectStore, ObjectVersion, PortError};
+use layer::ports::{ObjectReader, ObjectStore, ObjectVersion, ObjectWriter, PortError};
 use layer::{FormatFamily, Stage};
 
 /// Reads wait for each other: both objects are in flight together.
@@ -32,6 +32,9 @@ impl ObjectStore for Together {
     }
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, kms: Option<&str>) -> Result<(), PortError> {
         self.inner.put(bucket, key, body, kms).await
+    }
+    async fn create(&self, bucket: &str, key: &str, kms: Option<&str>) -> Result<ObjectWriter, PortError> {
+        self.inner.create(bucket, key, kms).await
     }
     async fn list_versions(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectVersion>, PortError> {
         self.inner.list_versions(bucket, prefix).await
