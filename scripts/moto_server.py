@@ -91,6 +91,31 @@ def _install_athena_failure():
     AthenaResponse.get_query_execution = get_query_execution
 
 
+def _install_complete_multipart_root():
+    """S3 answers CompleteMultipartUpload with a `CompleteMultipartUploadResult` root element (the
+    AWS SDKs for Rust and Java check it); moto 5.2's serializer names it
+    `CompleteMultipartUploadResponse`. Renamed here; a no-op where moto already answers right."""
+    from moto.s3.responses import S3Response
+
+    original = S3Response._key_response_post
+
+    def key_response_post(self, *args, **kwargs):
+        status, headers, body = original(self, *args, **kwargs)
+        wrong = "CompleteMultipartUploadResponse"
+        if isinstance(body, (bytes, str)):
+            text = body.decode() if isinstance(body, bytes) else body
+            if f"<{wrong}" in text:
+                text = text.replace(f"<{wrong}", "<CompleteMultipartUploadResult")
+                text = text.replace(f"</{wrong}>", "</CompleteMultipartUploadResult>")
+                body = text.encode() if isinstance(body, bytes) else text
+                headers = dict(headers)
+                headers.pop("content-length", None)
+                headers.pop("Content-Length", None)
+        return status, headers, body
+
+    S3Response._key_response_post = key_response_post
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -98,6 +123,7 @@ def main():
     _install_connection_status()
     _install_athena_paging()
     _install_athena_failure()
+    _install_complete_multipart_root()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=a.port, verbose=False)
     server.start()
     import threading

@@ -252,6 +252,7 @@ impl ObjectSink for S3Sink {
         let up = task.await.map_err(join)?;
         let Some(id) = up.id else { return Err(self.failed()) };
         if let Err(e) = self.target.complete(&id, up.parts).await {
+            tracing::warn!(error = %e, "multipart upload not completed: aborting it");
             if let Err(a) = self.target.abort(&id).await {
                 tracing::warn!(error = %a, "multipart upload not aborted (the bucket's lifecycle rule removes it)");
             }

@@ -90,6 +90,19 @@ impl Sinks {
         [&self.good, &self.bad, &self.malformed].into_iter().find_map(|s| s.failure())
     }
 
+    /// Discards all three after the transform failed with `e`; the error to report: the store's
+    /// own refusal when a sink failed (retryable when it is), otherwise the transform's.
+    async fn fail(self, e: transform::TransformError) -> StageError {
+        let store_failure = self.failure();
+        self.abort().await;
+        if let Some(pe) = store_failure {
+            return StageError::port(ErrorKind::S3PutFailed, pe);
+        }
+        let mut se = StageError::permanent(transform_kind(&e), e.to_string());
+        se.transient = e.retryable();
+        se
+    }
+
     /// Discards all three (on S3: aborts their multipart uploads and waits for that).
     async fn abort(self) {
         for sink in [self.good, self.bad, self.malformed] {
@@ -338,16 +351,7 @@ async fn run_transform(
     .map_err(|e| StageError::permanent(ErrorKind::Internal, e.to_string()))?;
     match result {
         Ok((summary, sha256)) => Ok(Transformed { summary, sha256, sinks }),
-        Err(e) => {
-            let store_failure = sinks.failure();
-            sinks.abort().await;
-            if let Some(pe) = store_failure {
-                return Err(StageError::port(ErrorKind::S3PutFailed, pe));
-            }
-            let mut se = StageError::permanent(transform_kind(&e), e.to_string());
-            se.transient = e.retryable();
-            Err(se)
-        }
+        Err(e) => Err(sinks.fail(e).await),
     }
 }
 
@@ -484,9 +488,10 @@ async fn process_export(
             .map_err(|e| StageError::port(ErrorKind::S3GetFailed, e))?;
         inputs.push((p.resource_type.clone(), data));
     }
-    let mut t = run_export(contract, schema, w.key.file_name().to_string(), inputs).await?;
+    let sinks = Sinks::create(deps, w, run.ingest_date()).await?;
+    let mut t = run_export(contract, schema, w.key.file_name().to_string(), inputs, sinks).await?;
     t.summary.skipped += not_read;
-    run.outputs = write_outputs(deps, w, run.ingest_date(), &t).await?;
+    run.outputs = write_outputs(deps, w, run.ingest_date(), t.sinks, &t.summary).await?;
     // every file the manifest lists that is in the folder (parts read, types not read, error
     // files) is settled: its rows, if any, are in the manifest's outputs
     let listed =
@@ -563,15 +568,16 @@ async fn mark_joined(
     deps.meta.put_run(&part).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))
 }
 
-/// Runs the export's transform on the blocking pool, its parts streaming in.
+/// Runs the export's transform on the blocking pool, its parts streaming in and its outputs
+/// written into `sinks` (aborted on failure, as in `run_transform`).
 async fn run_export(
     contract: Contract,
     schema: CanonicalSchema,
     file_name: String,
     parts: Vec<(String, layer::ports::ObjectReader)>,
+    mut sinks: Sinks,
 ) -> Result<Transformed, StageError> {
-    tokio::task::spawn_blocking(move || {
-        let (mut good, mut bad, mut malformed) = (Vec::new(), Vec::new(), Vec::new());
+    let (sinks, result) = tokio::task::spawn_blocking(move || {
         let parts = parts
             .into_iter()
             .map(|(resource_type, input)| transform::ExportPart { resource_type, input })
@@ -581,16 +587,15 @@ async fn run_export(
             &schema,
             &file_name,
             parts,
-            transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed },
+            transform::Outputs { good: &mut *sinks.good, bad: &mut *sinks.bad, malformed: &mut *sinks.malformed },
             &transform::Options::default(),
-        )?;
-        Ok(Transformed { summary, sha256: String::new(), good, bad, malformed })
+        );
+        (sinks, summary)
     })
     .await
-    .map_err(|e| StageError::permanent(ErrorKind::Internal, e.to_string()))?
-    .map_err(|e: transform::TransformError| {
-        let mut se = StageError::permanent(transform_kind(&e), e.to_string());
-        se.transient = e.retryable();
-        se
-    })
+    .map_err(|e| StageError::permanent(ErrorKind::Internal, e.to_string()))?;
+    match result {
+        Ok(summary) => Ok(Transformed { summary, sha256: String::new(), sinks }),
+        Err(e) => Err(sinks.fail(e).await),
+    }
 }

@@ -81,7 +81,8 @@ async fn a_parquet_larger_than_a_part_arrives_whole_through_a_multipart_upload()
     let (body, manifest) = synthetic(&toml, 400_000);
     let (w, run) = world_with(&toml, body).await;
     let res = semi_structured_workflow::handle(&w.deps, FormatFamily::Delimited, work_event(&run)).await;
-    assert!(res.batch_item_failures.is_empty());
+    let done = w.deps.meta.get_run(&run.file_id).await.unwrap();
+    assert!(res.batch_item_failures.is_empty(), "{done:#?}");
 
     let done = w.deps.meta.get_run(&run.file_id).await.unwrap().unwrap();
     assert_eq!(done.status, Status::Done, "{done:#?}");
