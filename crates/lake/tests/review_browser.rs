@@ -137,7 +137,13 @@ fn a_reviewer_decides_in_chromium_and_a_race_lands_once() {
     let decisions = store.decisions().unwrap();
     let accepted_once = |id: i64| {
         let rr = store.get(id).unwrap().unwrap().record_ref;
-        decisions.iter().filter(|d| d.decision.record_ref == rr && d.decision.tier == "accepted").count()
+        decisions
+            .iter()
+            .filter(|d| {
+                d.decision.record_ref == rr
+                    && d.decision.tier == pii_matching::reviews::DecisionTier::Accepted
+            })
+            .count()
     };
     assert_eq!((accepted_once(opened), accepted_once(raced)), (1, 1));
 

@@ -128,7 +128,7 @@ fn outcomes<'a>(
         o.audit.push(DecisionRow {
             record_ref: dec.reference.clone(),
             file_id: msg.file_id.clone(),
-            tier: dec.tier.as_str().into(),
+            tier: dec.tier.into(),
             person_id: best.map(|c| c.person_id),
             score: dec.best_score,
             rule: dec.rule.clone(),

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::index::{IndexError, MemoryIndex};
 use crate::model::Person;
 use crate::review::{ReviewDesk, ReviewError};
-use crate::reviews::{DecisionRow, ReviewRow, ReviewStatus, Reviews, StoredReview};
+use crate::reviews::{DecisionRow, DecisionTier, ReviewRow, ReviewStatus, Reviews, StoredReview};
 
 /// The file under the store's folder.
 pub const FILE_NAME: &str = "reviews.json";
@@ -196,7 +196,7 @@ impl LocalReviews {
             let d = DecisionRow {
                 record_ref: r.record_ref.clone(),
                 file_id: r.file_id.clone(),
-                tier: status.as_str().into(),
+                tier: DecisionTier::decided(accept_person),
                 person_id: accept_person,
                 score: Some(r.best_score),
                 rule: "review".into(),
@@ -394,7 +394,42 @@ mod tests {
         assert_eq!(s.list(ReviewStatus::Pending, 10).unwrap().len(), 1);
         let ds = s.decisions().unwrap();
         assert_eq!(ds.len(), 2);
-        assert_eq!((ds[0].decision.tier.as_str(), ds[0].decision.person_id), ("accepted", Some(7)));
+        assert_eq!((ds[0].decision.tier, ds[0].decision.person_id), (DecisionTier::Accepted, Some(7)));
+        assert_eq!(ds[1].decision.tier, DecisionTier::Rejected);
         assert_eq!(s.counts("f1").unwrap(), (3, 2));
+    }
+
+    /// A store written before the decision tier was an enum (tiers as plain strings) reads back
+    /// unchanged, and what is written now uses the same words.
+    #[tokio::test]
+    async fn tiers_stored_as_strings_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let fixture = include_str!("../tests/fixtures/reviews_2026-12.json");
+        std::fs::write(d.path().join(FILE_NAME), fixture).unwrap();
+        let s = LocalReviews::new(d.path());
+        let tiers =
+            |s: &LocalReviews| s.decisions().unwrap().iter().map(|d| d.decision.tier).collect::<Vec<_>>();
+        use DecisionTier as T;
+        assert_eq!(tiers(&s), [T::Exact, T::Proposed, T::None, T::Accepted, T::Rejected]);
+        assert_eq!(s.get(1).unwrap().unwrap().status, ReviewStatus::Accepted);
+        assert!(s.decide(3, Some(9000013), "cy").unwrap());
+        assert_eq!(tiers(&s), [T::Exact, T::Proposed, T::None, T::Accepted, T::Rejected, T::Accepted]);
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join(FILE_NAME)).unwrap()).unwrap();
+        let words: Vec<&str> =
+            written["decisions"].as_array().unwrap().iter().map(|d| d["tier"].as_str().unwrap()).collect();
+        assert_eq!(words, ["exact", "proposed", "none", "accepted", "rejected", "accepted"]);
+        let all: Vec<String> = DecisionTier::ALL.iter().map(|t| t.to_string()).collect();
+        assert!(all.iter().all(|w| w.parse::<DecisionTier>().unwrap().as_str() == w));
+
+        // a tier no code writes: a clear error naming the file, nothing guessed
+        std::fs::write(
+            d.path().join(FILE_NAME),
+            fixture.replace("\"rejected\", \"person_id\"", "\"rejectd\", \"person_id\""),
+        )
+        .unwrap();
+        let e = s.decisions().unwrap_err().to_string();
+        assert!(e.contains("reviews.json") && e.contains("rejectd"), "{e}");
+        assert!("rejectd".parse::<DecisionTier>().unwrap_err().contains("expected exact, proposed"));
     }
 }

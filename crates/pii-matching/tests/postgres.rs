@@ -1100,3 +1100,40 @@ async fn the_loader_role_loads_people_but_cannot_touch_proposals_or_decisions() 
         assert_eq!(sqlstate(&loader, sql).await, "42501", "{sql}");
     }
 }
+
+/// Every decision tier lands in `match_decision` as the word its CHECK constraint admits, and
+/// the words stored before the tier was an enum (a row inserted as plain text) parse back.
+#[tokio::test]
+async fn decision_tiers_are_stored_as_the_same_words_and_read_back() {
+    use pii_matching::reviews::{DecisionRow, DecisionTier, Reviews};
+    let (db, _) = fresh_db().await;
+    let reviews = PgReviews { db: db.clone() };
+    let row = |n: usize, tier: DecisionTier| DecisionRow {
+        record_ref: format!("f9:{n}"),
+        file_id: "f9".into(),
+        tier,
+        person_id: Some(101),
+        score: Some(20.0),
+        rule: "r".into(),
+        decided_by: "matcher".into(),
+        rules_version: None,
+    };
+    let rows: Vec<DecisionRow> = DecisionTier::ALL.iter().enumerate().map(|(n, t)| row(n, *t)).collect();
+    assert_eq!(reviews.record(&rows).await.unwrap(), 5);
+    assert_eq!(reviews.record(&rows).await.unwrap(), 0, "a retry records nothing (same words)");
+    sqlx::query(
+        "INSERT INTO match_decision (record_ref, file_id, tier, rule, decided_by) \
+         VALUES ('f9:old', 'f9', 'rejected', 'review', 'ana')",
+    )
+    .execute(&db.pool())
+    .await
+    .unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT tier FROM match_decision ORDER BY decision_id")
+        .fetch_all(&db.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, ["exact", "proposed", "none", "accepted", "rejected", "rejected"]);
+    let parsed: Vec<DecisionTier> = stored.iter().map(|s| s.parse().unwrap()).collect();
+    assert_eq!(&parsed[..5], DecisionTier::ALL);
+    assert_eq!(parsed[5], DecisionTier::Rejected);
+}

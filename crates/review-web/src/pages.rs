@@ -7,7 +7,7 @@ use pii_matching::review::{person_value, record_value, Candidate, FIELDS};
 use pii_matching::reviews::StoredReview;
 
 use crate::html::{csrf_field, diff_marked, esc, mask_tail, MASKED};
-use crate::store::{Decided, Lease, QueuePage, QueueQuery};
+use crate::store::{Cursor, Decided, Lease, Position, QueuePage, QueueQuery};
 
 fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
@@ -111,22 +111,45 @@ pub fn queue(p: &QueuePage, q: &QueueQuery) -> String {
         o.push_str("<tr><td colspan=\"8\">Nothing pending with these filters.</td></tr>");
     }
     o.push_str("</tbody></table>");
-    paging(&mut o, p.total, q);
+    paging(&mut o, p, q);
     o
 }
 
-fn paging(o: &mut String, total: i64, q: &QueueQuery) {
-    let per = q.per_page.max(1);
-    let pages = (total + per - 1) / per;
+/// Oldest, older, page N of M, newer: each link carries the edge row of this page (keyset
+/// paging), the filters and the number of the page it leads to.
+fn paging(o: &mut String, p: &QueuePage, q: &QueueQuery) {
     let qs = filter_qs(q);
-    let sep = if qs.is_empty() { "" } else { "&" };
+    let href = |at: &str, page: i64| {
+        let parts: Vec<String> = [qs.clone(), at.to_string(), format!("page={page}")]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        esc(&format!("/?{}", parts.join("&")))
+    };
+    let n = p.page + 1;
     o.push_str("<nav class=\"paging\">");
-    if q.page > 0 {
-        let _ = write!(o, "<a href=\"/?{qs}{sep}page={}\" rel=\"prev\">\u{2190} older page</a> ", q.page - 1);
+    if p.older {
+        let _ = write!(o, "<a href=\"{}\" rel=\"first\">\u{21e4} oldest</a> ", esc(&format!("/?{qs}")));
+        // an empty page after a cursor (its rows decided meanwhile): older than that cursor
+        let edge = p.rows.first().map(Cursor::of).or(match q.at {
+            Position::After(c) | Position::Before(c) => Some(c),
+            Position::First => None,
+        });
+        if let Some(c) = edge {
+            let _ = write!(
+                o,
+                "<a href=\"{}\" rel=\"prev\">\u{2190} older page</a> ",
+                href(&format!("before={c}"), n - 1)
+            );
+        }
     }
-    let _ = write!(o, "<span>page {} of {}</span>", q.page + 1, pages.max(1));
-    if q.page + 1 < pages {
-        let _ = write!(o, " <a href=\"/?{qs}{sep}page={}\" rel=\"next\">newer page \u{2192}</a>", q.page + 1);
+    let _ = write!(o, "<span>page {n} of {}</span>", p.pages(q.per_page));
+    if let Some(c) = p.rows.last().map(Cursor::of).filter(|_| p.newer) {
+        let _ = write!(
+            o,
+            " <a href=\"{}\" rel=\"next\">newer page \u{2192}</a>",
+            href(&format!("after={c}"), n + 1)
+        );
     }
     o.push_str("</nav>");
 }

@@ -13,7 +13,7 @@ use pii_matching::pg::Db;
 use sqlx::Row;
 
 use crate::store::{
-    Action, AuditEvent, Decided, Facet, Lease, QueuePage, QueueQuery, QueueRow, StoreError, WebStore,
+    Action, AuditEvent, Cursor, Decided, Facet, Lease, Position, QueueQuery, QueueRow, StoreError, WebStore,
 };
 
 /// The web store on the matching database.
@@ -111,17 +111,52 @@ const FILTER: &str = "r.status = 'pending' AND ($1::text IS NULL OR r.source = $
      AND ($2::text IS NULL OR r.dataset = $2) AND ($3::float8 IS NULL OR r.best_score >= $3) \
      AND ($4::float8 IS NULL OR r.best_score < $4)";
 
-/// One page in queue order: the offset walked in an index alone, then only the page's rows read.
-fn rows_sql() -> String {
+/// The `WHERE` of a page: the filters `q` sets (only those, so the planner sees each as a plain
+/// comparison it can serve from an index) and the keyset bound. Parameters: `$1` the reviewer,
+/// `$2` the page size, then source, dataset, min and max score as present, then the cursor's
+/// time and id.
+fn page_where(q: &QueueQuery, at: Position) -> String {
+    let mut w = String::from("r.status = 'pending'");
+    let mut n = 2;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    for (present, cond) in [
+        (q.source.is_some(), "r.source ="),
+        (q.dataset.is_some(), "r.dataset ="),
+        (q.min_score.is_some(), "r.best_score >="),
+        (q.max_score.is_some(), "r.best_score <"),
+    ] {
+        if present {
+            w.push_str(&format!(" AND {cond} ${}", next()));
+        }
+    }
+    let cmp = match at {
+        Position::First => return w,
+        Position::After(_) => ">",
+        Position::Before(_) => "<",
+    };
+    let (t, id) = (next(), next());
+    w.push_str(&format!(" AND (r.created_at, r.review_id) {cmp} (${t}::timestamptz, ${id}::int8)"));
+    w
+}
+
+/// A page in queue order: its keys read from the index `match_review_queue` (status,
+/// created_at, review_id; source, dataset and score included, so the filters are checked in
+/// the index), starting at the cursor, then only the page's rows read from the table.
+fn rows_sql(q: &QueueQuery, at: Position) -> String {
+    let dir = if matches!(at, Position::Before(_)) { "DESC" } else { "ASC" };
     format!(
-        "WITH page AS (SELECT r.review_id, r.created_at FROM match_review r WHERE {FILTER} \
-                       ORDER BY r.created_at, r.review_id LIMIT $6 OFFSET $7) \
+        "WITH page AS (SELECT r.review_id, r.created_at FROM match_review r WHERE {} \
+                       ORDER BY r.created_at {dir}, r.review_id {dir} LIMIT $2) \
          SELECT r.review_id, r.created_at, r.source, r.dataset, r.best_score, \
                 jsonb_array_length(r.candidates)::int8 AS n, r.rule, \
-                CASE WHEN l.expires_at > now() AND l.reviewer <> $5 THEN l.reviewer END AS taken_by \
+                CASE WHEN l.expires_at > now() AND l.reviewer <> $1 THEN l.reviewer END AS taken_by \
          FROM page p JOIN match_review r ON r.review_id = p.review_id \
          LEFT JOIN review_lease l ON l.review_id = r.review_id \
-         ORDER BY p.created_at, p.review_id"
+         ORDER BY p.created_at, p.review_id",
+        page_where(q, at)
     )
 }
 
@@ -152,6 +187,19 @@ fn audit_of(r: &sqlx::postgres::PgRow) -> Result<AuditEvent, sqlx::Error> {
 }
 
 impl PgWebStore {
+    /// The queue position of a proposal (a cursor given by id alone), None if there is none.
+    async fn placed(&self, review_id: i64) -> Result<Option<Cursor>, StoreError> {
+        self.run(|pool| async move {
+            let t: Option<DateTime<Utc>> =
+                sqlx::query_scalar("SELECT created_at FROM match_review WHERE review_id = $1")
+                    .bind(review_id)
+                    .fetch_optional(&pool)
+                    .await?;
+            Ok(t.map(|t| Cursor { created_at: Some(t), review_id }))
+        })
+        .await
+    }
+
     async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         F: Fn(sqlx::PgPool) -> Fut,
@@ -163,7 +211,7 @@ impl PgWebStore {
 
 #[async_trait]
 impl WebStore for PgWebStore {
-    async fn queue(&self, q: &QueueQuery, me: &str) -> Result<QueuePage, StoreError> {
+    async fn counts(&self, q: &QueueQuery) -> Result<(i64, Vec<Facet>), StoreError> {
         let facets = self.facets().await?;
         // without a score band the facets already hold the count (no second scan)
         let total: i64 = if q.min_score.is_none() && q.max_score.is_none() {
@@ -171,22 +219,49 @@ impl WebStore for PgWebStore {
         } else {
             self.band_count(q).await?
         };
-        let sql = rows_sql();
+        Ok((total, facets))
+    }
+
+    async fn rows(
+        &self,
+        q: &QueueQuery,
+        at: Position,
+        limit: i64,
+        me: &str,
+    ) -> Result<Vec<QueueRow>, StoreError> {
+        let at = match at {
+            Position::After(c) | Position::Before(c) if c.created_at.is_none() => {
+                match self.placed(c.review_id).await? {
+                    Some(placed) if matches!(at, Position::After(_)) => Position::After(placed),
+                    Some(placed) => Position::Before(placed),
+                    // a link to a proposal that is not there: the queue from its start
+                    None => Position::First,
+                }
+            }
+            at => at,
+        };
+        let cursor = match at {
+            Position::First => None,
+            Position::After(c) | Position::Before(c) => Some(c),
+        };
+        let sql = rows_sql(q, at);
         self.run(|pool| {
-            let (sql, facets) = (&sql, &facets);
+            let sql = &sql;
             async move {
-                let rows = sqlx::query(sql)
-                    .bind(&q.source)
-                    .bind(&q.dataset)
-                    .bind(q.min_score)
-                    .bind(q.max_score)
-                    .bind(me)
-                    .bind(q.per_page.max(1))
-                    .bind(q.page.max(0).saturating_mul(q.per_page.max(1)))
-                    .fetch_all(&pool)
-                    .await?;
-                let rows = rows.iter().map(row_of).collect::<Result<Vec<_>, _>>()?;
-                Ok(QueuePage { rows, total, facets: facets.clone() })
+                let mut query = sqlx::query(sql).bind(me).bind(limit.max(1));
+                for text in [&q.source, &q.dataset].into_iter().flatten() {
+                    query = query.bind(text);
+                }
+                for score in [q.min_score, q.max_score].into_iter().flatten() {
+                    query = query.bind(score);
+                }
+                if let Some(c) = cursor {
+                    query = query.bind(c.created_at).bind(c.review_id);
+                }
+                // not a named statement: planned with the actual filter values every time (a
+                // generic plan would walk the whole queue index for a source with few rows)
+                let rows = query.persistent(false).fetch_all(&pool).await?;
+                rows.iter().map(row_of).collect::<Result<Vec<_>, _>>()
             }
         })
         .await

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::auth::{cookie, same_secret, Auth, Denied, Identity, Role, CSRF_COOKIE, SESSION_COOKIE};
 use crate::html::{layout, MASKED};
 use crate::pages::{self, ProposalView};
-use crate::store::{Action, AuditEvent, Lease, QueueQuery};
+use crate::store::{Action, AuditEvent, Cursor, Lease, Position, QueueQuery};
 use crate::App;
 
 /// An error page with its status.
@@ -190,11 +190,23 @@ pub struct QueueParams {
     dataset: Option<String>,
     min: Option<String>,
     max: Option<String>,
+    /// The page's number as its link gave it (1-based; a label only).
     page: Option<String>,
+    /// The last row of the previous page (next page) ...
+    after: Option<String>,
+    /// ... or the first row of the following page (previous page).
+    before: Option<String>,
 }
 
 fn parse_query(p: QueueParams, per_page: i64) -> Result<QueueQuery, Page> {
     let bad = || fail(StatusCode::BAD_REQUEST, "Bad filter", "Scores and pages are numbers.");
+    let bad_link = || {
+        fail(
+            StatusCode::BAD_REQUEST,
+            "Bad page link",
+            "This page link is not one the queue made: start from the queue.",
+        )
+    };
     let num = |v: Option<String>| -> Result<Option<f64>, Page> {
         match v.filter(|s| !s.trim().is_empty()) {
             None => Ok(None),
@@ -204,13 +216,23 @@ fn parse_query(p: QueueParams, per_page: i64) -> Result<QueueQuery, Page> {
     let text = |v: Option<String>| v.filter(|s| !s.is_empty() && s.len() <= 200);
     let page = match p.page.filter(|s| !s.is_empty()) {
         None => 0,
-        Some(s) => s.parse::<i64>().ok().filter(|n| (0..1_000_000).contains(n)).ok_or_else(bad)?,
+        Some(s) => s.parse::<i64>().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(bad)? - 1,
+    };
+    let cursor = |v: Option<String>| -> Result<Option<Cursor>, Page> {
+        v.filter(|s| !s.is_empty()).map(|s| Cursor::parse(&s).ok_or_else(bad_link)).transpose()
+    };
+    let at = match (cursor(p.after)?, cursor(p.before)?) {
+        (None, None) => Position::First,
+        (Some(c), None) => Position::After(c),
+        (None, Some(c)) => Position::Before(c),
+        (Some(_), Some(_)) => return Err(bad_link()),
     };
     Ok(QueueQuery {
         source: text(p.source),
         dataset: text(p.dataset),
         min_score: num(p.min)?,
         max_score: num(p.max)?,
+        at,
         page,
         per_page,
     })

@@ -9,7 +9,7 @@ use super::Db;
 use crate::error::IndexError;
 use crate::model::Person;
 use crate::review::{ReviewDesk, ReviewError};
-use crate::reviews::{DecisionRow, ReviewRow, ReviewStatus, Reviews, StoredReview};
+use crate::reviews::{DecisionRow, DecisionTier, ReviewRow, ReviewStatus, Reviews, StoredReview};
 
 /// Reviews and audit in PostgreSQL.
 pub struct PgReviews {
@@ -79,7 +79,7 @@ impl Reviews for PgReviews {
         let (r, fi, ti, ru, by) = (
             col(|x| x.record_ref.clone()),
             col(|x| x.file_id.clone()),
-            col(|x| x.tier.clone()),
+            col(|x| x.tier.as_str().to_string()),
             col(|x| x.rule.clone()),
             col(|x| x.decided_by.clone()),
         );
@@ -205,6 +205,7 @@ impl PgReviews {
         reviewer: &str,
     ) -> Result<bool, IndexError> {
         let status = ReviewStatus::decided(accept_person).as_str();
+        let tier = DecisionTier::decided(accept_person).as_str();
         self.db
             .run(|pool| async move {
                 let mut tx = pool.begin().await?;
@@ -226,7 +227,7 @@ impl PgReviews {
                        ON CONFLICT (record_ref, tier, decided_by) DO NOTHING"#,
                     row.record_ref,
                     row.file_id,
-                    status,
+                    tier,
                     accept_person,
                     row.best_score,
                     reviewer
