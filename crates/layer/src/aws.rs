@@ -392,6 +392,26 @@ impl Metadata for DynamoMetadata {
         }
     }
 
+    async fn put_run_unless_done(&self, run: &RunRecord) -> Result<bool, PortError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.runs_table)
+            .set_item(Some(Self::run_item(run)?))
+            .condition_expression("attribute_not_exists(pk) OR #status <> :done")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", AttributeValue::S(crate::ledger::Status::Done.as_str().to_string()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err("dynamodb", "PutItem", e)),
+        }
+    }
+
     async fn put_run(&self, run: &RunRecord) -> Result<(), PortError> {
         self.client
             .put_item()
