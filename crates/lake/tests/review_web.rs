@@ -943,6 +943,7 @@ async fn lake_review_serve_says_it_is_local_signs_in_once_and_logs_no_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lake_review_serve_reads_postgresql_with_database_url() {
     let (f, db_url) = pg_fixture().await;
+    let Backend::Pg(db) = &f.backend else { unreachable!() };
     let s = serve(&f.lake, &["--database-url", &db_url], f.lake.join("serve.log"));
     let (status, head, _) = http(&s.addr, "GET", &s.login, None, None).await;
     assert_eq!(status, 303);
