@@ -115,8 +115,11 @@ async fn hold(deps: &Deps, mut run: RunRecord) -> Result<(), StageError> {
     run.updated_at = now();
     // one conditional write: a join that marks the part DONE between a read and a write here
     // would otherwise be overwritten, and the part would look stuck to the audit
-    let held =
-        deps.meta.put_run_unless_done(&run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
+    let held = deps
+        .meta
+        .put_run_unless_done(&run)
+        .await
+        .map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
     if !held {
         tracing::info!(file_id = %run.file_id, "export part already joined: no-op");
         return Ok(());
