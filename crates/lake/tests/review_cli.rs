@@ -217,68 +217,22 @@ async fn list_show_accept_reject_through_the_cli() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accept_through_the_aws_backend_writes_sse_kms_to_s3_with_the_secret_from_secrets_manager() {
-    let Some(endpoint) = std::env::var("LAKE_TEST_AWS_ENDPOINT").ok().filter(|e| !e.is_empty()) else {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "LAKE_TEST_AWS_ENDPOINT is not set under CI=true"
-        );
-        eprintln!("SKIPPED: LAKE_TEST_AWS_ENDPOINT is not set (moto; `bash scripts/test.sh` starts one)");
-        return;
-    };
     let (db, db_url) = fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     let l = dir.path().join("lake");
     lake_with_pg_proposals(&l, &db).await;
 
     // moto: raw and quarantine buckets, the runs table, the database secret
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-gov-west-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
-    let s3 =
-        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-    let id = format!(
-        "{:x}",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-    );
+    let endpoint = e2e::moto_endpoint();
+    let sdk = e2e::moto_sdk().await;
+    let s3 = e2e::s3_client(&sdk);
+    let id = e2e::unique();
     let name = |s: &str| format!("r{id}-{s}");
     for b in ["raw", "quarantine"] {
-        s3.create_bucket()
-            .bucket(name(b))
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("us-gov-west-1"))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        e2e::create_bucket(&s3, &name(b), false).await;
     }
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key =
-        |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
-    ddb.create_table()
-        .table_name(name("runs"))
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
+    e2e::create_table(&ddb, &name("runs")).await;
     let opts: sqlx::postgres::PgConnectOptions = db_url.parse().unwrap();
     let secret = serde_json::json!({"engine": "postgres", "username": opts.get_username(), "password": "unused-trust",
         "host": opts.get_host(), "port": opts.get_port(), "dbname": opts.get_database().unwrap()});
