@@ -43,6 +43,18 @@ fn make(c: &Contract, opts: &Options) -> (Vec<u8>, Manifest) {
 
 /// The transform's summary of `bytes`, and the rows of its good Parquet read back.
 fn check(c: &Contract, bytes: &[u8]) -> (transform::Summary, usize) {
+    let (s, good) = run(c, bytes, &transform::Options::default());
+    let rows = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(good))
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+    (s, rows)
+}
+
+/// The transform's summary of `bytes` with `opts`, and its good Parquet.
+fn run(c: &Contract, bytes: &[u8], opts: &transform::Options) -> (transform::Summary, Vec<u8>) {
     let schema = Catalog::builtin().get(&c.dataset).unwrap().clone();
     let (mut good, mut bad, mut malformed) = (Vec::new(), Vec::new(), Vec::new());
     let s = transform::run(
@@ -51,16 +63,10 @@ fn check(c: &Contract, bytes: &[u8]) -> (transform::Summary, usize) {
         "synthetic",
         bytes,
         transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed },
-        &transform::Options::default(),
+        opts,
     )
     .unwrap_or_else(|e| panic!("{}: {e}", c.source));
-    let rows = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(good))
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap().num_rows())
-        .sum();
-    (s, rows)
+    (s, good)
 }
 
 fn assert_agrees(name: &str, m: &Manifest, s: &transform::Summary, parquet_rows: usize) {
@@ -92,6 +98,24 @@ fn every_shipped_contract_agrees_with_its_manifest() {
         if name == "old_mill" {
             assert_eq!(m.encoding.as_deref(), Some("windows-1252"), "written as the contract declares");
         }
+    }
+}
+
+/// The duplicate check spills to disk past its in-memory budget (flat memory for large files);
+/// with a budget of a few records, every format finds the same duplicates and writes the same rows.
+#[test]
+fn a_duplicate_check_that_spills_finds_the_same_duplicates() {
+    for (name, c) in contracts() {
+        let opts = Options { rows: 700, seed: 12, defects: ALL, gzip: false, fhir_ndjson: false };
+        let (bytes, m) = make(&c, &opts);
+        let (in_memory, good) = run(&c, &bytes, &transform::Options::default());
+        let small = transform::Options { dedupe_in_memory: 16, ..Default::default() };
+        let (mut spilled, spilled_good) = run(&c, &bytes, &small);
+        spilled.seconds = in_memory.seconds;
+        assert!(m.expected.duplicates > 10, "{name}: {:?}", m.expected);
+        assert_eq!(spilled.duplicates, m.expected.duplicates, "{name}");
+        assert_eq!(spilled, in_memory, "{name}");
+        assert!(spilled_good == good, "{name}: the same good Parquet");
     }
 }
 

@@ -18,6 +18,9 @@ pub struct Options {
     pub row_group_rows: usize,
     /// Called from the reading thread after each block with the bytes read so far.
     pub progress: Option<Box<dyn Fn(u64) + Send + Sync>>,
+    /// Record hashes the duplicate check holds in memory; past that it spills sorted runs to
+    /// the temporary directory (16 bytes a distinct record) and memory stays flat.
+    pub dedupe_in_memory: usize,
 }
 
 impl Default for Options {
@@ -28,6 +31,7 @@ impl Default for Options {
             chunk_bytes: 4 << 20,
             row_group_rows: 128 * 1024,
             progress: None,
+            dedupe_in_memory: crate::dedupe::IN_MEMORY_DEFAULT,
         }
     }
 }

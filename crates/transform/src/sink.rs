@@ -48,11 +48,11 @@ impl<'p> Sink<'p> {
         'p: 'a,
     {
         self.rows += 1;
-        if !self.seen.insert(key) {
+        if !self.seen.insert(key).map_err(Seen::spill_error)? {
             self.dups += 1;
             return Ok(());
         }
-        if self.seen.len() as u64 > self.max_distinct {
+        if self.seen.len() > self.max_distinct {
             return Err(too_many_records(self.max_distinct));
         }
         self.row.fill(self.plan, get);
@@ -127,7 +127,7 @@ pub(crate) fn run_records(
             pending: 0,
             seq: 0,
             tx,
-            seen: Seen::default(),
+            seen: Seen::new(opts.dedupe_in_memory),
             max_distinct: plan.max_distinct_records,
             rows: 0,
             dups: 0,

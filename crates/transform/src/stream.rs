@@ -99,6 +99,8 @@ struct Source<'a> {
     framer: Framer,
     /// The contract's `max_distinct_records`.
     max_distinct: u64,
+    /// Record hashes the duplicate check keeps in memory before it spills.
+    dedupe_in_memory: usize,
 }
 
 impl Source<'_> {
@@ -172,7 +174,7 @@ fn feed(
     progress: Option<&(dyn Fn(u64) + Send + Sync)>,
 ) -> Result<Fed, TransformError> {
     let header_skip = fmt.header_lines();
-    let mut seen = Seen::default();
+    let mut seen = Seen::new(src.dedupe_in_memory);
     let max_distinct = src.max_distinct;
     let mut fed = Fed { rows: 0, dups: 0, lost: false };
     let mut seq = 0u64;
@@ -187,11 +189,13 @@ fn feed(
                 continue;
             }
             fed.rows += 1;
-            if r.flag == Flag::Ok && !seen.insert(fmt.dedupe_key(&src.buf[r.start..r.end])) {
+            if r.flag == Flag::Ok
+                && !seen.insert(fmt.dedupe_key(&src.buf[r.start..r.end])).map_err(Seen::spill_error)?
+            {
                 fed.dups += 1;
                 continue;
             }
-            if seen.len() as u64 > max_distinct {
+            if seen.len() > max_distinct {
                 return Err(too_many_records(max_distinct));
             }
             kept.push(r);
@@ -228,6 +232,7 @@ pub(crate) fn run<F: RecordFormat>(fmt: &F, job: Job<'_, '_>) -> Result<Summary,
         eof: false,
         framer: Framer::new(fmt.kind(), contract.limits.max_record_bytes),
         max_distinct: contract.limits.max_distinct_records,
+        dedupe_in_memory: opts.dedupe_in_memory,
     };
     // First block: sniff the content.
     src.read_block()?;
