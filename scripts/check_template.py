@@ -283,6 +283,21 @@ def resource_key(res):
     return (f"<literal {res!r}>", "")
 
 
+def check_dedupe_storage(where, props):
+    """The duplicate check spills 16 bytes per distinct record to /tmp (transform/src/dedupe.rs)
+    and holds two copies while it merges runs: /tmp must hold that at the default
+    max_distinct_records, beside the 512 MB Lambda gives by default."""
+    text = (ROOT / "crates/contracts/src/limits.rs").read_text()
+    m = re.search(r"MAX_DISTINCT_RECORDS_DEFAULT: u64 = ([0-9_]+);", text)
+    if not m:
+        fail("crates/contracts/src/limits.rs: MAX_DISTINCT_RECORDS_DEFAULT not found")
+        return
+    need_mb = 2 * 16 * int(m.group(1).replace("_", "")) / 1e6 + 512
+    size = props.get("EphemeralStorage", {}).get("Size", 512)
+    if size < need_mb:
+        fail(f"{where} EphemeralStorage {size} MB < {need_mb:.0f} MB the duplicate check may spill")
+
+
 def check_functions(tpl, raw_text):
     res = tpl.get("Resources", {})
     glob = tpl.get("Globals", {}).get("Function", {})
@@ -318,6 +333,8 @@ def check_functions(tpl, raw_text):
                 fail(f"{where} must run in VpcSubnetIds / {spec['vpc']} (every PHI function is in the lake VPC)")
         elif "VpcConfig" in props:
             fail(f"{where} unexpected VpcConfig")
+        if spec["bin"] == "semi-structured-workflow":
+            check_dedupe_storage(where, props)
 
         # -- environment
         env = props.get("Environment", {}).get("Variables", {})

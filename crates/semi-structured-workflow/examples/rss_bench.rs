@@ -61,9 +61,9 @@ fn main() -> Res<()> {
     let adapters = arg(&args, "--adapters", "local,moto");
     let (source, dir) = (arg(&args, "--source", "st_marys"), arg(&args, "--dir", "/tmp"));
     println!(
-        "| adapter | input GiB | rows | good | wall s | MB/s | peak RSS MiB | dedupe set MiB (computed) |"
+        "| adapter | input GiB | rows | good | wall s | MB/s | peak RSS MiB | dedupe in memory MiB (computed) | hashes spilled to temp MiB (computed) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for adapter in adapters.split(',') {
         let mut peaks = vec![];
         for gib in &sizes {
@@ -78,19 +78,20 @@ fn main() -> Res<()> {
             let v: serde_json::Value = serde_json::from_str(last)?;
             let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
             println!(
-                "| {adapter} | {gib} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} |",
+                "| {adapter} | {gib} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
                 v["rows"],
                 v["good"],
                 f("wall_s"),
                 f("input_bytes") / 1e6 / f("wall_s"),
                 f("hwm_mib"),
-                f("dedupe_mib")
+                f("dedupe_mib"),
+                f("spilled_mib")
             );
             peaks.push(f("hwm_mib"));
         }
         if let (Some(first), Some(last)) = (peaks.first(), peaks.last()) {
             println!(
-                "| {adapter}: peak RSS growth, largest / smallest input | | | | | | {:.3}x | |",
+                "| {adapter}: peak RSS growth, largest / smallest input | | | | | | {:.3}x | | |",
                 last / first
             );
         }
@@ -154,16 +155,30 @@ async fn one(adapter: &str, gib: f64, source: &str, dir: &Path) -> Res<String> {
         "adapter": adapter, "gib": gib, "input_bytes": manifest.bytes, "rows": e.rows_read,
         "good": e.good, "bad": e.bad, "malformed": e.malformed, "wall_s": wall,
         "rss_start_mib": rss_start as f64 / 1024.0, "hwm_mib": hwm as f64 / 1024.0,
-        "dedupe_mib": dedupe_set_bytes(distinct) as f64 / (1u64 << 20) as f64,
+        "dedupe_mib": dedupe_memory_bytes(distinct) as f64 / MIB,
+        "spilled_mib": dedupe_spilled_bytes(distinct) as f64 / MIB,
     })
     .to_string())
 }
 
-/// What the transform's set of 128-bit record hashes occupies for `n` distinct records
-/// (hashbrown: a power-of-two bucket count at most 7/8 full, 16 bytes and a control byte each).
-fn dedupe_set_bytes(n: u64) -> u64 {
-    let buckets = (n * 8).div_ceil(7).next_power_of_two().max(4);
-    buckets * 17
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// What the transform's duplicate check holds in memory for `n` distinct records: its set of
+/// 128-bit hashes up to the in-memory budget (hashbrown: a power-of-two bucket count at most 7/8
+/// full, 16 bytes and a control byte each), and once it spills a 32 MiB Bloom filter and one
+/// index entry per 256 spilled hashes.
+fn dedupe_memory_bytes(n: u64) -> u64 {
+    let budget = transform::Options::default().dedupe_in_memory as u64;
+    let buckets = (n.min(budget) * 8).div_ceil(7).next_power_of_two().max(4);
+    let spilled = dedupe_spilled_bytes(n);
+    buckets * 17 + if spilled > 0 { (32 << 20) + spilled / 256 } else { 0 }
+}
+
+/// The hashes the duplicate check has written to the temporary directory (16 bytes each) by the
+/// end of a file of `n` distinct records: every full in-memory set it moved out.
+fn dedupe_spilled_bytes(n: u64) -> u64 {
+    let budget = transform::Options::default().dedupe_in_memory as u64;
+    (n.saturating_sub(1) / budget) * budget * 16
 }
 
 fn status_kib(field: &str) -> Res<u64> {
