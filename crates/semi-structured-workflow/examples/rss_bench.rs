@@ -27,6 +27,10 @@ use layer::ledger::{RunRecord, Status};
 use layer::pipeline::Deps;
 use layer::{FormatFamily, Stage};
 
+/// The same allocator as the Lambda binary (`src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const KEY_PREFIX: &str = "bench/2026/12";

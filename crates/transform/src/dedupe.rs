@@ -22,6 +22,9 @@ pub(crate) const IN_MEMORY_DEFAULT: usize = (1 << 22) / 8 * 7;
 
 /// Spilled hashes per block of a run (one index entry each): 4 KiB.
 const BLOCK_KEYS: usize = 256;
+/// A spill writes the key space in this many slices (by the top bits of the hash).
+const SPILL_SLICES: usize = 1 << SLICE_BITS;
+const SLICE_BITS: u32 = 4;
 /// Runs kept before they are merged into one.
 const MAX_RUNS: usize = 8;
 /// The Bloom filter's largest size (bytes); smaller sets get a proportionally smaller one.
@@ -91,17 +94,26 @@ impl Seen {
         ))
     }
 
-    /// Moves the in-memory hashes into a new sorted run (the set keeps its capacity).
+    /// Moves the in-memory hashes into a new sorted run (the set keeps its capacity). The run is
+    /// written in `SPILL_SLICES` slices of the key space, lowest first, each gathered and sorted
+    /// on its own: the spill needs a sixteenth of the set's hashes beside it, not a copy of all.
     fn spill(&mut self) -> io::Result<()> {
-        let mut keys: Vec<u128> = self.mem.drain().collect();
-        keys.sort_unstable();
         let in_memory = self.in_memory;
         let s = self.spilled.get_or_insert_with(|| Spilled::new(in_memory));
-        for &k in &keys {
-            s.bloom.add(k);
+        let mut slice = Vec::with_capacity(self.mem.len() / SPILL_SLICES * 9 / 8);
+        let mut run = RunWriter::new()?;
+        for part in 0..SPILL_SLICES as u128 {
+            slice.clear();
+            slice.extend(self.mem.iter().copied().filter(|&k| k >> (128 - SLICE_BITS) == part));
+            slice.sort_unstable();
+            for &k in &slice {
+                s.bloom.add(k);
+                run.push(k)?;
+            }
         }
-        s.runs.push(Run::write(keys.iter().copied())?);
-        drop(keys);
+        drop(slice);
+        s.runs.push(run.finish()?);
+        self.mem.clear();
         if s.runs.len() >= MAX_RUNS {
             let merged = Run::merge(&s.runs)?;
             s.runs = vec![merged];
@@ -177,24 +189,34 @@ struct Run {
     keys: u64,
 }
 
-impl Run {
-    /// Writes sorted `keys` to a new anonymous temporary file.
-    fn write(keys: impl Iterator<Item = u128>) -> io::Result<Self> {
-        let file = tempfile::tempfile()?;
-        let mut out = BufWriter::with_capacity(1 << 16, &file);
-        let (mut index, mut n) = (Vec::new(), 0u64);
-        for k in keys {
-            if n % BLOCK_KEYS as u64 == 0 {
-                index.push(k);
-            }
-            out.write_all(&k.to_le_bytes())?;
-            n += 1;
-        }
-        out.flush()?;
-        drop(out);
-        Ok(Self { file, index, keys: n })
+/// Writes one run: sorted hashes pushed in order.
+struct RunWriter {
+    out: BufWriter<File>,
+    index: Vec<u128>,
+    keys: u64,
+}
+
+impl RunWriter {
+    /// A new anonymous temporary file.
+    fn new() -> io::Result<Self> {
+        Ok(Self { out: BufWriter::with_capacity(1 << 16, tempfile::tempfile()?), index: Vec::new(), keys: 0 })
     }
 
+    fn push(&mut self, k: u128) -> io::Result<()> {
+        if self.keys.is_multiple_of(BLOCK_KEYS as u64) {
+            self.index.push(k);
+        }
+        self.keys += 1;
+        self.out.write_all(&k.to_le_bytes())
+    }
+
+    fn finish(self) -> io::Result<Run> {
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        Ok(Run { file, index: self.index, keys: self.keys })
+    }
+}
+
+impl Run {
     /// True when `key` is in the run: the index names the one block it could be in.
     fn contains(&self, key: u128, buf: &mut [u8]) -> io::Result<bool> {
         let block = self.index.partition_point(|&first| first <= key);
@@ -227,21 +249,14 @@ impl Run {
                 heap.push(Reverse((k, i)));
             }
         }
-        let mut err = None;
-        let merged = std::iter::from_fn(|| {
-            let Reverse((k, i)) = heap.pop()?;
-            match readers[i].next_key() {
-                Ok(Some(next)) => heap.push(Reverse((next, i))),
-                Ok(None) => {}
-                Err(e) => err = Some(e),
+        let mut out = RunWriter::new()?;
+        while let Some(Reverse((k, i))) = heap.pop() {
+            out.push(k)?;
+            if let Some(next) = readers[i].next_key()? {
+                heap.push(Reverse((next, i)));
             }
-            Some(k)
-        });
-        let run = Run::write(merged)?;
-        match err {
-            Some(e) => Err(e),
-            None => Ok(run),
         }
+        out.finish()
     }
 }
 
