@@ -1,6 +1,7 @@
 //! `lake match`: tries the matching rules on a laptop. Records (CSV, canonical column names)
 //! against a person file in memory or a PostgreSQL person index; one decision row per record in
-//! `--out`; with `--truth`, precision and recall per tier.
+//! `--out`; with `--truth`, precision and recall per tier, and how blocking did (pair
+//! completeness, candidates per record, per error kind: `pii_matching::measure`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +30,9 @@ pub struct MatchArgs {
     /// Rules file (default: the shipped config/matching.toml).
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
-    /// Truth file (record id, true person id or empty): prints precision and recall per tier.
+    /// Truth file (record id, true person id or empty; optional variant and errors columns):
+    /// prints precision and recall per tier, pair completeness, candidates per record and a
+    /// table per error kind.
     #[arg(long, value_name = "FILE")]
     truth: Option<PathBuf>,
 }
@@ -59,9 +62,10 @@ pub fn run(a: MatchArgs) -> Result<ExitCode> {
             _ => bail!("give --people FILE or --database-url URL"),
         };
         let records = evaluate::read_records(&a.records)?;
-        let m = Arc::new(Matcher::new(rules));
+        let records: Arc<[_]> = records.into();
+        let m = Arc::new(Matcher::new(rules).with_trace(a.truth.is_some()));
         let t = std::time::Instant::now();
-        let (ds, _) = m.match_batch(index.as_ref(), records.into()).await.context("matching")?;
+        let (ds, _) = m.match_batch(index.as_ref(), records.clone()).await.context("matching")?;
         evaluate::write_decisions(&a.out, &ds)?;
         let n = |t: Tier| ds.iter().filter(|d| d.tier == t).count();
         println!(
@@ -74,7 +78,8 @@ pub fn run(a: MatchArgs) -> Result<ExitCode> {
             a.out.display()
         );
         if let Some(path) = &a.truth {
-            let truth = evaluate::read_truth(path)?;
+            let rows = pii_matching::measure::read_truth_rows(path)?;
+            let truth = rows.iter().map(|(k, v)| (k.clone(), v.person)).collect();
             println!("{:<16} {:>9} {:>9} {:>9} {:>9}", "tier", "predicted", "correct", "precision", "recall");
             println!("{}", line("exact", evaluate::quality(&ds, &truth, &[Tier::Exact])));
             println!("{}", line("proposed", evaluate::quality(&ds, &truth, &[Tier::Proposed])));
@@ -82,6 +87,7 @@ pub fn run(a: MatchArgs) -> Result<ExitCode> {
                 "{}",
                 line("exact+proposed", evaluate::quality(&ds, &truth, &[Tier::Exact, Tier::Proposed]))
             );
+            print!("{}", pii_matching::measure::Report::of(&ds, &records, &rows).render());
         }
         Ok(ExitCode::SUCCESS)
     })

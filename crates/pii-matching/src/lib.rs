@@ -14,6 +14,7 @@ pub mod evaluate;
 pub mod handler;
 pub mod index;
 pub mod matcher;
+pub mod measure;
 pub mod model;
 pub mod people;
 pub mod pg;
@@ -25,6 +26,6 @@ pub mod rules;
 pub mod setup;
 
 pub use index::{IndexError, MemoryIndex, PersonIndex};
-pub use matcher::{Decision, Matcher, Scored, Tier};
+pub use matcher::{Decision, Matcher, Scored, Tier, Trace};
 pub use model::{BlockingKey, BlockingKind, Person, Record};
 pub use rules::Rules;

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::compare::{date_level, text_level, Nicknames};
 use crate::index::{IndexError, PersonIndex};
-use crate::model::{norm_compact, norm_phone, zip5, BlockingKey, BlockingKind, Person, Record};
+use crate::model::{norm_compact, norm_phone, us_zip5, BlockingKey, BlockingKind, KeyParts, Person, Record};
 use crate::rules::{Comparison, Field, Rule, Rules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -59,6 +59,19 @@ pub struct Decision {
     /// How many candidates blocking found.
     pub candidates: usize,
     pub best_score: Option<f64>,
+    /// What blocking did for this record, only when the matcher traces ([`Matcher::with_trace`]):
+    /// never stored nor serialised (it names every candidate).
+    #[serde(skip)]
+    pub trace: Option<Box<Trace>>,
+}
+
+/// The blocking trace of one decision (`lake match --truth` measures blocking with it).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Trace {
+    /// Every person scored for the record (after the cut at `max_candidates`).
+    pub scored: Vec<i64>,
+    /// Candidates found but cut by `blocking.max_candidates`.
+    pub truncated: usize,
 }
 
 /// Records per group in [`Matcher::match_batch`]: small enough that the groups of one batch
@@ -72,6 +85,8 @@ pub struct Matcher {
     nick: Nicknames,
     /// Records per group in [`Matcher::match_batch`] ([`GROUP`] unless set).
     pub group: usize,
+    /// Fill [`Decision::trace`] (off by default: then it costs one branch per record).
+    trace: bool,
 }
 
 /// Identity values normalised once (per record, per candidate), not once per pair; inline
@@ -86,10 +101,19 @@ struct Prepared {
     city: Option<CompactString>,
     zip: Option<CompactString>,
     phone: Option<CompactString>,
+    /// A record's (not a candidate's): record-only keys such as the first-name fallback.
+    record: bool,
 }
 
 fn n(v: Option<&str>) -> Option<CompactString> {
     v.map(norm_compact).filter(|s| !s.is_empty())
+}
+
+/// A US ZIP as its five digits ([`us_zip5`]); anything else (a foreign postcode) normalised
+/// whole, so `SW1A 1AA` is never read as `11`.
+fn zip_value(v: Option<&str>) -> Option<CompactString> {
+    let v = v?;
+    us_zip5(v).or_else(|| n(Some(v)))
 }
 
 impl Prepared {
@@ -101,8 +125,9 @@ impl Prepared {
             sex: n(r.sex.as_deref()),
             address: n(r.address.as_deref()),
             city: n(r.city.as_deref()),
-            zip: r.zip.as_deref().map(zip5).filter(|s| !s.is_empty()),
+            zip: zip_value(r.zip.as_deref()),
             phone: r.phone.as_deref().and_then(norm_phone),
+            record: true,
         }
     }
     fn person(p: &Person) -> Self {
@@ -113,8 +138,9 @@ impl Prepared {
             sex: n(p.sex.as_deref()),
             address: n(p.address.as_deref()),
             city: n(p.city.as_deref()),
-            zip: p.zip.as_deref().map(zip5).filter(|s| !s.is_empty()),
+            zip: zip_value(p.zip.as_deref()),
             phone: p.phone.as_deref().and_then(norm_phone),
+            record: false,
         }
     }
     fn text(&self, f: Field) -> Option<&str> {
@@ -137,20 +163,44 @@ impl Prepared {
             BlockingKind::LastNameDob => (self.last.as_deref()?, self.dob?).hash(&mut h),
             BlockingKind::FirstNameDob => (self.first.as_deref()?, self.dob?).hash(&mut h),
             BlockingKind::Address => self.address.as_deref()?.hash(&mut h),
-            BlockingKind::AddressZip => {
-                (self.address.as_deref()?, self.zip.as_deref().filter(|z| z.len() == 5)?).hash(&mut h)
-            }
+            BlockingKind::AddressZip => (self.address.as_deref()?, self.us_zip()?).hash(&mut h),
             BlockingKind::Phone => self.phone.as_deref()?.hash(&mut h),
+            BlockingKind::LastFirstName if self.record && self.dob.is_some() => return None,
             BlockingKind::LastFirstName => (self.last.as_deref()?, self.first.as_deref()?).hash(&mut h),
+            BlockingKind::LastSoundexYear if self.record && self.first.is_some() => return None,
+            _ => BlockingKey::of(kind, self.parts())?.hash(&mut h),
         }
         Some(h.finish())
+    }
+
+    /// The ZIP when it is a US one (five digits).
+    fn us_zip(&self) -> Option<&str> {
+        self.zip.as_deref().filter(|z| z.len() == 5 && z.bytes().all(|c| c.is_ascii_digit()))
+    }
+
+    fn parts(&self) -> KeyParts<'_> {
+        KeyParts {
+            first: self.first.as_deref(),
+            last: self.last.as_deref(),
+            dob: self.dob,
+            address: self.address.as_deref(),
+            zip: self.us_zip(),
+            phone: self.phone.as_deref(),
+        }
     }
 }
 
 impl Matcher {
     pub fn new(rules: Rules) -> Self {
         let nick = Nicknames::new(&rules.nicknames);
-        Self { rules, nick, group: GROUP }
+        Self { rules, nick, group: GROUP, trace: false }
+    }
+
+    /// The same matcher, recording for every decision which persons were scored and how many
+    /// candidates `max_candidates` cut ([`Decision::trace`]). Decisions are otherwise the same.
+    pub fn with_trace(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
     }
 
     /// The first-pass blocking keys of a record (those whose parts are all present).
@@ -288,17 +338,30 @@ impl Matcher {
         let persons = &pool.persons;
         let work = |recs: &[(&Record, &Prepared)]| -> Vec<Decision> {
             // buffers reused from record to record (three allocations per record otherwise)
-            let (mut idx, mut cands, mut scored) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut idx, mut shared, mut cands, mut scored) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let mut out = Vec::with_capacity(recs.len());
             for &(r, rp) in recs {
                 idx.clear();
                 idx.extend(kinds.iter().filter_map(|k| rp.key_hash(*k)).flat_map(|h| pool.with_key(h)));
                 idx.sort_unstable_by_key(|&i| (persons[i as usize].person_id, i));
-                idx.dedup_by_key(|i| persons[*i as usize].person_id);
-                idx.truncate(self.rules.blocking.max_candidates);
+                // a person found by n keys is n times in `idx` (the pool holds each person once)
+                shared.clear();
+                shared.extend(idx.chunk_by(|a, b| a == b).map(|run| (run.len(), run[0])));
+                let found = shared.len();
+                if found > self.rules.blocking.max_candidates {
+                    // cut the candidates that share the fewest keys with the record, not the highest ids
+                    shared.sort_by_key(|&(n, i)| (std::cmp::Reverse(n), persons[i as usize].person_id));
+                    shared.truncate(self.rules.blocking.max_candidates);
+                    shared.sort_unstable_by_key(|&(_, i)| persons[i as usize].person_id);
+                }
                 cands.clear();
-                cands.extend(idx.iter().map(|&i| (&persons[i as usize], &pool.prepared[i as usize])));
-                out.push(self.decide_scored(r, rp, &cands, &mut scored));
+                cands.extend(shared.iter().map(|&(_, i)| (&persons[i as usize], &pool.prepared[i as usize])));
+                let mut d = self.decide_scored(r, rp, &cands, &mut scored);
+                if self.trace {
+                    let scored = cands.iter().map(|(p, _)| p.person_id).collect();
+                    d.trace = Some(Box::new(Trace { scored, truncated: found - shared.len() }));
+                }
+                out.push(d);
             }
             out
         };
@@ -395,6 +458,7 @@ impl Matcher {
             chosen: vec![],
             candidates: n,
             best_score: best,
+            trace: None,
         };
         let Some(best) = scored.first() else { return none("no_candidates", None) };
         let t = &self.rules.tiers;
@@ -408,6 +472,7 @@ impl Matcher {
                     chosen: vec![best.expand(self)],
                     candidates: n,
                     best_score: Some(best.score),
+                    trace: None,
                 };
             }
         }
@@ -437,6 +502,7 @@ impl Matcher {
                 chosen,
                 candidates: n,
                 best_score,
+                trace: None,
             },
             None => none("below_threshold", best_score),
         }

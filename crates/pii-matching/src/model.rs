@@ -3,8 +3,10 @@
 
 use std::fmt;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use compact_str::CompactString;
+
+use crate::compare::soundex_code;
 
 /// One person of the county person index. Values are inline strings: a candidate row decodes
 /// without an allocation per field (most values are under 24 bytes).
@@ -134,8 +136,41 @@ pub enum BlockingKind {
     AddressZip,
     /// Same phone number.
     Phone,
-    /// Same last and first name (any birth date).
+    /// Same last and first name (any birth date): ~140 candidates a record at 1,000,000
+    /// persons, so asked only by records without a birth date.
     LastFirstName,
+    /// Soundex of the last and of the first name as a sorted pair (swapped names give the same
+    /// key) and birth year: survives a typo that keeps a name's sound and any day/month error.
+    NamesYear,
+    /// The same sorted Soundex pair and birth month and day: survives a wrong birth year.
+    NamesMonthDay,
+    /// Soundex of the last name and birth date: survives any error in the first name.
+    LastSoundexDob,
+    /// Soundex of the first name and birth date: survives any error in the last name.
+    FirstSoundexDob,
+    /// Soundex of the last name and birth year, asked only by records without a first name.
+    LastSoundexYear,
+    /// US ZIP (5 digits, or ZIP+4), house number and first letter of the street: survives a
+    /// typo in the street name or a missing suffix.
+    ZipHouseStreet,
+}
+
+impl BlockingKind {
+    /// Every kind, in the order of the index columns.
+    pub const ALL: [BlockingKind; 12] = [
+        BlockingKind::LastNameDob,
+        BlockingKind::FirstNameDob,
+        BlockingKind::Address,
+        BlockingKind::AddressZip,
+        BlockingKind::Phone,
+        BlockingKind::LastFirstName,
+        BlockingKind::NamesYear,
+        BlockingKind::NamesMonthDay,
+        BlockingKind::LastSoundexDob,
+        BlockingKind::FirstSoundexDob,
+        BlockingKind::LastSoundexYear,
+        BlockingKind::ZipHouseStreet,
+    ];
 }
 
 /// One blocking key value. Values are normalised with [`norm`] / [`norm_phone`] on both sides.
@@ -147,7 +182,16 @@ pub enum BlockingKey {
     AddressZip { address: CompactString, zip: CompactString },
     Phone { phone: CompactString },
     LastFirstName { last_name: CompactString, first_name: CompactString },
+    NamesYear { low: Soundex, high: Soundex, year: i32 },
+    NamesMonthDay { low: Soundex, high: Soundex, month: u32, day: u32 },
+    LastSoundexDob { code: Soundex, dob: NaiveDate },
+    FirstSoundexDob { code: Soundex, dob: NaiveDate },
+    LastSoundexYear { code: Soundex, year: i32 },
+    ZipHouseStreet { zip: CompactString, house: CompactString, street: char },
 }
+
+/// A Soundex code (letter and three digits, [`crate::compare::soundex_code`]).
+pub type Soundex = [u8; 4];
 
 impl fmt::Debug for BlockingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -164,6 +208,12 @@ impl BlockingKey {
             BlockingKey::AddressZip { .. } => BlockingKind::AddressZip,
             BlockingKey::Phone { .. } => BlockingKind::Phone,
             BlockingKey::LastFirstName { .. } => BlockingKind::LastFirstName,
+            BlockingKey::NamesYear { .. } => BlockingKind::NamesYear,
+            BlockingKey::NamesMonthDay { .. } => BlockingKind::NamesMonthDay,
+            BlockingKey::LastSoundexDob { .. } => BlockingKind::LastSoundexDob,
+            BlockingKey::FirstSoundexDob { .. } => BlockingKind::FirstSoundexDob,
+            BlockingKey::LastSoundexYear { .. } => BlockingKind::LastSoundexYear,
+            BlockingKey::ZipHouseStreet { .. } => BlockingKind::ZipHouseStreet,
         }
     }
 
@@ -175,13 +225,41 @@ impl BlockingKey {
             BlockingKind::LastNameDob => BlockingKey::LastNameDob { last_name: n(last)?, dob: dob? },
             BlockingKind::FirstNameDob => BlockingKey::FirstNameDob { first_name: n(first)?, dob: dob? },
             BlockingKind::Address => BlockingKey::Address { address: n(address)? },
-            BlockingKind::AddressZip => {
-                BlockingKey::AddressZip { address: n(address)?, zip: zip.map(zip5).filter(|z| z.len() == 5)? }
-            }
+            BlockingKind::AddressZip => BlockingKey::AddressZip { address: n(address)?, zip: us_zip5(zip?)? },
             BlockingKind::Phone => BlockingKey::Phone { phone: phone.and_then(norm_phone)? },
             BlockingKind::LastFirstName => {
                 BlockingKey::LastFirstName { last_name: n(last)?, first_name: n(first)? }
             }
+            _ => return Self::fuzzy(kind, v),
+        })
+    }
+
+    /// The keys of the Soundex and house-number kinds (computed on normalised values, as the
+    /// generated columns of migration 0007 compute them on the stored ones).
+    fn fuzzy(kind: BlockingKind, v: KeyParts<'_>) -> Option<BlockingKey> {
+        let sdx = |x: Option<&str>| x.map(norm_compact).and_then(|s| soundex_code(&s));
+        let pair = || {
+            let (a, b) = (sdx(v.last)?, sdx(v.first)?);
+            Some((a.min(b), a.max(b)))
+        };
+        Some(match kind {
+            BlockingKind::NamesYear => {
+                let (low, high) = pair()?;
+                BlockingKey::NamesYear { low, high, year: v.dob?.year() }
+            }
+            BlockingKind::NamesMonthDay => {
+                let ((low, high), d) = (pair()?, v.dob?);
+                BlockingKey::NamesMonthDay { low, high, month: d.month(), day: d.day() }
+            }
+            BlockingKind::LastSoundexDob => BlockingKey::LastSoundexDob { code: sdx(v.last)?, dob: v.dob? },
+            BlockingKind::FirstSoundexDob => BlockingKey::FirstSoundexDob { code: sdx(v.first)?, dob: v.dob? },
+            BlockingKind::LastSoundexYear => BlockingKey::LastSoundexYear { code: sdx(v.last)?, year: v.dob?.year() },
+            BlockingKind::ZipHouseStreet => {
+                let address = norm_compact(v.address?);
+                let (house, street) = house_street(&address)?;
+                BlockingKey::ZipHouseStreet { zip: us_zip5(v.zip?)?, house: house.into(), street }
+            }
+            _ => return None,
         })
     }
 
@@ -199,7 +277,16 @@ impl BlockingKey {
         )
     }
 
+    /// The record's key of `kind`. Two kinds are fallbacks, asked only by records that lack a
+    /// field: [`BlockingKind::LastSoundexYear`] without a first name (the Soundex pair keys
+    /// cover the others, ~100x tighter), [`BlockingKind::LastFirstName`] without a birth date.
     pub fn of_record(kind: BlockingKind, r: &Record) -> Option<BlockingKey> {
+        let has = |v: &Option<String>| v.as_deref().is_some_and(|f| !f.trim().is_empty());
+        match kind {
+            BlockingKind::LastSoundexYear if has(&r.first_name) => return None,
+            BlockingKind::LastFirstName if r.dob.is_some() => return None,
+            _ => {}
+        }
         Self::of(
             kind,
             KeyParts {
@@ -232,6 +319,29 @@ pub fn zip5(s: &str) -> CompactString {
         return CompactString::new(s);
     }
     s.chars().filter(char::is_ascii_digit).take(5).collect()
+}
+
+/// A US ZIP as its five digits: `NNNNN`, `NNNNN-NNNN` or nine digits; anything else (a
+/// foreign postcode, a ZIP that lost its leading zero) is not a US ZIP and gives `None`.
+pub fn us_zip5(s: &str) -> Option<CompactString> {
+    let b = s.as_bytes();
+    let digits = |x: &[u8]| x.iter().all(u8::is_ascii_digit);
+    let ok = match b.len() {
+        5 | 9 => digits(b),
+        10 => digits(&b[..5]) && b[5] == b'-' && digits(&b[6..]),
+        _ => false,
+    };
+    ok.then(|| CompactString::new(&s[..5]))
+}
+
+/// The house number (leading digits of the first word) and the first character of the second
+/// word of a normalised street address: `12B ELM ST` -> (`12`, `E`).
+pub fn house_street(address: &str) -> Option<(&str, char)> {
+    let mut words = address.split(' ');
+    let first = words.next()?;
+    let n = first.bytes().take_while(u8::is_ascii_digit).count();
+    let street = words.next()?.chars().next()?;
+    (n > 0).then(|| (&first[..n], street))
 }
 
 /// Upper case, trimmed, inner whitespace collapsed to one space (the canonical `name` rule).

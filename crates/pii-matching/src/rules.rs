@@ -163,7 +163,8 @@ pub struct Blocking {
     /// person again). Unset: every record not decided as exact goes on.
     #[serde(default)]
     pub settle_score: Option<f64>,
-    /// Records whose candidate set is larger are scored against the first N only (by id).
+    /// Records whose candidate set is larger are scored against the N persons sharing the most
+    /// keys with them only (ties by id).
     #[serde(default = "default_max_candidates")]
     pub max_candidates: usize,
 }
@@ -468,7 +469,7 @@ mod tests {
             (with("settle_score = 25.0", "settle_score = nan"), "finite"),
             (
                 with(
-                    "passes = [[\"last_name_dob\"], [\"first_name_dob\"], [\"address_zip\", \"phone\"]]",
+                    "passes = [[\"last_name_dob\"], [\"first_name_dob\"], [\"address_zip\", \"phone\"], [\"names_year\", \"names_month_day\", \"last_soundex_dob\", \"first_soundex_dob\", \"last_soundex_year\", \"zip_house_street\", \"last_first_name\"]]",
                     "passes = [[\"last_name_dob\"]]",
                 ),
                 "needs at least two passes",
