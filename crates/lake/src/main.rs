@@ -13,6 +13,7 @@ mod matching;
 mod query;
 mod reaper;
 mod review;
+mod rules_train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,6 +102,9 @@ enum Cmd {
     /// Try the matching rules: records against a person file (or database), decisions to CSV,
     /// precision and recall per tier with --truth.
     Match(matching::MatchArgs),
+    /// Matching rules: `lake rules train` learns the weights from the data.
+    #[command(subcommand)]
+    Rules(rules_train::RulesCmd),
     /// The WorkSpaces reaper in dry run: `lake reaper plan [--fleet FILE]` prints what it would do.
     #[command(subcommand)]
     Reaper(reaper::ReaperCmd),
@@ -389,6 +393,7 @@ fn main() -> ExitCode {
         Cmd::Db(a) => db::run(a),
         Cmd::People(a) => db::run_people(a),
         Cmd::Match(a) => matching::run(a),
+        Cmd::Rules(c) => rules_train::run(c),
         Cmd::Reaper(c) => reaper::run(c),
         Cmd::Query(a) => query::run(a),
         Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {

@@ -109,6 +109,11 @@ impl MemoryIndex {
         self.persons.is_empty()
     }
 
+    /// Every person, in load order.
+    pub fn persons(&self) -> &[Person] {
+        &self.persons
+    }
+
     pub fn person(&self, id: i64) -> Option<&Person> {
         self.by_id.get(&id).map(|&i| &self.persons[i as usize])
     }

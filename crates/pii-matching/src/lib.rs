@@ -24,6 +24,7 @@ pub mod reviews;
 pub mod rows;
 pub mod rules;
 pub mod setup;
+pub mod train;
 
 pub use index::{IndexError, MemoryIndex, PersonIndex};
 pub use matcher::{Decision, Matcher, Scored, Tier, Trace};

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::compare::{date_level, text_level, Nicknames};
 use crate::index::{IndexError, PersonIndex};
 use crate::model::{norm_compact, norm_phone, us_zip5, BlockingKey, BlockingKind, KeyParts, Person, Record};
-use crate::rules::{Comparison, Field, Rule, Rules};
+use crate::rules::{Comparison, Field, LevelKind, Rule, Rules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -92,7 +92,7 @@ pub struct Matcher {
 /// Identity values normalised once (per record, per candidate), not once per pair; inline
 /// strings, so preparing a candidate seldom allocates.
 #[derive(Debug, Default)]
-struct Prepared {
+pub(crate) struct Prepared {
     first: Option<CompactString>,
     last: Option<CompactString>,
     dob: Option<NaiveDate>,
@@ -109,6 +109,11 @@ fn n(v: Option<&str>) -> Option<CompactString> {
     v.map(norm_compact).filter(|s| !s.is_empty())
 }
 
+/// `M` or `F`; unknown (`U`, anything else) is missing, so it is no evidence either way.
+fn known_sex(v: Option<&str>) -> Option<CompactString> {
+    crate::model::norm_sex(v?).filter(|s| s != "U")
+}
+
 /// A US ZIP as its five digits ([`us_zip5`]); anything else (a foreign postcode) normalised
 /// whole, so `SW1A 1AA` is never read as `11`.
 fn zip_value(v: Option<&str>) -> Option<CompactString> {
@@ -117,12 +122,12 @@ fn zip_value(v: Option<&str>) -> Option<CompactString> {
 }
 
 impl Prepared {
-    fn record(r: &Record) -> Self {
+    pub(crate) fn record(r: &Record) -> Self {
         Self {
             first: n(r.first_name.as_deref()),
             last: n(r.last_name.as_deref()),
             dob: r.dob,
-            sex: n(r.sex.as_deref()),
+            sex: known_sex(r.sex.as_deref()),
             address: n(r.address.as_deref()),
             city: n(r.city.as_deref()),
             zip: zip_value(r.zip.as_deref()),
@@ -130,12 +135,12 @@ impl Prepared {
             record: true,
         }
     }
-    fn person(p: &Person) -> Self {
+    pub(crate) fn person(p: &Person) -> Self {
         Self {
             first: n(p.first_name.as_deref()),
             last: n(p.last_name.as_deref()),
             dob: p.dob,
-            sex: n(p.sex.as_deref()),
+            sex: known_sex(p.sex.as_deref()),
             address: n(p.address.as_deref()),
             city: n(p.city.as_deref()),
             zip: zip_value(p.zip.as_deref()),
@@ -399,24 +404,43 @@ impl Matcher {
     }
 
     fn compare<'c>(&self, c: &'c Comparison, r: &Prepared, p: &Prepared) -> (&'c str, f64) {
+        let i = self.level_of(c, r, p);
+        match c.levels.get(i) {
+            Some(l) => (l.name(), l.weight),
+            None if i == c.levels.len() => ("else", c.else_weight),
+            None => ("missing", c.missing),
+        }
+    }
+
+    /// The index of the first level of `c` that holds; `levels.len()` for `else`, one more
+    /// for `missing` (either side has no value).
+    fn level_of(&self, c: &Comparison, r: &Prepared, p: &Prepared) -> usize {
+        let n = c.levels.len();
         if c.field == Field::Dob {
-            let (Some(a), Some(b)) = (r.dob, p.dob) else { return ("missing", c.missing) };
-            for l in &c.levels {
-                if date_level(&l.kind, a, b) {
-                    return (l.name(), l.weight);
-                }
-            }
-            return ("else", c.else_weight);
+            let (Some(a), Some(b)) = (r.dob, p.dob) else { return n + 1 };
+            return c.levels.iter().position(|l| date_level(&l.kind, a, b)).unwrap_or(n);
         }
-        let (Some(a), Some(b)) = (r.text(c.field), p.text(c.field)) else {
-            return ("missing", c.missing);
+        let (Some(a), Some(b)) = (r.text(c.field), p.text(c.field)) else { return n + 1 };
+        let swapped = || {
+            let (rf, rl, pf, pl) = (r.first.as_deref(), r.last.as_deref(), p.first.as_deref(), p.last.as_deref());
+            rf.is_some() && rf == pl && rl.is_some() && rl == pf && rf != rl
         };
-        for l in &c.levels {
-            if text_level(&l.kind, a, b, &self.nick) {
-                return (l.name(), l.weight);
-            }
+        c.levels
+            .iter()
+            .position(|l| match l.kind {
+                LevelKind::Swapped => swapped(),
+                _ => text_level(&l.kind, a, b, &self.nick),
+            })
+            .unwrap_or(n)
+    }
+
+    /// The comparison vector of a pair: per comparison, [`Matcher::level_of`] (for training).
+    pub(crate) fn pattern(&self, r: &Prepared, p: &Prepared) -> [u8; FIELDS] {
+        let mut out = [0u8; FIELDS];
+        for (c, slot) in self.rules.comparisons.iter().zip(out.iter_mut()) {
+            *slot = u8::try_from(self.level_of(c, r, p)).unwrap_or(u8::MAX);
         }
-        ("else", c.else_weight)
+        out
     }
 
     fn holds(&self, rule: &Rule, s: &Compact) -> bool {
@@ -618,7 +642,7 @@ mod tests {
         rules.blocking.settle_score = settle;
         let m = Arc::new(Matcher::new(rules));
         let p = robert();
-        // a first-name typo and another street: no exact rule holds, but the score is high
+        // a first-name typo and another street: a high score, but two persons score close
         let close = Record {
             reference: "close".into(),
             first_name: Some("ROBERY".into()),
@@ -640,7 +664,9 @@ mod tests {
             phone: Some("5559990000".into()),
             ..Record::default()
         };
-        let index = Counting(MemoryIndex::new(vec![p]), Mutex::new(Vec::new()));
+        // a twin at another town: the record is as close to both, so it is proposed, not exact
+        let twin = Person { person_id: 8, city: s("SHELBYVILLE"), ..robert() };
+        let index = Counting(MemoryIndex::new(vec![p, twin]), Mutex::new(Vec::new()));
         let (ds, _) = m.match_batch(&index, vec![close, nobody].into()).await.unwrap();
         let asked = index.1.into_inner().unwrap();
         (ds, asked)

@@ -53,7 +53,8 @@ impl Person {
     }
 }
 
-fn norm_sex(s: &str) -> Option<CompactString> {
+/// `M`, `F` or `U` (`MALE`, `1`, `FEMALE`, `2` accepted; anything else is `U`); empty: None.
+pub fn norm_sex(s: &str) -> Option<CompactString> {
     let s = norm(s);
     let v = match s.as_str() {
         "" => return None,
@@ -82,8 +83,13 @@ fn digits_as(s: &str, groups: &[usize]) -> Option<CompactString> {
     Some(out)
 }
 
-/// Five digits: 3-5 digits left-padded with zeros (a ZIP read as a number), 9 cut to the first 5.
+/// A US ZIP as five digits: 3-5 digits left-padded with zeros (a ZIP read as a number), 9 cut to
+/// the first 5. A value with anything but digits, spaces and one dash (a foreign postcode such as
+/// `H2X 1Y4` or `SW1A 1AA`) is kept whole, upper case: never padded into a false ZIP.
 fn norm_zip(s: &str) -> Option<CompactString> {
+    if !s.trim().bytes().all(|c| c.is_ascii_digit() || c == b'-' || c == b' ') {
+        return Some(norm_compact(s)).filter(|z| !z.is_empty());
+    }
     let d: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).collect();
     let five = match d.len() {
         3..=5 => std::iter::repeat_n(b'0', 5 - d.len()).chain(d.iter().copied()).collect::<Vec<u8>>(),
@@ -456,6 +462,8 @@ mod tests {
             Person { person_id: 8, ssn: c("12-34"), zip: c("02138-1234"), sex: c("x"), ..Person::default() };
         let odd = odd.normalised();
         assert_eq!((odd.ssn, odd.zip.as_deref(), odd.sex.as_deref()), (None, Some("02138"), Some("U")));
+        let foreign = Person { person_id: 9, zip: c("h2x 1y4"), ..Person::default() }.normalised();
+        assert_eq!(foreign.zip.as_deref(), Some("H2X 1Y4"), "a Canadian postcode is not padded into a ZIP");
     }
 
     #[test]
