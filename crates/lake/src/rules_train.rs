@@ -64,9 +64,13 @@ pub fn run(cmd: RulesCmd) -> Result<ExitCode> {
     let truth = a.truth.as_deref().map(evaluate::read_truth).transpose()?;
     let o = TrainOptions { seed: a.seed, random_pairs: a.random_pairs, ..TrainOptions::default() };
     eprintln!("training on {} records against {} persons ...", records.len(), index.len());
-    let t = tokio::runtime::Builder::new_current_thread()
-        .build()?
-        .block_on(train::train(&rules, &index, &records, truth.as_ref(), &o))?;
+    let t = tokio::runtime::Builder::new_current_thread().build()?.block_on(train::train(
+        &rules,
+        &index,
+        &records,
+        truth.as_ref(),
+        &o,
+    ))?;
     let text = train::write_rules(&base, &t).map_err(anyhow::Error::msg)?;
     std::fs::write(&a.out, text).with_context(|| format!("writing {}", a.out.display()))?;
     let report = train::report(&t);

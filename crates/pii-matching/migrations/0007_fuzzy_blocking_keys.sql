@@ -23,14 +23,15 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 $$;
 
 -- The sorted pair of the two names' codes (swapped names give the same key). COLLATE "C":
--- byte order, as the matcher sorts.
+-- byte order, as the matcher sorts. LEAST/GREATEST skip a NULL, so the pair starts with
+-- left(a || b, 0): '' when both names have a code, NULL (no key) when either has none.
 ALTER TABLE person
     ADD COLUMN IF NOT EXISTS k_names_year BIGINT GENERATED ALWAYS AS (hashtextextended(
-        LEAST(lake_soundex(last_name) COLLATE "C", lake_soundex(first_name) COLLATE "C") || '|'
+        left(lake_soundex(last_name) || lake_soundex(first_name), 0) || LEAST(lake_soundex(last_name) COLLATE "C", lake_soundex(first_name) COLLATE "C") || '|'
         || GREATEST(lake_soundex(last_name) COLLATE "C", lake_soundex(first_name) COLLATE "C") || '|'
         || extract(year FROM dob)::int::text, 0)) STORED,
     ADD COLUMN IF NOT EXISTS k_names_mmdd BIGINT GENERATED ALWAYS AS (hashtextextended(
-        LEAST(lake_soundex(last_name) COLLATE "C", lake_soundex(first_name) COLLATE "C") || '|'
+        left(lake_soundex(last_name) || lake_soundex(first_name), 0) || LEAST(lake_soundex(last_name) COLLATE "C", lake_soundex(first_name) COLLATE "C") || '|'
         || GREATEST(lake_soundex(last_name) COLLATE "C", lake_soundex(first_name) COLLATE "C") || '|'
         || extract(month FROM dob)::int::text || '-' || extract(day FROM dob)::int::text, 0)) STORED,
     ADD COLUMN IF NOT EXISTS k_last_sdx_dob BIGINT GENERATED ALWAYS AS (hashtextextended(

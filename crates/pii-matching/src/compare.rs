@@ -251,7 +251,9 @@ pub fn token_overlap(a: &str, b: &str) -> f64 {
     }
     let found = short
         .iter()
-        .filter(|w| long.iter().any(|x| x == *w || (w.len() >= 4 && x.len() >= 4 && levenshtein_within(w, x, 1))))
+        .filter(|w| {
+            long.iter().any(|x| x == *w || (w.len() >= 4 && x.len() >= 4 && levenshtein_within(w, x, 1)))
+        })
         .count();
     found as f64 / short.len() as f64
 }
@@ -279,7 +281,8 @@ pub fn date_level(kind: &LevelKind, a: NaiveDate, b: NaiveDate) -> bool {
         LevelKind::DateMonthsApart { max } => {
             let months = |d: NaiveDate| d.year() * 12 + d.month() as i32;
             let month_end = |d: NaiveDate| d.succ_opt().is_none_or(|n| n.month() != d.month());
-            let same_day = a.day() == b.day() || (month_end(a) && month_end(b)) || (a.day() >= 28 && b.day() >= 28);
+            let same_day =
+                a.day() == b.day() || (month_end(a) && month_end(b)) || (a.day() >= 28 && b.day() >= 28);
             a != b && same_day && (1..=*max).contains(&(months(a) - months(b)).abs())
         }
         _ => false,

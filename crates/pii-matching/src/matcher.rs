@@ -343,7 +343,8 @@ impl Matcher {
         let persons = &pool.persons;
         let work = |recs: &[(&Record, &Prepared)]| -> Vec<Decision> {
             // buffers reused from record to record (three allocations per record otherwise)
-            let (mut idx, mut shared, mut cands, mut scored) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut idx, mut shared, mut cands, mut scored) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let mut out = Vec::with_capacity(recs.len());
             for &(r, rp) in recs {
                 idx.clear();
@@ -422,7 +423,8 @@ impl Matcher {
         }
         let (Some(a), Some(b)) = (r.text(c.field), p.text(c.field)) else { return n + 1 };
         let swapped = || {
-            let (rf, rl, pf, pl) = (r.first.as_deref(), r.last.as_deref(), p.first.as_deref(), p.last.as_deref());
+            let (rf, rl, pf, pl) =
+                (r.first.as_deref(), r.last.as_deref(), p.first.as_deref(), p.last.as_deref());
             rf.is_some() && rf == pl && rl.is_some() && rl == pf && rf != rl
         };
         c.levels

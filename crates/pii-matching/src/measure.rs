@@ -59,7 +59,11 @@ pub fn read_truth_rows(path: &Path) -> Result<HashMap<String, TruthRow>, IndexEr
         };
         let errors = get(errors)
             .map(|e| {
-                e.split(';').map(str::trim).filter(|x| !x.is_empty() && *x != "none").map(String::from).collect()
+                e.split(';')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty() && *x != "none")
+                    .map(String::from)
+                    .collect()
             })
             .unwrap_or_default();
         let row = TruthRow { person, variant: get(variant).map(String::from), errors };
@@ -129,7 +133,12 @@ impl Spread {
         }
         v.sort_unstable();
         let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-        Self { mean: v.iter().sum::<usize>() as f64 / v.len() as f64, p50: at(0.5), p99: at(0.99), max: at(1.0) }
+        Self {
+            mean: v.iter().sum::<usize>() as f64 / v.len() as f64,
+            p50: at(0.5),
+            p99: at(0.99),
+            max: at(1.0),
+        }
     }
 }
 
@@ -193,7 +202,11 @@ impl Report {
         let c = &self.candidates;
         let pc = self.pair_completeness().map_or_else(|| "-".into(), |p| format!("{p:.4}"));
         // writing to a String cannot fail
-        let _ = writeln!(s, "pair completeness {pc} ({} of {} true pairs reached scoring)", self.all.reached, self.all.in_index);
+        let _ = writeln!(
+            s,
+            "pair completeness {pc} ({} of {} true pairs reached scoring)",
+            self.all.reached, self.all.in_index
+        );
         let _ = writeln!(
             s,
             "candidates per record: mean {:.2}, p50 {}, p99 {}, max {}; no candidate {}; truncated {}",
@@ -205,7 +218,12 @@ impl Report {
                 .iter()
                 .map(|(n, c)| {
                     let n = if *n >= 3 { "3+".to_string() } else { n.to_string() };
-                    format!("{n} errors {:.4} ({} of {})", ratio(c.reached, c.in_index), c.reached, c.in_index)
+                    format!(
+                        "{n} errors {:.4} ({} of {})",
+                        ratio(c.reached, c.in_index),
+                        c.reached,
+                        c.in_index
+                    )
                 })
                 .collect();
             let _ = writeln!(s, "pair completeness by errors per record: {}", per.join(", "));
@@ -221,7 +239,16 @@ impl Report {
         let _ = writeln!(
             s,
             "{:<22} {:>7} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}",
-            "error kind", "records", "in index", "reached", "exact", "exact x", "prop", "prop x", "none", "found"
+            "error kind",
+            "records",
+            "in index",
+            "reached",
+            "exact",
+            "exact x",
+            "prop",
+            "prop x",
+            "none",
+            "found"
         );
         for (k, v) in &self.by_kind {
             let found = ratio(v.exact_right + v.proposed_right, v.in_index);
@@ -258,7 +285,10 @@ mod tests {
             reference: reference.into(),
             tier,
             rule: "r".into(),
-            chosen: chosen.iter().map(|&p| Scored { person_id: p, score: 1.0, levels: BTreeMap::new() }).collect(),
+            chosen: chosen
+                .iter()
+                .map(|&p| Scored { person_id: p, score: 1.0, levels: BTreeMap::new() })
+                .collect(),
             candidates: scored.len(),
             best_score: None,
             trace: Some(Box::new(Trace { scored: scored.to_vec(), truncated })),
@@ -299,6 +329,9 @@ mod tests {
         let text = r.render();
         assert!(text.contains("pair completeness 0.6667 (2 of 3"), "{text}");
         assert!(text.contains("no candidate 1; truncated 1"), "{text}");
-        assert!(text.contains("0 errors 1.0000 (1 of 1), 1 errors 0.0000 (0 of 1), 2 errors 1.0000 (1 of 1)"), "{text}");
+        assert!(
+            text.contains("0 errors 1.0000 (1 of 1), 1 errors 0.0000 (0 of 1), 2 errors 1.0000 (1 of 1)"),
+            "{text}"
+        );
     }
 }

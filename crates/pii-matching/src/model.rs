@@ -258,8 +258,12 @@ impl BlockingKey {
                 BlockingKey::NamesMonthDay { low, high, month: d.month(), day: d.day() }
             }
             BlockingKind::LastSoundexDob => BlockingKey::LastSoundexDob { code: sdx(v.last)?, dob: v.dob? },
-            BlockingKind::FirstSoundexDob => BlockingKey::FirstSoundexDob { code: sdx(v.first)?, dob: v.dob? },
-            BlockingKind::LastSoundexYear => BlockingKey::LastSoundexYear { code: sdx(v.last)?, year: v.dob?.year() },
+            BlockingKind::FirstSoundexDob => {
+                BlockingKey::FirstSoundexDob { code: sdx(v.first)?, dob: v.dob? }
+            }
+            BlockingKind::LastSoundexYear => {
+                BlockingKey::LastSoundexYear { code: sdx(v.last)?, year: v.dob?.year() }
+            }
             BlockingKind::ZipHouseStreet => {
                 let address = norm_compact(v.address?);
                 let (house, street) = house_street(&address)?;

@@ -30,7 +30,13 @@ pub struct TrainOptions {
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { random_pairs: 2_000_000, seed: 20_240_917, iterations: 100, exact_precision: 0.999, proposed_precision: 0.98 }
+        Self {
+            random_pairs: 2_000_000,
+            seed: 20_240_917,
+            iterations: 100,
+            exact_precision: 0.999,
+            proposed_precision: 0.98,
+        }
     }
 }
 
@@ -63,6 +69,7 @@ pub struct Training {
     /// `model` or `truth`).
     pub exact_min_score: f64,
     pub exact_precision: f64,
+    /// The proposed tier's threshold and the precision of the records' best candidates at it.
     pub proposed_min_score: f64,
     pub proposed_precision: f64,
     pub precision_from: &'static str,
@@ -129,7 +136,9 @@ async fn blocked(m: &Matcher, index: &MemoryIndex, records: &[Record]) -> Result
         let rp = Prepared::record(r);
         for p in &cands {
             let pattern = m.pattern(&rp, &Prepared::person(p));
-            let shared = |k: &BlockingKind| keys.iter().any(|x| x.kind() == *k && BlockingKey::of_person(*k, p).as_ref() == Some(x));
+            let shared = |k: &BlockingKind| {
+                keys.iter().any(|x| x.kind() == *k && BlockingKey::of_person(*k, p).as_ref() == Some(x))
+            };
             let contact = kinds.iter().filter(|k| CONTACT_KEYS.contains(k)).any(shared);
             let identity = kinds.iter().filter(|k| !CONTACT_KEYS.contains(k)).any(shared);
             pairs.push(Pair { record: i, person: p.person_id, pattern, contact, identity });
@@ -165,7 +174,12 @@ fn histogram<'a>(pairs: impl Iterator<Item = &'a Pair>) -> Vec<(Pattern, u64)> {
 }
 
 /// `u` per level from random record/person pairs.
-fn random_u(m: &Matcher, index: &MemoryIndex, records: &[Record], o: &TrainOptions) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+fn random_u(
+    m: &Matcher,
+    index: &MemoryIndex,
+    records: &[Record],
+    o: &TrainOptions,
+) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
     let persons = index.persons();
     let mut rng = SplitMix(o.seed);
     let prepared: Vec<Prepared> = records.iter().map(Prepared::record).collect();
@@ -230,7 +244,8 @@ fn em(
         let matched = marginals(hist, sizes, g);
         let new_lambda = hist.iter().map(|(p, n)| g(p) * *n as f64).sum::<f64>() / total.max(1.0);
         let new_m: Vec<Vec<f64>> = matched.iter().map(|c| floored(&shares(c))).collect();
-        let moved = new_m.iter().flatten().zip(m.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let moved =
+            new_m.iter().flatten().zip(m.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         m = new_m;
         lambda = new_lambda.clamp(1e-6, 1.0 - 1e-6);
         if moved < 1e-6 {
@@ -245,7 +260,8 @@ fn match_share(hist: &[(Pattern, u64)], m: &[Vec<f64>], u: &[Vec<f64>], active: 
     let total: f64 = hist.iter().map(|(_, n)| *n as f64).sum::<f64>().max(1.0);
     let mut lambda = 0.5;
     for _ in 0..200 {
-        let next = hist.iter().map(|(p, n)| posterior(p, lambda, m, u, active) * *n as f64).sum::<f64>() / total;
+        let next =
+            hist.iter().map(|(p, n)| posterior(p, lambda, m, u, active) * *n as f64).sum::<f64>() / total;
         let done = (next - lambda).abs() < 1e-9;
         lambda = next.clamp(1e-6, 1.0 - 1e-6);
         if done {
@@ -301,12 +317,17 @@ pub async fn train(
     let hist = histogram(pairs.iter());
     // two sessions: names, dob and sex learnt on the pairs contact keys found; address, city,
     // ZIP, phone and sex on the pairs name/date keys found (Splink's way around blocking bias)
-    let of = |fs: &[Field]| -> Vec<bool> { rules.comparisons.iter().map(|c| fs.contains(&c.field)).collect() };
+    let of =
+        |fs: &[Field]| -> Vec<bool> { rules.comparisons.iter().map(|c| fs.contains(&c.field)).collect() };
     let identity_fields = of(&[Field::FirstName, Field::LastName, Field::Dob, Field::Sex]);
     let contact_fields = of(&[Field::Address, Field::City, Field::Zip, Field::Phone, Field::Sex]);
-    let (_, m_id, it_a) = em(&histogram(pairs.iter().filter(|p| p.contact)), &u, &sizes, &identity_fields, o.iterations);
-    let (_, m_ct, it_b) = em(&histogram(pairs.iter().filter(|p| p.identity)), &u, &sizes, &contact_fields, o.iterations);
-    let m: Vec<Vec<f64>> = (0..sizes.len()).map(|c| if identity_fields[c] && !contact_fields[c] { m_id[c].clone() } else { m_ct[c].clone() }).collect();
+    let (_, m_id, it_a) =
+        em(&histogram(pairs.iter().filter(|p| p.contact)), &u, &sizes, &identity_fields, o.iterations);
+    let (_, m_ct, it_b) =
+        em(&histogram(pairs.iter().filter(|p| p.identity)), &u, &sizes, &contact_fields, o.iterations);
+    let m: Vec<Vec<f64>> = (0..sizes.len())
+        .map(|c| if identity_fields[c] && !contact_fields[c] { m_id[c].clone() } else { m_ct[c].clone() })
+        .collect();
     let all = vec![true; sizes.len()];
     let lambda = match_share(&hist, &m, &u, &all);
     let iterations = it_a.max(it_b);
@@ -350,11 +371,24 @@ pub async fn train(
                 (score(&p.pattern), f64::from(u8::from(ok)))
             })
             .collect(),
-        None => pairs.iter().map(|p| (score(&p.pattern), posterior(&p.pattern, lambda, &m, &u, &all))).collect(),
+        None => {
+            pairs.iter().map(|p| (score(&p.pattern), posterior(&p.pattern, lambda, &m, &u, &all))).collect()
+        }
     };
+    // the proposed tier decides on each record's best candidates: its threshold is chosen on
+    // the best pair per record (exact and proposed together must reach the precision)
+    let mut best: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
+    for (p, sc) in pairs.iter().zip(&scored) {
+        let e = best.entry(p.record).or_insert(*sc);
+        if sc.0 > e.0 {
+            *e = *sc;
+        }
+    }
+    let mut best: Vec<(f64, f64)> = best.into_values().collect();
+    best.sort_by(|a, b| b.0.total_cmp(&a.0));
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     let (exact_min_score, exact_precision) = threshold(&scored, o.exact_precision);
-    let (proposed_min_score, proposed_precision) = threshold(&scored, o.proposed_precision);
+    let (proposed_min_score, proposed_precision) = threshold(&best, o.proposed_precision);
     Ok(Training {
         levels,
         lambda,
@@ -403,7 +437,8 @@ fn pattern_score(rules: &Rules, p: &Pattern) -> f64 {
 /// `rules` with the trained weights (every level, `else`; `missing` 0).
 pub fn apply(rules: &Rules, levels: &[LevelEstimate]) -> Rules {
     let mut r = rules.clone();
-    let by: HashMap<(Field, &str), f64> = levels.iter().map(|l| ((l.field, l.level.as_str()), l.weight)).collect();
+    let by: HashMap<(Field, &str), f64> =
+        levels.iter().map(|l| ((l.field, l.level.as_str()), l.weight)).collect();
     for c in &mut r.comparisons {
         for l in &mut c.levels {
             if let Some(w) = by.get(&(c.field, l.name())) {
@@ -422,8 +457,10 @@ pub fn apply(rules: &Rules, levels: &[LevelEstimate]) -> Rules {
 pub fn write_rules(base: &str, t: &Training) -> Result<String, String> {
     use toml_edit::{value, DocumentMut, Item};
     let mut doc: DocumentMut = base.parse().map_err(|e| format!("rules: {e}"))?;
-    let by: BTreeMap<(Field, &str), f64> = t.levels.iter().map(|l| ((l.field, l.level.as_str()), l.weight)).collect();
-    let comps = doc.get_mut("comparison").and_then(Item::as_array_of_tables_mut).ok_or("rules: no [[comparison]]")?;
+    let by: BTreeMap<(Field, &str), f64> =
+        t.levels.iter().map(|l| ((l.field, l.level.as_str()), l.weight)).collect();
+    let comps =
+        doc.get_mut("comparison").and_then(Item::as_array_of_tables_mut).ok_or("rules: no [[comparison]]")?;
     for c in comps.iter_mut() {
         let field: Field = c
             .get("field")
@@ -456,12 +493,16 @@ pub fn write_rules(base: &str, t: &Training) -> Result<String, String> {
             if r.contains_key("min_score") {
                 r.insert("min_score", value(exact));
             }
-            has |= r.get("name").and_then(Item::as_str) == Some("score_threshold");
+            if r.get("name").and_then(Item::as_str) == Some("score_threshold") {
+                r.insert("require", Item::Value(agreeing(&t.levels).into()));
+                has = true;
+            }
         }
         if !has {
             let mut r = toml_edit::Table::new();
             r.insert("name", value("score_threshold"));
             r.insert("min_score", value(exact));
+            r.insert("require", Item::Value(agreeing(&t.levels).into()));
             rules.push(r);
         }
     }
@@ -474,6 +515,19 @@ pub fn write_rules(base: &str, t: &Training) -> Result<String, String> {
     let out = doc.to_string();
     Rules::from_toml_str(&out, "trained rules").map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// The `require` of the score rule: first name, last name and birth date each at any level but
+/// `else` (missing is allowed). A name or date that disagrees outright (a surname change, another
+/// birth date) goes to a reviewer however high the rest scores.
+fn agreeing(levels: &[LevelEstimate]) -> toml_edit::InlineTable {
+    let mut req = toml_edit::InlineTable::new();
+    for f in [Field::FirstName, Field::LastName, Field::Dob] {
+        let names: toml_edit::Array =
+            levels.iter().filter(|l| l.field == f && l.level != "else").map(|l| l.level.as_str()).collect();
+        req.insert(f.as_str(), names.into());
+    }
+    req
 }
 
 fn round2(x: f64) -> f64 {
@@ -489,7 +543,11 @@ pub fn report(t: &Training) -> String {
         "blocked pairs {}, EM iterations {}, estimated match share {:.4}",
         t.blocked_pairs, t.iterations, t.lambda
     );
-    let _ = writeln!(s, "{:<11} {:<16} {:>10} {:>10} {:>8} {:>10} {:>10}", "field", "level", "m", "u", "weight", "blocked", "random");
+    let _ = writeln!(
+        s,
+        "{:<11} {:<16} {:>10} {:>10} {:>8} {:>10} {:>10}",
+        "field", "level", "m", "u", "weight", "blocked", "random"
+    );
     for l in &t.levels {
         let f = |x: f64| if x.is_nan() { "-".to_string() } else { format!("{x:.6}") };
         let _ = writeln!(
@@ -507,7 +565,7 @@ pub fn report(t: &Training) -> String {
     }
     let _ = writeln!(
         s,
-        "exact tier: min_score {:.2} (pair precision {:.4}, {}); proposed: min_score {:.2} (pair precision {:.4})",
+        "exact tier: min_score {:.2} (pair precision {:.4}, {}); proposed: min_score {:.2} (best-candidate precision {:.4})",
         t.exact_min_score, t.exact_precision, t.precision_from, t.proposed_min_score, t.proposed_precision
     );
     s
@@ -522,13 +580,20 @@ mod tests {
     /// 400 synthetic persons (a few names, birth dates spread) and, for the first 150, a record
     /// with a typo or a missing field every few rows.
     fn data() -> (MemoryIndex, Vec<Record>) {
-        let (firsts, lasts) = (["ANNA", "JOHN", "MARIA", "WEI", "OMAR", "LUCY"], ["SMITH", "GARCIA", "NGUYEN", "OKAFOR", "BROWN"]);
+        let (firsts, lasts) = (
+            ["ANNA", "JOHN", "MARIA", "WEI", "OMAR", "LUCY"],
+            ["SMITH", "GARCIA", "NGUYEN", "OKAFOR", "BROWN"],
+        );
         let persons: Vec<Person> = (0..400i64)
             .map(|i| Person {
                 person_id: 1000 + i,
                 first_name: Some(firsts[(i % 6) as usize].into()),
                 last_name: Some(lasts[(i / 6 % 5) as usize].into()),
-                dob: NaiveDate::from_ymd_opt(1940 + (i % 60) as i32, 1 + (i % 12) as u32, 1 + (i % 27) as u32),
+                dob: NaiveDate::from_ymd_opt(
+                    1940 + (i % 60) as i32,
+                    1 + (i % 12) as u32,
+                    1 + (i % 27) as u32,
+                ),
                 sex: Some(if i % 2 == 0 { "F" } else { "M" }.into()),
                 address: Some(format!("{} ELM ST", i + 1).into()),
                 city: Some("LOWELL".into()),
@@ -542,7 +607,13 @@ mod tests {
             .enumerate()
             .map(|(i, p)| Record {
                 reference: format!("r{i}"),
-                first_name: p.first_name.as_deref().map(|f| if i % 5 == 0 { format!("{f}X") } else { f.to_string() }),
+                first_name: p.first_name.as_deref().map(|f| {
+                    if i % 5 == 0 {
+                        format!("{f}X")
+                    } else {
+                        f.to_string()
+                    }
+                }),
                 last_name: p.last_name.as_deref().map(String::from),
                 dob: p.dob.filter(|_| i % 7 != 0),
                 sex: p.sex.as_deref().map(String::from),
@@ -570,9 +641,13 @@ mod tests {
         }
         assert_eq!(w(Field::Dob, "missing"), Some(0.0));
         // weights never increase down a comparison's levels, so the written rules validate
-        let text = write_rules(include_str!("../../../config/matching.toml"), &a).unwrap_or_else(|e| panic!("{e}"));
+        let text =
+            write_rules(include_str!("../../../config/matching.toml"), &a).unwrap_or_else(|e| panic!("{e}"));
         let trained = Rules::from_toml_str(&text, "t").unwrap_or_else(|e| panic!("{e}"));
-        assert!(text.contains("[nicknames]") && text.contains("# Matching rules"), "comments and nicknames kept");
+        assert!(
+            text.contains("[nicknames]") && text.contains("# Matching rules"),
+            "comments and nicknames kept"
+        );
         assert!(trained.tiers.exact.rules.iter().any(|r| r.name == "score_threshold"));
         assert!(report(&a).contains("dob         exact"), "{}", report(&a));
     }
