@@ -63,13 +63,12 @@ resource "aws_sns_topic_subscription" "alert_email" {
   endpoint  = each.key
 }
 
-# ---- Aurora: CPU, connections, free local storage ----
+# ---- Aurora: CPU, connections (the cluster), free local storage (each instance) ----
 locals {
   aurora_alarms = {
     cpu = { metric = "CPUUtilization", stat = "Average", op = "GreaterThanThreshold", threshold = 80, what = "CPU above 80% for 15 minutes" }
     # pii-matching holds at most 5 (reserved concurrency x 1 pooled connection); more is someone else.
-    connections  = { metric = "DatabaseConnections", stat = "Maximum", op = "GreaterThanThreshold", threshold = var.db_connections_alarm, what = "more connections than pii-matching opens" }
-    free-storage = { metric = "FreeLocalStorage", stat = "Minimum", op = "LessThanThreshold", threshold = 2147483648, what = "less than 2 GiB free local storage" }
+    connections = { metric = "DatabaseConnections", stat = "Maximum", op = "GreaterThanThreshold", threshold = var.db_connections_alarm, what = "more connections than pii-matching opens" }
   }
 }
 
@@ -85,6 +84,24 @@ resource "aws_cloudwatch_metric_alarm" "aurora" {
   evaluation_periods  = 3
   threshold           = each.value.threshold
   comparison_operator = each.value.op
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alerts.arn]
+}
+
+# FreeLocalStorage is an instance-level metric (each instance's own temporary storage; the
+# Aurora user guide's "Instance-level metrics"): one alarm per instance, by DBInstanceIdentifier.
+resource "aws_cloudwatch_metric_alarm" "aurora_free_local_storage" {
+  count               = var.db_instance_count
+  alarm_name          = "${local.name}-aurora-${count.index}-free-local-storage"
+  alarm_description   = "Aurora instance ${aws_rds_cluster_instance.lake[count.index].identifier}: less than 2 GiB free local storage"
+  namespace           = "AWS/RDS"
+  metric_name         = "FreeLocalStorage"
+  dimensions          = { DBInstanceIdentifier = aws_rds_cluster_instance.lake[count.index].identifier }
+  statistic           = "Minimum"
+  period              = 300
+  evaluation_periods  = 3
+  threshold           = 2147483648
+  comparison_operator = "LessThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alerts.arn]
 }

@@ -38,6 +38,33 @@ resource "aws_backup_vault_lock_configuration" "lake" {
   changeable_for_days = var.backup_vault_lock_changeable_days
 }
 
+# ---- region settings ----
+# A backup plan protects only the resource types the region is opted in to, and a DynamoDB
+# recovery point can be copied to another region only when AWS Backup's advanced DynamoDB
+# features are on (without them the daily copy job of both tables fails). Only the types this
+# plan selects are named: UpdateRegionSettings refuses a type the region does not offer
+# ("Element present in resource type opt in preference has invalid values").
+locals {
+  backup_resource_types = concat(["Aurora", "DynamoDB"], var.backup_s3_buckets ? ["S3"] : [])
+}
+
+resource "aws_backup_region_settings" "lake" {
+  resource_type_opt_in_preference = { for t in local.backup_resource_types : t => true }
+  resource_type_management_preference = {
+    "DynamoDB" = true
+  }
+}
+
+# The copies land in replica_region: the same types opted in there, so that a restore from the
+# copy vault is possible in that region (and its DynamoDB copies keep the advanced features).
+resource "aws_backup_region_settings" "replica" {
+  provider                        = aws.replica
+  resource_type_opt_in_preference = { for t in local.backup_resource_types : t => true }
+  resource_type_management_preference = {
+    "DynamoDB" = true
+  }
+}
+
 # ---- the copy in the second region ----
 resource "aws_kms_key" "backup_replica" {
   provider                = aws.replica
@@ -113,6 +140,7 @@ resource "aws_iam_role_policy_attachment" "restore_s3" {
 }
 
 resource "aws_backup_selection" "lake" {
+  depends_on   = [aws_backup_region_settings.lake]
   name         = "${local.name}-data"
   plan_id      = aws_backup_plan.lake.id
   iam_role_arn = aws_iam_role.backup.arn
@@ -121,7 +149,19 @@ resource "aws_backup_selection" "lake" {
     # Created by the SAM stack (template.yaml DatasetsTable / RunsTable); names are fixed there.
     "arn:${local.partition}:dynamodb:${local.region}:${local.account_id}:table/county-lake-${var.environment}-datasets",
     "arn:${local.partition}:dynamodb:${local.region}:${local.account_id}:table/county-lake-${var.environment}-runs",
-    # The partners' originals and the datasets (template.yaml IngestionBucket / RawBucket).
+  ]
+}
+
+# The partners' originals and the datasets (template.yaml IngestionBucket / RawBucket), in their
+# own selection so that backup_s3_buckets can leave them out where AWS Backup for S3 is not
+# offered (docs/DEPLOY.md, "Backups").
+resource "aws_backup_selection" "buckets" {
+  count        = var.backup_s3_buckets ? 1 : 0
+  depends_on   = [aws_backup_region_settings.lake]
+  name         = "${local.name}-buckets"
+  plan_id      = aws_backup_plan.lake.id
+  iam_role_arn = aws_iam_role.backup.arn
+  resources = [
     "arn:${local.partition}:s3:::${local.ingestion_bucket_name}",
     "arn:${local.partition}:s3:::county-lake-${var.environment}-raw-${local.account_id}-${local.region}",
   ]

@@ -122,15 +122,23 @@ resource "aws_iam_role_policy" "malware_scan" {
 }
 
 # ---- AWS Config + the HIPAA conformance pack ----
+# An account has at most one AWSServiceRoleForConfig, and creating it again fails; an account
+# where Config (or anyone) already made it sets config_service_linked_role_exists. Its ARN is
+# fixed either way, so the recorder names it directly.
 resource "aws_iam_service_linked_role" "config" {
-  count            = var.aws_config_provided ? 0 : 1
+  count            = var.aws_config_provided || var.config_service_linked_role_exists ? 0 : 1
   aws_service_name = "config.amazonaws.com"
 }
 
+locals {
+  config_role_arn = "arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/config.amazonaws.com/AWSServiceRoleForConfig"
+}
+
 resource "aws_config_configuration_recorder" "lake" {
-  count    = var.aws_config_provided ? 0 : 1
-  name     = local.name
-  role_arn = aws_iam_service_linked_role.config[0].arn
+  count      = var.aws_config_provided ? 0 : 1
+  name       = local.name
+  role_arn   = local.config_role_arn
+  depends_on = [aws_iam_service_linked_role.config]
   recording_group {
     all_supported                 = true
     include_global_resource_types = true
@@ -157,8 +165,19 @@ resource "aws_config_configuration_recorder_status" "lake" {
 }
 
 # AWS's sample pack "Operational Best Practices for HIPAA Security" is a YAML template AWS
-# publishes; it is not kept in this repository. Upload it (after removing any rule the region does
-# not offer) and give its S3 URI here; null creates no pack (docs/DEPLOY.md).
+# publishes; it is not kept in this repository (AWS asks to review it against the region's rules
+# and amend it; a rule the region lacks fails the whole pack). Upload the reviewed copy and give
+# its S3 URI here. prod refuses to plan without it unless the organisation deploys the pack
+# (hipaa_conformance_pack_provided); dev may run without (docs/DEPLOY.md, "Detective controls").
+resource "terraform_data" "hipaa_conformance_pack_required" {
+  lifecycle {
+    precondition {
+      condition     = var.environment != "prod" || var.hipaa_conformance_pack_provided || var.hipaa_conformance_pack_template_s3_uri != null
+      error_message = "prod needs the HIPAA conformance pack: set hipaa_conformance_pack_template_s3_uri (AWS's sample, reviewed for the region; docs/DEPLOY.md) or hipaa_conformance_pack_provided = true when the organisation deploys it."
+    }
+  }
+}
+
 resource "aws_config_conformance_pack" "hipaa" {
   count           = var.hipaa_conformance_pack_template_s3_uri == null ? 0 : 1
   name            = "${local.name}-hipaa-security"

@@ -1,9 +1,10 @@
 # Three customer managed keys, so that one key's grants never open another's data:
 #   lake   - PHI data: the ingestion/raw/quarantine buckets, DynamoDB tables, Aurora storage and its
-#            master-user secret, the backup vault, the replica buckets' source objects.
-#   ops    - operations: log groups, SQS queues and DLQs, the alert topic, Lambda environments,
-#            CloudTrail, AWS Config and the access-log bucket.
-#   reaper - the WorkSpaces reaper's reports, notices and DLQ.
+#            master-user secret, the backup vault, and the Lambda environments of every function but
+#            the reaper (template.yaml Globals.Function.KmsKeyArn).
+#   ops    - operations: log groups, SQS queues and DLQs, the alert topic, CloudTrail, AWS Config
+#            and the access-log bucket.
+#   reaper - the WorkSpaces reaper's reports, DLQ, log group and environment.
 # In a key policy, Resource "*" means "this key": it is the only value KMS accepts there.
 resource "aws_kms_key" "lake" {
   description             = "${local.name} PHI data key"

@@ -90,7 +90,7 @@ resource "aws_iam_role_policy" "flow_logs" {
 
 # ---- security groups ----
 resource "aws_security_group" "lambda" {
-  # checkov:skip=CKV2_AWS_5:Attached outside terraform: template.yaml puts pii-matching in it (SAM parameter VpcSecurityGroupId).
+  # checkov:skip=CKV2_AWS_5:Attached outside terraform: template.yaml puts pii-matching and db-migrate in it (SAM parameter VpcSecurityGroupId).
   name_prefix = "${local.name}-lambda-"
   description = "pii-matching Lambda: out to the VPC endpoints and Aurora only"
   vpc_id      = aws_vpc.lake.id
@@ -135,9 +135,9 @@ resource "aws_vpc_security_group_egress_rule" "lambda_to_db" {
   referenced_security_group_id = aws_security_group.db.id
 }
 
-# The router and both workflows: PHI in memory, no database; out to the endpoints only.
+# The router, both workflows and the guard: PHI in memory, no database; out to the endpoints only.
 resource "aws_security_group" "pipeline" {
-  # checkov:skip=CKV2_AWS_5:Attached outside terraform: template.yaml puts the router and both workflows in it (SAM parameter PipelineSecurityGroupId).
+  # checkov:skip=CKV2_AWS_5:Attached outside terraform: template.yaml puts the router, both workflows and the guard in it (SAM parameter PipelineSecurityGroupId).
   name_prefix = "${local.name}-pipeline-"
   description = "Router and workflow Lambdas: out to the VPC endpoints only"
   vpc_id      = aws_vpc.lake.id
@@ -193,7 +193,7 @@ resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {
 
 resource "aws_security_group" "db" {
   name_prefix = "${local.name}-aurora-"
-  description = "Aurora PostgreSQL: 5432 from pii-matching only"
+  description = "Aurora PostgreSQL: 5432 from the database functions (pii-matching, db-migrate, review-web)"
   vpc_id      = aws_vpc.lake.id
   lifecycle {
     create_before_destroy = true
@@ -202,7 +202,7 @@ resource "aws_security_group" "db" {
 
 resource "aws_vpc_security_group_ingress_rule" "db_from_lambda" {
   security_group_id            = aws_security_group.db.id
-  description                  = "PostgreSQL from the pii-matching Lambda"
+  description                  = "PostgreSQL from the functions in the lambda group (pii-matching, db-migrate, review-web)"
   ip_protocol                  = "tcp"
   from_port                    = 5432
   to_port                      = 5432
@@ -214,14 +214,33 @@ resource "aws_vpc_security_group_ingress_rule" "db_from_lambda" {
 # SDK's credential and region resolution). Each endpoint policy admits only this account's
 # principals, and (where the call names a resource) only this account's resources, so a stolen
 # session inside the VPC cannot move data to another account through an endpoint.
+#
+# The functions' SDK calls the host names its endpoint rules resolve, and with
+# AWS_USE_FIPS_ENDPOINT=true (template.yaml, in GovCloud) those are FIPS names for some services:
+# secretsmanager-fips.<region> and kms-fips.<region> (s3-fips.<region> goes through the S3 gateway;
+# DynamoDB, SQS, SNS, STS keep the regional name). infra/sdk_endpoints.json lists the names, the
+# layer crate's tests/sdk_endpoints.rs proves them against the SDK in Cargo.lock, and
+# scripts/check_template.py proves each is served here (docs/DEPLOY.md, "Network and endpoints").
 locals {
-  interface_endpoints = toset(["sqs", "sns", "secretsmanager", "kms", "logs", "xray", "sts"])
+  # FIPS exactly where template.yaml turns it on: its condition InGovCloud is the partition.
+  fips = var.fips_endpoints == null ? local.partition == "aws-us-gov" : var.fips_endpoints
+  # key (the IAM service prefix, used by the endpoint policy) => endpoint service name; private
+  # DNS makes the service's host name resolve to the endpoint inside the VPC.
+  interface_endpoints = {
+    sqs            = "sqs"
+    sns            = "sns"
+    secretsmanager = local.fips ? "secretsmanager-fips" : "secretsmanager"
+    kms            = local.fips ? "kms-fips" : "kms"
+    logs           = "logs"
+    xray           = "xray"
+    sts            = "sts"
+  }
   # X-Ray segments and STS calls name no resource of an account: principal check only.
   principal_only_endpoints = toset(["xray", "sts"])
 }
 
 data "aws_iam_policy_document" "endpoint" {
-  for_each = setunion(local.interface_endpoints, toset(["s3", "dynamodb"]))
+  for_each = setunion(toset(keys(local.interface_endpoints)), toset(["s3", "dynamodb"]))
   statement {
     sid       = "OwnAccountOnly"
     actions   = ["${each.key}:*"]
@@ -260,14 +279,27 @@ data "aws_iam_policy_document" "endpoint" {
       }
     }
   }
+  # review-web verifies each sign-in's claims token with the load balancer's public key, which
+  # GovCloud publishes in an AWS-owned bucket (s3-<region>.amazonaws.com/aws-elb-public-keys-prod-
+  # <region>/<key id>): read-only, that bucket only, or every sign-in is refused.
+  dynamic "statement" {
+    for_each = each.key == "s3" ? [1] : []
+    content {
+      sid       = "LoadBalancerPublicKeys"
+      actions   = ["s3:GetObject"]
+      resources = ["arn:${local.partition}:s3:::aws-elb-public-keys-prod-${local.region}/*"]
+      principals {
+        type        = "AWS"
+        identifiers = ["*"]
+      }
+    }
+  }
 }
 
 resource "aws_vpc_endpoint" "interface" {
-  for_each = local.interface_endpoints
-  vpc_id   = aws_vpc.lake.id
-  # KMS has a separate FIPS endpoint service; the functions use FIPS endpoints in GovCloud
-  # (template.yaml AWS_USE_FIPS_ENDPOINT), so kms-fips.<region> must resolve inside the VPC.
-  service_name        = "com.amazonaws.${local.region}.${each.key == "kms" && var.fips_endpoints ? "kms-fips" : each.key}"
+  for_each            = local.interface_endpoints
+  vpc_id              = aws_vpc.lake.id
+  service_name        = "com.amazonaws.${local.region}.${each.value}"
   vpc_endpoint_type   = "Interface"
   private_dns_enabled = true
   subnet_ids          = aws_subnet.private[*].id

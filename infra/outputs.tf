@@ -29,6 +29,11 @@ output "alert_topic_arn" {
   value       = aws_sns_topic.alerts.arn
 }
 
+output "vpc_id" {
+  description = "SAM VpcId: the lake VPC (review-web's load balancer security group)"
+  value       = aws_vpc.lake.id
+}
+
 output "private_subnet_ids" {
   description = "SAM VpcSubnetIds (comma-joined)"
   value       = join(",", aws_subnet.private[*].id)
@@ -75,6 +80,7 @@ output "sam_parameter_overrides" {
     "OpsKmsKeyArn=${aws_kms_key.ops.arn}",
     "ReaperKmsKeyArn=${aws_kms_key.reaper.arn}",
     "AlertTopicArn=${aws_sns_topic.alerts.arn}",
+    "VpcId=${aws_vpc.lake.id}",
     "VpcSubnetIds=${join(",", aws_subnet.private[*].id)}",
     "VpcSecurityGroupId=${aws_security_group.lambda.id}",
     "PipelineSecurityGroupId=${aws_security_group.pipeline.id}",

@@ -24,3 +24,8 @@ sftp_users = {
 }
 backup_retention_days = 2192 # six years
 audit_lock_mode       = "COMPLIANCE"
+
+# Required in prod (plan stops without it): AWS's HIPAA sample conformance pack, reviewed for
+# us-gov-west-1 and uploaded to a bucket of this account (docs/DEPLOY.md, "Detective controls"),
+# or hipaa_conformance_pack_provided = true where the organisation deploys it.
+# hipaa_conformance_pack_template_s3_uri = "s3://<bucket>/conformance-packs/hipaa-security-us-gov-west-1.yaml"

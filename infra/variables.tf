@@ -99,6 +99,12 @@ variable "db_backup_retention_days" {
   default     = 7
 }
 
+variable "backup_s3_buckets" {
+  description = "Back up the ingestion and raw buckets with AWS Backup (and opt the region in to S3). false where the region does not offer AWS Backup for S3 (docs/DEPLOY.md, Backups): the buckets then rely on versioning and their retention rules only."
+  type        = bool
+  default     = true
+}
+
 variable "backup_retention_days" {
   description = "Days AWS Backup keeps each daily recovery point."
   type        = number
@@ -146,10 +152,26 @@ variable "aws_config_provided" {
   default     = false
 }
 
+variable "config_service_linked_role_exists" {
+  description = "true when the account already has AWSServiceRoleForConfig (AWS Config was set up before, by hand or another stack): it is used, not created (creating it twice fails)."
+  type        = bool
+  default     = false
+}
+
 variable "hipaa_conformance_pack_template_s3_uri" {
-  description = "s3:// URI of AWS's 'Operational Best Practices for HIPAA Security' conformance pack template (docs/DEPLOY.md); null deploys no pack."
+  description = "s3:// URI of AWS's 'Operational Best Practices for HIPAA Security' conformance pack template, reviewed for the region (docs/DEPLOY.md); null deploys no pack, which prod refuses unless hipaa_conformance_pack_provided."
   type        = string
   default     = null
+  validation {
+    condition     = var.hipaa_conformance_pack_template_s3_uri == null || can(regex("^s3://[a-z0-9][a-z0-9.-]+/.+[.](ya?ml)$", var.hipaa_conformance_pack_template_s3_uri))
+    error_message = "hipaa_conformance_pack_template_s3_uri must be an s3://bucket/key.yaml URI (or null)."
+  }
+}
+
+variable "hipaa_conformance_pack_provided" {
+  description = "true when the organisation deploys the HIPAA conformance pack to this account (an organization conformance pack); prod then needs no template URI here."
+  type        = bool
+  default     = false
 }
 
 variable "access_analyzer_provided" {
@@ -183,7 +205,7 @@ variable "db_connections_alarm" {
 }
 
 variable "fips_endpoints" {
-  description = "The functions call FIPS endpoints (true in GovCloud: template.yaml sets AWS_USE_FIPS_ENDPOINT there); the KMS interface endpoint is then the kms-fips service."
+  description = "Whether the functions call FIPS endpoints (template.yaml sets AWS_USE_FIPS_ENDPOINT=true exactly in the aws-us-gov partition); null (the default) follows the partition. With FIPS, Secrets Manager and KMS get their -fips interface endpoint services, whose private DNS names are the hosts the SDK resolves."
   type        = bool
-  default     = true
+  default     = null
 }

@@ -8,13 +8,14 @@
 #     newer than Amazon Linux 2023's 2.34: checked below, and the script fails if one does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bins=(ingestion-router semi-structured-workflow pii-matching workspace-reaper guard)
+bins=(ingestion-router semi-structured-workflow pii-matching workspace-reaper guard review-web)
 target_dir=${CARGO_TARGET_DIR:-target}
+args=(); for b in "${bins[@]}"; do args+=(-p "$b"); done
 if command -v cargo-lambda >/dev/null 2>&1; then
-  cargo lambda build --release
+  # the Lambda packages only: a workspace-wide build would also compile the `lake` CLI (polars)
+  cargo lambda build --release "${args[@]}"
 else
   echo "cargo-lambda not found: native release build (sizes only; see the comment above)" >&2
-  args=(); for b in "${bins[@]}"; do args+=(-p "$b"); done
   cargo build --release "${args[@]}"
   for b in "${bins[@]}"; do
     mkdir -p "$target_dir/lambda/$b"

@@ -4,6 +4,7 @@
 #   check_template.py   env vars, least-privilege grants, queues, alarms, partition, CI parity,
 #                       bucket policies, keys, FIPS, retention, the terraform foundation, supply chain
 #   test_bucket_policies.py   every bucket policy evaluated against its real writers' requests
+#   test_reaper_policy.py   the reaper role's exempt-tag guard evaluated against TerminateWorkspaces
 #   terraform  infra/*.tf, *.tfvars parse (HCL2); the terraform binary is not needed
 #   checkov    template.yaml, the SAM-expanded template, infra/: zero failed checks, with checks/
 # Every checkov skip is written beside its resource with its reason (docs/DEPLOY.md lists them).
@@ -25,7 +26,21 @@ if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   python3 -m pip install --quiet "${need[@]}"
 fi
-python3 -c 'import hcl2' 2>/dev/null || python3 -m pip install --quiet 'python-hcl2'
+# The HCL parser: exactly the one checkov pins (bc-python-hcl2, importable as `hcl2`). Another
+# distribution of the same module (python-hcl2; 8.x returns quoted block keys) would overwrite it,
+# so its presence is an error rather than a guess about which one Python imports.
+hcl2_pin=0.4.3
+if python3 -c 'import importlib.metadata as m; m.version("python-hcl2")' 2>/dev/null; then
+  echo "check_infra: python-hcl2 is installed and shadows bc-python-hcl2==$hcl2_pin (checkov's parser);" \
+       "run: python3 -m pip uninstall -y python-hcl2 && python3 -m pip install --force-reinstall 'bc-python-hcl2==$hcl2_pin'" >&2
+  exit 1
+fi
+python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('bc-python-hcl2') != '$hcl2_pin')" 2>/dev/null \
+  || python3 -m pip install --quiet "bc-python-hcl2==$hcl2_pin"
+python3 -c "import importlib.metadata as m, sys; sys.exit('bc-python-hcl2==$hcl2_pin' not in m.requires('checkov'))" || {
+  echo "check_infra: the installed checkov pins another bc-python-hcl2 than $hcl2_pin; set hcl2_pin to checkov's" >&2
+  exit 1
+}
 
 # ---- cfn-lint ---- (through python3, so the same interpreter that pip installed into is used)
 cfnlint() { python3 -c 'import sys; from cfnlint.runner import main; sys.exit(main())' "$@"; }
@@ -41,6 +56,10 @@ python3 scripts/check_template.py template.yaml
 # ---- bucket policies against the writers' requests ----
 step "test_bucket_policies.py"
 python3 scripts/test_bucket_policies.py template.yaml
+
+# ---- the reaper's IAM guard against its TerminateWorkspaces requests ----
+step "test_reaper_policy.py"
+python3 scripts/test_reaper_policy.py template.yaml
 
 # ---- terraform syntax ----
 step "terraform files parse"
@@ -67,5 +86,11 @@ python3 scripts/sam_expand.py template.yaml us-gov-west-1 "$work/template.expand
 "${ck[@]}" --framework cloudformation -f "$work/template.expanded.json"
 step "checkov -d infra"
 "${ck[@]}" --framework terraform -d infra
+
+# ---- terraform formatting (where the terraform binary is installed; no provider needed) ----
+if command -v terraform >/dev/null 2>&1; then
+  step "terraform fmt -check infra"
+  terraform -chdir=infra fmt -check -diff
+fi
 
 echo "check_infra: OK ($((SECONDS - t0)) s)"

@@ -97,6 +97,7 @@ FUNCTIONS = {
             "LAKE_RUNS_TABLE": (REF, "RunsTable"), "LAKE_RAW_BUCKET": (REF, "RawBucket"),
             "LAKE_QUARANTINE_BUCKET": (REF, "QuarantineBucket"), "LAKE_KMS_KEY_ID": (REF, "KmsKeyArn"),
             "LAKE_DB_USER": "lake_matcher", "LAKE_DLQ_URL": (REF, "PipelineDLQ"),
+            "LAKE_RULES_TABLE": (REF, "DatasetsTable"),  # the published matching rules
             "LAKE_ALERT_TOPIC_ARN": (REF, "AlertTopicArn"),
             "LAKE_DB_HOST": (REF, "DbHost"), "LAKE_DB_PORT": "5432", "LAKE_DB_NAME": (REF, "DbName"),
             "LAKE_DB_SSLMODE": "verify-full", "LAKE_DB_SSLROOTCERT": "/var/task/rds-ca/global-bundle.pem",
@@ -105,6 +106,8 @@ FUNCTIONS = {
             ("QuarantineBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"},
             ("RawBucket", "/dataset=*"): {"s3:PutObject"},
             ("RunsTable", ""): {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"},
+            # only the rules items (check_rules_read: dynamodb:LeadingKeys rules#matching)
+            ("DatasetsTable", ""): {"dynamodb:GetItem"},
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
             ("AlertTopicArn", ""): {"sns:Publish"},
             ("rds-db:dbuser/lake_matcher", ""): {"rds-db:connect"},  # IAM database authentication
@@ -134,6 +137,7 @@ FUNCTIONS = {
             "REAPER_EMAIL_FROM": (REF, "ReaperEmailFrom"),
             "REAPER_EMAIL_CONFIGURATION_SET": (REF, "ReaperEmailConfigurationSet"),
             "REAPER_MODE": (REF, "ReaperMode"),
+            "REAPER_NOTIFY_IN_DRY_RUN": (REF, "ReaperNotifyInDryRun"),
             "REAPER_EXEMPT_TAG_KEY": "reaper:exempt",  # the IAM guard's key (check_reaper_guard)
             # optional: set only when a Confluence secret is given
             "REAPER_CONFLUENCE_SECRET_ARN": ("If", "HasConfluence", "ConfluenceSecretArn"),
@@ -166,11 +170,15 @@ for fam, queue, pfx in (("delimited", "WorkflowDelimitedQueue", "WorkflowDelimit
         },
         "grants": {
             ("IngestionBucket", "/*"): {"s3:GetObject", "s3:GetObjectVersion"},
-            ("RawBucket", "/dataset=*"): {"s3:PutObject"},
-            ("QuarantineBucket", "/*"): {"s3:PutObject"},
-            # PutItem: the conditional claim of a file's content (duplicate files)
+            # outputs past a part are multipart uploads (Create/UploadPart/Complete are
+            # s3:PutObject); a failed or unwanted one is aborted
+            ("RawBucket", "/dataset=*"): {"s3:PutObject", "s3:AbortMultipartUpload"},
+            ("QuarantineBucket", "/*"): {"s3:PutObject", "s3:AbortMultipartUpload"},
+            # PutItem: the conditional claim of a file's content (duplicate files); UpdateItem on
+            # the claim and ConditionCheckItem on the owner's ledger entry: the one-transaction
+            # takeover of a FAILED owner's claim
             ("DatasetsTable", ""): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},
-            ("RunsTable", ""): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+            ("RunsTable", ""): {"dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
             ("PiiQueue", ""): {"sqs:SendMessage"},
             ("PipelineDLQ", ""): {"sqs:SendMessage"},
             ("AlertTopicArn", ""): {"sns:Publish"},
@@ -197,6 +205,28 @@ FUNCTIONS["GuardFunction"] = {
         ("GuardDLQ", ""): {"sqs:SendMessage"},  # async-invocation DLQ uses the execution role
         ("AlertTopicArn", ""): {"sns:Publish"},
         **DATA_AND_OPS,
+    },
+}
+# ---- review-web: the reviewers' web application behind the internal OIDC load balancer
+# (check_review_endpoint below). Invoked by its target group only: no queue, no DLQ.
+FUNCTIONS["ReviewWebFunction"] = {
+    "bin": "review-web", "queue": None, "log_group": "ReviewWebLogGroup", "vpc": "VpcSecurityGroupId",
+    "alb_target_group": "ReviewWebTargetGroup",
+    "env": {
+        "LAKE_RUNS_TABLE": (REF, "RunsTable"), "LAKE_RAW_BUCKET": (REF, "RawBucket"),
+        "LAKE_QUARANTINE_BUCKET": (REF, "QuarantineBucket"), "LAKE_KMS_KEY_ID": (REF, "KmsKeyArn"),
+        "LAKE_DB_USER": "lake_reviewer",
+        "LAKE_DB_HOST": (REF, "DbHost"), "LAKE_DB_PORT": "5432", "LAKE_DB_NAME": (REF, "DbName"),
+        "LAKE_DB_SSLMODE": "verify-full", "LAKE_DB_SSLROOTCERT": "/var/task/rds-ca/global-bundle.pem",
+        "LAKE_REVIEW_REVIEWER_GROUP": (REF, "ReviewerGroup"), "LAKE_REVIEW_VIEWER_GROUP": (REF, "ViewerGroup"),
+        "LAKE_REVIEW_ALB_ARN": (REF, "ReviewLoadBalancer"), "LAKE_REVIEW_SESSION_SECONDS": "28800",
+    },
+    "grants": {
+        ("QuarantineBucket", "/*"): {"s3:GetObject"},
+        ("RawBucket", "/dataset=*"): {"s3:PutObject"},
+        ("RunsTable", ""): {"dynamodb:GetItem", "dynamodb:PutItem"},
+        ("rds-db:dbuser/lake_reviewer", ""): {"rds-db:connect"},
+        ("KmsKeyArn", ""): KMS,  # the data key only (via S3 and DynamoDB); no ops key
     },
 }
 PHI_FUNCTIONS = {fn for fn, spec in FUNCTIONS.items() if spec.get("vpc")}
@@ -331,6 +361,8 @@ def check_functions(tpl, raw_text):
                 fail(f"{spec['custom_resource']}: needs ServiceTimeout (a crash must not hold the deploy for an hour)")
             if events:
                 fail(f"{where} a custom-resource function has no events")
+        elif spec.get("alb_target_group"):
+            check_alb_target(res, fn, spec["alb_target_group"], props)
         else:
             dlq = props.get("DeadLetterQueue", {})
             adlq, rule = spec.get("async_dlq", "ReaperDLQ"), spec.get("schedule_rule", "ReaperScheduleRule")
@@ -397,6 +429,191 @@ def check_functions(tpl, raw_text):
                 fail(f"{where} {key[0]}{key[1]} grants more than the code needs: {sorted(extra)}")
 
 
+# ---------------------------------------------------------------- review-web's load balancer
+FIPS_TLS_POLICIES = {"ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04", "ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04",
+                     "ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04"}
+MAX_SESSION_SECONDS = 28800  # a working day; the ALB default is 7 days
+
+
+def check_alb_target(res, fn, tg_name, props):
+    """A function behind a target group: no events, no DLQ, exactly one invoke permission for
+    Elastic Load Balancing naming that group, and the group a lambda group depending on it."""
+    where = f"{fn}:"
+    if props.get("Events"):
+        fail(f"{where} a load-balancer target has no events")
+    if "DeadLetterQueue" in props:
+        fail(f"{where} a synchronously invoked target has no DeadLetterQueue")
+    tg = res.get(tg_name, {})
+    tgp = tg.get("Properties", {})
+    perms = [(k, v["Properties"]) for k, v in res.items() if v.get("Type") == "AWS::Lambda::Permission"
+             and v["Properties"].get("FunctionName") == {"Ref": fn}]
+    if len(perms) != 1:
+        fail(f"{where} needs exactly one AWS::Lambda::Permission (the load balancer's), has {len(perms)}")
+        return
+    perm_id, perm = perms[0]
+    name = tgp.get("Name", {}).get("Fn::Sub") if isinstance(tgp.get("Name"), dict) else tgp.get("Name")
+    want_arn = ("arn:${AWS::Partition}:elasticloadbalancing:${AWS::Region}:${AWS::AccountId}:"
+                f"targetgroup/{name}/*")
+    if perm.get("Principal") != "elasticloadbalancing.amazonaws.com" or perm.get("Action") != "lambda:InvokeFunction" \
+            or perm.get("SourceArn") != {"Fn::Sub": want_arn} or perm.get("SourceAccount") != {"Ref": "AWS::AccountId"}:
+        fail(f"{perm_id}: must let only elasticloadbalancing.amazonaws.com invoke {fn}, SourceArn {want_arn}, "
+             "SourceAccount this account")
+    if tg.get("Type") != "AWS::ElasticLoadBalancingV2::TargetGroup" or tgp.get("TargetType") != "lambda" \
+            or tgp.get("Targets") != [{"Id": {"Fn::GetAtt": [fn, "Arn"]}}]:
+        fail(f"{tg_name}: must be a lambda target group whose only target is {fn}")
+    if perm_id not in as_list(tg.get("DependsOn", [])):
+        fail(f"{tg_name}: must DependsOn {perm_id} (registering the target needs the permission)")
+    if isinstance(name, str) and len(name.replace("${Environment}", "prod")) > 32:
+        fail(f"{tg_name}: name {name} longer than 32 characters")
+
+
+def check_review_endpoint(tpl):
+    """The review site: one internal ALB on the lake's private subnets with access logs, invalid
+    headers dropped and deletion protection; only HTTPS:443 listeners with a FIPS policy and the
+    county certificate; every request signed in by the county IdP (authenticate-oidc first, the
+    client secret a Secrets Manager reference, a bounded session) before it is forwarded; the
+    security group admits 443 only from the county prefix list; the access-log bucket is the only
+    SSE-S3 bucket and admits only the region's ELB account under this account's prefix."""
+    res, params = tpl["Resources"], tpl.get("Parameters", {})
+    of = lambda typ: {k: v for k, v in res.items() if v.get("Type") == typ}  # noqa: E731
+    lbs = of("AWS::ElasticLoadBalancingV2::LoadBalancer")
+    if len(lbs) != 1:
+        fail(f"expected exactly one load balancer (review-web), found {sorted(lbs)}")
+        return
+    lb_id, lb = next(iter(lbs.items()))
+    lbp = lb["Properties"]
+    if lbp.get("Scheme") != "internal" or lbp.get("Type") != "application":
+        fail(f"{lb_id}: must be an internal application load balancer")
+    if lbp.get("Subnets") != {"Ref": "VpcSubnetIds"}:
+        fail(f"{lb_id}: must sit in the private subnets VpcSubnetIds")
+    attrs = {a["Key"]: a["Value"] for a in lbp.get("LoadBalancerAttributes", [])}
+    for k, v in (("access_logs.s3.enabled", "true"), ("routing.http.drop_invalid_header_fields.enabled", "true"),
+                 ("deletion_protection.enabled", "true")):
+        if attrs.get(k) != v:
+            fail(f"{lb_id}: attribute {k} must be {v}")
+    log_bucket = attrs.get("access_logs.s3.bucket", {}).get("Ref") if isinstance(attrs.get("access_logs.s3.bucket"), dict) else None
+    sgs = lbp.get("SecurityGroups", [])
+    tg_ids = {k for k, v in res.items() if v.get("Type") == "AWS::ElasticLoadBalancingV2::TargetGroup"}
+    listeners = of("AWS::ElasticLoadBalancingV2::Listener")
+    if not listeners:
+        fail(f"{lb_id}: no listener")
+    for lid, lst in listeners.items():
+        p = lst["Properties"]
+        if p.get("Protocol") != "HTTPS" or p.get("Port") != 443:
+            fail(f"{lid}: only HTTPS on 443 (no plain-HTTP listener, not even a redirect)")
+        if p.get("SslPolicy") not in FIPS_TLS_POLICIES:
+            fail(f"{lid}: SslPolicy {p.get('SslPolicy')!r} is not a FIPS TLS 1.2+ policy {sorted(FIPS_TLS_POLICIES)}")
+        if p.get("Certificates") != [{"CertificateArn": {"Ref": "ReviewCertificateArn"}}]:
+            fail(f"{lid}: certificate must be !Ref ReviewCertificateArn")
+        check_oidc_actions(lid, p.get("DefaultActions", []), tg_ids)
+    for rid, rule in of("AWS::ElasticLoadBalancingV2::ListenerRule").items():
+        check_oidc_actions(rid, rule["Properties"].get("Actions", []), tg_ids)
+    for sg in sgs:
+        sgid = sg.get("Ref") if isinstance(sg, dict) else None
+        sgp = res.get(sgid, {}).get("Properties", {})
+        ing = sgp.get("SecurityGroupIngress", [])
+        ok = [r for r in ing if r.get("IpProtocol") == "tcp" and r.get("FromPort") == 443 and r.get("ToPort") == 443
+              and r.get("SourcePrefixListId") == {"Ref": "ReviewClientPrefixListId"}]
+        if not ing or len(ok) != len(ing):
+            fail(f"{sgid}: may admit only tcp/443 from the prefix list ReviewClientPrefixListId")
+        if any(r.get("CidrIp") or r.get("CidrIpv6") for r in ing + sgp.get("SecurityGroupEgress", [])
+               if r.get("CidrIp") in ("0.0.0.0/0",) or r.get("CidrIpv6") in ("::/0",)):
+            fail(f"{sgid}: no rule to or from anywhere (0.0.0.0/0, ::/0)")
+        eg = sgp.get("SecurityGroupEgress", [])
+        if not eg or any(r.get("DestinationPrefixListId") != {"Ref": "ReviewIdpPrefixListId"} or r.get("FromPort") != 443
+                         for r in eg):
+            fail(f"{sgid}: egress only tcp/443 to the identity provider's prefix list ReviewIdpPrefixListId")
+    if not (isinstance(lb.get("DependsOn"), str) and lb["DependsOn"].endswith("BucketPolicy")) and \
+            not any(str(d).endswith("BucketPolicy") for d in as_list(lb.get("DependsOn", []))):
+        fail(f"{lb_id}: must DependsOn its log bucket's policy (log delivery is tested when enabled)")
+    # the log bucket: SSE-S3 (the only kind ALB log delivery accepts), the only SSE-S3 bucket
+    sse_s3 = set()
+    for name, v in of("AWS::S3::Bucket").items():
+        rules = v["Properties"].get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+        if rules and rules[0]["ServerSideEncryptionByDefault"].get("SSEAlgorithm") == "AES256":
+            sse_s3.add(name)
+    if sse_s3 != {log_bucket}:
+        fail(f"SSE-S3 buckets {sorted(sse_s3)}: only the load balancer's log bucket {log_bucket} may be SSE-S3")
+    pol = next((v["Properties"] for v in of("AWS::S3::BucketPolicy").values()
+                if v["Properties"].get("Bucket") == {"Ref": log_bucket}), None)
+    if not pol:
+        fail(f"{log_bucket}: no bucket policy")
+        return
+    sts = as_list(pol["PolicyDocument"]["Statement"])
+    sids = {st.get("Sid") for st in sts}
+    for sid in ("DenyInsecureTransport", "DenyPutWithOtherEncryption"):
+        if sid not in sids:
+            fail(f"{log_bucket} policy: statement {sid} missing")
+    allows = [st for st in sts if st.get("Effect") == "Allow"]
+    want_principal = {"AWS": {"Fn::Sub": ["arn:${AWS::Partition}:iam::${ElbAccount}:root",
+                                          {"ElbAccount": {"Fn::FindInMap": ["ElbLogAccount", {"Ref": "AWS::Region"}, "Id"]}}]}}
+    want_res = {"Fn::Sub": f"${{{log_bucket}.Arn}}/{attrs.get('access_logs.s3.prefix')}/AWSLogs/${{AWS::AccountId}}/*"}
+    if len(allows) != 1 or allows[0].get("Principal") != want_principal or allows[0].get("Resource") != want_res \
+            or as_list(allows[0].get("Action")) != ["s3:PutObject"]:
+        fail(f"{log_bucket} policy: the only Allow must be s3:PutObject for the mapped ELB log account on {want_res}")
+    elb = tpl.get("Mappings", {}).get("ElbLogAccount", {})
+    if elb.get("us-gov-west-1", {}).get("Id") != "048591011584" or elb.get("us-gov-east-1", {}).get("Id") != "190560391635":
+        fail("Mappings.ElbLogAccount: the GovCloud ELB log accounts are 048591011584 (west) and 190560391635 (east)")
+    for p in ("VpcId", "ReviewCertificateArn", "ReviewClientPrefixListId", "ReviewIdpPrefixListId", "ReviewOidcIssuer",
+              "ReviewOidcAuthorizationEndpoint", "ReviewOidcTokenEndpoint", "ReviewOidcUserInfoEndpoint",
+              "ReviewOidcClientId", "ReviewOidcClientSecretArn", "ReviewerGroup", "ViewerGroup"):
+        if p not in params:
+            fail(f"template.yaml: parameter {p} missing (review-web)")
+        elif p != "VpcId" and "AllowedPattern" not in params[p]:
+            fail(f"parameter {p}: needs an AllowedPattern")
+    alarms = [v["Properties"] for v in of("AWS::CloudWatch::Alarm").values()]
+    if not any(a.get("MetricName") == "HTTPCode_Target_5XX_Count" and a.get("AlarmActions") == [{"Ref": "AlertTopicArn"}]
+               for a in alarms):
+        fail(f"{lb_id}: no HTTPCode_Target_5XX_Count alarm to AlertTopicArn")
+
+
+def check_oidc_actions(where, actions, tg_ids):
+    """authenticate-oidc first (authenticate, bounded session, secret by reference), then forward."""
+    acts = sorted(actions, key=lambda a: a.get("Order", 0))
+    if not acts or acts[0].get("Type") != "authenticate-oidc":
+        fail(f"{where}: the first action must be authenticate-oidc (every request signed in)")
+        return
+    cfg = acts[0].get("AuthenticateOidcConfig", {})
+    if cfg.get("OnUnauthenticatedRequest", "authenticate") != "authenticate":
+        fail(f"{where}: OnUnauthenticatedRequest must be authenticate")
+    st = cfg.get("SessionTimeout")
+    if not isinstance(st, int) or st > MAX_SESSION_SECONDS:
+        fail(f"{where}: SessionTimeout must be set and at most {MAX_SESSION_SECONDS} s (the default is 7 days)")
+    sec = cfg.get("ClientSecret")
+    s = sec.get("Fn::Sub") if isinstance(sec, dict) else None
+    if not (isinstance(s, str) and s.startswith("{{resolve:secretsmanager:${ReviewOidcClientSecretArn}")):
+        fail(f"{where}: ClientSecret must be a {{{{resolve:secretsmanager:...}}}} reference to ReviewOidcClientSecretArn, "
+             "never a literal or a parameter")
+    for k in ("Issuer", "AuthorizationEndpoint", "TokenEndpoint", "UserInfoEndpoint", "ClientId"):
+        if not (isinstance(cfg.get(k), dict) and "Ref" in cfg[k]):
+            fail(f"{where}: {k} must be a parameter")
+    rest = acts[1:]
+    if len(rest) != 1 or rest[0].get("Type") != "forward" or rest[0].get("TargetGroupArn", {}).get("Ref") not in tg_ids:
+        fail(f"{where}: after authenticate-oidc, exactly one forward to the review target group")
+
+
+def check_review_ci():
+    """review-web is built, gets the RDS CA bundle, and both environments have its parameters."""
+    import tomllib
+    build = (ROOT / "scripts/build_lambdas.sh").read_text()
+    m = re.search(r"^bins=\((.*?)\)", build, re.M)
+    if not m or "review-web" not in m.group(1).split():
+        fail("scripts/build_lambdas.sh: review-web is not in bins")
+    fetch = (ROOT / "scripts/fetch_rds_ca.sh").read_text()
+    m = re.search(r"^packages=\((.*?)\)", fetch, re.M)
+    if not m or "review-web" not in m.group(1).split():
+        fail("scripts/fetch_rds_ca.sh: review-web is not in packages (verify-full fails at cold start without the bundle)")
+    sam = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for envname in ("dev", "prod"):
+        po = sam.get(envname, {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides", "")
+        for p in ("VpcId", "ReviewCertificateArn", "ReviewClientPrefixListId", "ReviewIdpPrefixListId",
+                  "ReviewOidcIssuer", "ReviewOidcAuthorizationEndpoint", "ReviewOidcTokenEndpoint",
+                  "ReviewOidcUserInfoEndpoint", "ReviewOidcClientId", "ReviewOidcClientSecretArn",
+                  "ReviewerGroup", "ViewerGroup"):
+            if f"{p}=" not in po:
+                fail(f"samconfig.toml [{envname}]: parameter_overrides must set {p} (review-web)")
+
+
 def check_queues_topics_alarms(tpl):
     res = tpl["Resources"]
     queues = {k: v.get("Properties", {}) for k, v in res.items() if v["Type"] == "AWS::SQS::Queue"}
@@ -453,6 +670,37 @@ def check_queues_topics_alarms(tpl):
         fail("EventBridge Scheduler is not allowed (not on every HIPAA-eligible list)")
 
 
+def check_reaper_ci_mode():
+    """CI's deploys pass the reaper's mode from a CI variable per environment (REAPER_MODE_DEV,
+    REAPER_MODE_PROD) whose default is samconfig.toml's and whose choices are the two modes, checked
+    by scripts/reaper_mode.sh before `sam deploy` (--parameter-overrides replaces samconfig's line,
+    so the mode must be on it). Prod's first-week dry run is then a variable, not an edit."""
+    import tomllib
+    ci_path = ROOT / ".gitlab-ci.yml"
+    if not ci_path.exists():
+        return
+    sam = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    ci = yaml.safe_load(ci_path.read_text()) or {}
+    variables = ci.get("variables", {})
+    for envname in ("dev", "prod"):
+        var = f"REAPER_MODE_{envname.upper()}"
+        po = sam.get(envname, {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides", "")
+        m = re.search(r'ReaperMode="([a-z-]+)"', po)
+        default = m.group(1) if m else None
+        spec = variables.get(var)
+        if not isinstance(spec, dict) or spec.get("value") != default \
+                or sorted(spec.get("options", [])) != ["dry-run", "enforce"] or not spec.get("description"):
+            fail(f".gitlab-ci.yml: variables.{var} must have value {default!r} (samconfig.toml [{envname}]), "
+                 "options [dry-run, enforce] and a description")
+        script = [str(s) for s in (ci.get(f"deploy_{envname}", {}) or {}).get("script", [])]
+        deploy = next((i for i, s in enumerate(script) if f"sam deploy --config-env {envname}" in s), None)
+        check = next((i for i, s in enumerate(script) if s == f'bash scripts/reaper_mode.sh "${var}"'), None)
+        if deploy is None or check is None or check > deploy:
+            fail(f".gitlab-ci.yml: deploy_{envname} must run `bash scripts/reaper_mode.sh \"${var}\"` before sam deploy")
+        elif "--parameter-overrides" in script[deploy] and f"ReaperMode=${var}" not in script[deploy]:
+            fail(f".gitlab-ci.yml: the {envname} deploy overrides parameters without ReaperMode=${var}")
+
+
 def check_reaper_guard(tpl):
     """The reaper's mode switch, its SES notices and the IAM guard on TerminateWorkspaces."""
     import tomllib
@@ -474,11 +722,7 @@ def check_reaper_guard(tpl):
         for p in ("ReaperEmailIdentity", "ReaperEmailFrom", "ReaperEmailConfigurationSetName"):
             if f"{p}=" not in po:
                 fail(f"samconfig.toml [{envname}]: parameter_overrides must set {p}")
-    ci = (ROOT / ".gitlab-ci.yml").read_text() if (ROOT / ".gitlab-ci.yml").exists() else ""
-    for envname, want in (("dev", "dry-run"), ("prod", "enforce")):
-        line = next((l for l in ci.splitlines() if f"sam deploy --config-env {envname}" in l), "")
-        if "--parameter-overrides" in line and f"ReaperMode={want}" not in line:
-            fail(f".gitlab-ci.yml: the {envname} deploy overrides parameters without ReaperMode={want}")
+    check_reaper_ci_mode()
     # The guard: an explicit Deny of TerminateWorkspaces on any WorkSpace carrying the exempt tag,
     # and TerminateWorkspaces allowed on this account's WorkSpaces only (the grants check above).
     role = res.get("WorkspaceReaperRole", {}).get("Properties", {})
@@ -602,9 +846,76 @@ def check_ci():
         fail(".gitlab-ci.yml: no job caches cargo's registry and target dir")
 
 
+def lambda_packages(tpl):
+    """The cargo package of each binary a function's CodeUri (target/lambda/<bin>/) names."""
+    import tomllib
+    bin_pkg = {}
+    for manifest in (ROOT / "crates").glob("*/Cargo.toml"):
+        m = tomllib.loads(manifest.read_text())
+        pkg = m["package"]["name"]
+        bins = [b["name"] for b in m.get("bin", [])]
+        if not bins and (manifest.parent / "src/main.rs").exists():
+            bins = [pkg]
+        bin_pkg.update({b: pkg for b in bins})
+    out = {}
+    for name, r in tpl["Resources"].items():
+        uri = str(r.get("Properties", {}).get("CodeUri", ""))
+        m = re.fullmatch(r"target/lambda/([\w-]+)/?", uri)
+        if m:
+            if m.group(1) not in bin_pkg:
+                fail(f"{name}: CodeUri {uri} names no binary of the workspace")
+            else:
+                out[m.group(1)] = bin_pkg[m.group(1)]
+    return out
+
+
+def check_ci_build(tpl):
+    """The build job compiles the Lambda packages only (never the `lake` CLI and its polars), and
+    every function's binary among them."""
+    try:
+        ci = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
+    except Exception:  # noqa: BLE001 (check_ci reports it)
+        return
+    cmds = [c for j in ci.values() if isinstance(j, dict) and j.get("stage") == "build"
+            for c in j.get("script", []) if "cargo lambda build" in c]
+    pkgs = {p for c in cmds for p in re.findall(r"(?:-p|--package)[ =]([\w-]+)", c)}
+    if not cmds or not pkgs or any("--workspace" in c for c in cmds):
+        fail(".gitlab-ci.yml: the build job's `cargo lambda build` must name the Lambda packages (-p ...), "
+             "not build the whole workspace (the `lake` CLI links polars)")
+        return
+    if "lake" in pkgs:
+        fail(".gitlab-ci.yml: the build job must not build the `lake` CLI (polars) into Lambda artefacts")
+    for b, pkg in sorted(lambda_packages(tpl).items()):
+        if pkg not in pkgs:
+            fail(f".gitlab-ci.yml: the build job does not build -p {pkg} (binary {b}, a function's CodeUri)")
+
+
 # ---------------------------------------------------------------- HIPAA review findings
 PHI_BUCKETS = ("IngestionBucket", "RawBucket", "QuarantineBucket")
 SSE_KEYS = ("s3:x-amz-server-side-encryption", "s3:x-amz-server-side-encryption-aws-kms-key-id")
+
+
+def check_rules_read(tpl):
+    """pii-matching reads the datasets table for the published matching rules only: every
+    statement of its role on DatasetsTable is GetItem limited by dynamodb:LeadingKeys to the
+    rules partition (`lake rules publish` writes pk = rules#matching), and the Rust side reads
+    exactly that key."""
+    role = tpl["Resources"].get("PiiMatchingRole", {}).get("Properties", {})
+    found = 0
+    for pol in role.get("Policies", []):
+        for st in as_list(pol["PolicyDocument"]["Statement"]):
+            if {"Fn::GetAtt": ["DatasetsTable", "Arn"]} not in as_list(st.get("Resource", [])):
+                continue
+            found += 1
+            keys = st.get("Condition", {}).get("ForAllValues:StringEquals", {}).get("dynamodb:LeadingKeys")
+            if as_list(st.get("Action")) != ["dynamodb:GetItem"] or as_list(keys) != ["rules#matching"]:
+                fail(f"PiiMatchingRole {st.get('Sid')}: DatasetsTable only as dynamodb:GetItem with "
+                     "ForAllValues:StringEquals dynamodb:LeadingKeys [rules#matching]")
+    if not found:
+        fail("PiiMatchingRole: no read of the published matching rules (DatasetsTable, rules#matching)")
+    src = ROOT / "crates/pii-matching/src/rules_store.rs"
+    if src.exists() and 'RULES_PK: &str = "rules#matching"' not in src.read_text():
+        fail("crates/pii-matching/src/rules_store.rs: RULES_PK is not rules#matching (the IAM condition's key)")
 
 
 def statements_of(res, name):
@@ -648,6 +959,11 @@ def check_bucket_policies(tpl):
             want_sftp = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/county-lake-${Environment}-sftp-user"}
             if want_sftp not in listed:
                 fail(f"{pol}: the partners' SFTP role must be the ingestion bucket's writer")
+            want_op = {"Fn::If": ["HasOperatorUploadRole", {"Ref": "OperatorUploadRoleArn"}, {"Ref": "AWS::NoValue"}]}
+            others = [x for x in listed if x not in (want_sftp, want_op)]
+            if want_op not in listed or others or tpl["Parameters"].get("OperatorUploadRoleArn", {}).get("Default") != "":
+                fail(f"{pol}: writers must be the SFTP role and, only when OperatorUploadRoleArn (default empty) "
+                     f"is set, the operators' role; found also {others}")
         if got != writers[bucket]:
             fail(f"{pol}: writers {sorted(got)} != roles granted s3:PutObject {sorted(writers[bucket])}")
 
@@ -701,6 +1017,11 @@ def check_alarms_retention_fips(tpl):
         fail("Globals.Function: AWS_USE_FIPS_ENDPOINT must be !If [InGovCloud, \"true\", \"false\"]")
     if tpl.get("Conditions", {}).get("InGovCloud") != {"Fn::Equals": [{"Ref": "AWS::Partition"}, "aws-us-gov"]}:
         fail("Conditions: InGovCloud must be !Equals [!Ref AWS::Partition, aws-us-gov]")
+    # EventBridge delivery stays on (GuardDuty Malware Protection / AWS Backup turn it on; a stack
+    # update rewriting the notification configuration would turn it off).
+    notif = res["IngestionBucket"]["Properties"].get("NotificationConfiguration", {})
+    if notif.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled") is not True:
+        fail("IngestionBucket: NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled must be true")
     # Retention of the originals and the quarantined rows.
     if tpl["Parameters"].get("PhiRetentionDays", {}).get("Default") != 2192:
         fail("parameter PhiRetentionDays must default to 2192 days (six years)")
@@ -711,6 +1032,117 @@ def check_alarms_retention_fips(tpl):
     quar = res["QuarantineBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
     if not any(r.get("ExpirationInDays") == ref for r in quar):
         fail("QuarantineBucket: quarantined rows must expire after PhiRetentionDays")
+
+
+# ---------------------------------------------------------------- analysts (Glue, Athena)
+ANALYST_POLICY, STEWARD_POLICY = "AnalystQueryPolicy", "StewardQuarantinePolicy"
+S3_READS = ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectAttributes", "s3:GetObjectTagging",
+            "s3:GetObjectAcl", "s3:RestoreObject", "s3:ListBucket", "s3:ListBucketVersions",
+            "s3:ListMultipartUploadParts")
+GLUE_TABLE_READS = ("glue:GetTable", "glue:GetTables", "glue:GetTableVersion", "glue:GetTableVersions",
+                    "glue:GetPartition", "glue:GetPartitions", "glue:BatchGetPartition",
+                    "glue:GetColumnStatisticsForTable", "glue:GetColumnStatisticsForPartition",
+                    "glue:SearchTables")
+
+
+def identity_decide(statements, req):
+    """An identity policy's answer to one request: 'deny' (explicit), 'allow' or 'implicit-deny';
+    actions, resources and conditions matched with test_bucket_policies.py's evaluator."""
+    import test_bucket_policies as tbp
+
+    def hit(st):
+        for el in ("NotAction", "NotResource", "NotPrincipal"):
+            if el in st:
+                raise ValueError(f"{el} is not evaluated here: add it with its documented semantics")
+        return (any(tbp.wild(a, req["action"], case=False) for a in as_list(st["Action"]))
+                and any(tbp.wild(r, req["resource"]) for r in as_list(st["Resource"]))
+                and tbp.condition_holds(st.get("Condition", {}), req["context"]))
+    if any(st["Effect"] == "Deny" and hit(st) for st in statements):
+        return "deny"
+    return "allow" if any(st["Effect"] == "Allow" and hit(st) for st in statements) else "implicit-deny"
+
+
+def analyst_requests(t):
+    """(who, what, request, expected) for the analyst and the data steward (analyst policy plus
+    the steward's): the calls Athena makes with their credentials, and the reads they must not
+    have (ingestion and quarantine buckets, the quarantine table)."""
+    import test_bucket_policies as tbp
+    arn, P, R, A = t.arn_of, tbp.PARTITION, tbp.REGION, tbp.ACCOUNT
+    raw, ing, quar, results = arn("RawBucket"), arn("IngestionBucket"), arn("QuarantineBucket"), arn("AthenaResultsBucket")
+    db = t.name_of("GlueDatabase")
+    table = f"arn:{P}:glue:{R}:{A}:table/{db}/{t.name_of('GlueTableEncounter')}"
+    qtable = f"arn:{P}:glue:{R}:{A}:table/{db}/{t.name_of('GlueTableEncounterQuarantine')}"
+    wg = f"arn:{P}:athena:{R}:{A}:workgroup/{t.name_of('AthenaWorkGroup')}"
+    part = "dataset=encounter/source=st_marys/ingest_date=2026-12-07"
+
+    def req(action, resource, **ctx):
+        return {"action": action, "resource": resource,
+                "context": {"aws:SecureTransport": "true", **{k.replace("_", ":", 1): v for k, v in ctx.items()}}}
+    via_s3 = {"kms_ViaService": f"s3.{R}.amazonaws.com"}
+    out = [
+        ("analyst", "Athena query in the workgroup", req("athena:StartQueryExecution", wg), "allow"),
+        ("analyst", "lake query reads the workgroup's settings", req("athena:GetWorkGroup", wg), "allow"),
+        ("analyst", "a query in another workgroup", req("athena:StartQueryExecution", f"arn:{P}:athena:{R}:{A}:workgroup/primary"), "implicit-deny"),
+        ("analyst", "the encounter table", req("glue:GetTable", table), "allow"),
+        ("analyst", "raw Parquet", req("s3:GetObject", f"{raw}/{part}/f.parquet"), "allow"),
+        ("analyst", "listing a raw partition", req("s3:ListBucket", raw, s3_prefix=f"{part}/"), "allow"),
+        ("analyst", "the raw bucket's region (Athena asks)", req("s3:GetBucketLocation", raw), "allow"),
+        ("analyst", "listing the whole raw bucket", req("s3:ListBucket", raw, s3_prefix=""), "implicit-deny"),
+        ("analyst", "writing a result", req("s3:PutObject", f"{results}/results/q.csv"), "allow"),
+        ("analyst", "reading a result", req("s3:GetObject", f"{results}/results/q.csv"), "allow"),
+        ("analyst", "the lake key through S3", req("kms:Decrypt", tbp.KEYS["KmsKeyArn"], **via_s3), "allow"),
+        ("analyst", "the lake key called directly", req("kms:Decrypt", tbp.KEYS["KmsKeyArn"]), "implicit-deny"),
+        ("steward", "the quarantine table", req("glue:GetTable", qtable), "allow"),
+        ("steward", "the quarantine table's partitions", req("glue:GetPartitions", qtable), "allow"),
+        ("steward", "bad rows", req("s3:GetObject", f"{quar}/bad/{part}/f.bad.parquet"), "allow"),
+        ("steward", "listing bad rows", req("s3:ListBucket", quar, s3_prefix=f"bad/{part}/"), "allow"),
+        ("steward", "quarantine outside bad/", req("s3:GetObject", f"{quar}/malformed/{part}/f.jsonl"), "implicit-deny"),
+        ("steward", "listing the whole quarantine bucket", req("s3:ListBucket", quar, s3_prefix=""), "implicit-deny"),
+    ]
+    for who in ("analyst", "steward"):
+        for a in S3_READS:
+            on = ing if a.startswith("s3:ListBucket") else f"{ing}/st_marys/admissions.csv"
+            out.append((who, f"{a} on the ingestion bucket", req(a, on, s3_prefix="st_marys/"), "implicit-deny"))
+    for a in S3_READS:
+        on = quar if a.startswith("s3:ListBucket") else f"{quar}/bad/{part}/f.bad.parquet"
+        out.append(("analyst", f"{a} on the quarantine bucket", req(a, on, s3_prefix="bad/"), "implicit-deny"))
+    for a in GLUE_TABLE_READS:
+        out.append(("analyst", f"{a} on the quarantine table", req(a, qtable), "implicit-deny"))
+    return out
+
+
+def check_analyst_access(path):
+    """AnalystQueryPolicy reads the raw table and its results only: no read on the ingestion or
+    quarantine buckets nor the quarantine table; StewardQuarantinePolicy adds the quarantine table."""
+    import test_bucket_policies as tbp
+
+    class Tpl(tbp.Template):
+        def name_of(self, logical):
+            r = self.res[logical]
+            props = r.get("Properties", {})
+            names = {"AWS::Glue::Database": ("DatabaseInput", "Name"), "AWS::Glue::Table": ("TableInput", "Name"),
+                     "AWS::Athena::WorkGroup": ("Name",)}
+            if r["Type"] in names:
+                v = props
+                for k in names[r["Type"]]:
+                    v = v[k]
+                return self.value(v)
+            return super().name_of(logical)
+    t = Tpl(path)
+    if ANALYST_POLICY not in t.res or STEWARD_POLICY not in t.res:
+        fail(f"template.yaml: {ANALYST_POLICY} and {STEWARD_POLICY} (docs/ANALYTICS.md) missing")
+        return
+    docs = {n: as_list(t.value(t.res[n]["Properties"]["PolicyDocument"])["Statement"])
+            for n in (ANALYST_POLICY, STEWARD_POLICY)}
+    for n, sts in docs.items():
+        for st in sts:
+            if any("*" in str(a).split(":", 1)[-1] for a in as_list(st.get("Action", []))) or "*" in as_list(st.get("Resource")):
+                fail(f"{n}: statement {st.get('Sid')} has a wildcard action or Resource \"*\"")
+    policies = {"analyst": docs[ANALYST_POLICY], "steward": docs[ANALYST_POLICY] + docs[STEWARD_POLICY]}
+    for who, what, req, want in analyst_requests(t):
+        got = identity_decide(policies[who], req)
+        if got != want:
+            fail(f"{who}: {what} ({req['action']} {req['resource']}): {got}, want {want}")
 
 
 def tf_text():
@@ -762,22 +1194,131 @@ def check_terraform():
     need("aws_guardduty_malware_protection_plan" in alltf, "GuardDuty Malware Protection for S3 on the ingestion bucket (switch)")
     need("aws_config_configuration_recorder" in alltf and "aws_config_conformance_pack" in alltf, "AWS Config + HIPAA conformance pack")
     need("aws_accessanalyzer_analyzer" in alltf, "IAM Access Analyzer")
+    slr = block(alltf, "resource", "aws_iam_service_linked_role", "config")
+    need(re.search(r"count\s*=\s*var\.aws_config_provided \|\| var\.config_service_linked_role_exists \? 0 : 1", slr),
+         "AWSServiceRoleForConfig created only when it does not exist yet (config_service_linked_role_exists)")
+    need("aws_iam_service_linked_role.config[0]" not in alltf, "the Config recorder must not need the SLR resource (it may not exist)")
+    pack = block(alltf, "resource", "terraform_data", "hipaa_conformance_pack_required")
+    need('var.environment != "prod" || var.hipaa_conformance_pack_provided || var.hipaa_conformance_pack_template_s3_uri != null' in pack,
+         "prod must require the HIPAA conformance pack (precondition)")
     for var in ("guardduty_provided", "aws_config_provided", "access_analyzer_provided", "organization_trail_provided"):
         need(f'variable "{var}"' in alltf, f'"already provided" switch {var}')
     need("aws_backup_vault_lock_configuration" in alltf and "copy_action" in alltf, "Backup: vault lock and a cross-region copy")
+    for rs in ("lake", "replica"):
+        b = block(alltf, "resource", "aws_backup_region_settings", rs)
+        mgmt = re.search(r"resource_type_management_preference\s*=\s*\{(.*?)\}", b, re.S)
+        need(re.search(r"resource_type_opt_in_preference\s*=\s*\{ for t in local\.backup_resource_types : t => true \}", b)
+             and 'backup_resource_types = concat(["Aurora", "DynamoDB"], var.backup_s3_buckets ? ["S3"] : [])' in alltf,
+             f"aws_backup_region_settings.{rs}: opt in Aurora, DynamoDB and (with backup_s3_buckets) S3")
+        need(mgmt and re.search(r'"DynamoDB"\s*=\s*true', mgmt.group(1)),
+             f"aws_backup_region_settings.{rs}: DynamoDB advanced features (cross-region copy of the tables)")
     need(re.search(r'region\s*=\s*var\.replica_region', alltf) and 'default     = "us-gov-east-1"' in alltf, "Backup copy region us-gov-east-1")
     for a in ("aurora", "sftp_auth_failure", "backup_failures"):
         need(re.search(rf'resource "aws_(cloudwatch_metric_alarm|cloudwatch_event_rule)" "{a}"', alltf), f"alarm/rule {a}")
+    fls = block(alltf, "resource", "aws_cloudwatch_metric_alarm", "aurora_free_local_storage")
+    need('"FreeLocalStorage"' in fls and "DBInstanceIdentifier = aws_rds_cluster_instance.lake[count.index]" in fls
+         and "count               = var.db_instance_count" in fls,
+         "FreeLocalStorage is per instance: one alarm per aws_rds_cluster_instance by DBInstanceIdentifier")
+    need("FreeLocalStorage" not in block(alltf, "resource", "aws_cloudwatch_metric_alarm", "aurora")
+         and not re.search(r'free-storage\s*=\s*\{[^}]*FreeLocalStorage', alltf),
+         "no cluster-dimension FreeLocalStorage alarm (the metric is per instance)")
     ep = block(alltf, "data", "aws_iam_policy_document", "endpoint")
     need("aws:PrincipalAccount" in ep and "aws:ResourceAccount" in ep, "endpoint policies limited to the account's principals and resources")
+    keys = re.search(r'sid\s*=\s*"LoadBalancerPublicKeys"(.*?)\n    \}', ep, re.S)
+    need(keys and re.search(r'actions\s*=\s*\["s3:GetObject"\]', keys.group(1))
+         and 'aws-elb-public-keys-prod-${local.region}/*"]' in keys.group(1) and 'each.key == "s3"' in ep,
+         "the S3 endpoint admits GetObject on the load balancer's public-key bucket only (review-web's sign-in check)")
     for e in ("aws_vpc_endpoint\" \"interface", "aws_vpc_endpoint\" \"s3", "aws_vpc_endpoint\" \"dynamodb"):
         b = block(alltf, "resource", *e.split('" "'))
         need("data.aws_iam_policy_document.endpoint" in b, f"{e.replace(chr(34), '')}: endpoint policy")
-    m = re.search(r"interface_endpoints\s*=\s*toset\(\[(.*?)\]\)", alltf)
-    have = set(re.findall(r'"(\w+)"', m.group(1))) if m else set()
+    have = set(interface_endpoint_services(alltf, False))
     need({"sqs", "sns", "kms", "secretsmanager", "logs", "sts", "xray"} <= have, f"interface endpoints {sorted(have)} miss some the functions call")
     for key in ("lake", "ops", "reaper"):
         need(f'resource "aws_kms_key" "{key}"' in alltf, f"KMS key {key}")
+
+
+# ---------------------------------------------------------------- every host a VPC function calls
+# The template's parameter of each function's security group -> the terraform group behind it
+# (outputs.tf: pipeline_security_group_id, lambda_security_group_id).
+SG_OF_PARAM = {"PipelineSecurityGroupId": "pipeline", "VpcSecurityGroupId": "lambda"}
+# Grants whose calls leave no function over its own network interface: KMS only kms:ViaService
+# (S3 / DynamoDB / Secrets Manager call it, asserted by check_keys); rds-db:connect tokens are
+# signed locally (the login goes to Aurora on 5432); logs, X-Ray and EC2 calls are the Lambda
+# service's, made outside the function's VPC.
+NOT_CALLED_FROM_VPC = {"kms", "rds-db", "logs", "xray", "ec2"}
+# Calls beyond the role's grants: db-migrate answers CloudFormation by a PUT to a pre-signed S3
+# URL (the regional S3 name of CloudFormation's response bucket).
+EXTRA_CALLS = {"DbMigrateFunction": {"s3"}}
+
+
+def sdk_hosts():
+    import json
+    return json.loads((ROOT / "infra/sdk_endpoints.json").read_text())
+
+
+def interface_endpoint_services(alltf, fips):
+    """infra/network.tf's local.interface_endpoints evaluated with local.fips = fips."""
+    body = re.search(r"interface_endpoints\s*=\s*\{(.*?)\n\s*\}", alltf, re.S)
+    out = {}
+    for line in (body.group(1).splitlines() if body else []):
+        m = re.fullmatch(r'\s*([\w-]+)\s*=\s*local\.fips \? "([\w-]+)" : "([\w-]+)"\s*', line) or \
+            re.fullmatch(r'\s*([\w-]+)\s*=\s*"([\w-]+)"\s*', line)
+        if m:
+            out[m.group(1)] = m.group(2) if (fips or m.lastindex == 2) else m.group(3)
+    return out
+
+
+def check_vpc_endpoints(tpl):
+    """Every AWS host name a VPC function's SDK resolves (infra/sdk_endpoints.json, FIPS on as in
+    GovCloud and off) is served inside the VPC: an interface endpoint with private DNS for that
+    name, or the S3 / DynamoDB gateway on the private route table; and the function's security
+    group may reach it. Else the call times out in a subnet with no route out."""
+    res = tpl["Resources"]
+    alltf = "\n".join(tf_text().values())
+    table = sdk_hosts()
+    region = table["region"]
+    iface = block(alltf, "resource", "aws_vpc_endpoint", "interface")
+    if not (re.search(r"private_dns_enabled\s*=\s*true", iface) and
+            re.search(r'service_name\s*=\s*"com\.amazonaws\.\$\{local\.region\}\.\$\{each\.value\}"', iface) and
+            re.search(r"for_each\s*=\s*local\.interface_endpoints", iface)):
+        fail("infra/: aws_vpc_endpoint.interface must be for_each local.interface_endpoints, service "
+             "com.amazonaws.${local.region}.${each.value}, private_dns_enabled = true")
+    gateways = {g: block(alltf, "resource", "aws_vpc_endpoint", g) for g in ("s3", "dynamodb")}
+    for g, b in gateways.items():
+        if not (re.search(r'vpc_endpoint_type\s*=\s*"Gateway"', b) and "aws_route_table.private.id" in b):
+            fail(f"infra/: aws_vpc_endpoint.{g} must be a Gateway endpoint on the private route table")
+    if not re.search(r'fips\s*=\s*var\.fips_endpoints == null \? local\.partition == "aws-us-gov"', alltf):
+        fail("infra/: local.fips must follow the partition like template.yaml's InGovCloud (unless fips_endpoints is set)")
+    egress = [block(alltf, "resource", "aws_vpc_security_group_egress_rule", n)
+              for n in re.findall(r'resource "aws_vpc_security_group_egress_rule" "(\w+)"', alltf)]
+
+    def sg_reaches(sg, target):
+        return any(f"aws_security_group.{sg}.id" in e and target in e and re.search(r"from_port\s*=\s*443", e)
+                   for e in egress)
+    for mode, fips in (("fips", True), ("plain", False)):
+        services = set(interface_endpoint_services(alltf, fips).values())
+        for fn, spec in FUNCTIONS.items():
+            vpc = res[fn]["Properties"].get("VpcConfig")
+            if not vpc:
+                continue
+            sg = SG_OF_PARAM.get(vpc["SecurityGroupIds"][0].get("Ref"))
+            calls = {a.split(":")[0] for acts in spec["grants"].values() for a in acts} - NOT_CALLED_FROM_VPC
+            for svc in sorted(calls | EXTRA_CALLS.get(fn, set())):
+                host = table[mode].get(svc)
+                if host is None:
+                    fail(f"{fn} calls {svc}: no host name for it in infra/sdk_endpoints.json")
+                    continue
+                name = host.removesuffix(f".{region}.amazonaws.com")
+                if name in ("s3", "s3-fips", "dynamodb"):
+                    gw = "s3" if name.startswith("s3") else "dynamodb"
+                    ok = bool(gateways[gw]) and sg_reaches(sg, f"aws_vpc_endpoint.{gw}.prefix_list_id")
+                    where = f"the {gw} gateway endpoint"
+                else:
+                    ok = name in services and sg_reaches(sg, "aws_security_group.endpoints.id")
+                    where = f"an interface endpoint com.amazonaws.{region}.{name}"
+                if not ok:
+                    fail(f"{fn} ({mode}): its SDK calls {host}, which needs {where} its security group "
+                         f"({sg}) reaches on 443")
 
 
 def check_supply_chain():
@@ -807,20 +1348,26 @@ def main():
     check_queues_topics_alarms(tpl)
     check_partition(raw, tpl)
     check_code_ties(tpl)
+    check_rules_read(tpl)
     check_reaper_guard(tpl)
     check_ci()
+    check_ci_build(tpl)
     check_bucket_policies(tpl)
     check_keys(tpl)
     check_alarms_retention_fips(tpl)
     check_terraform()
+    check_vpc_endpoints(tpl)
     check_supply_chain()
+    check_analyst_access(path)
+    check_review_endpoint(tpl)
+    check_review_ci()
     if errors:
         print(f"check_template: {len(errors)} problem(s):", file=sys.stderr)
         for e in errors:
             print(f"  - {e}", file=sys.stderr)
         sys.exit(1)
     print(f"check_template: OK ({len(FUNCTIONS)} functions: env, grants, queues, alarms, partition, CI, "
-          "bucket policies, keys, FIPS, retention, terraform foundation, supply chain)")
+          "bucket policies, keys, FIPS, retention, terraform foundation, supply chain, analyst access)")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,10 @@ def sources(crate: pathlib.Path, kinds: tuple[str, ...]) -> str:
 
 def used(name: str, text: str) -> bool:
     ident = re.escape(name.replace("-", "_"))
-    return re.search(rf"(\b{ident}::|\buse {ident}\b|\b{ident}!|extern crate {ident}\b|#\[{ident}\b)", text) is not None
+    # `name::`, `use name`, `name!`, `extern crate name`, `#[name`, or a macro given the crate as
+    # its first argument (`resolve!(aws_sdk_sns)`, which then writes `aws_sdk_sns::...` itself)
+    pattern = rf"(\b{ident}::|\buse {ident}\b|\b{ident}!|extern crate {ident}\b|#\[{ident}\b|!\(\s*{ident}\b)"
+    return re.search(pattern, text) is not None
 
 
 def main() -> int:

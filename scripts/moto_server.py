@@ -8,8 +8,13 @@ workspace's tags (set by the test): `test:last-connected` (ISO-8601 or `never`) 
 
 moto's Athena GetQueryResults answers every row in one page; Athena pages them (at most
 `MaxResults`, 1000 by default, then a `NextToken`). This launcher pages the queued result the same
-way, so the client's paging loop is exercised.
+way, so the client's paging loop is exercised. moto's executions go QUEUED -> RUNNING -> SUCCEEDED
+(moto's state manager, `athena::execution`, decides how many polls each state lasts); a query
+containing the line comment `-- moto:fail <reason>` ends FAILED instead, with that reason, as
+Athena reports a failed query (Status.StateChangeReason and AthenaError). Each Athena patch
+raises if moto's classes changed shape, so the server does not start without it.
 """
+import re
 import argparse
 import json
 
@@ -47,10 +52,8 @@ def _install_connection_status():
 
 
 def _install_athena_paging():
-    try:
-        from moto.athena.responses import AthenaResponse
-    except Exception:  # moto without athena: nothing to page
-        return
+    # no try: the tests rely on paging, a moto without it must not pass for one with it
+    from moto.athena.responses import AthenaResponse
     whole = AthenaResponse.get_query_results
 
     def get_query_results(self):
@@ -66,12 +69,61 @@ def _install_athena_paging():
     AthenaResponse.get_query_results = get_query_results
 
 
+FAIL_MARKER = re.compile(r"--\s*moto:fail\s+(.+)$", re.M)
+
+
+def _install_athena_failure():
+    from moto.athena.responses import AthenaResponse
+    whole = AthenaResponse.get_query_execution
+
+    def get_query_execution(self):
+        out = json.loads(whole(self))
+        q = out["QueryExecution"]
+        m = FAIL_MARKER.search(q.get("Query") or "")
+        if m and q["Status"]["State"] == "SUCCEEDED":
+            reason = m.group(1).strip()
+            q["Status"]["State"] = "FAILED"
+            q["Status"]["StateChangeReason"] = reason
+            q["Status"]["AthenaError"] = {"ErrorCategory": 2, "ErrorType": 1006, "Retryable": False,
+                                          "ErrorMessage": reason}
+        return json.dumps(out)
+
+    AthenaResponse.get_query_execution = get_query_execution
+
+
+def _install_complete_multipart_root():
+    """S3 answers CompleteMultipartUpload with a `CompleteMultipartUploadResult` root element (the
+    AWS SDKs for Rust and Java check it); moto 5.2's serializer names it
+    `CompleteMultipartUploadResponse`. Renamed here; a no-op where moto already answers right."""
+    from moto.s3.responses import S3Response
+
+    original = S3Response._key_response_post
+
+    def key_response_post(self, *args, **kwargs):
+        status, headers, body = original(self, *args, **kwargs)
+        wrong = "CompleteMultipartUploadResponse"
+        if isinstance(body, (bytes, str)):
+            text = body.decode() if isinstance(body, bytes) else body
+            if f"<{wrong}" in text:
+                text = text.replace(f"<{wrong}", "<CompleteMultipartUploadResult")
+                text = text.replace(f"</{wrong}>", "</CompleteMultipartUploadResult>")
+                body = text.encode() if isinstance(body, bytes) else text
+                headers = dict(headers)
+                headers.pop("content-length", None)
+                headers.pop("Content-Length", None)
+        return status, headers, body
+
+    S3Response._key_response_post = key_response_post
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     a = ap.parse_args()
     _install_connection_status()
     _install_athena_paging()
+    _install_athena_failure()
+    _install_complete_multipart_root()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=a.port, verbose=False)
     server.start()
     import threading

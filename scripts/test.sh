@@ -88,16 +88,25 @@ fi
 
 # ---- browser test (crates/lake/tests/review_browser.rs): Debian's Chromium + playwright-core ----
 # Installed once; a re-run with both present needs no network. Missing under CI=true: the test fails.
-if [ ! -x /usr/bin/chromium ] || ! command -v node >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    echo "installing chromium and node ..."
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm >/dev/null) || true
-  fi
-fi
+# Chromium and Node separately: a machine whose Node.js (and npm) came from elsewhere must not be
+# asked for Debian's nodejs/npm, which conflict with it and make apt refuse the whole install.
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || return 0
+  echo "installing $* ..."
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null) ||
+    echo "warning: apt-get install $* failed" >&2
+}
+[ -x /usr/bin/chromium ] || apt_install chromium
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
 if [ ! -f crates/review-web/browser/node_modules/playwright-core/package.json ] && command -v npm >/dev/null 2>&1; then
   echo "installing playwright-core (npm ci) ..."
   (cd crates/review-web/browser && npm ci --no-audit --no-fund --silent) || true
 fi
 
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-gov-west-1 AWS_DEFAULT_REGION=us-gov-west-1
-cargo test --workspace --all-targets "$@"
+# With arguments (`-p CRATE --test NAME`), only what they name is built and run; without, everything.
+if [ $# -gt 0 ]; then
+  cargo test --no-fail-fast "$@"
+else
+  cargo test --workspace --all-targets --no-fail-fast
+fi

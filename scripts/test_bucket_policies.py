@@ -55,12 +55,16 @@ OPERATORS = {"StringEquals", "StringLike", "ArnEquals", "ArnLike", "Bool", "Null
 
 
 # ------------------------------------------------------------------ CloudFormation intrinsics
+NO_VALUE = object()  # AWS::NoValue: the list item or property disappears
+
+
 class Template:
-    def __init__(self, path):
+    def __init__(self, path, params=None):
         self.tpl = yaml.load(path.read_text(), Loader=CfnLoader)
         self.res = self.tpl["Resources"]
         self.params = {k: v.get("Default") for k, v in self.tpl.get("Parameters", {}).items()}
         self.params.update(PARAMS)
+        self.params.update(params or {})
 
     def condition(self, name):
         return self.cond_expr(self.tpl["Conditions"][name])
@@ -98,6 +102,8 @@ class Template:
         raise ValueError(f"GetAtt {logical}.Arn ({r['Type']}) not modelled")
 
     def ref(self, name):
+        if name == "AWS::NoValue":
+            return NO_VALUE
         if name in PSEUDO:
             return PSEUDO[name]
         if name in self.params:
@@ -106,7 +112,7 @@ class Template:
 
     def value(self, v):
         if isinstance(v, list):
-            return [self.value(x) for x in v if x != {"Ref": "AWS::NoValue"}]
+            return [x for x in (self.value(y) for y in v) if x is not NO_VALUE]
         if not isinstance(v, dict):
             return v
         if len(v) == 1:
@@ -117,14 +123,22 @@ class Template:
                 assert a[1] == "Arn", a
                 return self.arn_of(a[0])
             if k == "Fn::Sub":
+                if isinstance(a, list):  # [string, {name: value}]
+                    local = {n: str(self.value(x)) for n, x in a[1].items()}
+                    return self.sub(a[0], local)
                 return self.sub(a)
+            if k == "Fn::FindInMap":
+                m, top, second = (self.value(x) for x in a)
+                return self.tpl["Mappings"][m][top][second]
             if k == "Fn::If":
                 return self.value(a[1] if self.condition(a[0]) else a[2])
         return {k: self.value(x) for k, x in v.items()}
 
-    def sub(self, s):
+    def sub(self, s, local=None):
         def one(m):
             name = m.group(1)
+            if local and name in local:
+                return local[name]
             if name.endswith(".Arn"):
                 return self.arn_of(name[:-4])
             return str(self.ref(name))
@@ -142,8 +156,9 @@ class Template:
 
 # ------------------------------------------------------------------ terraform bucket policies
 def terraform_policies():
-    """bucket name -> policy document for each aws_s3_bucket_policy in infra/ whose policy is an
-    aws_iam_policy_document data source; references are resolved with the same placeholders."""
+    """(bucket name -> policy document, names of the policies read) for each aws_s3_bucket_policy
+    in infra/ whose policy is an aws_iam_policy_document data source; references are resolved
+    with the same placeholders."""
     import hcl2
 
     def one(v):  # python-hcl2 wraps attribute values in a list in some versions
@@ -153,6 +168,9 @@ def terraform_policies():
         v = one(v) if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list) else v
         return v if isinstance(v, list) else [v]
 
+    def label(k):  # some parser versions keep the quotes of a block label
+        return k[1:-1] if isinstance(k, str) and len(k) > 1 and k[0] == k[-1] == '"' else k
+
     blocks = {"resource": {}, "data": {}, "locals": {}}
     for f in sorted((ROOT / "infra").glob("*.tf")):
         doc = hcl2.loads(f.read_text())
@@ -160,7 +178,7 @@ def terraform_policies():
             for item in doc.get(kind, []):
                 for typ, named in item.items():
                     for name, body in named.items():
-                        blocks[kind][f"{typ}.{name}"] = body
+                        blocks[kind][f"{label(typ)}.{label(name)}"] = body
         for loc in doc.get("locals", []):
             blocks["locals"].update({k: one(v) for k, v in loc.items()})
     buckets = {k.split(".", 1)[1]: v for k, v in blocks["resource"].items() if k.startswith("aws_s3_bucket.")}
@@ -193,7 +211,7 @@ def terraform_policies():
             s = new
         return s
 
-    out = {}
+    out, parsed = {}, set()
     for key, body in blocks["resource"].items():
         if not key.startswith("aws_s3_bucket_policy."):
             continue
@@ -218,7 +236,17 @@ def terraform_policies():
             statements.append(s)
         bucket = resolve(one(body["bucket"]))
         out[bucket] = {"Version": "2012-10-17", "Statement": statements}
-    return out
+        parsed.add(key.split(".", 1)[1])
+    return out, parsed
+
+
+def terraform_policy_names():
+    """The aws_s3_bucket_policy resources infra/ declares, read from the text without a parser:
+    what terraform_policies() must have found, so a parser that returns nothing cannot pass."""
+    names = set()
+    for f in sorted((ROOT / "infra").glob("*.tf")):
+        names |= set(re.findall(r'^resource\s+"aws_s3_bucket_policy"\s+"([\w-]+)"', f.read_text(), re.M))
+    return names
 
 
 # ------------------------------------------------------------------ policy evaluation
@@ -312,6 +340,19 @@ def put(principal, bucket, key, *, sse=None, key_id=None, tls=True, extra=None):
             "resource": f"arn:{PARTITION}:s3:::{bucket}/{key}", "context": ctx}
 
 
+def multipart(principal, bucket, key, step, **kw):
+    """One call of a multipart upload. CreateMultipartUpload, UploadPart and
+    CompleteMultipartUpload are authorised as s3:PutObject; only CreateMultipartUpload carries the
+    SSE headers (so the encryption denies are evaluated there), the others send none.
+    AbortMultipartUpload is its own action."""
+    if step in ("part", "complete") and (kw.get("sse") or kw.get("key_id")):
+        raise ValueError("UploadPart and CompleteMultipartUpload carry no SSE-KMS headers")
+    req = put(principal, bucket, key, **kw)
+    if step == "abort":
+        req["action"] = "s3:AbortMultipartUpload"
+    return req
+
+
 def get(principal, bucket, key, *, tls=True):
     ctx = {"aws:SecureTransport": "true" if tls else "false", "aws:PrincipalArn": principal[1]}
     return {"principal": principal, "action": "s3:GetObject",
@@ -349,6 +390,23 @@ def cases(tpl_buckets):
         ("router (not a raw writer) writing Parquet", raw, put(router, raw, "dataset=a/p.parquet", **lam), "deny"),
         ("another same-account role writing Parquet", raw, put(admin, raw, "dataset=a/p.parquet", **lam), "deny"),
         ("raw put over plain HTTP", raw, put(wf_d, raw, "dataset=a/p.parquet", tls=False, **lam), "deny"),
+        # outputs larger than a part: a multipart upload
+        ("workflow starts a multipart upload (aws:kms + the data key)", raw,
+         multipart(wf_d, raw, "dataset=a/big.parquet", "create", **lam), "allow"),
+        ("workflow uploads a part (no SSE headers)", raw, multipart(wf_d, raw, "dataset=a/big.parquet", "part"), "allow"),
+        ("workflow completes the upload (no SSE headers)", raw,
+         multipart(wf_j, raw, "dataset=a/big.parquet", "complete"), "allow"),
+        ("workflow aborts its upload", raw, multipart(wf_d, raw, "dataset=a/big.parquet", "abort"), "allow"),
+        ("multipart upload naming another key", raw,
+         multipart(wf_d, raw, "dataset=a/big.parquet", "create", sse="aws:kms", key_id=OTHER_KEY), "deny"),
+        ("multipart upload with SSE-S3", quar, multipart(wf_d, quar, "bad/x.bad.parquet", "create", sse="AES256"), "deny"),
+        ("multipart upload, aws:kms without a key id", quar,
+         multipart(wf_d, quar, "bad/x.bad.parquet", "create", sse="aws:kms"), "deny"),
+        ("workflow starts a quarantine multipart upload", quar,
+         multipart(wf_j, quar, "bad/x.bad.parquet", "create", **lam), "allow"),
+        ("another same-account role starting a multipart upload", raw,
+         multipart(admin, raw, "dataset=a/big.parquet", "create", **lam), "deny"),
+        ("another same-account role uploading a part", raw, multipart(admin, raw, "dataset=a/big.parquet", "part"), "deny"),
         ("workflow writes quarantine rows", quar, put(wf_j, quar, "run=1/rows.jsonl", **lam), "allow"),
         ("pii-matching rewrites quarantine rows", quar, put(pii, quar, "run=1/rows.jsonl", **lam), "allow"),
         ("quarantine put naming another key", quar, put(pii, quar, "run=1/rows.jsonl", sse="aws:kms", key_id=OTHER_KEY), "deny"),
@@ -360,6 +418,25 @@ def cases(tpl_buckets):
         ("log delivery outside s3/", logs, put(("Service", "logging.s3.amazonaws.com"), logs, "other/log", extra=log_delivery), "implicit-deny"),
         ("access-log put naming SSE-S3", logs, put(("Service", "logging.s3.amazonaws.com"), logs, "s3/ingestion/l", sse="AES256", extra=log_delivery), "deny"),
     ]
+    # review-web: the reviewer's accept completes a row into the raw bucket; the internal load
+    # balancer's access logs are delivered by the region's ELB account, SSE-S3 (the only kind it can).
+    albl = bucket("review-alb-logs")
+    if albl in tpl_buckets:
+        web = role("ReviewWebRole")
+        elb = ("AWS", f"arn:{PARTITION}:iam::048591011584:root")  # us-gov-west-1's ELB log account
+        alb_key = f"review-alb/AWSLogs/{ACCOUNT}/elasticloadbalancing/{REGION}/2026/12/07/log.gz"
+        out += [
+            ("review-web writes an accepted row", raw, put(web, raw, "dataset=encounter/part-r.parquet", **lam), "allow"),
+            ("review-web put naming another key", raw, put(web, raw, "dataset=a/p.parquet", sse="aws:kms", key_id=OTHER_KEY), "deny"),
+            ("ALB access-log delivery", albl, put(elb, albl, alb_key), "allow"),
+            ("ALB log delivery naming SSE-S3", albl, put(elb, albl, alb_key, sse="AES256"), "allow"),
+            ("ALB log delivery naming a KMS key", albl, put(elb, albl, alb_key, sse="aws:kms", key_id=data_key), "deny"),
+            ("ALB log delivery for another account's prefix", albl,
+             put(elb, albl, "review-alb/AWSLogs/444455556666/x.log.gz"), "implicit-deny"),
+            ("another ELB account delivering", albl,
+             put(("AWS", f"arn:{PARTITION}:iam::190560391635:root"), albl, alb_key), "implicit-deny"),
+            ("ALB log read over plain HTTP", albl, get(admin, albl, alb_key, tls=False), "deny"),
+        ]
     if rep in tpl_buckets:
         rkey = KEYS["ReaperKmsKeyArn"]  # the reports bucket admits only the reaper key
         out += [
@@ -378,6 +455,31 @@ def cases(tpl_buckets):
             ("results read over plain HTTP", ath, get(analyst, ath, "results/q.csv", tls=False), "deny"),
         ]
     return out
+
+
+# The operators' role as an SSO permission set names it (a path and a random suffix), admitted by a
+# wildcard in OperatorUploadRoleArn; their session's aws:PrincipalArn is the role's ARN.
+OPERATOR_PATTERN = f"arn:{PARTITION}:iam::{ACCOUNT}:role/aws-reserved/sso.amazonaws.com/{REGION}/AWSReservedSSO_LakeOperator_*"
+OPERATOR = role(f"aws-reserved/sso.amazonaws.com/{REGION}/AWSReservedSSO_LakeOperator_0123456789abcdef")
+
+
+def operator_cases():
+    """`lake run DIR --backend aws` puts the files with the operator's credentials: SSE-KMS with the
+    data key when LAKE_KMS_KEY_ID is set, else no SSE header (the bucket default applies)."""
+    ing = bucket("ingestion")
+    lam = {"sse": "aws:kms", "key_id": KEYS["KmsKeyArn"]}
+    up = "st_marys/2026/12/st_marys_600.csv"
+    with_op = [
+        ("operator upload (OperatorUploadRoleArn set, SSE-KMS data key)", ing, put(OPERATOR, ing, up, **lam), "allow"),
+        ("operator upload (OperatorUploadRoleArn set, no SSE header)", ing, put(OPERATOR, ing, up), "allow"),
+        ("operator upload naming another key", ing, put(OPERATOR, ing, up, sse="aws:kms", key_id=OTHER_KEY), "deny"),
+        ("operator upload over plain HTTP", ing, put(OPERATOR, ing, up, tls=False, **lam), "deny"),
+        ("another SSO role while the operators' is admitted", ing,
+         put(role(f"aws-reserved/sso.amazonaws.com/{REGION}/AWSReservedSSO_Analyst_0123"), ing, up, **lam), "deny"),
+        ("SFTP upload while the operators' role is admitted", ing, put(role(f"county-lake-{ENV}-sftp-user"), ing, up), "allow"),
+    ]
+    without = [("operator upload (OperatorUploadRoleArn empty)", ing, put(OPERATOR, ing, up, **lam), "deny")]
+    return with_op, without
 
 
 def trail_cases(tf_buckets):
@@ -436,10 +538,17 @@ def main():
     self_test()
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "template.yaml"
     policies = Template(path).bucket_policies()
-    tf = terraform_policies()
-    all_cases = cases(policies) + trail_cases(tf)
+    op_policies = Template(path, {"OperatorUploadRoleArn": OPERATOR_PATTERN}).bucket_policies()
+    tf, parsed = terraform_policies()
+    with_op, without_op = operator_cases()
+    all_cases = cases(policies) + trail_cases(tf) + without_op
     policies.update(tf)
     failed = 0
+    declared = terraform_policy_names()
+    if parsed != declared:
+        print(f"FAIL infra/ declares bucket policies {sorted(declared)} but the HCL parser yielded "
+              f"{sorted(parsed)}: their cases would be skipped (parser version? scripts/check_infra.sh pins it)")
+        failed += 1
     covered = set()
     for name, b, req, want in all_cases:
         covered.add(b)
@@ -451,13 +560,19 @@ def main():
         ok = got == want
         failed += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {name}: {got}" + ("" if ok else f" (want {want})"))
+    for name, b, req, want in with_op:
+        got = decide(op_policies[b], req)
+        failed += got != want
+        print(f"{'ok  ' if got == want else 'FAIL'} {name}: {got}" + ("" if got == want else f" (want {want})"))
+    all_cases += with_op
     for b in policies:
         if b not in covered:
             print(f"FAIL bucket {b}: its policy is not exercised by any writer's request")
             failed += 1
     if not any("-audit-" in b for b in tf):
         print("note: no CloudTrail bucket in infra/ (the organisation trail is used)")
-    print(f"bucket policies: {len(all_cases) - failed} passed, {failed} failed")
+    print(f"bucket policies: {len(all_cases) - failed} passed, {failed} failed "
+          f"({len(tf)} terraform policies evaluated: {', '.join(sorted(parsed)) or 'none'})")
     sys.exit(1 if failed else 0)
 
 

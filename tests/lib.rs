@@ -48,6 +48,19 @@ pub fn unique() -> String {
     format!("{:x}{n:x}{:x}", std::process::id(), t % 0xffff_ffff)
 }
 
+/// A fresh, empty database on the test server (a unique name): its URL and name. The caller
+/// applies the migrations it wants (as a deploy would) or none.
+pub async fn empty_database() -> (String, String) {
+    use sqlx::Connection;
+    let url = database_url();
+    let name = format!("lake_t{}", unique());
+    let mut admin = sqlx::PgConnection::connect(&url).await.expect("cannot connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    admin.close().await.unwrap();
+    let base = url.rsplit_once('/').expect("LAKE_TEST_DATABASE_URL names a database").0;
+    (format!("{base}/{name}"), name)
+}
+
 pub const KMS_KEY: &str =
     "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/11111111-2222-3333-4444-555555555555";
 
@@ -64,14 +77,15 @@ pub struct World {
     pub ingest_bucket: String,
     /// The ledger table (a test that builds its own metadata adapter names it).
     pub runs_table: String,
+    /// The datasets table (contracts; the published matching rules).
+    pub datasets_table: String,
 }
 
 /// A fresh pipeline in moto: ingest (versioned), raw and quarantine buckets, the runs and
 /// datasets tables, every queue, the alert topic (subscribed by an `alerts` queue the test reads).
 pub async fn world() -> World {
     let sdk = moto_sdk().await;
-    let s3 =
-        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let s3 = s3_client(&sdk);
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let sns = aws_sdk_sns::Client::new(&sdk);
@@ -79,54 +93,10 @@ pub async fn world() -> World {
     let name = |s: &str| format!("t{id}-{s}");
 
     for b in ["ingest", "raw", "quarantine"] {
-        s3.create_bucket()
-            .bucket(name(b))
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("us-gov-west-1"))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        create_bucket(&s3, &name(b), b == "ingest").await;
     }
-    s3.put_bucket_versioning()
-        .bucket(name("ingest"))
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
     for t in ["runs", "datasets"] {
-        ddb.create_table()
-            .table_name(name(t))
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("sk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build().unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder().attribute_name("sk").key_type(KeyType::Range).build().unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        create_table(&ddb, &name(t)).await;
     }
     let mut urls = std::collections::HashMap::new();
     for q in ["ingest", "work-delimited", "work-json", "pii", "dlq", "alerts"] {
@@ -134,24 +104,7 @@ pub async fn world() -> World {
         urls.insert(q, u);
     }
     let topic = sns.create_topic().name(name("alerts")).send().await.unwrap().topic_arn.unwrap();
-    let alerts_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&urls["alerts"])
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(alerts_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    subscribe_queue(&sns, &sqs, &topic, &urls["alerts"]).await;
 
     let deps = Deps {
         store: Arc::new(S3Store { client: s3.clone() }),
@@ -181,7 +134,78 @@ pub async fn world() -> World {
         alerts_queue: urls["alerts"].clone(),
         ingest_bucket: name("ingest"),
         runs_table: name("runs"),
+        datasets_table: name("datasets"),
     }
+}
+
+/// An S3 client for moto (path-style addressing: moto serves no bucket host names).
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build())
+}
+
+/// A bucket in the GovCloud region, versioned when asked (as the ingestion bucket is).
+pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, versioned: bool) {
+    use aws_sdk_s3::types::{BucketLocationConstraint, BucketVersioningStatus};
+    use aws_sdk_s3::types::{CreateBucketConfiguration, VersioningConfiguration};
+    let region = CreateBucketConfiguration::builder()
+        .location_constraint(BucketLocationConstraint::from("us-gov-west-1"))
+        .build();
+    s3.create_bucket().bucket(bucket).create_bucket_configuration(region).send().await.unwrap();
+    if versioned {
+        let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+        s3.put_bucket_versioning().bucket(bucket).versioning_configuration(on).send().await.unwrap();
+    }
+}
+
+/// A table keyed as the ledger and datasets tables are (`pk` hash, `sk` range, both strings).
+pub async fn create_table(ddb: &aws_sdk_dynamodb::Client, table: &str) {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key =
+        |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
+    ddb.create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Subscribes a queue to a topic with raw delivery, so a test reads each alert's text as is.
+pub async fn subscribe_queue(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    topic: &str,
+    queue_url: &str,
+) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let arn = attrs[&QueueAttributeName::QueueArn].clone();
+    sns.subscribe()
+        .topic_arn(topic)
+        .protocol("sqs")
+        .endpoint(arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
 }
 
 impl World {

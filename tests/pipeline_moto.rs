@@ -387,3 +387,49 @@ async fn messages_a_redrive_policy_moved_are_listed_by_cause_and_redriven_with_t
     assert!(plan[1].by_cause.is_empty(), "{plan:?}");
     assert_eq!(plan[0].file_ids.len(), 1, "the envelope waits for its fix");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fhir_bulk_export_is_held_until_its_manifest_then_joined_through_moto() {
+    let w = world().await;
+    embedded::publish(&w.deps, &root().join("config/sources/ridgeline_bulk.toml")).await.unwrap();
+    let dir = root().join("samples/ridgeline_bulk/export-1");
+    let upload = |name: &'static str| {
+        let body = std::fs::read(dir.join(name)).unwrap();
+        let w = &w;
+        async move { w.upload(&format!("ridgeline_bulk/export-1/{name}"), body, 1).await }
+    };
+    for p in ["Patient.ndjson", "Encounter.ndjson", "Condition.ndjson.gz", "Observation.ndjson"] {
+        upload(p).await;
+    }
+    embedded::drain(&w.deps, &w.topo).await.unwrap();
+    let runs = embedded::status(&w.deps).await.unwrap();
+    assert_eq!(runs.len(), 4);
+    assert!(
+        runs.iter().all(|r| (r.status, r.stage) == (Status::Received, layer::Stage::AwaitingManifest)),
+        "{runs:#?}"
+    );
+    let listed = w.s3.list_objects_v2().bucket(&w.deps.cfg.raw_bucket).send().await.unwrap();
+    assert!(listed.contents().is_empty(), "nothing written before the manifest");
+
+    upload("manifest.json").await;
+    embedded::drain(&w.deps, &w.topo).await.unwrap();
+    let runs = embedded::status(&w.deps).await.unwrap();
+    assert_eq!(runs.len(), 5);
+    let manifest: Vec<_> = runs.iter().filter(|r| r.stage != layer::Stage::Joined).collect();
+    assert_eq!(manifest.len(), 1, "{runs:#?}");
+    let m = manifest[0];
+    assert_eq!((m.status, m.counts.good, m.counts.bad), (Status::Done, 11, 1), "{m:#?}");
+    for r in runs.iter().filter(|r| r.stage == layer::Stage::Joined) {
+        assert_eq!((r.status, r.joined_into.as_deref()), (Status::Done, Some(m.file_id.as_str())));
+    }
+    let listed = w.s3.list_objects_v2().bucket(&w.deps.cfg.raw_bucket).send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys.len(), 1, "one Parquet for the export: {keys:?}");
+    assert!(keys[0].ends_with(&format!(
+        "source=ridgeline_bulk/ingest_date={}/{}.parquet",
+        m.ingest_date(),
+        m.file_id
+    )));
+    let audit = embedded::audit(&w.deps, &w.topo, 0).await.unwrap();
+    assert!(audit.iter().all(|a| a.verdict == AuditVerdict::Done), "{audit:?}");
+}

@@ -15,6 +15,7 @@ const CONTRACTS: &[&str] = &[
     include_str!("../../config/sources/brookside_xlsx.toml"),
     include_str!("../../config/sources/bayside_hl7.toml"),
     include_str!("../../config/sources/lakeside_fhir.toml"),
+    include_str!("../../config/sources/ridgeline_bulk.toml"),
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,9 @@
 //! by `.`: an element name (`name`, `given`), optionally indexed (`name[0]`: the first of the
 //! collection so far), or a function: `first()`, `last()`, `where(a.b = 'value')` (keeps the
 //! items with a value at `a.b` equal to the literal), `extension('url')` (the extensions with
-//! that url) and, last, `join('sep')` (the string values joined into one).
+//! that url), `substring(start[, length])` (of each string, in characters, 0-based: a middle
+//! initial is `given[1].substring(0, 1)`) and, last, `join('sep')` (the string values joined
+//! into one).
 
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +62,12 @@ pub enum FhirStep {
     },
     /// `extension('url')`: the extensions with that url.
     Extension(String),
+    /// `substring(start[, length])`: of each string, in characters (0-based); a start past the
+    /// end gives nothing.
+    Substring {
+        start: usize,
+        length: Option<usize>,
+    },
     /// `join('sep')`: one string of the items' values (last step only).
     Join(String),
 }
@@ -138,6 +146,19 @@ fn literal(s: &str, t: &str) -> Result<String, String> {
         .ok_or_else(|| format!("`{s}`: `{t}` is not a quoted literal like 'phone'"))
 }
 
+/// `substring(start)` or `substring(start, length)`: whole numbers.
+fn substring(s: &str, arg: &str) -> Result<FhirStep, String> {
+    let n = |t: &str| {
+        t.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("`{s}`: substring(start, length) takes whole numbers, like substring(0, 1)"))
+    };
+    match arg.split_once(',') {
+        Some((a, b)) => Ok(FhirStep::Substring { start: n(a)?, length: Some(n(b)?) }),
+        None => Ok(FhirStep::Substring { start: n(arg)?, length: None }),
+    }
+}
+
 fn parse_step(s: &str, p: &str, steps: &mut Vec<FhirStep>) -> Result<(), String> {
     if let Some((f, arg)) = p.strip_suffix(')').and_then(|q| q.split_once('(')) {
         let step = match f {
@@ -145,6 +166,7 @@ fn parse_step(s: &str, p: &str, steps: &mut Vec<FhirStep>) -> Result<(), String>
             "last" if arg.is_empty() => FhirStep::Last,
             "extension" => FhirStep::Extension(literal(s, arg)?),
             "join" => FhirStep::Join(literal(s, arg)?),
+            "substring" => substring(s, arg)?,
             "where" => {
                 let (lhs, rhs) = arg
                     .split_once('=')
@@ -157,7 +179,7 @@ fn parse_step(s: &str, p: &str, steps: &mut Vec<FhirStep>) -> Result<(), String>
             }
             _ => {
                 return Err(format!(
-                    "`{s}`: `{f}(...)` is not supported (first(), last(), where(a = 'v'), extension('url'), join('sep'))"
+                    "`{s}`: `{f}(...)` is not supported (first(), last(), where(a = 'v'), extension('url'), substring(start, length), join('sep'))"
                 ))
             }
         };
@@ -207,6 +229,10 @@ mod tests {
         let p = FhirPath::parse("Patient.name[0].given.join(' ')").unwrap();
         assert_eq!(p.steps[1], FhirStep::Index(0));
         assert_eq!(p.steps[3], FhirStep::Join(" ".into()));
+        let p = FhirPath::parse("Patient.name[0].given[1].substring(0, 1)").unwrap();
+        assert_eq!(p.steps[4], FhirStep::Substring { start: 0, length: Some(1) });
+        let p = FhirPath::parse("Patient.name.given.substring(2)").unwrap();
+        assert_eq!(p.steps[2], FhirStep::Substring { start: 2, length: None });
         let p = FhirPath::parse("Patient.identifier.where(type.coding.code='MR').value").unwrap();
         assert_eq!(
             p.steps[1],
@@ -225,6 +251,9 @@ mod tests {
             ("Patient.name[x]", "index must be a whole number"),
             ("Patient.name.where(use = 'a'", "unclosed quote or parenthesis"),
             ("Patient..name", "has an empty segment"),
+            ("Patient.given.substring(a, 1)", "substring(start, length) takes whole numbers"),
+            ("Patient.given.substring()", "substring(start, length) takes whole numbers"),
+            ("Patient.given.substring(0, -1)", "substring(start, length) takes whole numbers"),
         ] {
             let e = FhirPath::parse(path).unwrap_err();
             assert!(e.contains(message), "{path}: {e}");

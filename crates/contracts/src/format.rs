@@ -41,12 +41,16 @@ pub enum Format {
     },
     /// HL7 v2 messages (ADT, ORU, ...): one row per message. Fields are paths like `PID-5.1`.
     Hl7v2,
-    /// FHIR JSON: a Bundle, a single resource, or NDJSON of resources. One row per Encounter,
-    /// joined with its Patient and Conditions by the reference paths of the declared `version`
-    /// (default R4). Fields are FHIRPath-subset paths like `Patient.name[0].family`.
+    /// FHIR, JSON or XML: a Bundle, a single resource, or NDJSON of resources. One row per
+    /// Encounter, joined with its Patient and Conditions by the reference paths of the declared
+    /// `version` (default R4). Fields are FHIRPath-subset paths like `Patient.name[0].family`.
+    /// With `export`, the source sends FHIR Bulk Data exports: one folder per export, NDJSON
+    /// files per resource type, joined when the export's manifest arrives.
     FhirBundle {
         #[serde(default)]
         version: FhirVersion,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        export: Option<FhirExport>,
     },
     /// XML: one row per element at the `record` path (`/Export/Patient/Encounter`). Fields are
     /// paths relative to it: `Date`, `@id`, `Dx/Code`, `../@mrn` (`..` is the parent element).
@@ -67,6 +71,53 @@ pub enum Format {
 
 fn one() -> usize {
     1
+}
+
+/// A FHIR Bulk Data export: `<prefix>/<export folder>/{manifest, Patient.ndjson, ...}`. The
+/// parts wait until the manifest arrives; its `output` list names them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirExport {
+    /// The manifest's file name in the export folder (the Bulk Data status response body).
+    #[serde(default = "default_manifest")]
+    pub manifest: String,
+    /// The resource types read from the export; the manifest's other outputs are skipped.
+    #[serde(default = "default_export_types")]
+    pub types: Vec<String>,
+}
+
+fn default_manifest() -> String {
+    "manifest.json".into()
+}
+
+fn default_export_types() -> Vec<String> {
+    crate::fhir_path::FHIR_RESOURCES.iter().map(|s| s.to_string()).collect()
+}
+
+impl FhirExport {
+    fn validate(&self, at: &Origin) -> Result<(), ContractError> {
+        let m = &self.manifest;
+        let bare = !m.is_empty()
+            && m != "."
+            && m != ".."
+            && !m.contains(['/', '\\'])
+            && !m.chars().any(char::is_control);
+        if !bare {
+            return Err(
+                at.at("manifest", "export.manifest is a file name in the export folder, like manifest.json")
+            );
+        }
+        if self.types.is_empty() {
+            return Err(at.at("types", "export.types names the resource types to read"));
+        }
+        if let Some(t) = self.types.iter().find(|t| !crate::fhir_path::FHIR_RESOURCES.contains(&t.as_str())) {
+            return Err(at.at(
+                "types",
+                format!("export type `{t}` is not one of {}", crate::fhir_path::FHIR_RESOURCES.join(", ")),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A column of a fixed-width layout: 1-based `start` and either `length` or inclusive `end`.
@@ -204,6 +255,7 @@ impl Format {
             Format::Excel { sheet, sheet_index, header_row } => {
                 validate_excel(sheet.as_deref(), *sheet_index, *header_row, encoding, at)
             }
+            Format::FhirBundle { export: Some(e), .. } => e.validate(at),
             Format::JsonLines | Format::JsonArray | Format::Hl7v2 | Format::FhirBundle { .. } => Ok(()),
         }
     }
@@ -404,6 +456,25 @@ mod tests {
             check_with(x, Some(TextEncoding::Utf8)).unwrap_err(),
             "f.toml: a workbook carries its own encoding: remove `encoding`"
         );
+    }
+
+    #[test]
+    fn a_fhir_export_is_checked() {
+        let f = check("format = \"fhir_bundle\"\nexport = {}").unwrap();
+        let Format::FhirBundle { export: Some(e), .. } = f else { panic!() };
+        assert_eq!(e.manifest, "manifest.json");
+        assert_eq!(e.types, ["Encounter", "Patient", "Condition"]);
+        assert!(check("format = \"fhir_bundle\"").is_ok());
+        for (export, msg) in [
+            ("{ manifest = \"a/manifest.json\" }", "export.manifest is a file name"),
+            ("{ manifest = \"..\" }", "export.manifest is a file name"),
+            ("{ types = [] }", "export.types names the resource types"),
+            ("{ types = [\"Observation\"] }", "export type `Observation` is not one of"),
+        ] {
+            let e = check(&format!("format = \"fhir_bundle\"\nexport = {export}")).unwrap_err();
+            assert!(e.contains(msg), "{export}: {e}");
+        }
+        assert!(toml::from_str::<Doc>("[format]\nformat = \"fhir_bundle\"\nexport = { mani = 1 }").is_err());
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub use dates::{DateFormat, DateItem};
 pub use error::ContractError;
 pub use fhir_path::{FhirPath, FhirStep, FhirVersion, FHIR_RESOURCES};
 pub use field_path::{Hl7Path, Hl7Rep, JsonPath, PathSeg, XmlPath, XmlStep};
-pub use format::{Format, FormatFamily, RecordType, Span, TextEncoding};
+pub use format::{FhirExport, Format, FormatFamily, RecordType, Span, TextEncoding};
 pub use limits::{
     Limits, MAX_DISTINCT_RECORDS_DEFAULT, MAX_EXPANDED_BYTES_DEFAULT, MAX_IN_MEMORY_BYTES_DEFAULT,
     MAX_RECORD_BYTES_DEFAULT,

@@ -7,7 +7,9 @@ async fn main() -> Result<(), Error> {
     let guard = guard::Guard::from_env().await?;
     let guard = &guard;
     lambda_runtime::run(service_fn(move |_ev: LambdaEvent<serde_json::Value>| async move {
-        let r = guard.run().await?;
+        // The runtime logs the error and returns it to the caller (GuardDLQ's message carries
+        // it): an AWS error text can name a bucket key, so only its sanitised text leaves.
+        let r = guard.run().await.map_err(|e| Error::from(layer::sanitize::error_text(&e)))?;
         Ok::<serde_json::Value, Error>(serde_json::json!({
             "versions": r.versions,
             "at_risk": r.at_risk,

@@ -3,11 +3,15 @@
 //! conditional put (a duplicate event is a no-op), finds the source from the key prefix and its
 //! published contract, and sends a work message to the contract's format-family queue.
 //!
+//! The NDJSON parts of a FHIR Bulk Data export (a contract with `export`) get no work message:
+//! they are held in the ledger (RECEIVED, stage `awaiting-manifest`) until the export's manifest,
+//! routed like any file, has the workflow join them.
+//!
 //! Boundaries: decides and dispatches only; it never reads the object's content. Logs carry the
 //! file id and key hash, never the key.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
-use contracts::{Catalog, Contract};
+use contracts::{Catalog, Contract, Format};
 use layer::ledger::{now, PublishedContract, RunRecord, Status};
 use layer::pipeline::{handle_batch, Deps, FileCtx, SqsInvocation, StageError, WorkMessage};
 use layer::s3event::{self, CreatedObject};
@@ -64,6 +68,12 @@ pub async fn route_object(deps: &Deps, o: &CreatedObject) -> Result<(), StageErr
     ctx.source = Some(source.clone());
     ctx.dataset = Some(published.dataset.clone());
     let contract = parse_contract(&published, &source, o).map_err(|e| e.with_file(&ctx))?;
+    if is_export_part(&contract, o) {
+        run.source = Some(source);
+        run.dataset = Some(contract.dataset);
+        run.contract_version = Some(published.version);
+        return hold(deps, run).await.map_err(|e| e.with_file(&ctx));
+    }
     let work = WorkMessage {
         file_id: run.file_id.clone(),
         bucket: o.bucket.clone(),
@@ -89,6 +99,32 @@ pub async fn route_object(deps: &Deps, o: &CreatedObject) -> Result<(), StageErr
         .await
         .map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e).with_file(&ctx))?;
     layer::metrics::emit(FUNCTION.as_str(), run.source.as_deref(), &[("FilesRouted", 1.0, "Count")]);
+    Ok(())
+}
+
+/// A file of a FHIR Bulk Data export other than its manifest.
+fn is_export_part(contract: &Contract, o: &CreatedObject) -> bool {
+    matches!(&contract.format, Format::FhirBundle { export: Some(e), .. } if o.key.file_name() != e.manifest)
+}
+
+/// Holds an export part until its manifest arrives: RECEIVED at stage `awaiting-manifest`, no
+/// work message (the manifest's workflow lists the export folder and joins the parts). A part
+/// the join already marked DONE (its event came late) stays DONE.
+async fn hold(deps: &Deps, mut run: RunRecord) -> Result<(), StageError> {
+    let current = deps
+        .meta
+        .get_run(&run.file_id)
+        .await
+        .map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))?;
+    if current.is_some_and(|r| r.status == Status::Done) {
+        tracing::info!(file_id = %run.file_id, "export part already joined: no-op");
+        return Ok(());
+    }
+    run.stage = Stage::AwaitingManifest;
+    run.updated_at = now();
+    deps.meta.put_run(&run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
+    layer::metrics::emit(FUNCTION.as_str(), run.source.as_deref(), &[("FilesHeld", 1.0, "Count")]);
+    tracing::info!(file_id = %run.file_id, key_hash = %run.key_hash, "export part held until its manifest arrives");
     Ok(())
 }
 

@@ -90,14 +90,8 @@ pub fn run_check(a: CheckArgs) -> Result<ExitCode> {
             }
         }));
     }
-    let res = transform::run(
-        &contract,
-        schema,
-        &name,
-        input,
-        transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed },
-        &opts,
-    );
+    let outputs = transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed };
+    let res = transform_input(&contract, schema, &name, (&a.input, input), outputs, &opts)?;
     if opts.progress.is_some() {
         eprint!("\r{:60}\r", "");
     }
@@ -149,6 +143,57 @@ pub fn run_check(a: CheckArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The transform of the input file: a FHIR Bulk Data export's parts when it is the export's
+/// manifest (the manifest's resources of types not read counted as skipped).
+fn transform_input(
+    contract: &Contract,
+    schema: &contracts::CanonicalSchema,
+    name: &str,
+    (path, input): (&Path, File),
+    outputs: transform::Outputs<'_>,
+    opts: &transform::Options,
+) -> Result<Result<transform::Summary, transform::TransformError>> {
+    Ok(match export_of(contract, path) {
+        Some(parts) => {
+            let (parts, not_read) = parts?;
+            transform::run_export(contract, schema, name, parts, outputs, opts).map(|mut s| {
+                s.skipped += not_read;
+                s
+            })
+        }
+        None => transform::run(contract, schema, name, input, outputs, opts),
+    })
+}
+
+/// For a contract reading FHIR Bulk Data exports and its manifest as the input: the parts the
+/// manifest lists for the contract's types, opened from the manifest's folder, and the count of
+/// resources of the types not read. `None` for any other input.
+fn export_of(
+    contract: &Contract,
+    input: &Path,
+) -> Option<Result<(Vec<transform::ExportPart<'static>>, u64)>> {
+    let contracts::Format::FhirBundle { export: Some(e), .. } = &contract.format else { return None };
+    if input.file_name().and_then(|n| n.to_str()) != Some(e.manifest.as_str()) {
+        return None;
+    }
+    let open = || -> Result<(Vec<transform::ExportPart<'static>>, u64)> {
+        let bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+        let manifest = transform::bulk::Manifest::parse(&bytes).map_err(|m| anyhow::anyhow!("{m}"))?;
+        let (files, not_read) = manifest.parts(&e.types);
+        let dir = input.parent().unwrap_or(Path::new("."));
+        let mut parts = Vec::new();
+        for f in files {
+            let p = dir.join(&f.file_name);
+            let file = File::open(&p).with_context(|| {
+                format!("part {} ({}) of the export is missing: {}", f.index, f.resource_type, p.display())
+            })?;
+            parts.push(transform::ExportPart { resource_type: f.resource_type, input: Box::new(file) });
+        }
+        Ok((parts, not_read))
+    };
+    Some(open())
 }
 
 pub fn run_validate(paths: &[PathBuf], canonical: Option<PathBuf>) -> Result<ExitCode> {

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use contracts::{Catalog, Contract};
 use layer::ledger::RunRecord;
-use layer::local::{LocalMetadata, LocalNotifier, LocalObjectStore, LocalQueue};
+use layer::local::LocalObjectStore;
 use layer::pipeline::{Deps, PipelineConfig, SqsInvocation};
 use layer::FormatFamily;
 use pii_matching::handler::MatchDeps;
@@ -25,23 +25,7 @@ pub fn local_deps(root: &Path, ingest_dir: Option<&Path>) -> (Deps, Topology) {
     if let Some(d) = ingest_dir {
         store = store.with_bucket("ingest", d);
     }
-    let cfg = PipelineConfig {
-        queue_delimited: "work-delimited".into(),
-        queue_json: "work-json".into(),
-        dlq: "dlq".into(),
-        alert_topic: "alerts".into(),
-        raw_bucket: "raw".into(),
-        quarantine_bucket: "quarantine".into(),
-        kms_key: None,
-        pii_queue: "pii".into(),
-    };
-    let deps = Deps {
-        store: Arc::new(store),
-        queue: Arc::new(LocalQueue::new(root.join("queues"))),
-        notifier: Arc::new(LocalNotifier::new(root.join("topics"))),
-        meta: Arc::new(LocalMetadata::new(root.join("meta"))),
-        cfg,
-    };
+    let deps = layer::local::local_deps(root, store);
     (deps, Topology { ingest_bucket: "ingest".into(), ingest_queue: "ingest".into() })
 }
 
@@ -149,51 +133,23 @@ pub async fn drain(deps: &Deps, topo: &Topology) -> Result<usize> {
     anyhow::bail!("queues did not drain")
 }
 
-/// The columns of a person file (`lake run --people`), as in the county's person extract.
-pub use pii_matching::index::PERSON_COLUMNS as PEOPLE_COLUMNS;
-
-/// The column names of a person file: the header line of a CSV, the schema of a Parquet file.
-fn people_columns(path: &Path) -> Result<Vec<String>> {
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
-        let bytes = std::fs::read(path).with_context(|| format!("people file {}", path.display()))?;
-        let b = pii_matching::rows::read_parquet(bytes)
-            .map_err(|e| anyhow::anyhow!("people file {}: {e}", path.display()))?;
-        return Ok(b.schema().fields().iter().map(|f| f.name().clone()).collect());
-    }
-    use std::io::BufRead;
-    let f = std::fs::File::open(path).with_context(|| format!("people file {}", path.display()))?;
-    let mut line = String::new();
-    std::io::BufReader::new(f)
-        .read_line(&mut line)
-        .with_context(|| format!("people file {}: cannot read the header line", path.display()))?;
-    Ok(line
-        .trim_start_matches('\u{feff}')
-        .trim_end()
-        .split(',')
-        .map(|c| c.trim().trim_matches('"').to_string())
-        .filter(|c| !c.is_empty())
-        .collect())
-}
-
-/// Loads a person file (CSV with a header line, or `.parquet`) into the in-memory index. The
-/// columns are checked first, so a wrong file fails naming the file and every missing column
-/// (values are never quoted).
-pub fn load_people(path: &Path) -> Result<pii_matching::MemoryIndex> {
+/// Loads a person file (CSV or Parquet with the index's column names, or the county export's
+/// through `mapping`) into the in-memory index, through the reader `lake people load` uses: every
+/// value normalised, a missing column named, and any rejected row (by line and reason, never a
+/// value) fails the load.
+pub fn load_people_mapped(
+    path: &Path,
+    mapping: &pii_matching::people::PeopleMapping,
+) -> Result<pii_matching::MemoryIndex> {
     if !path.is_file() {
         anyhow::bail!("people file {}: no such file", path.display());
     }
-    let have = people_columns(path)?;
-    let missing: Vec<&str> =
-        PEOPLE_COLUMNS.iter().copied().filter(|c| !have.iter().any(|h| h == c)).collect();
-    if !missing.is_empty() {
-        anyhow::bail!(
-            "people file {}: missing column(s) {} (expected {})",
-            path.display(),
-            missing.join(", "),
-            PEOPLE_COLUMNS.join(",")
-        );
-    }
-    pii_matching::MemoryIndex::load(path).map_err(|e| anyhow::anyhow!("people file {}: {e}", path.display()))
+    pii_matching::MemoryIndex::load_mapped(path, mapping).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// [`load_people_mapped`] with the index's own column names.
+pub fn load_people(path: &Path) -> Result<pii_matching::MemoryIndex> {
+    load_people_mapped(path, &pii_matching::people::PeopleMapping::identity())
 }
 
 /// The review store of the embedded lake under `root` (`<root>/reviews/reviews.json`).
@@ -203,9 +159,20 @@ pub fn review_store(root: &Path) -> pii_matching::review_store::LocalReviews {
 
 /// The pii-matching handler's dependencies for the embedded lake: the pipeline's ports, the
 /// persons of `people` in memory (the same `PersonIndex` port the PostgreSQL adapter
-/// implements), proposals in the lake's review store, and the built-in rules.
+/// implements), proposals in the lake's review store, and the rules published under the lake
+/// (`lake rules publish --lake`; the built-in rules while none is).
 pub fn local_matching(deps: &Deps, root: &Path, people: &Path) -> Result<(MatchDeps, usize)> {
-    let index = load_people(people)?;
+    local_matching_mapped(deps, root, people, &pii_matching::people::PeopleMapping::identity())
+}
+
+/// [`local_matching`] with the person file read through `mapping`.
+pub fn local_matching_mapped(
+    deps: &Deps,
+    root: &Path,
+    people: &Path,
+    mapping: &pii_matching::people::PeopleMapping,
+) -> Result<(MatchDeps, usize)> {
+    let index = load_people_mapped(people, mapping)?;
     let n = index.len();
     let reviews = review_store(root);
     let abs = people.canonicalize().unwrap_or_else(|_| people.to_path_buf());
@@ -214,7 +181,10 @@ pub fn local_matching(deps: &Deps, root: &Path, people: &Path) -> Result<(MatchD
         pipeline: deps.clone(),
         index: Arc::new(index),
         reviews: Arc::new(reviews),
-        matcher: Arc::new(pii_matching::Matcher::new(pii_matching::Rules::builtin())),
+        matcher: Arc::new(pii_matching::rules_store::ActiveRules::published(
+            Arc::new(pii_matching::rules_store::LocalRules::in_lake(root)),
+            pii_matching::rules_store::DEFAULT_TTL,
+        )),
     };
     Ok((m, n))
 }

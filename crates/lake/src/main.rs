@@ -14,6 +14,7 @@ mod query;
 mod reaper;
 mod review;
 mod rules_train;
+mod synth_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,15 +103,18 @@ enum Cmd {
     /// Try the matching rules: records against a person file (or database), decisions to CSV,
     /// precision and recall per tier with --truth.
     Match(matching::MatchArgs),
-    /// Matching rules: `lake rules train` learns the weights from the data.
+    /// The matching rules: `lake rules check FILE`, `lake rules publish FILE` (the version used at
+    /// run time), `lake rules train` (weights learnt from the data).
     #[command(subcommand)]
-    Rules(rules_train::RulesCmd),
+    Rules(matching::RulesCmd),
     /// The WorkSpaces reaper in dry run: `lake reaper plan [--fleet FILE]` prints what it would do.
     #[command(subcommand)]
     Reaper(reaper::ReaperCmd),
     /// SQL over the lake's tables (the catalog's names): `lake query "SELECT ..." [--lake DIR]`,
     /// printed as a table, CSV, JSON lines or written as Parquet (see docs/ANALYTICS.md).
     Query(query::QueryArgs),
+    /// A synthetic file in a contract's own format with a manifest of its expected counts.
+    Synth(synth_cmd::SynthArgs),
 }
 
 #[derive(clap::Args)]
@@ -159,6 +163,10 @@ struct RunArgs {
     /// queue is left pending (stage matching-pending). Local backend only.
     #[arg(long, value_name = "FILE")]
     people: Option<PathBuf>,
+    /// Export column names per index column for --people (as `lake people load --mapping`;
+    /// default: the index's own names).
+    #[arg(long, value_name = "FILE", requires = "people")]
+    people_mapping: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -206,7 +214,11 @@ async fn run_embedded(a: RunArgs) -> anyhow::Result<ExitCode> {
              function matches the pii queue against PostgreSQL"
         ),
         Some(p) => {
-            let (m, n) = embedded::local_matching(&deps, &a.lake.lake, p)?;
+            let mapping = match &a.people_mapping {
+                Some(m) => pii_matching::people::PeopleMapping::from_file(m)?,
+                None => pii_matching::people::PeopleMapping::identity(),
+            };
+            let (m, n) = embedded::local_matching_mapped(&deps, &a.lake.lake, p, &mapping)?;
             eprintln!("loaded {n} person(s) from {}", p.display());
             Some(m)
         }
@@ -393,9 +405,10 @@ fn main() -> ExitCode {
         Cmd::Db(a) => db::run(a),
         Cmd::People(a) => db::run_people(a),
         Cmd::Match(a) => matching::run(a),
-        Cmd::Rules(c) => rules_train::run(c),
+        Cmd::Rules(c) => matching::run_rules(c),
         Cmd::Reaper(c) => reaper::run(c),
         Cmd::Query(a) => query::run(a),
+        Cmd::Synth(a) => synth_cmd::run(a),
         Cmd::Contract(ContractCmd::Publish { contract, lake }) => rt(async move {
             let (deps, _) = lake.deps(None).await?;
             let (src, v, new) = embedded::publish(&deps, &contract).await?;

@@ -51,9 +51,14 @@ pub struct QueryArgs {
     /// Glue database of the tables (the stack's `county_lake_<env>`).
     #[arg(long, env = "LAKE_GLUE_DATABASE", required_if_eq("backend", "aws"))]
     database: Option<String>,
-    /// Result location sent with the query (the workgroup's enforced location wins).
-    #[arg(long, env = "LAKE_ATHENA_OUTPUT")]
+    /// Result location, for a workgroup that does not enforce its own (default: the
+    /// workgroup's configured location). Not sent to a workgroup that enforces its configuration.
+    #[arg(long, env = "LAKE_ATHENA_OUTPUT", value_name = "S3_URI")]
     athena_output: Option<String>,
+    /// KMS key (ARN or id) the results are encrypted with (SSE-KMS), for a workgroup that does
+    /// not enforce its own (default: the workgroup's configured key).
+    #[arg(long, env = "LAKE_ATHENA_KMS_KEY", value_name = "KEY")]
+    athena_kms_key: Option<String>,
 }
 
 pub fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
@@ -65,6 +70,7 @@ pub fn run(a: QueryArgs) -> anyhow::Result<ExitCode> {
             workgroup: a.workgroup.clone().unwrap_or_default(),
             database: a.database.clone().unwrap_or_default(),
             output: a.athena_output.clone(),
+            kms_key: a.athena_kms_key.clone(),
         };
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

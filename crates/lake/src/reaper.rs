@@ -15,8 +15,10 @@
 //! `tags` may be omitted (no tags) or `null` (the tag lookup failed: kept); `last_connected` is
 //! required, `null` meaning never connected; `first_seen` (optional, `null` = first sighting) is
 //! the date an earlier run first saw it; `status_unavailable: true` simulates a failed status
-//! lookup; `bundle` and `running_mode` are optional. Unknown keys are errors; every error names
-//! the WorkSpace (or entry number) and the field. A UTF-8 byte order mark is ignored.
+//! lookup; `bundle` and `running_mode` are optional; `warned` (optional, RFC 3339) is when an
+//! earlier run warned its user of removal at the following run (without it, a WorkSpace over the
+//! limit is warned first, not terminated). Unknown keys are errors; every error names the
+//! WorkSpace (or entry number) and the field. A UTF-8 byte order mark is ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -30,7 +32,8 @@ use serde::{Deserialize, Deserializer};
 use workspace_reaper::analytics::{self, Activity};
 use workspace_reaper::report::{Row, Snapshot};
 use workspace_reaper::{
-    Backoff, FakeWorkspace, FakeWorkspaces, Policy, Preview, Workspace, WorkspacesApi, WsState,
+    Backoff, FakeWorkspace, FakeWorkspaces, History, Policy, Preview, Warning, Workspace, WorkspacesApi,
+    WsState,
 };
 
 #[derive(clap::Subcommand)]
@@ -95,6 +98,8 @@ pub struct FleetEntry {
     pub bundle: String,
     #[serde(default)]
     pub running_mode: String,
+    #[serde(default)]
+    pub warned: Option<DateTime<Utc>>,
 }
 
 /// The fields of a fleet entry, for error messages.
@@ -109,6 +114,7 @@ const FIELDS: &[&str] = &[
     "status_unavailable",
     "bundle",
     "running_mode",
+    "warned",
 ];
 
 /// Which field of `entry` is wrong and why (serde's own message names neither the WorkSpace nor,
@@ -122,7 +128,7 @@ fn field_problem(entry: &serde_json::Map<String, serde_json::Value>) -> Option<S
                 from_value::<String>(v).err()
             }
             "tags" => from_value::<Option<BTreeMap<String, String>>>(v).err(),
-            "last_connected" | "first_seen" => from_value::<Option<DateTime<Utc>>>(v).err(),
+            "last_connected" | "first_seen" | "warned" => from_value::<Option<DateTime<Utc>>>(v).err(),
             "status_unavailable" => from_value::<bool>(v).err(),
             _ => return Some(format!("unknown field `{k}`, expected one of {}", FIELDS.join(", "))),
         };
@@ -155,8 +161,9 @@ fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Opti
     Option::<T>::deserialize(d)
 }
 
-/// Parses a fleet file: the fake WorkSpaces and the first-seen history it implies.
-pub fn load_fleet(text: &str) -> Result<(FakeWorkspaces, BTreeMap<String, DateTime<Utc>>)> {
+/// Parses a fleet file: the fake WorkSpaces and the history (first sightings, warnings) it
+/// implies; a warning named the run `schedule_interval_days` after it as the removal date.
+pub fn load_fleet(text: &str, policy: &Policy) -> Result<(FakeWorkspaces, History)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let values: Vec<serde_json::Value> =
         serde_json::from_str(text).context("a fleet file is a JSON array of WorkSpaces")?;
@@ -166,7 +173,8 @@ pub fn load_fleet(text: &str) -> Result<(FakeWorkspaces, BTreeMap<String, DateTi
         .map(|(i, v)| parse_entry(i + 1, v))
         .collect::<Result<Vec<FleetEntry>>>()?;
     let mut ids = BTreeSet::new();
-    let mut first_seen = BTreeMap::new();
+    let mut known = History::default();
+    let interval = chrono::Duration::days(i64::from(policy.schedule_interval_days));
     let mut missing = BTreeSet::new();
     let mut fleet = Vec::with_capacity(entries.len());
     for e in entries {
@@ -177,7 +185,11 @@ pub fn load_fleet(text: &str) -> Result<(FakeWorkspaces, BTreeMap<String, DateTi
             bail!("WorkSpace {} is listed twice", e.id);
         }
         if let Some(t) = e.first_seen {
-            first_seen.insert(e.id.clone(), t);
+            known.first_seen.insert(e.id.clone(), t);
+        }
+        if let Some(t) = e.warned {
+            let w = Warning { sent_at: t, removal_on: (t + interval).date_naive() };
+            known.warnings.insert(e.id.clone(), w);
         }
         if e.status_unavailable {
             missing.insert(e.id.clone());
@@ -197,7 +209,7 @@ pub fn load_fleet(text: &str) -> Result<(FakeWorkspaces, BTreeMap<String, DateTi
     }
     let mut api = FakeWorkspaces::new(fleet);
     api.status_missing = missing;
-    Ok((api, first_seen))
+    Ok((api, known))
 }
 
 fn load_policy(path: Option<&Path>) -> Result<Policy> {
@@ -282,25 +294,25 @@ async fn plan(a: PlanArgs) -> Result<ExitCode> {
     let preview = match &a.fleet {
         Some(f) => {
             let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-            let (api, first_seen) =
-                load_fleet(&text).with_context(|| format!("fleet file {}", f.display()))?;
+            let (api, known) =
+                load_fleet(&text, &policy).with_context(|| format!("fleet file {}", f.display()))?;
             let api: Arc<dyn WorkspacesApi> = Arc::new(api);
-            workspace_reaper::preview(api.as_ref(), &policy, &backoff, &first_seen, now).await?
+            workspace_reaper::preview(api.as_ref(), &policy, &backoff, &known, now).await?
         }
         None => {
             let bucket = std::env::var("REAPER_REPORTS_BUCKET").ok().filter(|b| !b.trim().is_empty());
             let (api, history) = workspace_reaper::aws_plan_ports(bucket.clone()).await;
-            let first_seen = match &history {
-                Some(store) => workspace_reaper::load_first_seen(store.as_ref()).await?,
+            let known = match &history {
+                Some(store) => workspace_reaper::load_known(store.as_ref()).await?,
                 None => {
                     eprintln!(
                         "note: REAPER_REPORTS_BUCKET not set: no run history, so never-connected WorkSpaces \
-                         count as first sighting (kept)"
+                         count as first sighting (kept) and nobody counts as warned (over the limit: warned first)"
                     );
-                    BTreeMap::new()
+                    History::default()
                 }
             };
-            workspace_reaper::preview(api.as_ref(), &policy, &backoff, &first_seen, now).await?
+            workspace_reaper::preview(api.as_ref(), &policy, &backoff, &known, now).await?
         }
     };
     let out = if a.json {
@@ -383,6 +395,13 @@ fn summary(p: &Preview, policy: &Policy, now: DateTime<Utc>) -> String {
         next.format("%Y-%m-%d"),
         n(Outcome::Keep)
     );
+    let warn_first = p.rows.iter().filter(|r| r.rule == "over-limit-warn-first").count();
+    if warn_first > 0 {
+        s.push_str(&format!(
+            "\n{warn_first} of the at-risk WorkSpace(s) are over the limit, but their users were not warned of \
+             a removal date that has come: a run warns them now and removes them at the next run."
+        ));
+    }
     if p.cap_tripped {
         s.push_str(&format!(
             "\nCap exceeded: {} planned terminations, over {} or {:.0}% of the fleet. {}. A live run would \
@@ -408,10 +427,11 @@ mod tests {
     #[test]
     fn fleet_file_keys_are_checked() {
         let ok = r#"[{"id":"ws-1","user":"u","directory":"d-0123456789","state":"AVAILABLE","last_connected":null}]"#;
-        let (api, first) = load_fleet(ok).unwrap();
-        assert!(first.is_empty());
+        let policy = Policy::embedded().unwrap();
+        let (api, known) = load_fleet(ok, &policy).unwrap();
+        assert!(known.first_seen.is_empty() && known.warnings.is_empty());
         assert!(api.status_missing.is_empty());
-        let err = |text: &str| format!("{:#}", load_fleet(text).unwrap_err());
+        let err = |text: &str| format!("{:#}", load_fleet(text, &policy).unwrap_err());
         let no_last = r#"[{"id":"ws-1","user":"u","directory":"d-0123456789","state":"AVAILABLE"}]"#;
         assert!(err(no_last).contains("last_connected"), "{}", err(no_last));
         let typo = r#"[{"id":"ws-1","user":"u","directory":"d","state":"AVAILABLE","last_connected":null,"tag":{}}]"#;

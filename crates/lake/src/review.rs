@@ -1,7 +1,8 @@
 //! `lake review`: proposed person matches waiting for a data scientist. `list` shows the pending
 //! ones, `show` one with every candidate's per-field evidence (values masked unless `--unmask`),
-//! `accept` completes the row into the dataset like an exact match, `reject` leaves it in
-//! quarantine. Every decision is audited (`match_decision`).
+//! `accept` completes the row into the dataset like an exact match (the decision lands first, so
+//! of two racing reviewers only the winner writes; `complete` writes an accepted row again if
+//! that write failed), `reject` leaves it in quarantine. Every decision is audited (`match_decision`).
 //!
 //! Where the reviews are: PostgreSQL (`--database-url`, or the RDS secret `--db-secret-arn` from
 //! Secrets Manager, as the pii-matching Lambda reads it), else the embedded lake's review store
@@ -20,6 +21,7 @@ use layer::pipeline::{Deps, PipelineConfig};
 use pii_matching::pg::PgReviews;
 use pii_matching::review::{self, ReviewDesk};
 use pii_matching::review_store::LocalDesk;
+use pii_matching::reviews::ReviewStatus;
 
 #[derive(Args)]
 pub struct ReviewArgs {
@@ -34,8 +36,8 @@ pub struct ReviewArgs {
     /// Where accepted rows are written and bad rows read: `local` (the embedded lake) or `aws`
     /// (LAKE_RAW_BUCKET with SSE-KMS key LAKE_KMS_KEY_ID, ledger LAKE_RUNS_TABLE; the bad rows
     /// from the bucket the review names; AWS_ENDPOINT_URL honoured).
-    #[arg(long, default_value = "local", value_parser = ["local", "aws"], global = true)]
-    backend: String,
+    #[arg(long, default_value = "local", global = true)]
+    backend: layer::Backend,
     /// Person file for the embedded review store (default: the file `lake run --people` used).
     #[arg(long, value_name = "FILE", global = true)]
     people: Option<PathBuf>,
@@ -50,7 +52,7 @@ enum ReviewCmd {
         limit: i64,
         /// pending | accepted | rejected
         #[arg(long, default_value = "pending")]
-        status: String,
+        status: ReviewStatus,
         /// Show names and birth dates in full (PHI: only on an approved workstation).
         #[arg(long)]
         unmask: bool,
@@ -71,6 +73,9 @@ enum ReviewCmd {
         #[arg(long, env = "USER")]
         reviewer: String,
     },
+    /// Write the completed row of an accepted review again: after an accept whose decision was
+    /// recorded but whose row could not be written (the same key and bytes; the ledger moves once).
+    Complete { id: i64 },
     /// Reject the proposal: the row stays in quarantine.
     Reject {
         id: i64,
@@ -123,7 +128,7 @@ async fn open(a: &ReviewArgs) -> Result<Box<dyn ReviewDesk>> {
 
 /// The ports accepted rows are written through (and bad rows read from).
 async fn row_deps(a: &ReviewArgs) -> Result<Deps> {
-    if a.backend != "aws" {
+    if a.backend != layer::Backend::Aws {
         return Ok(lake::embedded::local_deps(&a.lake, None).0);
     }
     use layer::config::{names, opt, var};
@@ -174,17 +179,10 @@ async fn serve(a: &ReviewArgs, port: u16, reviewer: &str, idle: u64, lease: i64)
         )),
         ..Default::default()
     };
-    let app = review_web::App {
-        desk,
-        store,
-        deps,
-        auth: review_web::Auth::Local(auth),
-        rules: pii_matching::Rules::builtin(),
-        settings,
-    };
+    let app = review_web::App { desk, store, deps, auth: review_web::Auth::Local(auth), settings };
     let listener = review_web::bind_local(port).await?;
     let addr = listener.local_addr()?;
-    println!("review web: open http://{addr}/login?token={token}");
+    println!("review web (the link signs in one browser, once): open http://{addr}/login?token={token}");
     use std::io::Write;
     std::io::stdout().flush()?;
     review_web::serve(listener, Arc::new(app)).await?;
@@ -218,7 +216,7 @@ pub fn run(a: ReviewArgs) -> Result<ExitCode> {
         match &a.cmd {
             ReviewCmd::List { limit, status, unmask } => {
                 let deps = row_deps(&a).await?;
-                print_list(&review::list(store, &deps, status, *limit, *unmask).await?, status, *unmask);
+                print_list(&review::list(store, &deps, *status, *limit, *unmask).await?, *status, *unmask);
             }
             ReviewCmd::Show { id, unmask } => {
                 let r = review::get(store, *id).await?;
@@ -234,6 +232,14 @@ pub fn run(a: ReviewArgs) -> Result<ExitCode> {
                     done.person_id, done.bucket, done.key
                 );
             }
+            ReviewCmd::Complete { id } => {
+                let deps = row_deps(&a).await?;
+                let done = review::complete_again(store, &deps, *id).await?;
+                println!(
+                    "review {id}: person {}; completed row written to {}/{}",
+                    done.person_id, done.bucket, done.key
+                );
+            }
             ReviewCmd::Reject { id, reviewer } => {
                 let r = review::reject(store, *id, reviewer).await?;
                 println!("rejected review {id}: the row stays in quarantine ({})", r.record_ref);
@@ -244,7 +250,7 @@ pub fn run(a: ReviewArgs) -> Result<ExitCode> {
     })
 }
 
-fn print_list(rows: &[review::Listed], status: &str, unmask: bool) {
+fn print_list(rows: &[review::Listed], status: ReviewStatus, unmask: bool) {
     println!(
         "{:>8}  {:<24}  {:<10}  {:<14}  {:>6}  {:>5}  {:<16}  record",
         "id", "record_ref", "dataset", "source", "score", "cands", "rule"

@@ -6,17 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use pii_matching::train::{self, TrainOptions};
 use pii_matching::{evaluate, Rules};
-
-#[derive(Subcommand)]
-pub enum RulesCmd {
-    /// Learn the comparison weights from the data (u from random pairs, m by EM over the
-    /// blocked pairs), choose the exact tier's threshold for a precision of 0.999, and write
-    /// the rules with them.
-    Train(TrainArgs),
-}
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -48,8 +40,7 @@ pub struct TrainArgs {
     random_pairs: usize,
 }
 
-pub fn run(cmd: RulesCmd) -> Result<ExitCode> {
-    let RulesCmd::Train(a) = cmd;
+pub async fn run(a: TrainArgs) -> Result<ExitCode> {
     let (base, rules) = match &a.rules {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -64,13 +55,7 @@ pub fn run(cmd: RulesCmd) -> Result<ExitCode> {
     let truth = a.truth.as_deref().map(evaluate::read_truth).transpose()?;
     let o = TrainOptions { seed: a.seed, random_pairs: a.random_pairs, ..TrainOptions::default() };
     eprintln!("training on {} records against {} persons ...", records.len(), index.len());
-    let t = tokio::runtime::Builder::new_current_thread().build()?.block_on(train::train(
-        &rules,
-        &index,
-        &records,
-        truth.as_ref(),
-        &o,
-    ))?;
+    let t = train::train(&rules, &index, &records, truth.as_ref(), &o).await?;
     let text = train::write_rules(&base, &t).map_err(anyhow::Error::msg)?;
     std::fs::write(&a.out, text).with_context(|| format!("writing {}", a.out.display()))?;
     let report = train::report(&t);

@@ -139,13 +139,19 @@ fn people_file_matches_completes_and_proposes_and_a_rerun_changes_nothing() {
     // the table: the matching columns, and every file through matching
     assert!(out.contains("matched  proposed  unmatched"), "{out}");
     let rows = table_rows(&out);
-    assert_eq!(rows.len(), 14, "one row per sample file: {out}");
+    assert_eq!(rows.len(), 23, "one row per sample file: {out}");
     for r in &rows {
-        // a file without bad rows never reaches matching (no match counts)
-        let stage = if r[7] == "-" { "workflow" } else { "matched" };
+        // a file without bad rows never reaches matching (no match counts); the NDJSON parts of
+        // the FHIR Bulk Data export are joined into its manifest's outputs
+        let stage = match r[7].as_str() {
+            "-" if r[1] == "ridgeline_bulk" && r[4] == "0" => "joined",
+            "-" => "workflow",
+            _ => "matched",
+        };
         assert_eq!((r[2].as_str(), r[3].as_str()), ("DONE", stage), "{out}");
     }
-    assert_eq!(rows.iter().filter(|r| r[3] == "matched").count(), 12, "{out}");
+    assert_eq!(rows.iter().filter(|r| r[3] == "joined").count(), 4, "{out}");
+    assert_eq!(rows.iter().filter(|r| r[3] == "matched").count(), 14, "{out}");
     let col = |source: &str, i: usize| -> u64 {
         rows.iter().filter(|r| r[1] == source).map(|r| r[i].parse::<u64>().unwrap()).sum()
     };
@@ -155,19 +161,21 @@ fn people_file_matches_completes_and_proposes_and_a_rerun_changes_nothing() {
     assert_eq!((col("brookside_xlsx", 7), col("brookside_xlsx", 8)), (0, 3), "no address: proposed");
     assert_eq!((col("harbor_lab", 7), col("harbor_lab", 5)), (2, 0), "completed rows leave `bad`");
     assert!(
-        out.contains("matching: 12 row(s) matched and completed into raw/ (*.matched.parquet), 8 proposed"),
+        out.contains("matching: 14 row(s) matched and completed into raw/ (*.matched.parquet), 8 proposed"),
         "{out}"
     );
 
     // exact matches: completed rows in the dataset, SSN from the person file
     let done = completed(&l, ".matched.parquet");
-    assert_eq!(done.len(), 12, "{done:?}");
+    assert_eq!(done.len(), 14, "{done:?}");
     assert!(done.iter().all(|r| r.2.as_deref().is_some_and(|s| s.starts_with("900-10-"))), "{done:?}");
     assert_eq!(ssn_of(&done, "2000000010").as_deref(), Some("900-10-0001"), "county_general: exact copy");
     assert_eq!(ssn_of(&done, "V1000000316").as_deref(), Some("900-10-0006"), "st_marys: surname typo");
     assert_eq!(ssn_of(&done, "VC-3000000024").as_deref(), Some("900-10-0007"), "valley_clinic: exact");
     assert_eq!(ssn_of(&done, "2000000191").as_deref(), Some("900-10-0003"), "new phone, same address");
-    assert_eq!(ssn_of(&done, "enc-2").as_deref(), Some("900-10-0009"), "riverside_fhir: exact copy");
+    // riverside_fhir's JSON and XML samples and the ridgeline export hold the same people
+    let enc2: Vec<Option<&str>> = done.iter().filter(|r| r.1 == "enc-2").map(|r| r.2.as_deref()).collect();
+    assert_eq!(enc2, [Some("900-10-0009"); 3], "riverside_fhir (JSON, XML), ridgeline_bulk: exact copy");
     assert_eq!(ssn_of(&done, "V1000000435"), None, "no person: not completed");
 
     // the rest stays in quarantine, with reasons; the bad files are still there
@@ -176,7 +184,7 @@ fn people_file_matches_completes_and_proposes_and_a_rerun_changes_nothing() {
     assert_eq!((count("unmatched"), count("in_review"), count("incomplete")), (47, 8, 1), "{left:?}");
     assert!(left.contains(&("county_general".into(), 3, "unmatched".into())), "same name, other person");
     assert!(left.contains(&("st_marys".into(), 0, "incomplete".into())), "its MRN is missing too");
-    assert_eq!(files(&l.join("buckets/quarantine/bad"), ".bad.parquet").len(), 12);
+    assert_eq!(files(&l.join("buckets/quarantine/bad"), ".bad.parquet").len(), 14);
 
     // proposals: in the embedded review store, listed masked
     let o = lake(&["review", "list", "--lake", l.to_str().unwrap()]);
@@ -233,24 +241,27 @@ fn without_people_matching_is_skipped_and_said_so_then_a_run_with_people_drains_
     let out = run(&l, None);
     assert!(out.contains("matching skipped (no --people FILE)"), "{out}");
     assert!(
-        out.contains("the bad rows of 12 file(s) (68 row(s)) are left pending on the pii queue"),
+        out.contains("the bad rows of 14 file(s) (70 row(s)) are left pending on the pii queue"),
         "{out}"
     );
     let rows = table_rows(&out);
-    assert!(
-        rows.iter().all(|r| r[7] == "-" && r[3] == if r[5] == "0" { "workflow" } else { "matching-pending" }),
-        "{out}"
-    );
-    assert_eq!(rows.iter().filter(|r| r[3] == "matching-pending").count(), 12, "{out}");
-    assert_eq!(files(&l.join("queues/pii"), ".json").len(), 12, "the pii queue is left as it was");
+    let settled = |r: &Vec<String>| {
+        r[3] == "joined" || r[3] == if r[5] == "0" { "workflow" } else { "matching-pending" }
+    };
+    assert!(rows.iter().all(|r| r[7] == "-" && settled(r)), "{out}");
+    assert_eq!(rows.iter().filter(|r| r[3] == "matching-pending").count(), 14, "{out}");
+    assert_eq!(files(&l.join("queues/pii"), ".json").len(), 14, "the pii queue is left as it was");
     assert!(files(&l.join("buckets/raw"), ".matched.parquet").is_empty());
     assert!(!l.join("reviews").exists());
 
     let out = run(&l, Some(&people()));
     let rows = table_rows(&out);
-    assert!(rows.iter().all(|r| r[3] == if r[7] == "-" { "workflow" } else { "matched" }), "{out}");
-    assert_eq!(rows.iter().filter(|r| r[3] == "matched").count(), 12, "{out}");
-    assert_eq!(completed(&l, ".matched.parquet").len(), 12);
+    assert!(
+        rows.iter().all(|r| r[3] == "joined" || r[3] == if r[7] == "-" { "workflow" } else { "matched" }),
+        "{out}"
+    );
+    assert_eq!(rows.iter().filter(|r| r[3] == "matched").count(), 14, "{out}");
+    assert_eq!(completed(&l, ".matched.parquet").len(), 14);
     assert!(files(&l.join("queues/pii"), ".json").is_empty(), "drained");
 }
 

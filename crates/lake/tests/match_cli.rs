@@ -1,6 +1,8 @@
-//! `lake match` through the binary: records against the example person file in memory, the
-//! decisions CSV, and precision / recall per tier against a truth file.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `lake match` and `lake rules` through the binary: records (CSV, lower case, Parquet, a source's
+//! own file through its contract) against the example person file in memory or a PostgreSQL
+//! index, the decisions CSV, precision / recall per tier against a truth file, `--rules`; rules
+//! files checked and published (an invalid one named and refused).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,4 +77,242 @@ r3,ZEBEDEE,QUIXWORTH,2001-01-01,M,1 NOWHERE LN,NOWHERE,09999,
         );
         assert!(stdout.contains(&want), "{want:?} in\n{stdout}");
     }
+}
+
+fn lake(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_lake")).args(args).current_dir(root()).output().unwrap();
+    (o.status.success(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+/// `lake match --people config/people.example.csv` on `records`; the decisions file's rows.
+fn decide(dir: &Path, name: &str, records: &Path, extra: &[&str]) -> Vec<String> {
+    let out = dir.join(format!("{name}.csv"));
+    let people = root().join("config/people.example.csv");
+    let mut args =
+        vec!["match", "--people", people.to_str().unwrap(), "--records", records.to_str().unwrap()];
+    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend(extra);
+    let (ok, stdout, stderr) = lake(&args);
+    assert!(ok, "{stdout}{stderr}");
+    std::fs::read_to_string(out).unwrap().lines().skip(1).map(String::from).collect()
+}
+
+const RECORDS: &str = "record_id,first_name,last_name,dob,sex,address,city,zip,phone
+r1,ALEXANDER,BARNES,1999-04-06,M,8 HILLSIDE PL,CHELMSFORD,01824,774-833-1605
+r2,JAMES,WALSH,1933-05-25,M,1178 FOREST DR,WALTHAM,02452,781-447-3083
+r3,ZEBEDEE,QUIXWORTH,2001-01-01,M,1 NOWHERE LN,NOWHERE,09999,
+";
+
+#[test]
+fn records_typed_in_lower_case_or_given_as_parquet_decide_like_canonical_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = dir.path().join("clean.csv");
+    std::fs::write(&clean, RECORDS).unwrap();
+    let messy = dir.path().join("messy.csv");
+    std::fs::write(
+        &messy,
+        "record_id,first_name,last_name,dob,sex,address,city,zip,phone
+r1, alexander ,barnes,04/06/1999,male,8  hillside pl,chelmsford,1824,(774) 833-1605
+r2,james,walsh,19330525,m,1178 forest dr,waltham,02452-1234,781.447.3083
+r3,zebedee,quixworth,2001-01-01,m,1 nowhere ln,nowhere,09999,
+",
+    )
+    .unwrap();
+    let want = decide(dir.path(), "clean", &clean, &[]);
+    assert_eq!(decide(dir.path(), "messy", &messy, &[]), want, "normalised like the index");
+
+    // the same records as Parquet (dob as a date column)
+    use arrow_array::{ArrayRef, Date32Array, RecordBatch, StringArray};
+    let s = |v: &[&str]| -> ArrayRef { std::sync::Arc::new(StringArray::from(v.to_vec())) };
+    let rows: Vec<Vec<&str>> = RECORDS.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let col = |i: usize| s(&rows.iter().map(|r| r[i]).collect::<Vec<_>>());
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let dob: Vec<i32> = rows
+        .iter()
+        .map(|r| (chrono::NaiveDate::parse_from_str(r[3], "%Y-%m-%d").unwrap() - epoch).num_days() as i32)
+        .collect();
+    let b = RecordBatch::try_from_iter([
+        ("record_id", col(0)),
+        ("first_name", col(1)),
+        ("last_name", col(2)),
+        ("dob", std::sync::Arc::new(Date32Array::from(dob)) as ArrayRef),
+        ("sex", col(4)),
+        ("address", col(5)),
+        ("city", col(6)),
+        ("zip", col(7)),
+        ("phone", col(8)),
+    ])
+    .unwrap();
+    let pq = dir.path().join("records.parquet");
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&pq).unwrap(), b.schema(), None).unwrap();
+    w.write(&b).unwrap();
+    w.close().unwrap();
+    assert_eq!(decide(dir.path(), "parquet", &pq, &[]), want);
+}
+
+#[test]
+fn rules_given_with_rules_decide_and_an_invalid_rules_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("r.csv");
+    std::fs::write(&records, RECORDS).unwrap();
+    let shipped = std::fs::read_to_string(root().join("config/matching.toml")).unwrap();
+    assert!(shipped.contains("min_score = 28.0\n") && shipped.contains("min_score = 20.0"));
+    // every rule needs 500 points: nothing is exact, nothing is proposed
+    let strict = shipped
+        .replacen("min_score = 28.0\n", "", 1)
+        .replace("[[tiers.exact.rules]]\nname = ", "[[tiers.exact.rules]]\nmin_score = 500.0\nname = ")
+        .replacen("min_score = 20.0", "min_score = 500.0", 1);
+    let strict_path = dir.path().join("strict.toml");
+    std::fs::write(&strict_path, strict).unwrap();
+    let default = decide(dir.path(), "default", &records, &[]);
+    assert!(default[0].starts_with("r1,exact,"), "{default:?}");
+    let with = decide(dir.path(), "strict", &records, &["--rules", strict_path.to_str().unwrap()]);
+    assert!(with.iter().all(|r| r.split(',').nth(1) == Some("none")), "{with:?}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, shipped.replacen("field = \"city\"", "field = \"town\"", 1)).unwrap();
+    let people = root().join("config/people.example.csv");
+    let (ok, _, err) = lake(&[
+        "match",
+        "--people",
+        people.to_str().unwrap(),
+        "--records",
+        records.to_str().unwrap(),
+        "--rules",
+        bad.to_str().unwrap(),
+        "--out",
+        dir.path().join("x.csv").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("bad.toml") && err.contains("town"), "{err}");
+}
+
+#[test]
+fn records_mapped_through_a_source_contract_are_the_transform_s_canonical_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = root().join("samples/st_marys/st_marys_600.csv");
+    let out = dir.path().join("d.csv");
+    let people = root().join("config/people.example.csv");
+    let (ok, stdout, stderr) = lake(&[
+        "match",
+        "--people",
+        people.to_str().unwrap(),
+        "--records",
+        input.to_str().unwrap(),
+        "--contract",
+        "st_marys",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    // "<file>: N rows through contract <c> (G good, B bad, M malformed and left out)"
+    let counts = stderr.split("through contract").nth(1).unwrap_or_else(|| panic!("{stderr}"));
+    let n = |what: &str| -> usize {
+        let at = counts.find(&format!(" {what}")).unwrap();
+        counts[..at].rsplit(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    assert_eq!(rows.len(), n("good") + n("bad"), "every good and bad row decided once: {stderr}");
+    assert!(n("bad") > 0, "the sample has rows missing an identity field: {stderr}");
+    // ids are the contract's encounter ids (VisitID); a bad row without one is numbered
+    let with_id = rows.iter().filter(|r| r.starts_with('V')).count();
+    assert!(with_id >= n("good") && with_id < rows.len() + 1, "{with_id} of {}", rows.len());
+    assert!(stdout.contains(&format!("{} records in", rows.len())), "{stdout}");
+    assert!(rows.iter().any(|r| r.contains(",exact,")), "sample rows of the example persons match exactly");
+
+    let (ok, _, err) = lake(&[
+        "match",
+        "--people",
+        people.to_str().unwrap(),
+        "--records",
+        input.to_str().unwrap(),
+        "--contract",
+        "no_such_source",
+    ]);
+    assert!(!ok && err.contains("no_such_source"), "{err}");
+}
+
+#[test]
+fn rules_check_names_the_wrong_field_and_publish_refuses_an_invalid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = lake(&["rules", "check", "config/matching.toml"]);
+    assert!(ok && out.starts_with("ok: config/matching.toml: 4 blocking pass(es)"), "{out}{err}");
+    let shipped = std::fs::read_to_string(root().join("config/matching.toml")).unwrap();
+    for (from, to, names) in [
+        ("field = \"city\"", "field = \"town\"", "town"),
+        ("{ kind = \"nickname\", weight = 4.0 }", "{ kind = \"nickname\", weight = 9.0 }", "(first_name)"),
+        (
+            "last_name = [\"exact\", \"normalised\"], dob = [\"exact\"], address",
+            "last_name = [\"exakt\"], dob = [\"exact\"], address",
+            "last_name has no level \"exakt\"",
+        ),
+    ] {
+        assert!(shipped.contains(from), "{from}");
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, shipped.replacen(from, to, 1)).unwrap();
+        let (ok, _, err) = lake(&["rules", "check", bad.to_str().unwrap()]);
+        assert!(!ok && err.contains(names), "{names} in {err}");
+
+        let lk = dir.path().join("lake");
+        let (ok, _, err) = lake(&["rules", "publish", bad.to_str().unwrap(), "--lake", lk.to_str().unwrap()]);
+        assert!(!ok && err.contains("nothing published"), "{err}");
+        assert!(
+            !lk.join("meta/rules/matching/current.json").exists(),
+            "an invalid file never becomes current"
+        );
+    }
+    let lk = dir.path().join("lake");
+    let publish = |f: &str| lake(&["rules", "publish", f, "--lake", lk.to_str().unwrap()]);
+    let (ok, out, err) = publish("config/matching.toml");
+    assert!(ok && out.contains("published matching rules v1"), "{out}{err}");
+    let (ok, out, _) = publish("config/matching.toml");
+    assert!(ok && out.contains("unchanged: matching rules v1"), "{out}");
+}
+
+/// The PostgreSQL server of `scripts/test.sh` (skipped without one, except under CI=true).
+fn database_url() -> Option<String> {
+    let url = std::env::var("LAKE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "LAKE_TEST_DATABASE_URL is not set under CI=true: this test needs a real PostgreSQL"
+        );
+        eprintln!(
+            "SKIPPED: LAKE_TEST_DATABASE_URL is not set (`bash scripts/test.sh -p lake --test match_cli`)"
+        );
+    }
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_index_given_with_database_url_decides_like_the_person_file() {
+    let Some(url) = database_url() else { return };
+    let admin = pii_matching::pg::Db::from_url(&url, 1).unwrap();
+    let name = format!("lake_match_{}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
+    let db_url = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+    let (ok, out, err) = lake(&["db", "migrate", "--database-url", &db_url]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = lake(&["people", "load", "config/people.example.csv", "--database-url", &db_url]);
+    assert!(ok, "{out}{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("r.csv");
+    std::fs::write(&records, RECORDS).unwrap();
+    let want = decide(dir.path(), "memory", &records, &[]);
+    let out = dir.path().join("pg.csv");
+    let (ok, stdout, stderr) = lake(&[
+        "match",
+        "--database-url",
+        &db_url,
+        "--records",
+        records.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let got: Vec<String> = std::fs::read_to_string(out).unwrap().lines().skip(1).map(String::from).collect();
+    assert_eq!(got, want);
+    assert!(got[0].starts_with("r1,exact,") && got[2].starts_with("r3,none,"), "{got:?}");
 }

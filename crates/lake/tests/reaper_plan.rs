@@ -46,7 +46,7 @@ fn plan_on_the_example_fleet_prints_each_decision_and_its_rule() {
         rows[0],
         ["WORKSPACE", "USER", "STATE", "LAST CONNECTION", "DAYS INACTIVE", "DECISION", "RULE"]
     );
-    assert_eq!(rows.len(), 11, "header + 10 WorkSpaces");
+    assert_eq!(rows.len(), 12, "header + 11 WorkSpaces");
     assert_eq!(
         row(&rows, "ws-0a1b2c3d1"),
         [
@@ -88,6 +88,8 @@ fn plan_on_the_example_fleet_prints_each_decision_and_its_rule() {
         rule("ws-0a1b2c3da"),
         ("at-risk next run".into(), "never-connected-passes-limit-before-next-run".into())
     );
+    // Over the limit, but no earlier run warned p.osei: warned now, removed at the next run.
+    assert_eq!(rule("ws-0a1b2c3db"), ("at-risk next run".into(), "over-limit-warn-first".into()));
     assert_eq!(rule("ws-0a1b2c3d3"), ("keep".into(), "used-within-limit".into()));
     assert_eq!(rule("ws-0a1b2c3d4"), ("keep".into(), "exempt-tag".into()));
     assert_eq!(rule("ws-0a1b2c3d5"), ("keep".into(), "protected-state".into()));
@@ -96,16 +98,20 @@ fn plan_on_the_example_fleet_prints_each_decision_and_its_rule() {
     assert_eq!(row(&rows, "ws-0a1b2c3d9")[3..], ["unknown", "-", "keep", "status-unavailable"]);
     // Ordered as the report: would-terminate first, then at risk, then kept.
     let order: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
-    assert_eq!(&order[..4], ["ws-0a1b2c3d1", "ws-0a1b2c3d7", "ws-0a1b2c3d2", "ws-0a1b2c3da"]);
+    assert_eq!(&order[..5], ["ws-0a1b2c3d1", "ws-0a1b2c3d7", "ws-0a1b2c3d2", "ws-0a1b2c3da", "ws-0a1b2c3db"]);
 
     // Nothing terminated: no row says so, the summary says so, and the fleet file is untouched.
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!rows.iter().any(|r| r[5] == "terminated"), "{text}");
     assert!(
         text.contains(
-            "10 WorkSpace(s) at 2025-03-10 06:00 UTC: 2 would be terminated, 0 held by the cap, \
-         2 at risk before the next run (2025-03-17), 6 kept."
+            "11 WorkSpace(s) at 2025-03-10 06:00 UTC: 2 would be terminated, 0 held by the cap, \
+         3 at risk before the next run (2025-03-17), 6 kept."
         ),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 of the at-risk WorkSpace(s) are over the limit, but their users were not warned"),
         "{text}"
     );
     assert!(text.contains("Dry run: nothing was terminated and nobody was notified."), "{text}");
@@ -179,10 +185,10 @@ fn plan_as_json_and_csv_gives_decision_rule_and_idle_seconds() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["mode"], "dry-run");
-    assert_eq!((doc["fleet"].as_u64(), doc["planned_terminations"].as_u64()), (Some(10), Some(2)));
+    assert_eq!((doc["fleet"].as_u64(), doc["planned_terminations"].as_u64()), (Some(11), Some(2)));
     assert_eq!(doc["cap_tripped"], false);
     let ws = doc["workspaces"].as_array().unwrap();
-    assert_eq!(ws.len(), 10);
+    assert_eq!(ws.len(), 11);
     let first = &ws[0];
     assert_eq!(first["workspace_id"], "ws-0a1b2c3d1");
     assert_eq!(first["decision"], "would-terminate");
@@ -206,7 +212,7 @@ fn plan_as_json_and_csv_gives_decision_rule_and_idle_seconds() {
         lines.next(),
         Some("ws-0a1b2c3d1,m.garcia,d-0123456789,AVAILABLE,2025-02-20T09:15:00Z,1543500,17,would-terminate,inactive-over-limit,")
     );
-    assert_eq!(text.lines().count(), 11);
+    assert_eq!(text.lines().count(), 12);
     let both = lake(&["reaper", "plan", "--fleet", "config/fleet.example.json", "--json", "--csv"]);
     assert_eq!(both.status.code(), Some(2), "--json and --csv exclude each other");
 }

@@ -1,8 +1,9 @@
 //! A reviewer in a real browser: Debian's Chromium (headless, driven by `playwright-core` from
 //! `crates/review-web/browser`) against `lake review serve` on 127.0.0.1 over an embedded lake
-//! with proposals. The browser opens the queue, opens a proposal, reveals its phone, accepts
-//! candidate 1 with the keyboard and lands on the next proposal; then two browsers race to
-//! accept one proposal. Afterwards the raw bucket holds the completed row (read back as
+//! with proposals. The browser signs in once with the printed link (a second use is refused),
+//! opens the queue, opens a proposal, reveals its phone, accepts candidate 1 with the keyboard and
+//! lands on the next proposal; moves with j and k, skips with s, accepts the second of three
+//! candidates with 2, rejects with r; then two tabs race to accept one proposal. Afterwards the raw bucket holds the completed row (read back as
 //! Parquet) and the audit trail the reveal and exactly one decision per proposal.
 //!
 //! Needs `/usr/bin/chromium` (or `CHROMIUM`) and `npm ci` in `crates/review-web/browser`
@@ -67,6 +68,7 @@ fn a_reviewer_decides_in_chromium_and_a_race_lands_once() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (multi, persons) = three_candidates(&l);
     let mut child = Command::new(env!("CARGO_BIN_EXE_lake"))
         .args(["review", "serve", "--lake", l.to_str().unwrap(), "--port", "0", "--reviewer", "ana"])
         .env_remove("LAKE_DATABASE_URL")
@@ -83,7 +85,10 @@ fn a_reviewer_decides_in_chromium_and_a_race_lands_once() {
     assert!(login.starts_with("http://127.0.0.1:") && login.contains("/login?token="), "{line}");
 
     let mut node = Command::new("node");
-    node.arg(driver.join("review.mjs")).env("REVIEW_LOGIN", &login).env("CHROMIUM", &chromium);
+    node.arg(driver.join("review.mjs"))
+        .env("REVIEW_LOGIN", &login)
+        .env("REVIEW_MULTI", multi.to_string())
+        .env("CHROMIUM", &chromium);
     if let Ok(shots) = std::env::var("REVIEW_SHOTS") {
         node.env("SHOTS", shots);
     }
@@ -112,10 +117,33 @@ fn a_reviewer_decides_in_chromium_and_a_race_lands_once() {
         assert_eq!(b.num_rows(), 1);
         assert!(strings(&b, "ssn")[0].as_deref().is_some_and(|s| s.starts_with("900-10-")), "completed");
     }
+    // the keys: 2 accepted the second of three candidates, r rejected, s skipped, j/k moved
+    let k = &r["keys"];
+    assert_eq!(k["multi"].as_i64(), Some(multi));
+    let m = store.get(multi).unwrap().unwrap();
+    assert_eq!((m.status.as_str(), m.accepted_person_id), ("accepted", Some(persons[1])), "key 2");
+    let key = pii_matching::rows::output_key(&m.bad_key, &format!("reviewed-{}", m.row_index));
+    let b =
+        pii_matching::rows::read_parquet(std::fs::read(l.join("buckets/raw").join(key)).unwrap()).unwrap();
+    assert_eq!(
+        strings(&b, "ssn"),
+        [Some(format!("900-10-{:04}", persons[1] - 9000000))],
+        "candidate 2's values"
+    );
+    let rejected = k["rejected"].as_i64().unwrap();
+    assert_eq!(store.get(rejected).unwrap().unwrap().status, "rejected", "key r");
+    let (skipped, forward) = (k["skipped"].as_i64().unwrap(), k["forward"].as_i64().unwrap());
+    assert_ne!(skipped, forward, "key j moved to another proposal");
     let decisions = store.decisions().unwrap();
     let accepted_once = |id: i64| {
         let rr = store.get(id).unwrap().unwrap().record_ref;
-        decisions.iter().filter(|d| d.decision.record_ref == rr && d.decision.tier == "accepted").count()
+        decisions
+            .iter()
+            .filter(|d| {
+                d.decision.record_ref == rr
+                    && d.decision.tier == pii_matching::reviews::DecisionTier::Accepted
+            })
+            .count()
     };
     assert_eq!((accepted_once(opened), accepted_once(raced)), (1, 1));
 
@@ -141,4 +169,36 @@ fn a_reviewer_decides_in_chromium_and_a_race_lands_once() {
     );
     assert_eq!((has("accept", opened), has("accept", raced)), (1, 1), "{trail:?}");
     assert!(has("view", opened) >= 2 && has("view", next) >= 1);
+    assert_eq!((has("skip", skipped), has("reject", rejected), has("accept", multi)), (1, 1, 1), "{trail:?}");
+    assert!(has("view", forward) >= 1 && has("view", skipped) >= 2, "j and k opened the pages");
+}
+
+/// Gives the second-to-last pending proposal three candidates, as the matcher stores them
+/// (editing the embedded review store before the server starts); its id and the persons.
+fn three_candidates(l: &Path) -> (i64, [i64; 3]) {
+    let path = lake::embedded::review_store(l).path();
+    let mut s: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let pending: Vec<usize> = s["reviews"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r["status"] == "pending")
+        .map(|(i, _)| i)
+        .collect();
+    let e = &mut s["reviews"][pending[pending.len() - 2]];
+    let first = e["candidates"][0].clone();
+    let p0 = first["person_id"].as_i64().unwrap();
+    let others: Vec<i64> = [9000001, 9000002, 9000003].into_iter().filter(|p| *p != p0).take(2).collect();
+    let mut cands = vec![first.clone()];
+    for (i, p) in others.iter().enumerate() {
+        let mut c = first.clone();
+        c["person_id"] = serde_json::json!(p);
+        c["score"] = serde_json::json!(first["score"].as_f64().unwrap() - 1.0 - i as f64);
+        cands.push(c);
+    }
+    e["candidates"] = serde_json::Value::Array(cands);
+    let id = e["review_id"].as_i64().unwrap();
+    std::fs::write(&path, serde_json::to_vec(&s).unwrap()).unwrap();
+    (id, [p0, others[0], others[1]])
 }

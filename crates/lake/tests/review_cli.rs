@@ -13,7 +13,6 @@ use std::sync::Arc;
 use arrow_array::{Array, RecordBatch, StringArray};
 use pii_matching::handler::MatchDeps;
 use pii_matching::pg::{copy_people_csv, Db, PgIndex, PgReviews};
-use pii_matching::{Matcher, Rules};
 
 const KMS_KEY: &str =
     "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/11111111-2222-3333-4444-555555555555";
@@ -75,7 +74,7 @@ async fn lake_with_pg_proposals(l: &Path, db: &Arc<Db>) {
         pipeline: deps,
         index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
         reviews: Arc::new(PgReviews { db: db.clone() }),
-        matcher: Arc::new(Matcher::new(Rules::builtin())),
+        matcher: Arc::new(pii_matching::rules_store::ActiveRules::builtin()),
     };
     lake::embedded::drain_matching(&m).await.unwrap();
 }
@@ -324,7 +323,7 @@ async fn accept_through_the_aws_backend_writes_sse_kms_to_s3_with_the_secret_fro
     // the proposal's bad rows, where the Lambda would have left them: the quarantine bucket
     let reviews = PgReviews { db: db.clone() };
     let r = reviews
-        .list("pending", 100)
+        .list(pii_matching::reviews::ReviewStatus::Pending, 100)
         .await
         .unwrap()
         .into_iter()
@@ -584,5 +583,5 @@ async fn lake_people_load_normalises_upserts_prunes_and_rejects_bad_rows_by_line
     let wrong = dir.path().join("people_wrong.csv");
     std::fs::write(&wrong, "person_id,first_name\n1,ANNA\n").unwrap();
     let (ok, _, err) = people_load(&b, &wrong, &[]);
-    assert!(!ok && err.contains("missing column(s) last_name (for last_name)"), "{err}");
+    assert!(!ok && err.contains("missing column(s) last_name"), "{err}");
 }

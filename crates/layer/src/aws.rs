@@ -43,7 +43,7 @@ use crate::ledger::{now, PublishedContract, RunRecord};
 use crate::ports::{GuardFlag, Metadata, Notifier, ObjectStore, ObjectVersion, PortError, Queue, Received};
 
 /// An SDK error as a port error: the message is the service's error code and text (no payloads).
-fn sdk_err<E, R>(service: &'static str, op: &'static str, e: aws_sdk_s3::error::SdkError<E, R>) -> PortError
+pub(crate) fn sdk_err<E, R>(service: &'static str, op: &'static str, e: aws_sdk_s3::error::SdkError<E, R>) -> PortError
 where
     E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
@@ -156,6 +156,22 @@ impl ObjectStore for S3Store {
         }
         req.send().await.map_err(|e| sdk_err("s3", "PutObject", e))?;
         Ok(())
+    }
+
+    async fn create(
+        &self,
+        bucket: &str,
+        key: &str,
+        kms_key: Option<&str>,
+    ) -> Result<crate::ports::ObjectWriter, PortError> {
+        let sink = crate::multipart::S3Sink::new(
+            self.client.clone(),
+            bucket,
+            key,
+            kms_key,
+            crate::multipart::PART_BYTES,
+        );
+        Ok(Box::new(sink))
     }
 
     async fn list_versions(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectVersion>, PortError> {
@@ -544,6 +560,56 @@ impl Metadata for DynamoMetadata {
                 Ok(self.content_owner(source, sha256).await?.unwrap_or_default())
             }
             Err(e) => Err(sdk_err("dynamodb", "PutItem", e)),
+        }
+    }
+
+    async fn take_over_content(
+        &self,
+        source: &str,
+        sha256: &str,
+        failed_owner: &str,
+        file_id: &str,
+    ) -> Result<bool, PortError> {
+        use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem, Update};
+        let built = |e: aws_sdk_dynamodb::error::BuildError| {
+            PortError::new("dynamodb", "TransactWriteItems", e.to_string(), false)
+        };
+        // the owner's ledger entry is still FAILED (a redrive resets it to RECEIVED) ...
+        let owner_failed = ConditionCheck::builder()
+            .table_name(&self.runs_table)
+            .key("pk", s(format!("run#{failed_owner}")))
+            .key("sk", s("ledger"))
+            .condition_expression("#st = :failed")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":failed", s(crate::ledger::Status::Failed.as_str()))
+            .build()
+            .map_err(built)?;
+        // ... and the claim is still its: then, in the same transaction, the claim moves
+        let move_claim = Update::builder()
+            .table_name(&self.datasets_table)
+            .key("pk", s(format!("source#{source}")))
+            .key("sk", s(format!("content#{sha256}")))
+            .update_expression("SET file_id = :new, #at = :t")
+            .condition_expression("file_id = :old")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":new", s(file_id))
+            .expression_attribute_values(":old", s(failed_owner))
+            .expression_attribute_values(":t", s(now()))
+            .build()
+            .map_err(built)?;
+        let res = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(owner_failed).build())
+            .transact_items(TransactWriteItem::builder().update(move_claim).build())
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_transaction_canceled_exception()) => {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err("dynamodb", "TransactWriteItems", e)),
         }
     }
 

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::ledger::{PublishedContract, RunRecord};
-use crate::ports::{Metadata, Notifier, ObjectStore, ObjectVersion, PortError, Queue, Received};
+use crate::ports::{
+    Metadata, Notifier, ObjectSink, ObjectStore, ObjectVersion, ObjectWriter, PortError, Queue, Received,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum When {
@@ -107,8 +109,53 @@ impl ObjectStore for Faulty<dyn ObjectStore> {
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, kms: Option<&str>) -> Result<(), PortError> {
         faulty!(self, "store.put", self.inner.put(bucket, key, body.clone(), kms).await)
     }
+    async fn create(&self, bucket: &str, key: &str, kms: Option<&str>) -> Result<ObjectWriter, PortError> {
+        let inner = self.inner.create(bucket, key, kms).await?;
+        Ok(Box::new(FaultySink { inner, faults: self.faults.clone() }))
+    }
     async fn list_versions(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectVersion>, PortError> {
         self.inner.list_versions(bucket, prefix).await
+    }
+}
+
+/// A written object whose commit counts as a `store.put` (the moment it becomes visible).
+struct FaultySink {
+    inner: ObjectWriter,
+    faults: Arc<Faults>,
+}
+
+impl std::io::Write for FaultySink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(data)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[async_trait]
+impl ObjectSink for FaultySink {
+    fn written(&self) -> u64 {
+        self.inner.written()
+    }
+    fn failure(&self) -> Option<PortError> {
+        self.inner.failure()
+    }
+    async fn commit(self: Box<Self>) -> Result<(), PortError> {
+        match self.faults.check("store.put") {
+            Some((When::Before, t)) => {
+                let _ = self.inner.abort().await;
+                Err(Faults::err("store.put", t))
+            }
+            Some((When::After, t)) => {
+                let _ = self.inner.commit().await;
+                Err(Faults::err("store.put", t))
+            }
+            None => self.inner.commit().await,
+        }
+    }
+    async fn abort(self: Box<Self>) -> Result<(), PortError> {
+        self.inner.abort().await
     }
 }
 
@@ -178,6 +225,19 @@ impl Metadata for Faulty<dyn Metadata> {
     }
     async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError> {
         faulty!(self, "meta.claim_content", self.inner.claim_content(source, sha256, file_id).await)
+    }
+    async fn take_over_content(
+        &self,
+        source: &str,
+        sha256: &str,
+        failed_owner: &str,
+        file_id: &str,
+    ) -> Result<bool, PortError> {
+        faulty!(
+            self,
+            "meta.take_over_content",
+            self.inner.take_over_content(source, sha256, failed_owner, file_id).await
+        )
     }
     async fn guard_state(
         &self,

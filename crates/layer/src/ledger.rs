@@ -73,6 +73,10 @@ pub struct RunRecord {
     /// (status DONE, stage `duplicate`, no outputs of its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<String>,
+    /// For a part of a FHIR Bulk Data export: the manifest's file id, whose outputs hold this
+    /// part's rows (status DONE, stage `joined`, no outputs of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined_into: Option<String>,
 }
 
 /// The stable id of an object version: first 16 hex digits of SHA-256(bucket/key#version).
@@ -115,6 +119,7 @@ impl RunRecord {
             outputs: vec![],
             sha256: None,
             duplicate_of: None,
+            joined_into: None,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod key;
 pub mod ledger;
 pub mod local;
 pub mod metrics;
+pub mod multipart;
 pub mod ops;
 pub mod phi;
 pub mod pipeline;

@@ -28,6 +28,32 @@ fn under(root: &Path, key: &str) -> Result<PathBuf, PortError> {
     Ok(root.join(rel))
 }
 
+/// The embedded lake's names: queues, topic and buckets as the local adapters keep them.
+pub fn embedded_config() -> crate::pipeline::PipelineConfig {
+    crate::pipeline::PipelineConfig {
+        queue_delimited: "work-delimited".into(),
+        queue_json: "work-json".into(),
+        dlq: "dlq".into(),
+        alert_topic: "alerts".into(),
+        raw_bucket: "raw".into(),
+        quarantine_bucket: "quarantine".into(),
+        kms_key: None,
+        pii_queue: "pii".into(),
+    }
+}
+
+/// Local adapters under `root` (queues, topics as folders, the ledger as JSON) around `store`,
+/// with the embedded lake's names: what `lake run` and the handler tests build on.
+pub fn local_deps(root: &Path, store: LocalObjectStore) -> crate::pipeline::Deps {
+    crate::pipeline::Deps {
+        store: std::sync::Arc::new(store),
+        queue: std::sync::Arc::new(LocalQueue::new(root.join("queues"))),
+        notifier: std::sync::Arc::new(LocalNotifier::new(root.join("topics"))),
+        meta: std::sync::Arc::new(LocalMetadata::new(root.join("meta"))),
+        cfg: embedded_config(),
+    }
+}
+
 /// Buckets as folders: a bucket is mapped to a folder, or to `<root>/<bucket>`.
 pub struct LocalObjectStore {
     root: PathBuf,
@@ -97,6 +123,16 @@ impl ObjectStore for LocalObjectStore {
         tokio::fs::rename(&tmp, &p).await.map_err(|e| io("local-store", "put", e))
     }
 
+    async fn create(
+        &self,
+        bucket: &str,
+        key: &str,
+        _kms: Option<&str>,
+    ) -> Result<crate::ports::ObjectWriter, PortError> {
+        let p = under(&self.bucket_dir(bucket), key)?;
+        Ok(Box::new(LocalSink::create(p)?))
+    }
+
     async fn list_versions(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectVersion>, PortError> {
         let root = self.bucket_dir(bucket);
         let mut out = Vec::new();
@@ -127,6 +163,79 @@ impl ObjectStore for LocalObjectStore {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+}
+
+/// A new local object: written to a temporary file beside it (named `*.partial`, which
+/// listings skip) and renamed into place on commit, so a reader never sees half an object;
+/// removed when aborted or dropped.
+pub struct LocalSink {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    written: u64,
+}
+
+/// Tells apart the temporary files of objects written at the same time.
+static SINK_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl LocalSink {
+    fn create(path: PathBuf) -> Result<Self, PortError> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| io("local-store", "create", e))?;
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let seq = SINK_SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_file_name(format!(".{name}.{}-{seq}.partial", std::process::id()));
+        let file = std::fs::File::create(&tmp).map_err(|e| io("local-store", "create", e))?;
+        Ok(Self { path, tmp, file: Some(std::io::BufWriter::with_capacity(1 << 20, file)), written: 0 })
+    }
+
+    fn file(&mut self) -> std::io::Result<&mut std::io::BufWriter<std::fs::File>> {
+        self.file.as_mut().ok_or_else(|| std::io::Error::other("the object was already closed"))
+    }
+}
+
+impl std::io::Write for LocalSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.file()?.write(data)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file()?.flush()
+    }
+}
+
+#[async_trait]
+impl crate::ports::ObjectSink for LocalSink {
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn failure(&self) -> Option<PortError> {
+        None
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<(), PortError> {
+        let file = self.file.take().ok_or_else(|| PortError::new("local-store", "commit", "closed", false))?;
+        let file = file.into_inner().map_err(|e| io("local-store", "commit", e.into_error()))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| io("local-store", "commit", e))
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), PortError> {
+        Ok(()) // dropping removes the temporary file
+    }
+}
+
+impl Drop for LocalSink {
+    fn drop(&mut self) {
+        if let Some(file) = self.file.take() {
+            drop(file.into_parts()); // without writing out what is buffered
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }
 
@@ -420,6 +529,41 @@ impl Metadata for LocalMetadata {
             }
             Err(e) => Err(io("local-metadata", "content", e)),
         }
+    }
+
+    async fn take_over_content(
+        &self,
+        source: &str,
+        sha256: &str,
+        failed_owner: &str,
+        file_id: &str,
+    ) -> Result<bool, PortError> {
+        // one process drives the local adapters: a process-wide lock makes check-and-move atomic
+        // (the reads below are the same as `content_owner` and `get_run`, without an await)
+        static TAKE_OVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _held = TAKE_OVER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let p = under(&self.source_dir(source)?.join("content"), sha256)?;
+        match std::fs::read_to_string(&p) {
+            Ok(owner) if owner.trim() == failed_owner => {}
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io("local-metadata", "content", e)),
+        }
+        let owner_failed = match std::fs::read(self.run_path(failed_owner)?) {
+            Ok(b) => {
+                serde_json::from_slice::<RunRecord>(&b).map_err(|e| ser("get", e))?.status
+                    == crate::ledger::Status::Failed
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io("local-metadata", "get", e)),
+        };
+        if !owner_failed {
+            return Ok(false);
+        }
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, file_id).map_err(|e| io("local-metadata", "content", e))?;
+        std::fs::rename(&tmp, &p).map_err(|e| io("local-metadata", "content", e))?;
+        Ok(true)
     }
 
     async fn guard_state(&self, source: &str, name: GuardFlag) -> Result<Option<String>, PortError> {

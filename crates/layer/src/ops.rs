@@ -62,6 +62,11 @@ pub(crate) async fn peek_all(deps: &Deps, queue: &str) -> Result<Vec<Received>, 
     Ok(seen)
 }
 
+/// How long an NDJSON part of a FHIR Bulk Data export may wait for its export's manifest
+/// before the audit calls it at risk: an export server writes the manifest last, after every
+/// part, and a large export takes hours.
+pub const MAX_MANIFEST_WAIT_SECS: i64 = 24 * 3600;
+
 /// The verdict on one object version from its ledger entry.
 fn verdict(
     run: Option<&RunRecord>,
@@ -81,6 +86,11 @@ fn verdict(
             let age = chrono::DateTime::parse_from_rfc3339(&r.updated_at)
                 .map(|t| (now_t - t.with_timezone(&chrono::Utc)).num_seconds())
                 .unwrap_or(i64::MAX);
+            if r.stage == Stage::AwaitingManifest {
+                let limit = max_in_flight_secs.max(MAX_MANIFEST_WAIT_SECS);
+                let v = if age <= limit { AuditVerdict::InFlight } else { AuditVerdict::AtRisk };
+                return (v, format!("NDJSON part awaiting its export's manifest for {age}s"));
+            }
             let v = if age <= max_in_flight_secs { AuditVerdict::InFlight } else { AuditVerdict::AtRisk };
             (v, format!("{} / {} for {age}s", r.status.as_str(), r.stage))
         }
@@ -339,4 +349,27 @@ pub async fn redrive_raw(
         out.push((s.dlq.clone(), moved));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_part_awaiting_its_manifest_is_in_flight_for_a_day_then_at_risk() {
+        let key = crate::ObjectKey::from("ridgeline_bulk/export-1/Patient.ndjson".to_string());
+        let mut run = RunRecord::received("b", &key, None);
+        run.stage = Stage::AwaitingManifest;
+        let now_t =
+            chrono::DateTime::parse_from_rfc3339(&run.updated_at).unwrap().with_timezone(&chrono::Utc);
+        let (v, why) = verdict(Some(&run), false, now_t + chrono::Duration::hours(3), 900);
+        assert_eq!(v, AuditVerdict::InFlight, "{why}");
+        let (v, why) = verdict(Some(&run), false, now_t + chrono::Duration::hours(25), 900);
+        assert_eq!(v, AuditVerdict::AtRisk);
+        assert_eq!(why, "NDJSON part awaiting its export's manifest for 90000s");
+        run.stage = Stage::Queued;
+        let (v, _) = verdict(Some(&run), false, now_t + chrono::Duration::hours(3), 900);
+        assert_eq!(v, AuditVerdict::AtRisk, "other stages keep the ordinary limit");
+    }
 }

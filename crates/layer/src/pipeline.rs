@@ -229,7 +229,8 @@ where
                 }
                 tracing::error!(kind = %e.kind, attempts, "giving up: envelope to DLQ");
                 if let Err(fe) = fail(deps, function, source_queue, &e, attempts, body).await {
-                    tracing::error!(error = %fe, "could not record the failure; SQS keeps the message");
+                    let error = crate::sanitize::error_text(&fe);
+                    tracing::error!(%error, "could not record the failure; SQS keeps the message");
                     return true;
                 }
                 false
@@ -251,7 +252,9 @@ fn item_failure(id: String) -> BatchItemFailure {
 }
 
 /// Envelope to the DLQ, alert to SNS, ledger FAILED. The envelope is what must not be lost: the
-/// alert and the ledger are best effort after it.
+/// alert and the ledger are best effort after it. The error text is sanitised once more here
+/// (a no-op for [`StageError::port`]'s), so whatever a stage wrote, no ARN, URL or quoted key
+/// reaches the envelope, the alert or the ledger; the ports' own failures are logged sanitised.
 pub async fn fail(
     deps: &Deps,
     function: Function,
@@ -261,6 +264,7 @@ pub async fn fail(
     original: String,
 ) -> Result<(), PortError> {
     let f = e.file.as_deref().cloned().unwrap_or_default();
+    let message = crate::sanitize::port_text(&e.message);
     let env = FailureEnvelope {
         file_id: f.file_id.clone(),
         bucket: f.bucket.clone(),
@@ -269,7 +273,7 @@ pub async fn fail(
         source: f.source.clone(),
         function,
         error_kind: e.kind,
-        error_message: e.message.clone(),
+        error_message: message.clone(),
         attempts,
         first_seen: f.first_seen.clone().unwrap_or_else(now),
         failed_at: now(),
@@ -282,7 +286,7 @@ pub async fn fail(
     deps.queue.send(&deps.cfg.dlq, &body).await?;
     let (subject, text) = env.alert();
     if let Err(x) = deps.notifier.publish(&deps.cfg.alert_topic, &subject, &text).await {
-        tracing::error!(error = %x, "alert not sent");
+        tracing::error!(error = %crate::sanitize::error_text(&x), "alert not sent");
     }
     if !f.file_id.is_empty() {
         let mut run = match deps.meta.get_run(&f.file_id).await {
@@ -299,11 +303,11 @@ pub async fn fail(
         run.status = Status::Failed;
         run.stage = Stage::from(function);
         run.error_kind = Some(e.kind);
-        run.error_message = Some(e.message.clone());
+        run.error_message = Some(message);
         run.attempts = attempts;
         run.updated_at = now();
         if let Err(x) = deps.meta.put_run(&run).await {
-            tracing::error!(error = %x, "ledger not updated");
+            tracing::error!(error = %crate::sanitize::error_text(&x), "ledger not updated");
         }
         if let Some(src) = &f.source {
             let _ = deps.meta.set_dataset_status(src, Status::Failed, &f.file_id).await;

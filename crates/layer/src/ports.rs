@@ -37,6 +37,26 @@ pub struct ObjectVersion {
 /// blocking pool); a failure mid-way is an `io::Error`.
 pub type ObjectReader = Box<dyn std::io::Read + Send>;
 
+/// A new object being written, blocking `Write` side first (a transform writes it on the
+/// blocking pool), memory bounded whatever its size. Nothing is visible until `commit`; an
+/// object dropped or aborted before that leaves nothing behind (on S3 its multipart upload is
+/// aborted, so no parts stay stored and billed).
+#[async_trait]
+pub trait ObjectSink: std::io::Write + Send {
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+    /// Why writing failed, when the store itself refused it (a `write` then returns an
+    /// `io::Error` naming the same cause).
+    fn failure(&self) -> Option<PortError>;
+    /// Stores what was written as the object and makes it visible.
+    async fn commit(self: Box<Self>) -> Result<(), PortError>;
+    /// Discards what was written; waits until the store has let go of it.
+    async fn abort(self: Box<Self>) -> Result<(), PortError>;
+}
+
+/// A boxed object sink.
+pub type ObjectWriter = Box<dyn ObjectSink>;
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn get(&self, bucket: &str, key: &str, version: Option<&str>) -> Result<Vec<u8>, PortError>;
@@ -50,6 +70,9 @@ pub trait ObjectStore: Send + Sync {
         body: Vec<u8>,
         kms_key: Option<&str>,
     ) -> Result<(), PortError>;
+    /// Starts writing an object of any size (on S3: one PutObject when it stays under a part,
+    /// else a multipart upload); with `kms_key`, encrypted with SSE-KMS under that key.
+    async fn create(&self, bucket: &str, key: &str, kms_key: Option<&str>) -> Result<ObjectWriter, PortError>;
     async fn list_versions(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectVersion>, PortError>;
 }
 
@@ -104,6 +127,16 @@ pub trait Metadata: Send + Sync {
     /// Records `file_id` as the DONE file holding these bytes unless another already is;
     /// returns the owner (this file id, or the earlier one).
     async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError>;
+    /// Moves the claim on these bytes from `failed_owner` to `file_id` in one atomic step, only
+    /// while the claim is still `failed_owner`'s and its ledger entry is FAILED (a redrive that
+    /// resets the owner first wins); true when the claim moved.
+    async fn take_over_content(
+        &self,
+        source: &str,
+        sha256: &str,
+        failed_owner: &str,
+        file_id: &str,
+    ) -> Result<bool, PortError>;
     /// A source's guard state (e.g. whether a silence alert is open), by name.
     async fn guard_state(&self, source: &str, name: GuardFlag) -> Result<Option<String>, PortError>;
     async fn set_guard_state(

@@ -86,6 +86,12 @@ string_enum! {
         Matched => "matched",
         /// Byte for byte a file of the same source already DONE: recorded, nothing written.
         Duplicate => "duplicate",
+        /// An NDJSON part of a FHIR Bulk Data export, held (RECEIVED, no work message) until
+        /// its export's manifest arrives.
+        AwaitingManifest => "awaiting-manifest",
+        /// A part joined into its export's outputs, which are under the manifest's file id
+        /// (`joined_into`).
+        Joined => "joined",
         FailedInRouter => "ingestion-router",
         FailedInWorkflow => "semi-structured-workflow",
         FailedInMatching => "pii-matching",
@@ -125,6 +131,10 @@ string_enum! {
         HeaderMismatch => "HeaderMismatch",
         UnsupportedContent => "UnsupportedContent",
         BrokenStructure => "BrokenStructure",
+        /// A FHIR Bulk Data manifest that cannot be read (permanent).
+        BadManifest => "BadManifest",
+        /// A FHIR Bulk Data manifest whose parts have not all arrived yet (a retry waits).
+        ExportIncomplete => "ExportIncomplete",
         ReadFailed => "ReadFailed",
         WriteFailed => "WriteFailed",
         // outside services
@@ -159,6 +169,7 @@ impl ErrorKind {
         matches!(
             self,
             ReadFailed
+                | ExportIncomplete
                 | WriteFailed
                 | S3GetFailed
                 | S3PutFailed
@@ -236,5 +247,7 @@ mod tests {
         assert!(!ErrorKind::HeaderMismatch.transient());
         assert!(!ErrorKind::UnknownSource.transient());
         assert!(!ErrorKind::DbAuthFailed.transient());
+        assert!(ErrorKind::ExportIncomplete.transient(), "the parts may still arrive");
+        assert!(!ErrorKind::BadManifest.transient());
     }
 }

@@ -37,6 +37,30 @@ fn ledger_items_read_back_typed() {
 }
 
 #[test]
+fn export_parts_read_back_typed_and_older_items_gain_nothing() {
+    let part: RunRecord = round_trip(&fixture("ledger_joined.json"));
+    assert_eq!((part.status, part.stage), (Status::Done, Stage::Joined));
+    assert_eq!(part.joined_into.as_deref(), Some("a6b0e3d4c2f19857"));
+    let held = fixture("ledger_joined.json")
+        .replace("\"DONE\"", "\"RECEIVED\"")
+        .replace("\"joined\"", "\"awaiting-manifest\"")
+        .replace(",\n  \"joined_into\": \"a6b0e3d4c2f19857\"", "");
+    let held: RunRecord = round_trip(&held);
+    assert_eq!(
+        (held.status, held.stage, held.joined_into),
+        (Status::Received, Stage::AwaitingManifest, None)
+    );
+    // a record written before exports existed has no joined_into, and writes none
+    let done: RunRecord = round_trip(&fixture("ledger_done.json"));
+    assert!(!serde_json::to_string(&done).unwrap().contains("joined_into"));
+    for (kind, text) in
+        [(ErrorKind::ExportIncomplete, "ExportIncomplete"), (ErrorKind::BadManifest, "BadManifest")]
+    {
+        assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{text}\""));
+    }
+}
+
+#[test]
 fn dlq_envelopes_read_back_typed() {
     let env: FailureEnvelope = round_trip(&fixture("dlq_envelope.json"));
     assert_eq!((env.function, env.error_kind), (Function::SemiStructuredWorkflow, ErrorKind::HeaderMismatch));

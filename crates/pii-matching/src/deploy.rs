@@ -4,7 +4,10 @@
 //! FAILED with its reason (SQLSTATE and the DDL's message, never row values), so the stack
 //! create or update fails visibly and rolls back; Delete changes nothing (the person index and
 //! the review audit outlive any stack). Concurrent deploys wait for each other on the
-//! migration lock; a deploy with nothing new applies nothing (`Db::apply`).
+//! migration lock; a deploy with nothing new applies nothing (`Db::apply`). A database ahead of
+//! this code (a stack rollback to an older function after a newer one migrated) answers SUCCESS
+//! and says so (`Data.DatabaseAhead`, a warning in the log): the newer migrations stay, the
+//! rollback completes.
 
 use std::sync::Arc;
 
@@ -14,7 +17,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
-use crate::index::IndexError;
+use sqlx::migrate::Migrator;
+
+use crate::error::IndexError;
 use crate::pg::{Db, MIGRATOR};
 
 /// The physical id of the schema resource: the same on every update, so CloudFormation never
@@ -52,36 +57,58 @@ pub struct CustomResourceResponse {
     pub stack_id: String,
     pub request_id: String,
     pub logical_resource_id: String,
-    /// `Applied`: the versions this deploy applied (comma-separated; empty when up to date).
+    /// `Applied`: the versions this deploy applied (comma-separated; empty when up to date);
+    /// `DatabaseAhead`: versions the database has that this code does not know (empty normally).
     pub data: std::collections::BTreeMap<String, String>,
 }
 
-/// Runs the request against the database `db` opens (called only for Create and Update).
+/// Runs the request against the database `db` opens (called only for Create and Update) with
+/// the shipped migrations.
 pub async fn respond_to<F, Fut>(req: &CustomResourceRequest, db: F) -> CustomResourceResponse
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Arc<Db>, IndexError>>,
 {
+    respond_with(req, db, &MIGRATOR).await
+}
+
+fn versions(a: &[crate::pg::Applied]) -> String {
+    a.iter().map(|a| a.version.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// [`respond_to`] with the migrations `m`.
+pub async fn respond_with<F, Fut>(req: &CustomResourceRequest, db: F, m: &Migrator) -> CustomResourceResponse
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Arc<Db>, IndexError>>,
+{
     let outcome = match req.request_type {
-        RequestType::Delete => Ok(String::new()),
-        RequestType::Create | RequestType::Update => {
-            async {
-                let applied = db().await?.apply(&MIGRATOR).await?;
-                Ok::<_, IndexError>(
-                    applied.iter().map(|a| a.version.to_string()).collect::<Vec<_>>().join(","),
-                )
-            }
-            .await
-        }
+        RequestType::Delete => Ok(Default::default()),
+        RequestType::Create | RequestType::Update => async { db().await?.apply_report(m).await }.await,
     };
-    let (status, reason, applied) = match outcome {
-        Ok(applied) => {
-            tracing::info!(request = ?req.request_type, applied = %applied, "schema migrated");
-            ("SUCCESS", String::new(), applied)
+    let (status, reason, applied, ahead) = match outcome {
+        Ok(r) => {
+            let (applied, ahead) = (versions(&r.applied), versions(&r.ahead));
+            if ahead.is_empty() {
+                tracing::info!(request = ?req.request_type, applied = %applied, "schema migrated");
+            } else {
+                tracing::warn!(
+                    request = ?req.request_type,
+                    applied = %applied,
+                    database_ahead = %ahead,
+                    "the database has migrations this code does not know (a rollback after a newer deploy); left as they are"
+                );
+            }
+            ("SUCCESS", String::new(), applied, ahead)
         }
         Err(e) => {
-            tracing::error!(request = ?req.request_type, kind = e.kind(), error = %e, "schema migration failed");
-            ("FAILED", format!("{}: {e}", e.kind()).chars().take(1000).collect(), String::new())
+            tracing::error!(request = ?req.request_type, kind = %e.kind(), error = %e, "schema migration failed");
+            (
+                "FAILED",
+                format!("{}: {e}", e.kind()).chars().take(1000).collect(),
+                String::new(),
+                String::new(),
+            )
         }
     };
     CustomResourceResponse {
@@ -91,7 +118,7 @@ where
         stack_id: req.stack_id.clone(),
         request_id: req.request_id.clone(),
         logical_resource_id: req.logical_resource_id.clone(),
-        data: [("Applied".to_string(), applied)].into_iter().collect(),
+        data: [("Applied".to_string(), applied), ("DatabaseAhead".to_string(), ahead)].into_iter().collect(),
     }
 }
 

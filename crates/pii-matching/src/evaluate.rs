@@ -1,4 +1,5 @@
-//! Trying rules on a laptop: records from a CSV with canonical column names, the decisions as a
+//! Trying rules on a laptop: records from a CSV or Parquet file with canonical column names
+//! (normalised as the workflow's transform writes them), the decisions as a
 //! CSV (one row per record: record id, tier, rule, chosen person ids, best score), and precision
 //! and recall per tier against a truth file (record id, true person id or empty).
 
@@ -7,25 +8,64 @@ use std::path::Path;
 
 use crate::index::IndexError;
 use crate::matcher::{Decision, Tier};
+use crate::model::parse_date;
 use crate::model::Record;
-use crate::people::parse_date;
 
 fn load_err(path: &Path, e: impl std::fmt::Display) -> IndexError {
     IndexError::Load(format!("{}: {e}", path.display()))
 }
 
-/// Records from a CSV: `record_id` (or `encounter_id`) and any of the identity columns
-/// `first_name, last_name, dob, sex, address, city, zip, phone`.
+/// The identity columns a record file may carry.
+const RECORD_COLUMNS: [&str; 8] =
+    ["first_name", "last_name", "dob", "sex", "address", "city", "zip", "phone"];
+
+/// Records from a CSV or Parquet file (by its `.parquet` name): `record_id` (or `encounter_id`)
+/// and any of the identity columns `first_name, last_name, dob, sex, address, city, zip, phone`,
+/// each value normalised ([`Record::normalised`]).
 pub fn read_records(path: &Path) -> Result<Vec<Record>, IndexError> {
+    let recs = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
+        let bytes = std::fs::read(path).map_err(|e| load_err(path, e))?;
+        let b = crate::rows::read_parquet(bytes).map_err(|e| load_err(path, e))?;
+        batch_records(&b, None).map_err(|e| load_err(path, e))?
+    } else {
+        read_csv_records(path)?
+    };
+    Ok(recs.into_iter().map(Record::normalised).collect())
+}
+
+/// The records of a batch with canonical column names: the id from `record_id`, else
+/// `encounter_id`, else `id_column` (when given), else the row number.
+pub fn batch_records(b: &arrow_array::RecordBatch, id_column: Option<&str>) -> Result<Vec<Record>, String> {
+    use crate::rows::{date_col, str_col};
+    let has = |n: &str| b.schema().column_with_name(n).is_some();
+    let id = ["record_id", "encounter_id"].into_iter().chain(id_column).find(|n| has(n));
+    if id.is_none() && id_column.is_none() {
+        return Err("no record_id column".into());
+    }
+    let ids = id.map(|n| str_col(b, n));
+    let c: Vec<Vec<Option<String>>> = RECORD_COLUMNS.iter().map(|n| str_col(b, n)).collect();
+    let dob = date_col(b, "dob");
+    Ok((0..b.num_rows())
+        .map(|i| Record {
+            reference: ids.as_ref().and_then(|v| v[i].clone()).unwrap_or_else(|| (i + 1).to_string()),
+            first_name: c[0][i].clone(),
+            last_name: c[1][i].clone(),
+            dob: dob[i],
+            sex: c[3][i].clone(),
+            address: c[4][i].clone(),
+            city: c[5][i].clone(),
+            zip: c[6][i].clone(),
+            phone: c[7][i].clone(),
+        })
+        .collect())
+}
+
+fn read_csv_records(path: &Path) -> Result<Vec<Record>, IndexError> {
     let mut rd = csv::Reader::from_path(path).map_err(|e| load_err(path, e))?;
     let h = rd.headers().map_err(|e| load_err(path, e))?.clone();
     let c = |n: &str| h.iter().position(|x| x == n);
     let id = c("record_id").or(c("encounter_id")).ok_or_else(|| load_err(path, "no record_id column"))?;
-    let cols: Vec<Option<usize>> =
-        ["first_name", "last_name", "dob", "sex", "address", "city", "zip", "phone"]
-            .iter()
-            .map(|n| c(n))
-            .collect();
+    let cols: Vec<Option<usize>> = RECORD_COLUMNS.iter().map(|n| c(n)).collect();
     let mut out = Vec::new();
     for (line, r) in rd.records().enumerate() {
         let r = r.map_err(|e| load_err(path, format!("line {}: {}", line + 2, csv_kind(&e))))?;

@@ -10,6 +10,7 @@
 
 pub mod compare;
 pub mod deploy;
+pub mod error;
 pub mod evaluate;
 pub mod handler;
 pub mod index;
@@ -23,6 +24,7 @@ pub mod review_store;
 pub mod reviews;
 pub mod rows;
 pub mod rules;
+pub mod rules_store;
 pub mod setup;
 pub mod train;
 

@@ -8,6 +8,29 @@ use compact_str::CompactString;
 
 use crate::compare::soundex_code;
 
+/// The columns of a person file (CSV header or Parquet schema) and of `person`, as in the
+/// county's person extract.
+pub const PERSON_COLUMNS: [&str; 12] = [
+    "person_id",
+    "first_name",
+    "last_name",
+    "middle_initial",
+    "dob",
+    "sex",
+    "ssn",
+    "address",
+    "city",
+    "state",
+    "zip",
+    "phone",
+];
+
+/// The date forms a county export or a record file carries: ISO, `MM/DD/YYYY`, `YYYYMMDD`.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    ["%Y-%m-%d", "%m/%d/%Y", "%Y%m%d"].iter().find_map(|f| NaiveDate::parse_from_str(s, f).ok())
+}
+
 /// One person of the county person index. Values are inline strings: a candidate row decodes
 /// without an allocation per field (most values are under 24 bytes).
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -118,6 +141,26 @@ pub struct Record {
     pub city: Option<String>,
     pub zip: Option<String>,
     pub phone: Option<String>,
+}
+
+impl Record {
+    /// The record with its values in the canonical form ([`Person::normalised`]'s rules), as the
+    /// workflow's transform writes them: a record file typed by hand (`lake match`) compares like
+    /// with like against the index.
+    pub fn normalised(self) -> Record {
+        let text = |v: Option<String>| v.map(|s| norm(&s)).filter(|s| !s.is_empty());
+        Record {
+            reference: self.reference,
+            first_name: text(self.first_name),
+            last_name: text(self.last_name),
+            dob: self.dob,
+            sex: self.sex.and_then(|s| norm_sex(&s)).map(String::from),
+            address: text(self.address),
+            city: text(self.city),
+            zip: self.zip.and_then(|s| norm_zip(&s)).map(String::from),
+            phone: self.phone.and_then(|s| norm_phone(&s)).map(String::from),
+        }
+    }
 }
 
 impl fmt::Debug for Record {

@@ -4,9 +4,13 @@
 //!
 //! The rules: only a pending review can be decided; an accept names one of the review's own
 //! candidates (the best one by default) who is in the person index, and whose values fill
-//! every field the record misses; the completed row is written into the dataset like an exact
-//! match (at a key derived from the record, so a repeat overwrites) before the decision is
-//! recorded, and the decision is audited once. A reject leaves the row in quarantine.
+//! every field the record misses. The completed row is built first (so a row that cannot be
+//! completed decides nothing), then the decision lands atomically (only while the review is
+//! still pending: of two racing reviewers exactly one wins), and only the winner writes the row
+//! into the dataset like an exact match (at a key derived from the record, so a repeat
+//! overwrites with the same bytes) and moves the ledger once. If that write fails, the review is
+//! accepted with its row not yet written: [`complete_again`] (`lake review complete`) writes it.
+//! The decision is audited once. A reject leaves the row in quarantine.
 //!
 //! Masking: names, sex, address and city show their first character then `***`; dates, SSNs,
 //! ZIPs and phones show nothing but their shape.
@@ -19,12 +23,14 @@ use layer::pipeline::{Deps, StageError};
 use layer::ErrorKind;
 
 use crate::index::IndexError;
+use crate::matcher::Scored;
 use crate::model::{Person, Record};
-use crate::reviews::StoredReview;
+use crate::reviews::{ReviewStatus, StoredReview};
 use crate::rows;
+use crate::rules::Rules;
 
 /// Review status: waiting for a reviewer.
-pub const PENDING: &str = "pending";
+pub const PENDING: ReviewStatus = ReviewStatus::Pending;
 
 /// Why a review action did not happen (no values, only ids and field names).
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +48,17 @@ pub enum ReviewError {
     NotACandidate { id: i64, person: i64 },
     #[error("person {0} is not in the index")]
     UnknownPerson(i64),
+    #[error("review {id} was decided by someone else meanwhile; nothing was written")]
+    DecidedMeanwhile { id: i64 },
+    /// The decision landed but the row could not be written (a transient store or ledger error).
     #[error(
-        "review {id} was decided by someone else meanwhile; the completed row was written to {bucket}/{key}"
+        "review {id} is accepted (person {person}) but its completed row could not be written ({cause}); \
+         `lake review complete {id}` writes it"
     )]
-    DecidedMeanwhile { id: i64, bucket: String, key: String },
+    NotCompleted { id: i64, person: i64, cause: String },
+    /// `complete_again` on a review that is not accepted.
+    #[error("review {id} is {status}, not accepted: nothing to complete")]
+    NotAccepted { id: i64, status: String },
     /// The person file behind an embedded review store could not be read.
     #[error("{0}")]
     People(String),
@@ -65,7 +78,7 @@ impl From<StageError> for ReviewError {
 #[async_trait]
 pub trait ReviewDesk: Send + Sync {
     /// Reviews with a status, oldest first.
-    async fn list(&self, status: &str, limit: i64) -> Result<Vec<StoredReview>, ReviewError>;
+    async fn list(&self, status: ReviewStatus, limit: i64) -> Result<Vec<StoredReview>, ReviewError>;
     async fn get(&self, review_id: i64) -> Result<Option<StoredReview>, ReviewError>;
     /// One person of the index by id.
     async fn person(&self, person_id: i64) -> Result<Option<Person>, ReviewError>;
@@ -79,12 +92,23 @@ pub trait ReviewDesk: Send + Sync {
     ) -> Result<bool, ReviewError>;
 }
 
-/// One candidate of a review: person id, score and the level each field reached.
+/// One candidate of a review: person id, score, the level each field reached and, for
+/// proposals stored since the matcher records them, the weight each level added to the score
+/// under the rules that proposed it (and those rules' version). Older proposals: levels only.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub person_id: i64,
     pub score: f64,
     pub levels: serde_json::Map<String, serde_json::Value>,
+    pub weights: Option<serde_json::Map<String, serde_json::Value>>,
+    pub rules_version: Option<u64>,
+}
+
+impl Candidate {
+    /// The weight the matcher stored for a field (None: not stored, or not compared).
+    pub fn weight(&self, field: &str) -> Option<f64> {
+        self.weights.as_ref()?.get(field)?.as_f64()
+    }
 }
 
 /// The candidates of a review, best first.
@@ -97,10 +121,44 @@ pub fn candidates(r: &StoredReview) -> Vec<Candidate> {
                     person_id: c["person_id"].as_i64().unwrap_or_default(),
                     score: c["score"].as_f64().unwrap_or_default(),
                     levels: c["levels"].as_object().cloned().unwrap_or_default(),
+                    weights: c.get("weights").and_then(|w| w.as_object()).cloned(),
+                    rules_version: c.get("rules_version").and_then(|v| v.as_u64()),
                 })
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The weight `rules` give a field's level (the per-field part of a candidate's score).
+pub fn level_weight(rules: &Rules, field: &str, level: &str) -> Option<f64> {
+    let c = rules.comparisons.iter().find(|c| c.field.as_str() == field)?;
+    match level {
+        "missing" => Some(c.missing),
+        "else" => Some(c.else_weight),
+        l => c.levels.iter().find(|x| x.name() == l).map(|x| x.weight),
+    }
+}
+
+/// A proposal's candidates as stored with it (`match_review.candidates`): each scored candidate
+/// with the weight of every level it reached under `rules`, and the rules' version, so a later
+/// rules change does not misreport an old proposal.
+pub fn stored_candidates(rules: &Rules, chosen: &[Scored]) -> serde_json::Value {
+    let one = |c: &Scored| {
+        let mut v = serde_json::to_value(c).unwrap_or_default();
+        let weights: serde_json::Map<String, serde_json::Value> = c
+            .levels
+            .iter()
+            .filter_map(|(f, l)| {
+                Some((f.as_str().to_string(), serde_json::json!(level_weight(rules, f.as_str(), l)?)))
+            })
+            .collect();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("weights".into(), serde_json::Value::Object(weights));
+            o.insert("rules_version".into(), serde_json::json!(rules.version));
+        }
+        v
+    };
+    serde_json::Value::Array(chosen.iter().map(one).collect())
 }
 
 /// Looks up a review that must exist.
@@ -117,7 +175,7 @@ pub async fn choose(
 ) -> Result<(StoredReview, Person), ReviewError> {
     let r = get(desk, id).await?;
     if r.status != PENDING {
-        return Err(ReviewError::AlreadyDecided { id, status: r.status.clone(), by: r.reviewer.clone() });
+        return Err(ReviewError::AlreadyDecided { id, status: r.status.to_string(), by: r.reviewer.clone() });
     }
     let cands = candidates(&r);
     let pid = person.or(cands.first().map(|c| c.person_id)).ok_or(ReviewError::NoCandidate)?;
@@ -136,8 +194,10 @@ pub struct Accepted {
     pub key: String,
 }
 
-/// The second step of an accept: completes the row into the dataset through `deps`, then records
-/// the decision (if someone else decided meanwhile, says so and where the row went).
+/// The second step of an accept: builds the completed row (nothing is decided if it cannot be
+/// built), records the decision only while the review is pending (someone else's decision
+/// meanwhile: [`ReviewError::DecidedMeanwhile`], nothing written), then writes the row through
+/// `deps` and moves the ledger.
 pub async fn complete(
     desk: &dyn ReviewDesk,
     deps: &Deps,
@@ -145,13 +205,31 @@ pub async fn complete(
     person: &Person,
     reviewer: &str,
 ) -> Result<Accepted, ReviewError> {
-    let key = complete_accepted(deps, review, person).await?;
-    let bucket = deps.cfg.raw_bucket.clone();
+    let row = prepare_completion(deps, review, person).await?;
     let id = review.review_id;
     if !desk.decide(id, Some(person.person_id), reviewer).await? {
-        return Err(ReviewError::DecidedMeanwhile { id, bucket, key });
+        return Err(ReviewError::DecidedMeanwhile { id });
     }
-    Ok(Accepted { person_id: person.person_id, bucket, key })
+    let key = write_completion(deps, review, row).await.map_err(|e| ReviewError::NotCompleted {
+        id,
+        person: person.person_id,
+        // the kind only: a store error's message can name the object key
+        cause: e.kind.as_str().to_string(),
+    })?;
+    Ok(Accepted { person_id: person.person_id, bucket: deps.cfg.raw_bucket.clone(), key })
+}
+
+/// Writes the completed row of an already accepted review again (after [`ReviewError::NotCompleted`]):
+/// the accepted person's values, the same key and bytes, the ledger moved at most once.
+pub async fn complete_again(desk: &dyn ReviewDesk, deps: &Deps, id: i64) -> Result<Accepted, ReviewError> {
+    let r = get(desk, id).await?;
+    let person = match (r.status, r.accepted_person_id) {
+        (ReviewStatus::Accepted, Some(p)) => p,
+        _ => return Err(ReviewError::NotAccepted { id, status: r.status.to_string() }),
+    };
+    let p = desk.person(person).await?.ok_or(ReviewError::UnknownPerson(person))?;
+    let key = complete_accepted(deps, &r, &p).await?;
+    Ok(Accepted { person_id: person, bucket: deps.cfg.raw_bucket.clone(), key })
 }
 
 /// Accepts a review: [`choose`] then [`complete`].
@@ -170,19 +248,24 @@ pub async fn accept(
 pub async fn reject(desk: &dyn ReviewDesk, id: i64, reviewer: &str) -> Result<StoredReview, ReviewError> {
     let r = get(desk, id).await?;
     if r.status != PENDING || !desk.decide(id, None, reviewer).await? {
-        return Err(ReviewError::AlreadyDecided { id, status: r.status, by: None });
+        return Err(ReviewError::AlreadyDecided { id, status: r.status.to_string(), by: None });
     }
     Ok(r)
 }
 
-/// Completes the row of an accepted review like an exact match: the row with its missing fields
-/// filled from `person`, written to the raw bucket at a path derived from the record (a repeat
-/// overwrites), and the ledger counts moved. Returns the raw key.
-pub async fn complete_accepted(
+/// A completed row, built but not yet written: its raw key and Parquet bytes.
+pub struct Completion {
+    key: String,
+    bytes: Vec<u8>,
+}
+
+/// Builds the completed row of `review` with `person`'s values: reads the bad file, checks that
+/// the person fills every missing field, encodes the row. Writes nothing.
+pub async fn prepare_completion(
     p: &Deps,
     review: &StoredReview,
     person: &Person,
-) -> Result<String, StageError> {
+) -> Result<Completion, StageError> {
     let bytes = p
         .store
         .get(&review.bad_bucket, &review.bad_key, None)
@@ -204,12 +287,18 @@ pub async fn complete_accepted(
             format!("the person index has no value for a missing field ({})", m.join(", ")),
         ));
     }
-    let out = rows::complete(&batch, &[(row, person)])
+    let bytes = rows::complete(&batch, &[(row, person)])
         .and_then(|b| rows::to_parquet(&b))
         .map_err(|e| StageError::permanent(ErrorKind::CompletionFailed, e.0))?;
-    let key = rows::output_key(&review.bad_key, &format!("reviewed-{row}"));
+    Ok(Completion { key: rows::output_key(&review.bad_key, &format!("reviewed-{row}")), bytes })
+}
+
+/// Writes a prepared row to the raw bucket (a repeat overwrites) and moves the file's ledger
+/// counts once. Returns the raw key.
+pub async fn write_completion(p: &Deps, review: &StoredReview, c: Completion) -> Result<String, StageError> {
+    let Completion { key, bytes } = c;
     p.store
-        .put(&p.cfg.raw_bucket, &key, out, p.cfg.kms_key.as_deref())
+        .put(&p.cfg.raw_bucket, &key, bytes, p.cfg.kms_key.as_deref())
         .await
         .map_err(|e| StageError::port(ErrorKind::S3PutFailed, e))?;
     if let Some(mut run) =
@@ -225,6 +314,17 @@ pub async fn complete_accepted(
         }
     }
     Ok(key)
+}
+
+/// Completes the row of an accepted review like an exact match: [`prepare_completion`] then
+/// [`write_completion`]. Returns the raw key.
+pub async fn complete_accepted(
+    p: &Deps,
+    review: &StoredReview,
+    person: &Person,
+) -> Result<String, StageError> {
+    let c = prepare_completion(p, review, person).await?;
+    write_completion(p, review, c).await
 }
 
 /// The records of a bad file and the missing fields of each row.
@@ -340,7 +440,7 @@ pub struct Listed {
 pub async fn list(
     desk: &dyn ReviewDesk,
     deps: &Deps,
-    status: &str,
+    status: ReviewStatus,
     limit: i64,
     unmask: bool,
 ) -> Result<Vec<Listed>, ReviewError> {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::index::{IndexError, MemoryIndex};
 use crate::model::Person;
 use crate::review::{ReviewDesk, ReviewError};
-use crate::reviews::{DecisionRow, ReviewRow, Reviews, StoredReview};
+use crate::reviews::{DecisionRow, DecisionTier, ReviewRow, ReviewStatus, Reviews, StoredReview};
 
 /// The file under the store's folder.
 pub const FILE_NAME: &str = "reviews.json";
@@ -35,11 +35,13 @@ struct ReviewEntry {
     candidates: serde_json::Value,
     best_score: f64,
     rule: String,
-    status: String,
+    status: ReviewStatus,
     accepted_person_id: Option<i64>,
     reviewer: Option<String>,
     decided_at: Option<String>,
     created_at: String,
+    #[serde(default)]
+    rules_version: Option<String>,
 }
 
 /// One audited decision as stored (the `match_decision` columns): the row and when.
@@ -93,7 +95,7 @@ impl From<&ReviewEntry> for StoredReview {
             candidates: e.candidates.clone(),
             best_score: e.best_score,
             rule: e.rule.clone(),
-            status: e.status.clone(),
+            status: e.status,
             accepted_person_id: e.accepted_person_id,
             reviewer: e.reviewer.clone(),
         }
@@ -160,8 +162,8 @@ impl LocalReviews {
         Ok(out)
     }
 
-    /// Reviews with a status (`pending`, `accepted`, `rejected`), oldest first.
-    pub fn list(&self, status: &str, limit: i64) -> Result<Vec<StoredReview>, IndexError> {
+    /// Reviews with a status, oldest first.
+    pub fn list(&self, status: ReviewStatus, limit: i64) -> Result<Vec<StoredReview>, IndexError> {
         let s = self.read()?;
         let limit = usize::try_from(limit.max(0)).unwrap_or(usize::MAX);
         Ok(s.reviews.iter().filter(|r| r.status == status).take(limit).map(StoredReview::from).collect())
@@ -179,25 +181,27 @@ impl LocalReviews {
         accept_person: Option<i64>,
         reviewer: &str,
     ) -> Result<bool, IndexError> {
-        let status = if accept_person.is_some() { "accepted" } else { "rejected" };
+        let status = ReviewStatus::decided(accept_person);
         self.update(|s| {
-            let Some(r) = s.reviews.iter_mut().find(|r| r.review_id == review_id && r.status == "pending")
+            let Some(r) =
+                s.reviews.iter_mut().find(|r| r.review_id == review_id && r.status == ReviewStatus::Pending)
             else {
                 return (false, false);
             };
             let t = now();
-            r.status = status.into();
+            r.status = status;
             r.accepted_person_id = accept_person;
             r.reviewer = Some(reviewer.into());
             r.decided_at = Some(t.clone());
             let d = DecisionRow {
                 record_ref: r.record_ref.clone(),
                 file_id: r.file_id.clone(),
-                tier: status.into(),
+                tier: DecisionTier::decided(accept_person),
                 person_id: accept_person,
                 score: Some(r.best_score),
                 rule: "review".into(),
                 decided_by: reviewer.into(),
+                rules_version: None,
             };
             s.record_once(d, t);
             (true, true)
@@ -262,11 +266,12 @@ impl Reviews for LocalReviews {
                     candidates: r.candidates.clone(),
                     best_score: r.best_score,
                     rule: r.rule.clone(),
-                    status: "pending".into(),
+                    status: ReviewStatus::Pending,
                     accepted_person_id: None,
                     reviewer: None,
                     decided_at: None,
                     created_at: t.clone(),
+                    rules_version: r.rules_version.clone(),
                 });
                 n += 1;
             }
@@ -327,7 +332,7 @@ impl LocalDesk {
 
 #[async_trait]
 impl ReviewDesk for LocalDesk {
-    async fn list(&self, status: &str, limit: i64) -> Result<Vec<StoredReview>, ReviewError> {
+    async fn list(&self, status: ReviewStatus, limit: i64) -> Result<Vec<StoredReview>, ReviewError> {
         Ok(self.reviews.list(status, limit)?)
     }
 
@@ -366,6 +371,7 @@ mod tests {
             candidates: serde_json::json!([{"person_id": 7, "score": 25.0, "levels": {}}]),
             best_score: 25.0,
             rule: "score>=20".into(),
+            rules_version: Some("v1".into()),
         }
     }
 
@@ -373,11 +379,11 @@ mod tests {
     async fn proposes_once_decides_once_and_survives_a_reopen() {
         let d = tempfile::tempdir().unwrap();
         let s = LocalReviews::new(d.path());
-        assert!(s.list("pending", 10).unwrap().is_empty());
+        assert!(s.list(ReviewStatus::Pending, 10).unwrap().is_empty());
         assert_eq!(s.propose(&[row("f1:0"), row("f1:1")]).await.unwrap(), 2);
         assert_eq!(s.propose(&[row("f1:0"), row("f1:2")]).await.unwrap(), 1, "a retry inserts nothing");
         let s = LocalReviews::new(d.path());
-        let p = s.list("pending", 10).unwrap();
+        let p = s.list(ReviewStatus::Pending, 10).unwrap();
         assert_eq!(p.iter().map(|r| r.review_id).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert!(s.decide(1, Some(7), "ana").unwrap());
         assert!(!s.decide(1, None, "bo").unwrap(), "decided once");
@@ -385,10 +391,45 @@ mod tests {
         assert!(s.decide(2, None, "bo").unwrap());
         assert_eq!(s.get(1).unwrap().unwrap().status, "accepted");
         assert_eq!(s.get(2).unwrap().unwrap().status, "rejected");
-        assert_eq!(s.list("pending", 10).unwrap().len(), 1);
+        assert_eq!(s.list(ReviewStatus::Pending, 10).unwrap().len(), 1);
         let ds = s.decisions().unwrap();
         assert_eq!(ds.len(), 2);
-        assert_eq!((ds[0].decision.tier.as_str(), ds[0].decision.person_id), ("accepted", Some(7)));
+        assert_eq!((ds[0].decision.tier, ds[0].decision.person_id), (DecisionTier::Accepted, Some(7)));
+        assert_eq!(ds[1].decision.tier, DecisionTier::Rejected);
         assert_eq!(s.counts("f1").unwrap(), (3, 2));
+    }
+
+    /// A store written before the decision tier was an enum (tiers as plain strings) reads back
+    /// unchanged, and what is written now uses the same words.
+    #[tokio::test]
+    async fn tiers_stored_as_strings_read_back() {
+        let d = tempfile::tempdir().unwrap();
+        let fixture = include_str!("../tests/fixtures/reviews_2026-12.json");
+        std::fs::write(d.path().join(FILE_NAME), fixture).unwrap();
+        let s = LocalReviews::new(d.path());
+        let tiers =
+            |s: &LocalReviews| s.decisions().unwrap().iter().map(|d| d.decision.tier).collect::<Vec<_>>();
+        use DecisionTier as T;
+        assert_eq!(tiers(&s), [T::Exact, T::Proposed, T::None, T::Accepted, T::Rejected]);
+        assert_eq!(s.get(1).unwrap().unwrap().status, ReviewStatus::Accepted);
+        assert!(s.decide(3, Some(9000013), "cy").unwrap());
+        assert_eq!(tiers(&s), [T::Exact, T::Proposed, T::None, T::Accepted, T::Rejected, T::Accepted]);
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join(FILE_NAME)).unwrap()).unwrap();
+        let words: Vec<&str> =
+            written["decisions"].as_array().unwrap().iter().map(|d| d["tier"].as_str().unwrap()).collect();
+        assert_eq!(words, ["exact", "proposed", "none", "accepted", "rejected", "accepted"]);
+        let all: Vec<String> = DecisionTier::ALL.iter().map(|t| t.to_string()).collect();
+        assert!(all.iter().all(|w| w.parse::<DecisionTier>().unwrap().as_str() == w));
+
+        // a tier no code writes: a clear error naming the file, nothing guessed
+        std::fs::write(
+            d.path().join(FILE_NAME),
+            fixture.replace("\"rejected\", \"person_id\"", "\"rejectd\", \"person_id\""),
+        )
+        .unwrap();
+        let e = s.decisions().unwrap_err().to_string();
+        assert!(e.contains("reviews.json") && e.contains("rejectd"), "{e}");
+        assert!("rejectd".parse::<DecisionTier>().unwrap_err().contains("expected exact, proposed"));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Date32Array, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{Array, ArrayRef, Date32Array, LargeStringArray, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Schema};
 use chrono::{Datelike, NaiveDate};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -11,8 +11,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-use crate::index::{date_col, str_col};
-use crate::model::{Person, Record};
+use crate::model::{parse_date, Person, Record};
 
 /// The bad-record columns that hold no canonical value.
 pub const EXTRA_COLUMNS: [&str; 1] = ["missing_fields"];
@@ -23,6 +22,29 @@ const FILLABLE: [&str; 6] = ["first_name", "last_name", "middle_initial", "dob",
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct RowsError(pub String);
+
+/// A string column of a batch by name (Utf8 or LargeUtf8), as optional owned values.
+pub fn str_col(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let n = b.num_rows();
+    let Some(c) = b.column_by_name(name) else { return vec![None; n] };
+    if let Some(a) = c.as_any().downcast_ref::<StringArray>() {
+        return (0..n).map(|i| (!a.is_null(i)).then(|| a.value(i).to_string())).collect();
+    }
+    if let Some(a) = c.as_any().downcast_ref::<LargeStringArray>() {
+        return (0..n).map(|i| (!a.is_null(i)).then(|| a.value(i).to_string())).collect();
+    }
+    vec![None; n]
+}
+
+/// A date column by name (Date32, or ISO text).
+pub fn date_col(b: &RecordBatch, name: &str) -> Vec<Option<NaiveDate>> {
+    let n = b.num_rows();
+    let Some(c) = b.column_by_name(name) else { return vec![None; n] };
+    if let Some(a) = c.as_any().downcast_ref::<Date32Array>() {
+        return (0..n).map(|i| if a.is_null(i) { None } else { a.value_as_date(i) }).collect();
+    }
+    str_col(b, name).into_iter().map(|v| v.as_deref().and_then(parse_date)).collect()
+}
 
 /// Reads a Parquet file into one batch.
 pub fn read_parquet(bytes: Vec<u8>) -> Result<RecordBatch, RowsError> {

@@ -246,6 +246,9 @@ pub struct Rules {
     pub nicknames: BTreeMap<String, Vec<String>>,
 }
 
+/// The text of `config/matching.toml` as compiled in.
+pub const BUILTIN_TOML: &str = include_str!("../../../config/matching.toml");
+
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     #[error("cannot read {path}: {message}")]
@@ -274,7 +277,7 @@ impl Rules {
     /// The rules shipped in `config/matching.toml` (compiled in, so a Lambda needs no file).
     pub fn builtin() -> Self {
         #[allow(clippy::expect_used)]
-        Self::from_toml_str(include_str!("../../../config/matching.toml"), "config/matching.toml")
+        Self::from_toml_str(BUILTIN_TOML, "config/matching.toml")
             .expect("config/matching.toml is valid (tested)")
     }
 

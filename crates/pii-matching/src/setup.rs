@@ -3,16 +3,23 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use layer::ledger::{PublishedContract, RunRecord, Status};
+use layer::ports::{GuardFlag, Metadata, PortError};
+
 use layer::config::names::DB_SSLROOTCERT;
 use layer::config::{self, names, opt, var};
 use layer::pipeline::{Deps, PipelineConfig};
 
 use crate::handler::MatchDeps;
-use crate::matcher::Matcher;
 use crate::pg::{
     Db, DbSettings, DbTls, IamTarget, IamToken, PgIndex, PgReviews, SecretSource, SecretsManager,
 };
-use crate::rules::Rules;
+use crate::rules_store::{ActiveRules, DynamoRules, DEFAULT_TTL};
+
+/// The table the published matching rules are read from (the datasets table, items
+/// `pk = rules#matching`); unset: the built-in rules.
+pub const RULES_TABLE: &str = "LAKE_RULES_TABLE";
 
 /// A setup failure (names the variable or the secret problem; never a credential).
 #[derive(Debug, thiserror::Error)]
@@ -154,15 +161,105 @@ pub async fn deps_from_env() -> Result<MatchDeps, SetupError> {
         pii_queue: opt(names::PII_QUEUE_URL).unwrap_or_default(),
         ..Default::default()
     };
-    let pipeline = Deps::on_sdk(&sdk, cfg, opt(names::DATASETS_TABLE).unwrap_or_default())?;
+    // no datasets table: matching records no dataset status (see `without_dataset_status`)
+    let pipeline = without_dataset_status(Deps::on_sdk(&sdk, cfg, String::new())?);
     let source = db_source(&sdk)?;
     let settings = db_settings_from_env()?;
     tracing::info!(tls = settings.tls.mode(), "database connection settings read");
     let db = Arc::new(Db::from_secret(source, settings).await?);
+    let rules = match opt(RULES_TABLE) {
+        Some(table) => {
+            let store = DynamoRules { client: layer::aws::dynamodb(&sdk), table };
+            ActiveRules::published(Arc::new(store), DEFAULT_TTL)
+        }
+        None => {
+            tracing::warn!("{RULES_TABLE} is not set: the built-in matching rules apply");
+            ActiveRules::builtin()
+        }
+    };
     Ok(MatchDeps {
         pipeline,
         index: Arc::new(PgIndex { db: db.clone(), chunk: 4096 }),
         reviews: Arc::new(PgReviews { db }),
-        matcher: Arc::new(Matcher::new(Rules::builtin())),
+        matcher: Arc::new(rules),
     })
+}
+
+/// The pipeline's ports with a metadata store that records no dataset status. The shared failure
+/// path (`layer::pipeline::handle_batch`) sets the failed file's dataset status; pii-matching has
+/// no datasets table to write (its role reads only the rules items there), so that call would fail
+/// unseen in AWS on every failure. Matching's outcome is in the ledger (stage `matched` or FAILED).
+pub fn without_dataset_status(mut deps: Deps) -> Deps {
+    deps.meta = Arc::new(NoDatasetStatus(deps.meta));
+    deps
+}
+
+/// [`without_dataset_status`]'s metadata: every call but `set_dataset_status` goes through.
+struct NoDatasetStatus(Arc<dyn Metadata>);
+
+#[async_trait]
+impl Metadata for NoDatasetStatus {
+    async fn put_run_if_absent(&self, run: &RunRecord) -> Result<bool, PortError> {
+        self.0.put_run_if_absent(run).await
+    }
+    async fn put_run(&self, run: &RunRecord) -> Result<(), PortError> {
+        self.0.put_run(run).await
+    }
+    async fn get_run(&self, file_id: &str) -> Result<Option<RunRecord>, PortError> {
+        self.0.get_run(file_id).await
+    }
+    async fn list_runs(&self) -> Result<Vec<RunRecord>, PortError> {
+        self.0.list_runs().await
+    }
+    async fn publish_contract(&self, source: &str, dataset: &str, toml: &str) -> Result<u32, PortError> {
+        self.0.publish_contract(source, dataset, toml).await
+    }
+    async fn current_contract(&self, source: &str) -> Result<Option<PublishedContract>, PortError> {
+        self.0.current_contract(source).await
+    }
+    async fn contract_version(
+        &self,
+        source: &str,
+        version: u32,
+    ) -> Result<Option<PublishedContract>, PortError> {
+        self.0.contract_version(source, version).await
+    }
+    async fn list_contracts(&self) -> Result<Vec<PublishedContract>, PortError> {
+        self.0.list_contracts().await
+    }
+    async fn set_dataset_status(
+        &self,
+        _source: &str,
+        _status: Status,
+        file_id: &str,
+    ) -> Result<(), PortError> {
+        tracing::debug!(file_id, "dataset status not recorded by pii-matching");
+        Ok(())
+    }
+    async fn content_owner(&self, source: &str, sha256: &str) -> Result<Option<String>, PortError> {
+        self.0.content_owner(source, sha256).await
+    }
+    async fn claim_content(&self, source: &str, sha256: &str, file_id: &str) -> Result<String, PortError> {
+        self.0.claim_content(source, sha256, file_id).await
+    }
+    async fn take_over_content(
+        &self,
+        source: &str,
+        sha256: &str,
+        failed_owner: &str,
+        file_id: &str,
+    ) -> Result<bool, PortError> {
+        self.0.take_over_content(source, sha256, failed_owner, file_id).await
+    }
+    async fn guard_state(&self, source: &str, name: GuardFlag) -> Result<Option<String>, PortError> {
+        self.0.guard_state(source, name).await
+    }
+    async fn set_guard_state(
+        &self,
+        source: &str,
+        name: GuardFlag,
+        value: Option<&str>,
+    ) -> Result<(), PortError> {
+        self.0.set_guard_state(source, name, value).await
+    }
 }

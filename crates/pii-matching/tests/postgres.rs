@@ -190,7 +190,7 @@ fn match_deps(l: &Lake, db: &Arc<Db>) -> MatchDeps {
         pipeline: l.deps.clone(),
         index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
         reviews: Arc::new(PgReviews { db: db.clone() }),
-        matcher: Arc::new(Matcher::new(Rules::builtin())),
+        matcher: Arc::new(pii_matching::rules_store::ActiveRules::builtin()),
     }
 }
 
@@ -218,13 +218,13 @@ async fn exact_proposed_and_unmatched_records_end_where_they_should() {
     let b = read_raw(&l, key);
     assert_eq!(b.num_rows(), 1);
     assert!(b.column_by_name("missing_fields").is_none());
-    let col = |n: &str| pii_matching::index::str_col(&b, n);
+    let col = |n: &str| pii_matching::rows::str_col(&b, n);
     assert_eq!(col("encounter_id"), vec![Some("E1".to_string())]);
     assert_eq!(col("ssn"), vec![Some("123-45-6789".to_string())]);
 
     // proposed: one review row with the candidate and its evidence
     let reviews = PgReviews { db: db.clone() };
-    let pending = reviews.list("pending", 10).await.unwrap();
+    let pending = reviews.list(pii_matching::reviews::ReviewStatus::Pending, 10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].record_ref, format!("{FILE_ID}:1"));
     assert_eq!(pending[0].candidates[0]["person_id"], 103);
@@ -519,21 +519,24 @@ async fn an_accepted_review_completes_the_row_like_an_exact_match() {
     let d = match_deps(&l, &db);
     process(&d).await;
     let reviews = PgReviews { db: db.clone() };
-    let r = reviews.list("pending", 10).await.unwrap().remove(0);
+    let r = reviews.list(pii_matching::reviews::ReviewStatus::Pending, 10).await.unwrap().remove(0);
     let p = reviews.person(103).await.unwrap().unwrap();
     let key = pii_matching::review::complete_accepted(&l.deps, &r, &p).await.unwrap();
     assert!(reviews.decide(r.review_id, Some(103), "analyst1").await.unwrap());
     assert!(!reviews.decide(r.review_id, None, "analyst2").await.unwrap(), "decided once");
     let b = read_raw(&l, &key);
-    assert_eq!(pii_matching::index::str_col(&b, "encounter_id"), vec![Some("E2".to_string())]);
-    assert_eq!(pii_matching::index::str_col(&b, "ssn"), vec![Some("345-67-8901".to_string())]);
-    assert_eq!(pii_matching::index::str_col(&b, "last_name"), vec![Some("LOPEZ".to_string())]);
+    assert_eq!(pii_matching::rows::str_col(&b, "encounter_id"), vec![Some("E2".to_string())]);
+    assert_eq!(pii_matching::rows::str_col(&b, "ssn"), vec![Some("345-67-8901".to_string())]);
+    assert_eq!(pii_matching::rows::str_col(&b, "last_name"), vec![Some("LOPEZ".to_string())]);
     // a repeat (e.g. the CLI re-run) does not move the counts twice
     pii_matching::review::complete_accepted(&l.deps, &r, &p).await.unwrap();
     let run = l.deps.meta.get_run(FILE_ID).await.unwrap().unwrap();
     assert_eq!((run.counts.good, run.counts.bad), (98, 2));
-    assert!(reviews.list("pending", 10).await.unwrap().is_empty());
-    assert_eq!(reviews.list("accepted", 10).await.unwrap()[0].reviewer.as_deref(), Some("analyst1"));
+    assert!(reviews.list(pii_matching::reviews::ReviewStatus::Pending, 10).await.unwrap().is_empty());
+    assert_eq!(
+        reviews.list(pii_matching::reviews::ReviewStatus::Accepted, 10).await.unwrap()[0].reviewer.as_deref(),
+        Some("analyst1")
+    );
 }
 
 #[tokio::test]
@@ -748,7 +751,7 @@ async fn the_reviewer_role_decides_but_cannot_rewrite_proposals_person_or_the_au
     let l = lake().await;
     process(&match_deps(&l, &db)).await;
     let reviewer = PgReviews { db: as_role("lake_reviewer", &name) };
-    let pending = reviewer.list("pending", 10).await.unwrap();
+    let pending = reviewer.list(pii_matching::reviews::ReviewStatus::Pending, 10).await.unwrap();
     assert_eq!(pending.len(), 1);
     let p = reviewer.person(103).await.unwrap().unwrap();
     assert_eq!(p.person_id, 103);
@@ -809,7 +812,7 @@ async fn two_concurrent_migrations_apply_each_once_and_a_rerun_changes_nothing()
     use pii_matching::pg::MIGRATOR;
     let (url, _) = empty_db().await;
     let all: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-    assert_eq!(all, [1, 2, 3, 4, 5, 7]);
+    assert_eq!(all, [1, 2, 3, 4, 5, 6, 7]);
     let (a, b) = (Db::from_url(&url, 1).unwrap(), Db::from_url(&url, 1).unwrap());
     let (ra, rb) = tokio::join!(a.apply(&MIGRATOR), b.apply(&MIGRATOR));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
@@ -846,7 +849,7 @@ async fn a_failing_migration_leaves_nothing_of_itself_and_the_next_run_completes
     .unwrap();
     let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
     let e = db.apply(&m).await.unwrap_err();
-    assert_eq!(e.kind(), "DbQueryFailed");
+    assert_eq!(e.kind(), layer::ErrorKind::DbQueryFailed);
     assert!(e.to_string().contains("migration 9000 failed, nothing of it applied"), "{e}");
     assert!(e.to_string().contains("22012"), "the SQLSTATE (division by zero): {e}");
     let shipped: Vec<i64> = pii_matching::pg::MIGRATOR.iter().map(|m| m.version).collect();
@@ -938,7 +941,7 @@ async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformatio
     let field = |i: usize, k: &str| b[i][k].as_str().unwrap().to_string();
     assert_eq!(
         (field(0, "Status"), b[0]["Data"]["Applied"].as_str()),
-        ("SUCCESS".into(), Some("1,2,3,4,5,7"))
+        ("SUCCESS".into(), Some("1,2,3,4,5,6,7"))
     );
     assert_eq!(
         (field(1, "Status"), b[1]["Data"]["Applied"].as_str()),
@@ -958,7 +961,7 @@ async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformatio
         assert_eq!(field(i, "LogicalResourceId"), "MatchingSchema");
         assert!(field(i, "StackId").ends_with("stack/county-lake-dev/1f2e"));
     }
-    assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3, 4, 5, 7]);
+    assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3, 4, 5, 6, 7]);
 }
 
 /// `PEOPLE` as a county export might carry it: lower case, stray spaces, other column order,
@@ -985,9 +988,9 @@ async fn a_messy_lower_case_export_matches_exactly_like_the_clean_one_through_bo
         let l = lake().await;
         let s = process(&match_deps(&l, &db)).await;
         let completed = read_raw(&l, s.matched_key.as_deref().unwrap());
-        let col = |n: &str| pii_matching::index::str_col(&completed, n);
+        let col = |n: &str| pii_matching::rows::str_col(&completed, n);
         let proposed: Vec<i64> = PgReviews { db: db.clone() }
-            .list("pending", 10)
+            .list(pii_matching::reviews::ReviewStatus::Pending, 10)
             .await
             .unwrap()
             .iter()
@@ -1079,4 +1082,153 @@ async fn aging_credentials_are_renewed_for_new_connections_while_open_ones_stay(
         .await
         .unwrap();
     assert!(alive, "the connection opened with tok-1 stays in the pool (no rejection, no new pool)");
+}
+
+#[tokio::test]
+async fn the_rules_version_is_recorded_on_every_decision_and_proposal_in_postgres() {
+    let (db, _) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let l = lake().await;
+    let mut d = match_deps(&l, &db);
+    d.matcher = Arc::new(pii_matching::rules_store::ActiveRules::fixed(Rules::builtin(), "v7"));
+    let s = process(&d).await;
+    assert_eq!(s.rules_version, "v7");
+    let decisions: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT decided_by, rules_version FROM match_decision ORDER BY decision_id")
+            .fetch_all(&db.pool())
+            .await
+            .unwrap();
+    assert_eq!(decisions.len(), 4);
+    assert!(decisions.iter().all(|(by, v)| by == "matcher" && v.as_deref() == Some("v7")), "{decisions:?}");
+    let proposals: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT rules_version FROM match_review").fetch_all(&db.pool()).await.unwrap();
+    assert_eq!(proposals, [Some("v7".to_string())]);
+}
+
+/// The shipped migrations without the newest: what the previous release's migrator holds.
+fn older_migrator() -> sqlx::migrate::Migrator {
+    let m = &pii_matching::pg::MIGRATOR;
+    let newest = m.iter().map(|x| x.version).max().unwrap();
+    sqlx::migrate::Migrator {
+        migrations: m.iter().filter(|x| x.version < newest).cloned().collect::<Vec<_>>().into(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_to_older_code_answers_success_when_the_database_is_ahead() {
+    use pii_matching::deploy::respond_with;
+    let (url, _) = empty_db().await;
+    let open = || async { Ok(Arc::new(Db::from_url(&url, 1).unwrap())) };
+    let newer = respond_with(&cfn_request("Update", "unused"), open, &pii_matching::pg::MIGRATOR).await;
+    assert_eq!((newer.status.as_str(), newer.data["Applied"].as_str()), ("SUCCESS", "1,2,3,4,5,6,7"));
+    // the stack rolls back: the previous function answers the Update with its own migrations
+    let old = older_migrator();
+    let rollback = respond_with(&cfn_request("Update", "unused"), open, &old).await;
+    assert_eq!(rollback.status, "SUCCESS", "{}", rollback.reason);
+    assert_eq!(rollback.data["Applied"], "");
+    assert_eq!(rollback.data["DatabaseAhead"], "7", "the response says the database is ahead");
+    // an older migrator on a database missing one of its own applies it, and still tolerates 7
+    let db = Db::from_url(&url, 1).unwrap();
+    let report = db.apply_report(&old).await.unwrap();
+    assert!(report.applied.is_empty());
+    assert_eq!(versions(&report.ahead), [7]);
+    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3, 4, 5, 6, 7], "nothing undone");
+}
+
+#[tokio::test]
+async fn a_failing_migration_answers_failed_naming_its_version_and_applies_nothing_of_it() {
+    use pii_matching::deploy::respond_with;
+    let (url, _) = empty_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    std::fs::write(dir.path().join("9001_broken.sql"), "CREATE TABLE half_done (x int);\nSELECT 1 / 0;\n")
+        .unwrap();
+    let m = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    let (sink, bodies) = response_sink(1).await;
+    let req = cfn_request("Update", &sink);
+    let open = || async { Ok(Arc::new(Db::from_url(&url, 1).unwrap())) };
+    pii_matching::deploy::send(&req.response_url, &respond_with(&req, open, &m).await).await.unwrap();
+    let b = bodies.await.unwrap();
+    assert_eq!(b[0]["Status"], "FAILED", "{}", b[0]);
+    let reason = b[0]["Reason"].as_str().unwrap();
+    assert!(reason.starts_with("DbQueryFailed: "), "{reason}");
+    assert!(
+        reason.contains("migration 9001 failed, nothing of it applied") && reason.contains("22012"),
+        "{reason}"
+    );
+    let db = Db::from_url(&url, 1).unwrap();
+    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3, 4, 5, 6, 7], "the shipped ones stay");
+    let left: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('half_done')::text").fetch_one(&db.pool()).await.unwrap();
+    assert_eq!(left, None);
+}
+
+#[tokio::test]
+async fn the_loader_role_loads_people_but_cannot_touch_proposals_or_decisions() {
+    let (db, name) = fresh_db().await;
+    let _f = load_people(&db, PEOPLE).await;
+    let l = lake().await;
+    process(&match_deps(&l, &db)).await;
+    let loader = as_role("lake_loader", &name);
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), PEOPLE.replace("JAMES,BROWN", "JAMES,BROWNE")).unwrap();
+    let file = pii_matching::people::read_export(f.path(), &pii_matching::people::PeopleMapping::identity())
+        .unwrap();
+    let c = pii_matching::pg::upsert_people(&loader, &file.persons, pii_matching::pg::Missing::Inactivate)
+        .await
+        .unwrap();
+    assert_eq!((c.inserted, c.updated, c.unchanged), (0, 1, 4));
+    for sql in [
+        "SELECT count(*) FROM match_review",
+        "SELECT count(*) FROM match_decision",
+        "DELETE FROM match_review",
+        "UPDATE match_decision SET tier = 'none'",
+        "INSERT INTO match_decision (record_ref, file_id, tier, rule, decided_by) VALUES ('x', 'f', 'none', 'r', 'me')",
+        "SELECT count(*) FROM review_audit",
+        "DROP TABLE person",
+    ] {
+        assert_eq!(sqlstate(&loader, sql).await, "42501", "{sql}");
+    }
+}
+
+/// Every decision tier lands in `match_decision` as the word its CHECK constraint admits, and
+/// the words stored before the tier was an enum (a row inserted as plain text) parse back.
+#[tokio::test]
+async fn decision_tiers_are_stored_as_the_same_words_and_read_back() {
+    use pii_matching::reviews::{DecisionRow, DecisionTier, Reviews};
+    let (db, _) = fresh_db().await;
+    let reviews = PgReviews { db: db.clone() };
+    let row = |n: usize, tier: DecisionTier| DecisionRow {
+        record_ref: format!("f9:{n}"),
+        file_id: "f9".into(),
+        tier,
+        person_id: Some(101),
+        score: Some(20.0),
+        rule: "r".into(),
+        decided_by: "matcher".into(),
+        rules_version: None,
+    };
+    let rows: Vec<DecisionRow> = DecisionTier::ALL.iter().enumerate().map(|(n, t)| row(n, *t)).collect();
+    assert_eq!(reviews.record(&rows).await.unwrap(), 5);
+    assert_eq!(reviews.record(&rows).await.unwrap(), 0, "a retry records nothing (same words)");
+    sqlx::query(
+        "INSERT INTO match_decision (record_ref, file_id, tier, rule, decided_by) \
+         VALUES ('f9:old', 'f9', 'rejected', 'review', 'ana')",
+    )
+    .execute(&db.pool())
+    .await
+    .unwrap();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT tier FROM match_decision ORDER BY decision_id")
+        .fetch_all(&db.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, ["exact", "proposed", "none", "accepted", "rejected", "rejected"]);
+    let parsed: Vec<DecisionTier> = stored.iter().map(|s| s.parse().unwrap()).collect();
+    assert_eq!(&parsed[..5], DecisionTier::ALL);
+    assert_eq!(parsed[5], DecisionTier::Rejected);
 }

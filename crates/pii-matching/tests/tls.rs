@@ -117,7 +117,7 @@ fn untrusted_ca(dir: &Path) -> PathBuf {
 fn tls_failure(r: Result<bool, IndexError>) -> String {
     match r {
         Err(e @ IndexError::Unavailable(_)) => {
-            assert_eq!(e.kind(), "DbUnavailable");
+            assert_eq!(e.kind(), layer::ErrorKind::DbUnavailable);
             let m = e.to_string();
             // rustls' verdict, e.g. `invalid peer certificate: BadSignature`
             assert!(m.contains("invalid peer certificate"), "{m}");
@@ -166,7 +166,7 @@ async fn the_server_rejects_lake_tls_without_tls() {
     let Some(s) = server() else { return };
     match session_ssl(&s, "127.0.0.1", "disable", None).await {
         Err(e @ IndexError::Auth(_)) => {
-            assert_eq!(e.kind(), "DbAuthFailed");
+            assert_eq!(e.kind(), layer::ErrorKind::DbAuthFailed);
             let m = e.to_string();
             assert!(m.contains("SQLSTATE 28000") && m.contains("no encryption"), "{m}");
         }

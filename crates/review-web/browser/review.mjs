@@ -2,6 +2,7 @@
 // against `lake review serve`. Prints one JSON line of what happened; the Rust test that starts the
 // server checks the lake and the audit trail afterwards.
 //   REVIEW_LOGIN   the login link the server printed
+//   REVIEW_MULTI   the id of a proposal with three candidates
 //   CHROMIUM       the browser binary (/usr/bin/chromium)
 //   SHOTS          folder for the queue and proposal screenshots (optional)
 import { chromium } from "playwright-core";
@@ -10,11 +11,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const login = process.env.REVIEW_LOGIN;
+const multi = Number(process.env.REVIEW_MULTI); // a proposal with three candidates
 const exe = process.env.CHROMIUM || "/usr/bin/chromium";
 const shots = process.env.SHOTS;
 const flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const profiles = [];
+
+let session; // the cookies of the one sign-in: the printed link works once
 
 async function browser() {
   const dir = mkdtempSync(join(tmpdir(), "review-chromium-"));
@@ -23,8 +27,17 @@ async function browser() {
     executablePath: exe, headless: true, args: flags, viewport: { width: 1280, height: 900 },
   });
   const page = ctx.pages()[0] || (await ctx.newPage());
-  await page.goto(login);
-  await page.waitForURL((u) => u.pathname === "/");
+  if (!session) {
+    await page.goto(login);
+    await page.waitForURL((u) => u.pathname === "/");
+    session = await ctx.cookies();
+  } else {
+    // another tab of the same reviewer: the link is spent, the session is shared
+    const again = await page.goto(login);
+    check(again.status() === 401, "a spent login link is refused");
+    await ctx.addCookies(session);
+    await page.goto(new URL("/", login).href);
+  }
   return { ctx, page };
 }
 
@@ -53,6 +66,31 @@ async function review() {
   return { opened, next };
 }
 
+// The other shortcuts: j/k next and previous, s skip, 2 accepts the second of several
+// candidates, r rejects.
+async function keys() {
+  const { ctx, page } = await browser();
+  const go = async (key, cond) => {
+    await Promise.all([page.waitForURL(cond), page.keyboard.press(key)]);
+    return idOf(page.url());
+  };
+  await page.click("a.open >> nth=0");
+  await page.waitForURL(/\/proposal\/\d+$/);
+  const skipped = idOf(page.url());
+  const forward = await go("j", (u) => u.pathname.startsWith("/proposal/") && idOf(u.href) !== skipped);
+  const back = await go("k", (u) => idOf(u.href) === skipped);
+  check(back === skipped, "k returns to the previous proposal");
+  await go("s", (u) => !u.pathname.startsWith("/proposal/") || idOf(u.href) !== skipped);
+  await page.goto(new URL(`/proposal/${multi}`, login).href);
+  check((await page.textContent("table.evidence thead")).includes("Candidate 3"), "three candidates side by side");
+  await go("2", (u) => !u.pathname.startsWith("/proposal/") || idOf(u.href) !== multi);
+  check(page.url().includes("/proposal/"), "the next proposal opens after an accept");
+  const rejected = idOf(page.url());
+  await go("r", (u) => !u.pathname.startsWith("/proposal/") || idOf(u.href) !== rejected);
+  await ctx.close();
+  return { skipped, forward, multi, rejected };
+}
+
 async function race() {
   const [a, b] = await Promise.all([browser(), browser()]);
   await a.page.click("a.open >> nth=0");
@@ -70,8 +108,9 @@ async function race() {
 
 try {
   const r = await review();
+  const k = await keys();
   const x = await race();
-  process.stdout.write(JSON.stringify({ ...r, ...x }) + "\n");
+  process.stdout.write(JSON.stringify({ ...r, keys: k, ...x }) + "\n");
 } finally {
   for (const d of profiles) rmSync(d, { recursive: true, force: true });
 }

@@ -2,21 +2,29 @@
 //! reviewer or viewer, and every POST a CSRF token bound to that sign-in.
 //!
 //! - [`Auth::Local`] (`lake review serve`): one local identity; a browser signs in by opening
-//!   the one-time login link the server prints (a random token), which starts a session (cookie
-//!   `rw_session`, HttpOnly, SameSite=Strict) that expires after being idle. The CSRF token is
-//!   the session's own random token.
+//!   the login link the server prints. The link works once (its random token is spent by the
+//!   first sign-in; restart the server for another), and starts a session (cookie `rw_session`,
+//!   HttpOnly, SameSite=Strict) that expires after being idle. The CSRF token is the session's
+//!   own random token.
 //! - [`Auth::Claims`] (the Lambda behind the authenticating load balancer): the identity and
-//!   groups come from the OIDC claims the load balancer forwards (`x-amzn-oidc-data`, a JWT whose
-//!   payload is read; its `exp` bounds the session). Members of the reviewer group decide, members
-//!   of the viewer group only look. CSRF: a random token in a SameSite=Strict cookie that every
-//!   form repeats (double submit).
+//!   groups come from the OIDC claims the load balancer forwards (`x-amzn-oidc-data`, an ES256
+//!   JWT; see [`alb`]). It is accepted only when its `signer` header is the configured load
+//!   balancer's ARN, its signature verifies with that load balancer's regional public key, it has
+//!   not expired and its sign-in is no older than the session bound. Members of the reviewer
+//!   group decide, members of the viewer group only look. CSRF: a random token in a SameSite=Lax
+//!   cookie that every form repeats (double submit). Lax, not Strict: the browser's return from
+//!   the identity provider is a cross-site navigation, which carries no Strict cookie, so a new
+//!   token would be minted and every open tab's next form refused; a cross-site POST still
+//!   carries no Lax cookie, so a forged form is refused as before.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use sha2::{Digest, Sha256};
+
+use crate::alb::AlbKeys;
 
 /// May decide, or may only look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +55,11 @@ pub enum Auth {
     Claims(ClaimsAuth),
 }
 
-/// The local server's one identity, its login token and sessions.
+/// The local server's one identity, its unspent login tokens and sessions.
 pub struct LocalAuth {
     pub identity: Identity,
     login_token: String,
+    unspent: Mutex<HashSet<String>>,
     idle: Duration,
     sessions: Mutex<HashMap<String, Session>>,
 }
@@ -60,7 +69,7 @@ struct Session {
     last_seen: Instant,
 }
 
-/// Identity from the claims an authenticating proxy forwards.
+/// Identity from the claims the authenticating load balancer forwards.
 pub struct ClaimsAuth {
     /// The header carrying the claims JWT (`x-amzn-oidc-data`).
     pub header: String,
@@ -70,6 +79,13 @@ pub struct ClaimsAuth {
     pub groups_claim: String,
     pub reviewer_group: String,
     pub viewer_group: String,
+    /// The load balancer that must have signed the claims (the JWT header's `signer`).
+    pub alb_arn: String,
+    /// Its public keys, by key id.
+    pub keys: AlbKeys,
+    /// The longest sign-in accepted: a token whose `exp` lies further ahead, or whose
+    /// `auth_time` lies further back, is refused.
+    pub max_session: Duration,
 }
 
 /// The session cookie (local mode) and the CSRF cookie (claims mode).
@@ -108,23 +124,36 @@ pub fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 impl LocalAuth {
     /// The local identity (a reviewer), a fresh login token, sessions expiring after `idle`.
     pub fn new(name: &str, idle: Duration) -> Self {
+        let login_token = random_token();
         Self {
             identity: Identity { name: name.to_string(), role: Role::Reviewer },
-            login_token: random_token(),
+            unspent: Mutex::new(HashSet::from([login_token.clone()])),
+            login_token,
             idle,
             sessions: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The one-time login token (printed by `lake review serve` as part of the login link).
+    /// The first login token (printed by `lake review serve` as part of the login link); it
+    /// signs in once.
     pub fn login_token(&self) -> &str {
         &self.login_token
     }
 
-    /// Starts a session when `token` is the login token: the session id for the cookie.
+    /// Another one-time login token (a second browser of the same local reviewer).
+    pub fn issue_login_token(&self) -> Option<String> {
+        let t = random_token();
+        self.unspent.lock().ok()?.insert(t.clone());
+        Some(t)
+    }
+
+    /// Starts a session when `token` is an unspent login token (spending it): the session id
+    /// for the cookie.
     pub fn login(&self, token: &str) -> Option<String> {
-        if !same_secret(token, &self.login_token) {
-            return None;
+        {
+            let mut unspent = self.unspent.lock().ok()?;
+            let found = unspent.iter().find(|t| same_secret(token, t)).cloned()?;
+            unspent.remove(&found);
         }
         let id = random_token();
         let s = Session { csrf: random_token(), last_seen: Instant::now() };
@@ -146,14 +175,8 @@ impl LocalAuth {
     }
 }
 
-/// The payload of a JWT (not its signature: the load balancer in front verified the sign-in and
-/// only it can invoke the function).
-fn jwt_claims(token: &str) -> Option<serde_json::Value> {
-    let payload = token.split('.').nth(1)?;
-    serde_json::from_slice(&base64url(payload)?).ok()
-}
-
-fn base64url(s: &str) -> Option<Vec<u8>> {
+/// Base64 in either alphabet (URL-safe or standard), padding ignored.
+pub(crate) fn base64url(s: &str) -> Option<Vec<u8>> {
     let val = |c: u8| -> Option<u32> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',
@@ -183,22 +206,32 @@ fn base64url(s: &str) -> Option<Vec<u8>> {
 }
 
 impl ClaimsAuth {
-    /// The identity in the claims header (its `exp`, when present, must be in the future).
-    pub fn identify(&self, h: &HeaderMap) -> Result<Identity, Denied> {
+    /// The identity in the claims header: signed by the configured load balancer, unexpired,
+    /// within the session bound, in the reviewer or viewer group.
+    pub async fn identify(&self, h: &HeaderMap) -> Result<Identity, Denied> {
         let raw = h.get(self.header.as_str()).and_then(|v| v.to_str().ok());
-        let claims = raw.and_then(jwt_claims).ok_or(Denied::Unauthenticated("no identity"))?;
-        if let Some(exp) = claims.get("exp").and_then(|e| e.as_i64()) {
-            if exp <= chrono::Utc::now().timestamp() {
-                return Err(Denied::Unauthenticated("session expired"));
-            }
+        let raw = raw.ok_or(Denied::Unauthenticated("no identity"))?;
+        let claims = self.keys.verify(raw, &self.alb_arn).await?;
+        let now = chrono::Utc::now().timestamp();
+        let max = i64::try_from(self.max_session.as_secs()).unwrap_or(i64::MAX);
+        let exp = claims.exp.ok_or(Denied::Unauthenticated("the sign-in has no expiry"))?;
+        if exp <= now {
+            return Err(Denied::Unauthenticated("session expired"));
         }
-        let name = claims
+        if exp > now.saturating_add(max) {
+            return Err(Denied::Unauthenticated("the sign-in outlasts the session bound"));
+        }
+        let c = &claims.payload;
+        if c.get("auth_time").and_then(|a| a.as_i64()).is_some_and(|a| now.saturating_sub(a) > max) {
+            return Err(Denied::Unauthenticated("session expired"));
+        }
+        let name = c
             .get(self.name_claim.as_str())
-            .or_else(|| claims.get("sub"))
+            .or_else(|| c.get("sub"))
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
             .ok_or(Denied::Unauthenticated("no identity"))?;
-        let groups: Vec<String> = match claims.get(self.groups_claim.as_str()) {
+        let groups: Vec<String> = match c.get(self.groups_claim.as_str()) {
             Some(serde_json::Value::Array(a)) => {
                 a.iter().filter_map(|g| g.as_str().map(String::from)).collect()
             }

@@ -12,6 +12,7 @@
 //! HSTS behind TLS; request bodies are capped. Logs carry proposal ids and field names, never
 //! values.
 
+pub mod alb;
 pub mod auth;
 mod html;
 pub mod local;
@@ -30,8 +31,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use layer::pipeline::Deps;
 use pii_matching::review::ReviewDesk;
-use pii_matching::Rules;
 
+pub use alb::AlbKeys;
 pub use auth::{Auth, ClaimsAuth, Identity, LocalAuth, Role};
 pub use store::WebStore;
 
@@ -70,8 +71,6 @@ pub struct App {
     /// Where bad rows are read and accepted rows completed into.
     pub deps: Deps,
     pub auth: Auth,
-    /// The matcher's rules (the per-field weights shown beside each level).
-    pub rules: Rules,
     pub settings: Settings,
 }
 
@@ -112,7 +111,9 @@ async fn guard(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Res
         set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains");
     }
     if let Some(t) = minted {
-        let c = format!("{}={t}; HttpOnly; SameSite=Strict; Path=/; Secure", auth::CSRF_COOKIE);
+        // Lax: the return from the identity provider (a cross-site navigation) carries it, so
+        // open tabs keep their token (auth.rs)
+        let c = format!("{}={t}; HttpOnly; SameSite=Lax; Path=/; Secure", auth::CSRF_COOKIE);
         if let Ok(v) = HeaderValue::from_str(&c) {
             h.append(header::SET_COOKIE, v);
         }

@@ -12,9 +12,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pii_matching::review::{candidates, PENDING};
 use pii_matching::review_store::LocalReviews;
+use pii_matching::reviews::DecisionTier;
 
 use crate::store::{
-    Action, AuditEvent, Decided, Facet, Lease, QueuePage, QueueQuery, QueueRow, StoreError, WebStore,
+    Action, AuditEvent, Decided, Facet, Lease, Position, QueueQuery, QueueRow, StoreError, WebStore,
 };
 
 /// The audit file under the review store's folder.
@@ -72,7 +73,7 @@ impl LocalWebStore {
 
 #[async_trait]
 impl WebStore for LocalWebStore {
-    async fn queue(&self, q: &QueueQuery, me: &str) -> Result<QueuePage, StoreError> {
+    async fn counts(&self, q: &QueueQuery) -> Result<(i64, Vec<Facet>), StoreError> {
         let pending = self.pending()?;
         let mut facets: Vec<Facet> = Vec::new();
         for r in &pending {
@@ -84,11 +85,32 @@ impl WebStore for LocalWebStore {
             }
         }
         facets.sort_by(|a, b| (&a.source, &a.dataset).cmp(&(&b.source, &b.dataset)));
-        let hits: Vec<_> = pending.iter().filter(|r| q.admits(&r.source, &r.dataset, r.best_score)).collect();
-        let per = usize::try_from(q.per_page.max(1)).unwrap_or(50);
-        let skip = usize::try_from(q.page.max(0)).unwrap_or(0).saturating_mul(per);
+        let total = pending.iter().filter(|r| q.admits(&r.source, &r.dataset, r.best_score)).count();
+        Ok((i64::try_from(total).unwrap_or(i64::MAX), facets))
+    }
+
+    async fn rows(
+        &self,
+        q: &QueueQuery,
+        at: Position,
+        limit: i64,
+        me: &str,
+    ) -> Result<Vec<QueueRow>, StoreError> {
+        // the embedded store lists in id order (its ids grow with time): the cursor's id places it
+        let pending = self.pending()?;
+        let hits = pending.iter().filter(|r| q.admits(&r.source, &r.dataset, r.best_score));
+        let limit = usize::try_from(limit.max(1)).unwrap_or(50);
+        let chosen: Vec<_> = match at {
+            Position::First => hits.take(limit).collect(),
+            Position::After(c) => hits.filter(|r| r.review_id > c.review_id).take(limit).collect(),
+            Position::Before(c) => {
+                let mut v: Vec<_> = hits.rev().filter(|r| r.review_id < c.review_id).take(limit).collect();
+                v.reverse();
+                v
+            }
+        };
         let mut rows = Vec::new();
-        for r in hits.iter().skip(skip).take(per) {
+        for r in chosen {
             rows.push(QueueRow {
                 review_id: r.review_id,
                 created_at: None,
@@ -100,7 +122,7 @@ impl WebStore for LocalWebStore {
                 taken_by: self.taken(r.review_id, me)?,
             });
         }
-        Ok(QueuePage { rows, total: i64::try_from(hits.len()).unwrap_or(i64::MAX), facets })
+        Ok(rows)
     }
 
     async fn lease(
@@ -167,12 +189,12 @@ impl WebStore for LocalWebStore {
             .into_iter()
             .find(|d| {
                 d.decision.record_ref == r.record_ref
-                    && d.decision.tier == r.status
+                    && Some(d.decision.tier) == DecisionTier::of_review(r.status)
                     && d.decision.decided_by == by
             })
             .and_then(|d| DateTime::parse_from_rfc3339(&d.decided_at).ok())
             .map(|t| t.with_timezone(&Utc));
-        Ok(Some(Decided { status: r.status, by, at }))
+        Ok(Some(Decided { status: r.status.to_string(), by, at }))
     }
 
     async fn neighbour(&self, from: i64, me: &str, forward: bool) -> Result<Option<i64>, StoreError> {

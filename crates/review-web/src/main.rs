@@ -3,7 +3,10 @@
 //! the secret), TLS verify-full with the shipped RDS CA bundle; accepted rows completed into the
 //! raw bucket with SSE-KMS. Configuration: `LAKE_RAW_BUCKET`, `LAKE_QUARANTINE_BUCKET`,
 //! `LAKE_KMS_KEY_ID`, `LAKE_RUNS_TABLE`, the `LAKE_DB_*` settings, `LAKE_REVIEW_REVIEWER_GROUP`,
-//! `LAKE_REVIEW_VIEWER_GROUP` (groups claim `LAKE_REVIEW_GROUPS_CLAIM`, default `groups`).
+//! `LAKE_REVIEW_VIEWER_GROUP` (groups claim `LAKE_REVIEW_GROUPS_CLAIM`, default `groups`),
+//! `LAKE_REVIEW_ALB_ARN` (the only load balancer whose signed claims are accepted; its keys from
+//! the regional endpoint, or `LAKE_REVIEW_ALB_KEYS_URL`), `LAKE_REVIEW_SESSION_SECONDS` (the
+//! longest sign-in accepted, default 8 hours).
 
 use std::sync::Arc;
 
@@ -20,6 +23,7 @@ pub const REQUIRED_ENV: &[&str] = &[
     "LAKE_RUNS_TABLE",
     "LAKE_REVIEW_REVIEWER_GROUP",
     "LAKE_REVIEW_VIEWER_GROUP",
+    "LAKE_REVIEW_ALB_ARN",
 ];
 
 async fn app() -> Result<App, Box<dyn std::error::Error + Send + Sync>> {
@@ -42,13 +46,20 @@ async fn app() -> Result<App, Box<dyn std::error::Error + Send + Sync>> {
         groups_claim: opt("LAKE_REVIEW_GROUPS_CLAIM").unwrap_or_else(|| "groups".into()),
         reviewer_group: var("LAKE_REVIEW_REVIEWER_GROUP")?,
         viewer_group: var("LAKE_REVIEW_VIEWER_GROUP")?,
+        alb_arn: var("LAKE_REVIEW_ALB_ARN")?,
+        keys: review_web::AlbKeys::new(opt("LAKE_REVIEW_ALB_KEYS_URL"))?,
+        max_session: std::time::Duration::from_secs(match opt("LAKE_REVIEW_SESSION_SECONDS") {
+            Some(s) => s
+                .parse()
+                .map_err(|_| format!("LAKE_REVIEW_SESSION_SECONDS {s:?} is not a number of seconds"))?,
+            None => 8 * 3600,
+        }),
     });
     Ok(App {
         desk: Arc::new(PgReviews { db: db.clone() }),
         store: Arc::new(review_web::pg::PgWebStore::new(db)),
         deps,
         auth,
-        rules: pii_matching::Rules::builtin(),
         settings: Settings { tls: true, ..Settings::default() },
     })
 }

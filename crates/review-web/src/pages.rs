@@ -5,10 +5,9 @@ use std::fmt::Write;
 use pii_matching::model::{Person, Record};
 use pii_matching::review::{person_value, record_value, Candidate, FIELDS};
 use pii_matching::reviews::StoredReview;
-use pii_matching::Rules;
 
 use crate::html::{csrf_field, diff_marked, esc, mask_tail, MASKED};
-use crate::store::{Decided, Lease, QueuePage, QueueQuery};
+use crate::store::{Cursor, Decided, Lease, Position, QueuePage, QueueQuery};
 
 fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
@@ -112,22 +111,45 @@ pub fn queue(p: &QueuePage, q: &QueueQuery) -> String {
         o.push_str("<tr><td colspan=\"8\">Nothing pending with these filters.</td></tr>");
     }
     o.push_str("</tbody></table>");
-    paging(&mut o, p.total, q);
+    paging(&mut o, p, q);
     o
 }
 
-fn paging(o: &mut String, total: i64, q: &QueueQuery) {
-    let per = q.per_page.max(1);
-    let pages = (total + per - 1) / per;
+/// Oldest, older, page N of M, newer: each link carries the edge row of this page (keyset
+/// paging), the filters and the number of the page it leads to.
+fn paging(o: &mut String, p: &QueuePage, q: &QueueQuery) {
     let qs = filter_qs(q);
-    let sep = if qs.is_empty() { "" } else { "&" };
+    let href = |at: &str, page: i64| {
+        let parts: Vec<String> = [qs.clone(), at.to_string(), format!("page={page}")]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        esc(&format!("/?{}", parts.join("&")))
+    };
+    let n = p.page + 1;
     o.push_str("<nav class=\"paging\">");
-    if q.page > 0 {
-        let _ = write!(o, "<a href=\"/?{qs}{sep}page={}\" rel=\"prev\">\u{2190} newer page</a> ", q.page - 1);
+    if p.older {
+        let _ = write!(o, "<a href=\"{}\" rel=\"first\">\u{21e4} oldest</a> ", esc(&format!("/?{qs}")));
+        // an empty page after a cursor (its rows decided meanwhile): older than that cursor
+        let edge = p.rows.first().map(Cursor::of).or(match q.at {
+            Position::After(c) | Position::Before(c) => Some(c),
+            Position::First => None,
+        });
+        if let Some(c) = edge {
+            let _ = write!(
+                o,
+                "<a href=\"{}\" rel=\"prev\">\u{2190} older page</a> ",
+                href(&format!("before={c}"), n - 1)
+            );
+        }
     }
-    let _ = write!(o, "<span>page {} of {}</span>", q.page + 1, pages.max(1));
-    if q.page + 1 < pages {
-        let _ = write!(o, " <a href=\"/?{qs}{sep}page={}\" rel=\"next\">older page \u{2192}</a>", q.page + 1);
+    let _ = write!(o, "<span>page {n} of {}</span>", p.pages(q.per_page));
+    if let Some(c) = p.rows.last().map(Cursor::of).filter(|_| p.newer) {
+        let _ = write!(
+            o,
+            " <a href=\"{}\" rel=\"next\">newer page \u{2192}</a>",
+            href(&format!("after={c}"), n + 1)
+        );
     }
     o.push_str("</nav>");
 }
@@ -145,17 +167,6 @@ pub struct ProposalView<'a> {
     pub csrf: &'a str,
     pub prev: Option<i64>,
     pub next: Option<i64>,
-    pub rules: &'a Rules,
-}
-
-/// The weight the rules give a field's level (the per-field part of a candidate's score).
-pub fn weight(rules: &Rules, field: &str, level: &str) -> Option<f64> {
-    let c = rules.comparisons.iter().find(|c| c.field.as_str() == field)?;
-    match level {
-        "missing" => Some(c.missing),
-        "else" => Some(c.else_weight),
-        l => c.levels.iter().find(|x| x.name() == l).map(|x| x.weight),
-    }
 }
 
 impl ProposalView<'_> {
@@ -181,7 +192,7 @@ impl ProposalView<'_> {
             esc(&r.dataset),
             esc(&r.rule),
             r.best_score,
-            esc(&r.status)
+            esc(r.status.as_str())
         );
         if let Some(d) = self.decided {
             let _ = write!(
@@ -212,7 +223,8 @@ impl ProposalView<'_> {
         let level = c.levels.get(f).and_then(|l| l.as_str()).unwrap_or("");
         let mut o = format!("<td class=\"lvl-{}\"><span class=\"v\">{value}</span>", esc(level));
         if !level.is_empty() {
-            let w = weight(self.rules, f, level).map(|w| format!(" {w:+.1}")).unwrap_or_default();
+            // the weight the matcher stored with the proposal (older proposals: the level only)
+            let w = c.weight(f).map(|w| format!(" {w:+.1}")).unwrap_or_default();
             let _ = write!(o, " <span class=\"level\">{}{w}</span>", esc(level));
         }
         o.push_str("</td>");
@@ -238,7 +250,13 @@ impl ProposalView<'_> {
                 "<tr id=\"f-{f}\"><th>{f}</th><td class=\"v\">{}",
                 esc(&self.shown(f, rec_raw.clone()))
             );
-            if self.masked(f) {
+            // nothing to reveal where neither the record nor any candidate has a value
+            let any_value = rec_raw != "-"
+                || self
+                    .candidates
+                    .iter()
+                    .any(|(_, p)| p.as_ref().is_some_and(|p| person_value(p, f, true) != "-"));
+            if self.masked(f) && any_value {
                 let _ = write!(
                     o,
                     " <form method=\"post\" action=\"/proposal/{}/reveal\" class=\"reveal\">{}<input type=\"hidden\" name=\"field\" value=\"{f}\"><button type=\"submit\" id=\"reveal-{f}\">Reveal</button></form>",
@@ -254,8 +272,20 @@ impl ProposalView<'_> {
         }
         o.push_str("<tr class=\"total\"><th>score</th><td></td>");
         for (c, _) in self.candidates {
-            let sum: f64 = c.levels.iter().filter_map(|(f, l)| weight(self.rules, f, l.as_str()?)).sum();
-            let _ = write!(o, "<td>{:.1} <small>(fields sum {sum:.1})</small></td>", c.score);
+            match &c.weights {
+                Some(w) => {
+                    let sum: f64 = w.values().filter_map(|v| v.as_f64()).sum();
+                    let rules = c.rules_version.map(|v| format!(", rules v{v}")).unwrap_or_default();
+                    let _ = write!(o, "<td>{:.1} <small>(fields sum {sum:.1}{rules})</small></td>", c.score);
+                }
+                None => {
+                    let _ = write!(
+                        o,
+                        "<td>{:.1} <small>(weights not stored with this proposal)</small></td>",
+                        c.score
+                    );
+                }
+            }
         }
         o.push_str("</tr></tbody></table>");
     }
@@ -311,4 +341,83 @@ pub fn message(title: &str, text: &str) -> String {
         esc(title),
         esc(text)
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn review() -> StoredReview {
+        StoredReview {
+            review_id: 7,
+            record_ref: "f:0".into(),
+            file_id: "f".into(),
+            row_index: 0,
+            dataset: "encounter".into(),
+            source: "s".into(),
+            bad_bucket: "q".into(),
+            bad_key: "k".into(),
+            candidates: serde_json::json!([]),
+            best_score: 20.0,
+            rule: "score>=20".into(),
+            status: pii_matching::reviews::ReviewStatus::Pending,
+            accepted_person_id: None,
+            reviewer: None,
+        }
+    }
+
+    fn candidate(weights: Option<serde_json::Value>) -> Candidate {
+        Candidate {
+            person_id: 9000011,
+            score: 21.5,
+            levels: serde_json::json!({"phone": "exact"}).as_object().cloned().unwrap(),
+            weights: weights.and_then(|w| w.as_object().cloned()),
+            rules_version: Some(3),
+        }
+    }
+
+    fn render(rec: &Record, cands: &[(Candidate, Option<Person>)]) -> String {
+        let r = review();
+        ProposalView {
+            review: &r,
+            record: Some(rec),
+            missing: Some(&[]),
+            candidates: cands,
+            revealed: &[],
+            lease: None,
+            decided: None,
+            can_decide: false,
+            csrf: "t",
+            prev: None,
+            next: None,
+        }
+        .render()
+    }
+
+    #[test]
+    fn no_reveal_button_where_no_side_has_a_value() {
+        let rec = Record { reference: "f:0".into(), phone: None, ..Record::default() };
+        let no_phone = Person { person_id: 9000011, ssn: Some("900-10-0011".into()), ..Person::default() };
+        let html = render(&rec, &[(candidate(None), Some(no_phone))]);
+        assert!(!html.contains("id=\"reveal-phone\""), "nothing to reveal: no phone anywhere");
+        assert!(html.contains("id=\"reveal-ssn\""), "the candidate's SSN is there to reveal");
+        let with_phone =
+            Person { person_id: 9000011, phone: Some("774-656-7549".into()), ..Person::default() };
+        let html = render(&rec, &[(candidate(None), Some(with_phone))]);
+        assert!(html.contains("id=\"reveal-phone\""));
+        assert!(!html.contains("774-656-7549"), "masked until revealed");
+    }
+
+    #[test]
+    fn weights_are_the_stored_ones_and_old_proposals_show_levels_only() {
+        let rec = Record { reference: "f:0".into(), ..Record::default() };
+        let p = Person { person_id: 9000011, ..Person::default() };
+        let html = render(&rec, &[(candidate(Some(serde_json::json!({"phone": 6.4}))), Some(p.clone()))]);
+        assert!(html.contains(">exact +6.4<"), "{html}");
+        assert!(html.contains("fields sum 6.4, rules v3"), "{html}");
+        let html = render(&rec, &[(candidate(None), Some(p))]);
+        assert!(html.contains(">exact<"), "{html}");
+        assert!(html.contains("weights not stored with this proposal"), "{html}");
+    }
 }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::auth::{cookie, same_secret, Auth, Denied, Identity, Role, CSRF_COOKIE, SESSION_COOKIE};
 use crate::html::{layout, MASKED};
 use crate::pages::{self, ProposalView};
-use crate::store::{Action, AuditEvent, Lease, QueueQuery};
+use crate::store::{Action, AuditEvent, Cursor, Lease, Position, QueueQuery};
 use crate::App;
 
 /// An error page with its status.
@@ -73,7 +73,7 @@ impl FromRequestParts<Arc<App>> for Who {
                 Ok(Who { id: l.identity.clone(), csrf })
             }
             Auth::Claims(c) => {
-                let id = c.identify(&parts.headers).map_err(denied)?;
+                let id = c.identify(&parts.headers).await.map_err(denied)?;
                 let csrf = cookie(&parts.headers, CSRF_COOKIE)
                     .map(String::from)
                     .or_else(|| parts.extensions.get::<MintedCsrf>().map(|m| m.0.clone()))
@@ -190,11 +190,23 @@ pub struct QueueParams {
     dataset: Option<String>,
     min: Option<String>,
     max: Option<String>,
+    /// The page's number as its link gave it (1-based; a label only).
     page: Option<String>,
+    /// The last row of the previous page (next page) ...
+    after: Option<String>,
+    /// ... or the first row of the following page (previous page).
+    before: Option<String>,
 }
 
 fn parse_query(p: QueueParams, per_page: i64) -> Result<QueueQuery, Page> {
     let bad = || fail(StatusCode::BAD_REQUEST, "Bad filter", "Scores and pages are numbers.");
+    let bad_link = || {
+        fail(
+            StatusCode::BAD_REQUEST,
+            "Bad page link",
+            "This page link is not one the queue made: start from the queue.",
+        )
+    };
     let num = |v: Option<String>| -> Result<Option<f64>, Page> {
         match v.filter(|s| !s.trim().is_empty()) {
             None => Ok(None),
@@ -204,13 +216,23 @@ fn parse_query(p: QueueParams, per_page: i64) -> Result<QueueQuery, Page> {
     let text = |v: Option<String>| v.filter(|s| !s.is_empty() && s.len() <= 200);
     let page = match p.page.filter(|s| !s.is_empty()) {
         None => 0,
-        Some(s) => s.parse::<i64>().ok().filter(|n| (0..1_000_000).contains(n)).ok_or_else(bad)?,
+        Some(s) => s.parse::<i64>().ok().filter(|n| (1..=1_000_000).contains(n)).ok_or_else(bad)? - 1,
+    };
+    let cursor = |v: Option<String>| -> Result<Option<Cursor>, Page> {
+        v.filter(|s| !s.is_empty()).map(|s| Cursor::parse(&s).ok_or_else(bad_link)).transpose()
+    };
+    let at = match (cursor(p.after)?, cursor(p.before)?) {
+        (None, None) => Position::First,
+        (Some(c), None) => Position::After(c),
+        (None, Some(c)) => Position::Before(c),
+        (Some(_), Some(_)) => return Err(bad_link()),
     };
     Ok(QueueQuery {
         source: text(p.source),
         dataset: text(p.dataset),
         min_score: num(p.min)?,
         max_score: num(p.max)?,
+        at,
         page,
         per_page,
     })
@@ -263,7 +285,6 @@ pub async fn proposal(
         csrf: &who.csrf,
         prev,
         next,
-        rules: &app.rules,
     };
     Ok(who.page(&app, &format!("Proposal {id}"), &view.render()))
 }
@@ -297,6 +318,9 @@ pub struct DecideForm {
     choice: Option<String>,
     note: Option<String>,
 }
+
+/// The longest note a decision keeps (the form's `maxlength`).
+const MAX_NOTE: usize = 1000;
 
 enum Choice {
     Accept(i64),
@@ -350,7 +374,16 @@ pub async fn decide(
     let r = proposal_of(&app, &raw).await?;
     let id = r.review_id;
     let c = choice(f.choice.as_deref())?;
-    let note = f.note.as_deref().filter(|n| n.len() <= 1000);
+    let note = f.note.as_deref();
+    if note.is_some_and(|n| n.chars().count() > MAX_NOTE) {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "Note too long",
+            format!(
+                "A note holds at most {MAX_NOTE} characters; nothing was decided. Shorten it and try again."
+            ),
+        ));
+    }
     if r.status != PENDING {
         return Err(conflict(&app, id).await);
     }
@@ -370,7 +403,7 @@ pub async fn decide(
             Err(ReviewError::AlreadyDecided { .. }) => return Err(conflict(&app, id).await),
             Err(e) => return Err(internal("reject", e)),
         },
-        Choice::Accept(pid) => match accept(&app, id, pid, &who.id.name).await {
+        Choice::Accept(pid) => match accept(&app, &who, id, pid, note).await {
             Ok(()) => (Action::Accept, Some(pid)),
             Err(e) => return Err(e),
         },
@@ -382,9 +415,14 @@ pub async fn decide(
 }
 
 /// Accept through the same library steps as `lake review accept`: choose, then complete.
-async fn accept(app: &App, id: i64, person: i64, reviewer: &str) -> Result<(), Page> {
+async fn accept(app: &App, who: &Who, id: i64, person: i64, note: Option<&str>) -> Result<(), Page> {
     let refused = |e: ReviewError| match e {
         ReviewError::AlreadyDecided { .. } | ReviewError::DecidedMeanwhile { .. } => None,
+        // decided, row not yet written: say so (ids only), ops complete it with the CLI
+        e @ ReviewError::NotCompleted { .. } => {
+            tracing::error!(review_id = id, error = %e, "accepted, completed row not written");
+            Some(fail(StatusCode::INTERNAL_SERVER_ERROR, "Accepted, row not yet written", e.to_string()))
+        }
         ReviewError::NotACandidate { .. } | ReviewError::NoCandidate | ReviewError::UnknownPerson(_) => {
             Some(fail(StatusCode::BAD_REQUEST, "Not a candidate", e.to_string()))
         }
@@ -399,8 +437,13 @@ async fn accept(app: &App, id: i64, person: i64, reviewer: &str) -> Result<(), P
             })
         }
     };
-    match review::complete(app.desk.as_ref(), &app.deps, &r, &p, reviewer).await {
+    match review::complete(app.desk.as_ref(), &app.deps, &r, &p, &who.id.name).await {
         Ok(_) => Ok(()),
+        Err(e @ ReviewError::NotCompleted { .. }) => {
+            // the decision is recorded: so is the audit row, before the error page
+            audit(app, who, Action::Accept, id, None, Some(person), note).await?;
+            Err(refused(e).unwrap_or_else(|| internal("accept", "not completed")))
+        }
         Err(e) => Err(match refused(e) {
             Some(p) => p,
             None => conflict(app, id).await,

@@ -6,6 +6,64 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// A row's place in queue order (oldest first: `created_at`, then `review_id`), as the queue's
+/// page links carry it: `<micros since 1970>_<review_id>`, or `<review_id>` alone where the
+/// store has no creation times (the embedded lake orders by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: Option<DateTime<Utc>>,
+    pub review_id: i64,
+}
+
+impl Cursor {
+    /// The cursor of a listed row.
+    pub fn of(r: &QueueRow) -> Self {
+        Cursor { created_at: r.created_at, review_id: r.review_id }
+    }
+
+    /// Parses a page link's cursor (untrusted: digits only, bounded, a real time and id).
+    pub fn parse(s: &str) -> Option<Self> {
+        fn digits(s: &str, max: usize) -> Option<&str> {
+            (!s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+        }
+        let (time, id) = match s.split_once('_') {
+            Some((t, id)) => (Some(t), id),
+            None => (None, s),
+        };
+        let review_id = digits(id, 18)?.parse().ok()?;
+        let created_at = match time {
+            None => None,
+            Some(t) => {
+                let (neg, t) = t.strip_prefix('-').map_or((false, t), |t| (true, t));
+                let micros: i64 = digits(t, 18)?.parse().ok()?;
+                Some(DateTime::from_timestamp_micros(if neg { -micros } else { micros })?)
+            }
+        };
+        Some(Cursor { created_at, review_id })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.created_at {
+            Some(t) => write!(f, "{}_{}", t.timestamp_micros(), self.review_id),
+            None => write!(f, "{}", self.review_id),
+        }
+    }
+}
+
+/// Where a queue page starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Position {
+    /// The oldest pending proposals.
+    #[default]
+    First,
+    /// The proposals right after this one (the next page).
+    After(Cursor),
+    /// The proposals right before this one (the previous page).
+    Before(Cursor),
+}
+
 /// Which pending proposals a queue page shows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueQuery {
@@ -14,7 +72,10 @@ pub struct QueueQuery {
     /// Score band: best score at least `min_score` and below `max_score`.
     pub min_score: Option<f64>,
     pub max_score: Option<f64>,
-    /// Zero-based page number.
+    /// Where the page starts (keyset paging: no offset is ever walked).
+    pub at: Position,
+    /// The zero-based number the link gave this page (a label for "page N of M": the rows come
+    /// from `at` alone).
     pub page: i64,
     pub per_page: i64,
 }
@@ -59,6 +120,20 @@ pub struct QueuePage {
     pub total: i64,
     /// Every pending proposal, per source and dataset (unfiltered).
     pub facets: Vec<Facet>,
+    /// The zero-based number of this page ("page N of M").
+    pub page: i64,
+    /// Older pending proposals exist before this page (a previous page).
+    pub older: bool,
+    /// Newer pending proposals exist after this page (a next page).
+    pub newer: bool,
+}
+
+impl QueuePage {
+    /// The number of pages at `per_page` (at least one).
+    pub fn pages(&self, per_page: i64) -> i64 {
+        let per = per_page.max(1);
+        ((self.total + per - 1) / per).max(1)
+    }
 }
 
 /// The outcome of taking a lease on a proposal.
@@ -137,8 +212,53 @@ impl From<pii_matching::IndexError> for StoreError {
 /// Where the web application keeps the queue view, leases and the audit trail.
 #[async_trait]
 pub trait WebStore: Send + Sync {
-    /// Pending proposals passing `q`, oldest first; `me`'s own leases do not show as taken.
-    async fn queue(&self, q: &QueueQuery, me: &str) -> Result<QueuePage, StoreError>;
+    /// The pending count passing `q`'s filters and the unfiltered per-source-and-dataset counts.
+    async fn counts(&self, q: &QueueQuery) -> Result<(i64, Vec<Facet>), StoreError>;
+    /// Up to `limit` pending proposals passing `q`'s filters, in queue order (oldest first):
+    /// the first ones, the ones right after a cursor, or the ones right before it. `me`'s own
+    /// leases do not show as taken.
+    async fn rows(
+        &self,
+        q: &QueueQuery,
+        at: Position,
+        limit: i64,
+        me: &str,
+    ) -> Result<Vec<QueueRow>, StoreError>;
+    /// One page of the queue (keyset paging: each page reads its own rows plus one, whatever
+    /// its depth).
+    async fn queue(&self, q: &QueueQuery, me: &str) -> Result<QueuePage, StoreError> {
+        let (total, facets) = self.counts(q).await?;
+        let per = q.per_page.max(1);
+        let first = |rows: Vec<QueueRow>| {
+            let newer = rows.len() as i64 > per;
+            (rows.into_iter().take(per as usize).collect::<Vec<_>>(), false, newer)
+        };
+        let (rows, older, newer) = match q.at {
+            Position::First => first(self.rows(q, Position::First, per + 1, me).await?),
+            Position::After(c) => {
+                let (rows, _, newer) = first(self.rows(q, Position::After(c), per + 1, me).await?);
+                (rows, true, newer)
+            }
+            Position::Before(c) => {
+                let mut rows = self.rows(q, Position::Before(c), per + 1, me).await?;
+                if rows.len() as i64 > per {
+                    rows.remove(0);
+                    (rows, true, true)
+                } else {
+                    // back at the start: the first page, full
+                    first(self.rows(q, Position::First, per + 1, me).await?)
+                }
+            }
+        };
+        let mut page = QueuePage { rows, total, facets, page: 0, older, newer };
+        let last = page.pages(per) - 1;
+        page.page = match (older, newer) {
+            (false, _) => 0,
+            (true, false) => last.max(1),
+            (true, true) => q.page.clamp(1, (last - 1).max(1)),
+        };
+        Ok(page)
+    }
     /// Takes or renews the lease of `reviewer` on a proposal for `ttl`, unless another
     /// reviewer holds an unexpired one.
     async fn lease(&self, review_id: i64, reviewer: &str, ttl: chrono::Duration)
@@ -156,4 +276,30 @@ pub trait WebStore: Send + Sync {
     /// The pending proposal after (`forward`) or before `from` in queue order that nobody else
     /// holds.
     async fn neighbour(&self, from: i64, me: &str, forward: bool) -> Result<Option<i64>, StoreError>;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let t = DateTime::parse_from_rfc3339("2026-12-07T09:01:44.907615Z").unwrap().with_timezone(&Utc);
+        let c = Cursor { created_at: Some(t), review_id: 48642 };
+        assert_eq!(c.to_string(), "1796634104907615_48642");
+        assert_eq!(Cursor::parse(&c.to_string()), Some(c));
+        let early = Cursor { created_at: DateTime::from_timestamp_micros(-5), review_id: 1 };
+        assert_eq!(Cursor::parse(&early.to_string()), Some(early));
+        let bare = Cursor { created_at: None, review_id: 7 };
+        assert_eq!((bare.to_string().as_str(), Cursor::parse("7")), ("7", Some(bare)));
+        for bad in [
+            "", "_", "abc", "1_", "_1", "-_1", "1_-2", "+1", "1.5", "1_2_3", " 1", "1%00",
+            "1234567890123456789", "9999999999999999999_1", "1_99999999999999999999",
+        ] {
+            assert_eq!(Cursor::parse(bad), None, "{bad:?}");
+        }
+        // a far-future time is still a place in the order (the page after it is empty)
+        assert!(Cursor::parse("99999999999999999_1").is_some());
+    }
 }

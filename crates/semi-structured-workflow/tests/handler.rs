@@ -3,14 +3,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::sync::Arc;
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use layer::faults::{Faults, When};
 use layer::ledger::{RunRecord, Status};
-use layer::local::{LocalMetadata, LocalNotifier, LocalObjectStore, LocalQueue};
-use layer::pipeline::{Deps, PiiMessage, PipelineConfig};
+use layer::local::LocalObjectStore;
+use layer::pipeline::{Deps, PiiMessage};
 use layer::{ErrorKind, FormatFamily, Stage};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -31,22 +30,8 @@ async fn deps(dir: &Path) -> Deps {
     std::fs::create_dir_all(&ingest).unwrap();
     std::fs::write(ingest.join("st_marys_600.csv"), &sample).unwrap();
     std::fs::write(ingest.join("copy.csv"), &sample).unwrap();
-    let d = Deps {
-        store: Arc::new(LocalObjectStore::new(dir.join("buckets")).with_bucket("ingest", dir.join("ingest"))),
-        queue: Arc::new(LocalQueue::new(dir.join("queues"))),
-        notifier: Arc::new(LocalNotifier::new(dir.join("topics"))),
-        meta: Arc::new(LocalMetadata::new(dir.join("meta"))),
-        cfg: PipelineConfig {
-            queue_delimited: "work-delimited".into(),
-            queue_json: "work-json".into(),
-            dlq: "dlq".into(),
-            alert_topic: "alerts".into(),
-            raw_bucket: "raw".into(),
-            quarantine_bucket: "quarantine".into(),
-            kms_key: None,
-            pii_queue: "pii".into(),
-        },
-    };
+    let store = LocalObjectStore::new(dir.join("buckets")).with_bucket("ingest", dir.join("ingest"));
+    let d = layer::local::local_deps(dir, store);
     let toml = std::fs::read_to_string(root().join("config/sources/st_marys.toml")).unwrap();
     d.meta.publish_contract("st_marys", "encounter", &toml).await.unwrap();
     // the router's ledger entries for the two files the work messages name

@@ -14,6 +14,7 @@
 //! - `decode`: the layer in front of every reader. gzip and zip are recognised by content and
 //!   expanded under size and ratio limits (zip entries with `..` or absolute names are refused),
 //!   UTF-16 with a BOM and a contract-declared legacy encoding are transcoded to UTF-8.
+//! - `jv`: an exact JSON value (numbers keep their text) for arrays, objects and FHIR.
 //! - `plan` (a contract compiled against its canonical schema, the row buffer and Arrow
 //!   builders) and `normalise` (the per-value rules).
 //! - `job`: the [`Job`](job::Job) context a reader gets and the one `Reader` trait.
@@ -37,13 +38,15 @@
 use std::io::Read;
 use std::time::Instant;
 
-use contracts::{CanonicalSchema, Contract};
+use contracts::{CanonicalSchema, Contract, Format};
 
+pub mod bulk;
 mod decode;
 mod dedupe;
 mod error;
 mod frame;
 mod job;
+mod jv;
 pub mod normalise;
 mod outcome;
 mod plan;
@@ -76,6 +79,51 @@ pub fn run(
     let mut s = reader.read(job::Job { contract, plan, input, out, opts })?;
     s.compression = layers.compression.map(str::to_string);
     s.encoding = layers.transcoded.map(str::to_string);
+    s.seconds = t0.elapsed().as_secs_f64();
+    Ok(s)
+}
+
+/// One file of a FHIR Bulk Data export: the resource type its manifest gives it and its bytes
+/// (gzip and zip recognised by content).
+pub struct ExportPart<'a> {
+    pub resource_type: String,
+    pub input: Box<dyn Read + Send + 'a>,
+}
+
+/// Runs the transform of one FHIR Bulk Data export: its parts (in manifest order) joined as one
+/// file, held in memory together up to `max_in_memory_bytes`. `file_name` (the manifest's)
+/// becomes `source_file`. Malformed records name their part by its index in the manifest.
+pub fn run_export(
+    contract: &Contract,
+    schema: &CanonicalSchema,
+    file_name: &str,
+    parts: Vec<ExportPart<'_>>,
+    out: Outputs<'_>,
+    opts: &Options,
+) -> Result<Summary, TransformError> {
+    let t0 = Instant::now();
+    let Format::FhirBundle { version, .. } = &contract.format else {
+        return Err(TransformError::Internal("run_export takes a fhir_bundle contract".into()));
+    };
+    let cap = contract.limits.max_in_memory_bytes;
+    let (mut held, mut compression) = (0u64, None);
+    let mut texts = Vec::with_capacity(parts.len());
+    for p in parts {
+        let (input, layers) = decode::open(p.input, contract, true)?;
+        let mut text = Vec::new();
+        input.take(cap - held + 1).read_to_end(&mut text).map_err(decode::io_error)?;
+        held += text.len() as u64;
+        if held > cap {
+            return Err(TransformError::Encoding(format!(
+                "the export is larger than max_in_memory_bytes ({cap} bytes): its files are joined in memory; raise the limit"
+            )));
+        }
+        compression = compression.or(layers.compression);
+        texts.push(read::fhir::Part { resource_type: p.resource_type, text });
+    }
+    let plan = plan::Plan::new(contract, schema, file_name);
+    let mut s = read::fhir::export(*version, &plan, &texts, out, opts)?;
+    s.compression = compression.map(str::to_string);
     s.seconds = t0.elapsed().as_secs_f64();
     Ok(s)
 }

@@ -79,6 +79,10 @@ pub struct Malformed {
     /// 0-based element index in a JSON array.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub element: Option<u64>,
+    /// 0-based index of the part in a FHIR Bulk Data export's manifest (`line` is then the
+    /// line within that part); never a file name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,

@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::jv::Jv;
+use crate::normalise::{self, TextRule};
+use crate::outcome::ValueIssue;
 use arrow_array::builder::{Date32Builder, Float64Builder, ListBuilder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -10,10 +13,6 @@ use contracts::{
     CanonicalSchema, Contract, DateFormat, FhirPath, Format, Hl7Path, JsonPath, NonScalar, ParquetType,
     PartialDates, Semantic, XmlPath,
 };
-use serde_json::Value;
-
-use crate::normalise::{self, TextRule};
-use crate::outcome::ValueIssue;
 
 /// Where a canonical column's value comes from.
 #[derive(Debug, Clone)]
@@ -72,8 +71,8 @@ pub enum Raw<'a> {
     Num(&'a str),
     /// A JSON boolean.
     Bool(bool),
-    /// A JSON value as parsed (arrays, objects; FHIR and list values).
-    Json(&'a Value),
+    /// A JSON value as parsed, numbers keeping their text (arrays, objects; FHIR and list values).
+    Json(&'a Jv),
     /// A value the reader already refused.
     Refused(ValueIssue),
     /// A date already known (an Excel date cell): days since 1970-01-01.
@@ -189,7 +188,6 @@ pub struct Row {
     text: String,
     items: Vec<(usize, usize)>,
     cells: Vec<Cell>,
-    num: String,
     /// Values refused in this row: (column index, why).
     issues: Vec<(usize, ValueIssue)>,
 }
@@ -237,18 +235,11 @@ impl Row {
         match raw {
             Raw::Refused(why) => return self.refuse(j, why),
             Raw::Date(d) if col.semantic == Semantic::Date => return Cell::Date(d),
-            Raw::Json(Value::Array(a)) if col.semantic == Semantic::Icd10List => return self.list(j, a),
-            Raw::Json(n @ Value::Number(_)) => {
-                self.num.clear();
-                json_number_text(n, &mut self.num);
-                let s = std::mem::take(&mut self.num);
-                let c = self.cell(j, Raw::Num(&s));
-                self.num = s;
-                return c;
-            }
-            Raw::Json(Value::Bool(b)) => return self.cell(j, Raw::Bool(*b)),
-            Raw::Json(Value::String(s)) => return self.cell(j, Raw::Str(s)),
-            Raw::Json(Value::Null) => return self.cell(j, Raw::Null),
+            Raw::Json(Jv::Arr(a)) if col.semantic == Semantic::Icd10List => return self.list(j, a),
+            Raw::Json(Jv::Num(n)) => return self.cell(j, Raw::Num(n)),
+            Raw::Json(Jv::Bool(b)) => return self.cell(j, Raw::Bool(*b)),
+            Raw::Json(Jv::Str(s)) => return self.cell(j, Raw::Str(s)),
+            Raw::Json(Jv::Null) => return self.cell(j, Raw::Null),
             _ => {}
         }
         let rendered;
@@ -291,7 +282,7 @@ impl Row {
 
     /// A JSON array in a list column: strings and numbers are items; nested arrays, objects and
     /// booleans follow the contract's `non_scalar` rule (refused: the whole cell is null).
-    fn list(&mut self, j: Judge<'_>, a: &[Value]) -> Cell {
+    fn list(&mut self, j: Judge<'_>, a: &[Jv]) -> Cell {
         let first = self.items.len();
         let text_len = self.text.len();
         if let Err(why) = self.list_items(j, a) {
@@ -306,24 +297,21 @@ impl Row {
         }
     }
 
-    fn list_items(&mut self, j: Judge<'_>, a: &[Value]) -> Result<(), ValueIssue> {
+    fn list_items(&mut self, j: Judge<'_>, a: &[Jv]) -> Result<(), ValueIssue> {
         let render = j.non_scalar == NonScalar::Render;
         for item in a {
-            let mut owned = String::new();
+            let owned;
             let t: &str = match item {
-                Value::String(s) => s,
-                Value::Null => continue,
-                Value::Number(_) => {
-                    json_number_text(item, &mut owned);
-                    &owned
-                }
-                Value::Array(inner) if render => {
+                // a number's text as written (every digit of a long one)
+                Jv::Str(s) | Jv::Num(s) => s,
+                Jv::Null => continue,
+                Jv::Arr(inner) if render => {
                     self.list_items(j, inner)?;
                     continue;
                 }
-                Value::Array(_) => return Err(ValueIssue::NestedArray),
-                Value::Bool(_) if !render => return Err(ValueIssue::Boolean),
-                Value::Object(_) if !render => return Err(ValueIssue::Object),
+                Jv::Arr(_) => return Err(ValueIssue::NestedArray),
+                Jv::Bool(_) if !render => return Err(ValueIssue::Boolean),
+                Jv::Obj(_) if !render => return Err(ValueIssue::Object),
                 other => {
                     owned = other.to_string();
                     &owned
@@ -416,30 +404,6 @@ impl Row {
             }
         }
         s
-    }
-}
-
-/// A JSON scalar as text: integers without a fraction, other numbers in shortest form.
-pub fn json_number_text(v: &Value, out: &mut String) {
-    use std::fmt::Write;
-    match v {
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                let _ = write!(out, "{i}");
-            } else if let Some(u) = n.as_u64() {
-                let _ = write!(out, "{u}");
-            } else if let Some(f) = n.as_f64() {
-                if f.fract() == 0.0 && f.abs() < 1e15 {
-                    let _ = write!(out, "{}", f as i64);
-                } else {
-                    let _ = write!(out, "{f}");
-                }
-            }
-        }
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::String(s) => out.push_str(s),
-        Value::Null => {}
-        other => out.push_str(&other.to_string()),
     }
 }
 

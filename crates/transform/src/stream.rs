@@ -308,6 +308,7 @@ fn process<F: RecordFormat>(fmt: &F, plan: &Plan, chunk: Chunk, keep_raw: bool) 
         malformed.push(Malformed {
             line: (!by_element).then_some(r.line),
             element: by_element.then_some(r.line),
+            part: None,
             reason,
             raw: keep_raw.then(|| String::from_utf8_lossy(&chunk.data[r.start..r.end]).into_owned()),
         });

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{check, check_bytes, config, data, root, Contract, Row, Run};
+use common::{check, check_bytes, check_export, config, data, root, Contract, Row, Run};
 
 fn by_id<'a>(rows: &'a [Row], id: &str) -> &'a Row {
     rows.iter().find(|r| r["encounter_id"] == id).unwrap_or_else(|| panic!("no row {id}"))
@@ -175,7 +175,7 @@ fn fhir_stu3_sample_follows_condition_context_and_fhirpath_fields() {
             "LS-1001",
             "OKAFOR",
             "GRACE",
-            "ADA",
+            "A",
             "F",
             "123-45-6789",
             "617-555-0100",
@@ -183,7 +183,8 @@ fn fhir_stu3_sample_follows_condition_context_and_fhirpath_fields() {
             "2 LAKE ST",
             "E11.9|I10"
         ],
-        "the MR identifier, the official name, the home phone, the birth-sex extension, Condition.context"
+        "the MR identifier, the official name, the middle initial by substring(0, 1), the home phone, \
+         the birth-sex extension, Condition.context"
     );
     // `1974-12` completed with the contract's declared day, never silently
     assert_eq!(by_id(&r.good, "LS3")["dob"], "d1809");
@@ -197,25 +198,170 @@ fn fhir_stu3_sample_follows_condition_context_and_fhirpath_fields() {
 
 #[test]
 fn fhir_single_resources_and_patient_only_ndjson_say_what_they_did() {
-    let pretty = |v: &str| {
-        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(v).unwrap()).unwrap()
-    };
-    let r = check_bytes(Contract::Config("riverside_fhir"), "p.json", pretty(PATIENT).as_bytes());
-    assert!(r.ok, "{}", r.error);
+    let r = sample("riverside_fhir", "riverside_patient.json");
     assert_eq!((r.summary["good"].as_u64(), r.summary["skipped"].as_u64()), (Some(0), Some(1)));
-    let r = check_bytes(Contract::Config("riverside_fhir"), "e.json", pretty(ENCOUNTER).as_bytes());
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(ENCOUNTER).unwrap()).unwrap();
+    let r = check_bytes(Contract::Config("riverside_fhir"), "e.json", pretty.as_bytes());
     assert!(r.ok, "{}", r.error);
     assert_eq!(r.bad.len(), 1, "an Encounter alone: its patient's columns are missing");
     assert_eq!(r.bad[0]["encounter_id"], "e1");
-    let ndjson = format!("{PATIENT}\n{}\n", PATIENT.replace("p1", "p2"));
-    let r = check_bytes(Contract::Config("riverside_fhir"), "p.ndjson", ndjson.as_bytes());
-    assert!(r.ok, "{}", r.error);
-    assert_eq!((r.summary["good"].as_u64(), r.summary["skipped"].as_u64()), (Some(0), Some(2)));
+    let r = sample("riverside_fhir", "riverside_patients.ndjson");
+    assert_eq!((r.summary["good"].as_u64(), r.summary["skipped"].as_u64()), (Some(0), Some(12)));
     let r = check_bytes(Contract::Config("riverside_fhir"), "x.json", b"{\n \"a\": 1\n}");
     assert_eq!(
         r.error,
         "broken file structure: the file is not a FHIR Bundle, a FHIR resource or NDJSON of resources [BrokenStructure]"
     );
+}
+
+/// Rows keyed for comparison across samples of the same people (`source_file` and
+/// `source_system` left out).
+fn keyed(rows: &[Row]) -> Vec<Vec<String>> {
+    let mut v: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter().filter(|(k, _)| !k.starts_with("source_")).map(|(k, v)| format!("{k}={v}")).collect()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn assert_same_rows(a: &Run, b: &Run) {
+    assert_eq!(keyed(&a.good), keyed(&b.good));
+    assert_eq!(keyed(&a.bad), keyed(&b.bad));
+    assert_eq!(a.summary["skipped"], b.summary["skipped"]);
+    assert_eq!(a.summary["malformed"], b.summary["malformed"]);
+}
+
+#[test]
+fn fhir_xml_samples_give_the_rows_of_their_json_twins() {
+    let json = sample("riverside_fhir", "riverside_fhir_12.json");
+    let xml = sample("riverside_fhir", "riverside_fhir_12.xml");
+    assert_fixed_people(&xml, "enc-0", "enc-1", "enc-2", true);
+    assert_same_rows(&xml, &json);
+    let json = sample("lakeside_fhir", "lakeside_fhir_stu3.json");
+    let xml = sample("lakeside_fhir", "lakeside_fhir_stu3.xml");
+    assert_same_rows(&xml, &json);
+    assert_eq!(by_id(&xml.good, "LS1")["middle_initial"], "A");
+    assert_eq!(by_id(&xml.good, "LS3")["dob"], "d1809", "the partial date completed as declared");
+}
+
+#[test]
+fn fhir_xml_hostile_files() {
+    let patient = "<Patient xmlns=\"http://hl7.org/fhir\"><id value=\"p1\"/></Patient>";
+    let xxe = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\
+<Patient xmlns=\"http://hl7.org/fhir\"><id value=\"&xxe;\"/></Patient>";
+    let deep = format!("<Bundle>{}{}</Bundle>", "<entry>".repeat(100_000), "</entry>".repeat(100_000));
+    let truncated = "<Bundle xmlns=\"http://hl7.org/fhir\"><entry><resource><Patient><id value=\"p1\"/>";
+    for (name, text, want) in [
+        ("xxe.xml", xxe, "declares a DTD (<!DOCTYPE>): DTDs and entities are refused"),
+        ("deep.xml", &deep, "nests deeper than max_depth (64)"),
+        ("cut.xml", truncated, "the FHIR XML is truncated: 4 element(s) not closed"),
+        ("lone.xml", "<Patient>", "the FHIR XML is truncated: 1 element(s) not closed"),
+        ("other.xml", "<html><body/></html>", "not a FHIR Bundle, a FHIR resource or NDJSON of resources"),
+        ("mismatch.xml", "<Patient><name></Patient>", "the FHIR XML is malformed"),
+    ] {
+        let r = check_bytes(Contract::Config("riverside_fhir"), name, text.as_bytes());
+        assert!(!r.ok, "{name}");
+        assert!(r.error.contains(want), "{name}: {}", r.error);
+        assert!(r.error.contains("[BrokenStructure]"), "{name}: {}", r.error);
+        assert!(!r.error.contains("passwd"), "{name}: {}", r.error);
+    }
+    // a lone resource is a single resource: skipped, no row
+    let r = check_bytes(Contract::Config("riverside_fhir"), "p.xml", patient.as_bytes());
+    assert!(r.ok, "{}", r.error);
+    assert_eq!(r.summary["skipped"], 1);
+}
+
+/// The riverside sample with every resource edited by `edit`.
+fn edited_riverside(mut edit: impl FnMut(&mut serde_json::Value)) -> Vec<u8> {
+    let mut b: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root().join("samples/riverside_fhir/riverside_fhir_12.json")).unwrap(),
+    )
+    .unwrap();
+    for e in b["entry"].as_array_mut().unwrap() {
+        edit(&mut e["resource"]);
+    }
+    serde_json::to_vec(&b).unwrap()
+}
+
+#[test]
+fn fhir_dstu2_follows_encounter_patient() {
+    let r4 = sample("riverside_fhir", "riverside_fhir_12.json");
+    let dstu2 = edited_riverside(|r| {
+        if let Some(s) = r.as_object_mut().unwrap().remove("subject") {
+            r["patient"] = s;
+        }
+    });
+    let contract = config("riverside_fhir")
+        .replace("format = \"fhir_bundle\"", "format = \"fhir_bundle\"\nversion = \"dstu2\"");
+    let r = check_bytes(Contract::Text(&contract), "d.json", &dstu2);
+    assert_same_rows(&r, &r4);
+    // read as R4, no encounter finds its patient
+    let r = check_bytes(Contract::Config("riverside_fhir"), "d.json", &dstu2);
+    assert_eq!(r.good.len(), 0);
+    assert!(r.bad.iter().all(|b| b["missing_fields"].contains("last_name")), "{:?}", r.bad);
+}
+
+#[test]
+fn fhir_r4_encounter_diagnosis_joins_conditions_without_their_encounter_reference() {
+    let r4 = sample("riverside_fhir", "riverside_fhir_12.json");
+    let mut by_enc: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    let bundle = edited_riverside(|r| {
+        if r["resourceType"] == "Condition" {
+            let enc = r.as_object_mut().unwrap().remove("encounter").unwrap();
+            let id = r["id"].as_str().unwrap().to_string();
+            by_enc
+                .entry(enc["reference"].as_str().unwrap().to_string())
+                .or_default()
+                .push(serde_json::json!({"condition": {"reference": format!("urn:uuid:{id}")}, "rank": 1}));
+        }
+    });
+    let mut b: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+    for e in b["entry"].as_array_mut().unwrap() {
+        let r = &mut e["resource"];
+        if r["resourceType"] == "Encounter" {
+            if let Some(d) = by_enc.get(&format!("Encounter/{}", r["id"].as_str().unwrap())) {
+                r["diagnosis"] = serde_json::Value::Array(d.clone());
+            }
+        }
+    }
+    let r = check_bytes(Contract::Config("riverside_fhir"), "dx.json", &serde_json::to_vec(&b).unwrap());
+    assert_same_rows(&r, &r4);
+    assert_eq!(by_id(&r.good, "enc-0")["diagnosis_codes"], "E11.9|I10");
+}
+
+#[test]
+fn fhir_bulk_export_joins_its_parts_as_the_bundle_does() {
+    let bundle = sample("riverside_fhir", "riverside_fhir_12.json");
+    let dir = root().join("samples/ridgeline_bulk/export-1");
+    let r = check_export(Contract::Config("ridgeline_bulk"), &dir);
+    assert!(r.ok, "{}", r.error);
+    assert_eq!(keyed(&r.good), keyed(&bundle.good));
+    assert_eq!(keyed(&r.bad), keyed(&bundle.bad));
+    assert_eq!(r.summary["compression"], "gzip", "Condition.ndjson.gz");
+    assert_eq!(r.summary["skipped"], 3, "the three Observations the manifest counts");
+    assert_eq!(by_id(&r.good, "enc-0")["source_file"], "manifest.json");
+    // a line of another type in a part, and a broken line: malformed, named by part and line
+    let tmp = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, tmp.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let enc = std::fs::read_to_string(dir.join("Encounter.ndjson")).unwrap();
+    let extra = format!("{enc}{PATIENT}\n{{\"resourceType\":\n");
+    std::fs::write(tmp.path().join("Encounter.ndjson"), extra).unwrap();
+    let r = check_export(Contract::Config("ridgeline_bulk"), tmp.path());
+    assert!(r.ok, "{}", r.error);
+    assert_eq!(r.good.len(), bundle.good.len());
+    let m: Vec<(u64, u64, &str)> = r
+        .malformed
+        .iter()
+        .map(|m| (m["part"].as_u64().unwrap(), m["line"].as_u64().unwrap(), m["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(m, [(1, 13, "a Patient in the export's Encounter file"), (1, 14, "invalid JSON (truncated)")]);
 }
 
 #[test]

@@ -5,10 +5,15 @@
     python3 crates/transform/tests/gen_formats.py OUT_DIR N --workbooks   # needs openpyxl odfpy xlwt
 
 OUT_DIR gets harbor_lab.hl7 (HL7 v2 ADT/ORU), old_mill.dat (fixed-width, windows-1252),
-riverside_fhir.json (FHIR R4 Bundle), lakeview_xml.xml (XML export), each with N encounters
-(default 12); with --workbooks, brookside.xlsx/.xls/.ods instead. The first records are fixed (tests assert their values); the rest are drawn from
+riverside_fhir.json (FHIR R4 Bundle) and riverside_fhir.xml (the same Bundle in FHIR XML),
+riverside_patient.json (a single resource), riverside_patients.ndjson
+(Patients only), lakeside_fhir_stu3.xml (the STU3 sample in FHIR XML),
+ridgeline_bulk/ (the same resources as a FHIR Bulk Data export: manifest.json, one NDJSON file
+per type, Condition gzipped, plus Observations the contract does not read), lakeview_xml.xml
+(XML export), each with N encounters (default 12); with --workbooks, brookside.xlsx/.xls/.ods instead. The first records are fixed (tests assert their values); the rest are drawn from
 a seeded generator, so the same N always gives the same bytes.
 """
+import gzip
 import json
 import random
 import sys
@@ -88,6 +93,11 @@ def fixed(ps):
 
 
 def fhir(ps):
+    body = ",\n".join(json.dumps(e, ensure_ascii=False) for e in fhir_entries(ps))
+    return ('{"resourceType": "Bundle", "type": "collection", "entry": [\n' + body + "\n]}\n").encode("utf-8")
+
+
+def fhir_entries(ps):
     entries = []
     for k, p in enumerate(ps):
         pid, eid = f"urn:uuid:pat-{k}", f"enc-{k}"
@@ -113,8 +123,83 @@ def fhir(ps):
                 "encounter": {"reference": f"Encounter/{eid}"}, "subject": {"reference": pid},
                 "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": dx}]}}})
     entries.append({"resource": {"resourceType": "Organization", "id": "org-1", "name": "Riverside"}})
-    body = ",\n".join(json.dumps(e, ensure_ascii=False) for e in entries)
-    return ('{"resourceType": "Bundle", "type": "collection", "entry": [\n' + body + "\n]}\n").encode("utf-8")
+    return entries
+
+
+def xml_attr(s):
+    return xml_escape(s).replace('"', "&quot;")
+
+
+def fhir_xml_value(name, v, out, pad, under=None):
+    """One JSON member as FHIR XML elements (an array repeats the element)."""
+    items = v if isinstance(v, list) else [v]
+    unders = under if isinstance(under, list) else [under] * len(items)
+    for item, u in zip(items, unders):
+        if isinstance(item, dict) and "resourceType" in item:
+            out.append(f"{pad}<{name}>")
+            fhir_xml_resource(item, out, pad + "  ", root=False)
+            out.append(f"{pad}</{name}>")
+        elif isinstance(item, dict):
+            attrs = "".join(f' {a}="{xml_attr(item[a])}"' for a in ("id", "url") if a in item)
+            out.append(f"{pad}<{name}{attrs}>")
+            fhir_xml_members({k: x for k, x in item.items() if k not in ("id", "url")}, out, pad + "  ")
+            out.append(f"{pad}</{name}>")
+        elif name == "div":
+            out.append(pad + item)
+        else:
+            val = "true" if item is True else "false" if item is False else str(item)
+            attrs = f' id="{xml_attr(u["id"])}"' if u and "id" in u else ""
+            ext = (u or {}).get("extension", [])
+            if ext:
+                out.append(f'{pad}<{name}{attrs} value="{xml_attr(val)}">')
+                fhir_xml_value("extension", ext, out, pad + "  ")
+                out.append(f"{pad}</{name}>")
+            else:
+                out.append(f'{pad}<{name}{attrs} value="{xml_attr(val)}"/>')
+
+
+def fhir_xml_members(obj, out, pad):
+    for k, v in obj.items():
+        if not k.startswith("_"):
+            fhir_xml_value(k, v, out, pad, obj.get("_" + k))
+
+
+def fhir_xml_resource(res, out, pad, root=True):
+    ns = ' xmlns="http://hl7.org/fhir"' if root else ""
+    out.append(f'{pad}<{res["resourceType"]}{ns}>')
+    fhir_xml_members({k: v for k, v in res.items() if k != "resourceType"}, out, pad + "  ")
+    out.append(f'{pad}</{res["resourceType"]}>')
+
+
+def fhir_xml(doc):
+    """A FHIR JSON document (Bundle or resource) in FHIR XML, by FHIR's XML rules."""
+    out = ['<?xml version="1.0" encoding="UTF-8"?>']
+    fhir_xml_resource(doc, out, "")
+    return ("\n".join(out) + "\n").encode("utf-8")
+
+
+def bulk(ps, out):
+    """The resources of fhir(ps) as a FHIR Bulk Data export folder (references as Type/id)."""
+    by_type = {}
+    for e in fhir_entries(ps):
+        r = json.loads(json.dumps(e["resource"]).replace('"urn:uuid:pat-', '"Patient/pat-'))
+        by_type.setdefault(r["resourceType"], []).append(r)
+    obs = [{"resourceType": "Observation", "id": f"obs-{k}", "status": "final", "subject": {"reference": f"Patient/pat-{k}"},
+            "code": {"text": "glucose"}, "valueQuantity": {"value": 105, "unit": "mg/dL"}} for k in range(3)]
+    files = [("Patient", "Patient.ndjson"), ("Encounter", "Encounter.ndjson"), ("Condition", "Condition.ndjson.gz"),
+             ("Observation", "Observation.ndjson")]
+    by_type["Observation"] = obs
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"transactionTime": "2026-12-01T06:00:00Z",
+                "request": "https://ridgeline.example/fhir/Group/county/$export?_type=Patient,Encounter,Condition,Observation",
+                "requiresAccessToken": True, "output": [], "error": []}
+    for t, name in files:
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in by_type[t]).encode("utf-8")
+        data = gzip.compress(text, mtime=0) if name.endswith(".gz") else text
+        (out / name).write_bytes(data)
+        manifest["output"].append({"type": t, "url": f"https://ridgeline.example/bulk/export-1/{name}",
+                                   "count": len(by_type[t])})
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def xml_escape(s):
@@ -147,6 +232,20 @@ def main():
     (out / "harbor_lab.hl7").write_bytes(hl7(ps))
     (out / "old_mill.dat").write_bytes(fixed(ps))
     (out / "riverside_fhir.json").write_bytes(fhir(ps))
+    doc = json.loads(fhir(ps))
+    # as XML senders do: a narrative on the first patient, its xhtml kept as text
+    doc["entry"][0]["resource"]["text"] = {
+        "status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>Mary O&apos;Brien &amp; family</p></div>'}
+    (out / "riverside_fhir.xml").write_bytes(fhir_xml(doc))
+    bulk(ps, out / "ridgeline_bulk")
+    # a single resource, pretty, and an NDJSON of patients only (no rows: every one is skipped)
+    res = [e["resource"] for e in fhir_entries(ps)]
+    (out / "riverside_patient.json").write_text(json.dumps(res[0], indent=2, ensure_ascii=False) + "\n")
+    pats = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in res if r["resourceType"] == "Patient")
+    (out / "riverside_patients.ndjson").write_text(pats)
+    if (Path(__file__).parent / "../../../samples/lakeside_fhir/lakeside_fhir_stu3.json").exists():
+        stu3 = json.loads((Path(__file__).parent / "../../../samples/lakeside_fhir/lakeside_fhir_stu3.json").read_text())
+        (out / "lakeside_fhir_stu3.xml").write_bytes(fhir_xml(stu3))
     (out / "lakeview_xml.xml").write_bytes(xml(ps))
 
 

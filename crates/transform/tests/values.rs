@@ -219,3 +219,44 @@ fn partial_dates_are_refused_or_completed_as_declared() {
     assert_eq!(by_id(&r.good, "VC-2")["dob"], "d1642", "1974-07-01");
     assert_eq!(r.summary["refused_values"], serde_json::json!({}));
 }
+
+#[test]
+fn json_numbers_in_list_columns_keep_their_text() {
+    let text = vc("VC-1", &[("diagnoses", "[123456789012345678901234, \"e119\", 1e400, 0.10]")]);
+    let r = check_bytes(Contract::Config("valley_clinic"), "v.jsonl", text.as_bytes());
+    assert!(r.ok, "{}", r.error);
+    assert!(r.malformed.is_empty(), "{:?}", r.malformed);
+    assert_eq!(
+        by_id(&r.good, "VC-1")["diagnosis_codes"],
+        "123456789012345678901234|E11.9|1E400|0.10",
+        "every digit, as written (not 1.2345678901234568e23, not a refused list)"
+    );
+}
+
+/// A FHIR bundle of two encounters of one patient: the MRN written as a JSON number, values out
+/// of f64's range in unmapped parts of every resource, and the charges as an extension.
+const FHIR_NUMBERS: &str = r#"{"resourceType":"Bundle","entry":[
+{"resource":{"resourceType":"Patient","id":"p1","identifier":[{"value":123456789012345678901234},{"value":"123456789"}],
+ "name":[{"family":"Doe","given":["Jane"]}],"birthDate":"1984-03-07","extension":[{"url":"http://x/odd","valueDecimal":1e400}]}},
+{"resource":{"resourceType":"Encounter","id":"e1","subject":{"reference":"Patient/p1"},"period":{"start":"2024-01-02"},
+ "extension":[{"url":"http://x/charges","valueDecimal":1e400}]}},
+{"resource":{"resourceType":"Encounter","id":"e2","subject":{"reference":"Patient/p1"},"period":{"start":"2024-01-03"},
+ "extension":[{"url":"http://x/charges","valueDecimal":125.5}],"length":{"value":-1e999}}},
+{"resource":{"resourceType":"Condition","id":"c1","encounter":{"reference":"Encounter/e1"},
+ "code":{"coding":[{"code":"E119"}]},"onsetAge":{"value":1e400}}}]}"#;
+
+#[test]
+fn fhir_numbers_keep_their_text_and_out_of_range_ones_lose_nothing_else() {
+    let contract = config("riverside_fhir")
+        .replace("[dates]", "charges = \"Encounter.extension('http://x/charges').valueDecimal\"\n\n[dates]");
+    let r = check_bytes(Contract::Text(&contract), "n.json", FHIR_NUMBERS.as_bytes());
+    assert!(r.ok, "{}", r.error);
+    assert!(r.malformed.is_empty(), "{:?}", r.malformed);
+    let e1 = by_id(&r.good, "e1");
+    assert_eq!(e1["patient_id"], "123456789012345678901234", "every digit");
+    assert_eq!(e1["last_name"], "DOE", "the patient with 1e400 in an unmapped part is joined");
+    assert_eq!(e1["diagnosis_codes"], "E11.9", "the condition with 1e400 in an unmapped part is joined");
+    assert_eq!(e1["charges"], "<null>");
+    assert_eq!(by_id(&r.good, "e2")["charges"], "125.50");
+    assert_eq!(r.summary["refused_values"], serde_json::json!({"charges: not a finite number": 1}));
+}

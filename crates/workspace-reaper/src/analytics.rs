@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::error::ReaperError;
 use crate::policy::{Mode, Prices};
-use crate::report::{self, Outcome, Snapshot, SnapshotEntry};
+use crate::report::{self, ConnectionKind, Outcome, Snapshot, SnapshotEntry};
 use crate::store::ObjectStore;
 use crate::wiki::escape_html;
 
@@ -62,7 +62,7 @@ impl Counts {
             self.connected_14d += usize::from(within(14));
             self.connected_30d += usize::from(within(30));
         }
-        self.never_connected += usize::from(e.rule.starts_with("never-connected"));
+        self.never_connected += usize::from(e.connection_kind() == ConnectionKind::Never);
         self.at_risk += usize::from(e.decision == Outcome::AtRisk);
         if e.decision == Outcome::Terminated {
             self.terminated += 1;
@@ -454,6 +454,8 @@ mod tests {
             rule: rule.into(),
             bundle: "wsb-a".into(),
             running_mode: if id.ends_with('1') { "ALWAYS_ON".into() } else { "AUTO_STOP".into() },
+            connection: None,
+            warning: None,
         }
     }
 
@@ -542,5 +544,30 @@ mod tests {
         assert_eq!(nice_max(0), 1);
         assert_eq!(nice_max(17), 20);
         assert_eq!(nice_max(230), 500);
+    }
+
+    #[test]
+    fn never_connected_counts_every_rule_and_reads_old_snapshots() {
+        let mut exempt = entry("ws-1", "d-0123456789", None, Outcome::Keep, "exempt-tag");
+        exempt.connection = Some(ConnectionKind::Never);
+        let mut failed = entry("ws-2", "d-0123456789", None, Outcome::Keep, "tags-unavailable");
+        failed.connection = Some(ConnectionKind::Unknown);
+        let mut protected = entry("ws-3", "d-0123456789", None, Outcome::Keep, "protected-state");
+        protected.connection = Some(ConnectionKind::Never);
+        // Written before the connection was recorded: inferred from the rule.
+        let old_first = entry("ws-4", "d-0123456789", None, Outcome::Keep, "never-connected-first-sighting");
+        let old_exempt = entry("ws-5", "d-0123456789", None, Outcome::Keep, "exempt-tag");
+        let old_used = entry("ws-6", "d-0123456789", Some(3), Outcome::Keep, "used-within-limit");
+        let s = snap(
+            "2025-03-10T06:00:00Z",
+            false,
+            vec![exempt, failed, protected, old_first, old_exempt, old_used],
+        );
+        let t = run_activity(&s, &Prices::default()).total();
+        assert_eq!(t.never_connected, 3, "exempt, protected and first sighting; not the unknowns");
+        let json = serde_json::to_string(&s).unwrap_or_default();
+        let back: Snapshot = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, s, "the connection kind survives a round trip");
+        assert!(json.contains(r#""connection":"never""#), "{json}");
     }
 }

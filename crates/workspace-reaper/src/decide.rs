@@ -31,6 +31,8 @@ pub enum Rule {
     NeverConnectedWillPassLimit,
     InactiveOverLimit,
     NeverConnectedOverLimit,
+    /// Over the limit, but its user was not warned of a removal date that has now come.
+    WarnFirst,
 }
 
 impl Rule {
@@ -47,6 +49,7 @@ impl Rule {
             Self::NeverConnectedWillPassLimit => "never-connected-passes-limit-before-next-run",
             Self::InactiveOverLimit => "inactive-over-limit",
             Self::NeverConnectedOverLimit => "never-connected-over-limit",
+            Self::WarnFirst => "over-limit-warn-first",
         }
     }
 }
@@ -83,7 +86,7 @@ pub fn decide(o: &Observed, policy: &Policy, now: DateTime<Utc>) -> Verdict {
     let days = since.map(|t| (now - t).num_days().max(0));
 
     let Some(tags) = &o.ws.tags else { return keep(Rule::TagsUnavailable, days) };
-    if tags.contains_key(&policy.exempt_tag_key) {
+    if policy.is_exempt(tags) {
         return keep(Rule::Exempt, days);
     }
     if let Connection::Unknown(_) = o.connection {
@@ -106,6 +109,17 @@ pub fn decide(o: &Observed, policy: &Policy, now: DateTime<Utc>) -> Verdict {
     // State is checked after age so that an old WorkSpace in a protected state is visible as such.
     if decision == Decision::Terminate && !o.ws.state.terminable() {
         return keep(Rule::ProtectedState, days);
+    }
+    // Nobody loses a WorkSpace without notice: an earlier run must have warned its user, during
+    // this idle spell, of a removal date that has now come. Otherwise warn now, remove next run.
+    if decision == Decision::Terminate && !o.warning.is_some_and(|w| w.allows_removal(since, now)) {
+        return Verdict {
+            decision: Decision::AtRisk,
+            rule: Rule::WarnFirst,
+            days_inactive: days,
+            idle_seconds,
+            clock_skew,
+        };
     }
     Verdict { decision, rule, days_inactive: days, idle_seconds, clock_skew }
 }
@@ -151,7 +165,7 @@ pub fn plan(fleet: Vec<Observed>, policy: &Policy, now: DateTime<Utc>) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleet::{Workspace, WsState};
+    use crate::fleet::{Warning, Workspace, WsState};
     use std::collections::BTreeMap;
 
     fn policy() -> Policy {
@@ -173,7 +187,12 @@ mod tests {
             },
             connection: conn,
             first_seen,
+            warning: Some(week_old_warning()),
         }
+    }
+    /// The notice of the run a week ago, naming this run's date.
+    fn week_old_warning() -> Warning {
+        Warning { sent_at: days_ago(7), removal_on: now().date_naive() }
     }
     fn days_ago(d: i64) -> DateTime<Utc> {
         now() - Duration::days(d)
@@ -229,5 +248,36 @@ mod tests {
         assert_eq!((v.days_inactive, v.idle_seconds, v.clock_skew), (Some(0), Some(0), true));
         let v = decide(&obs(WsState::Available, Connection::Unknown("x".into()), None), &p, now());
         assert_eq!((v.idle_seconds, v.clock_skew), (None, false));
+    }
+
+    #[test]
+    fn over_the_limit_is_removed_only_after_a_warning_naming_a_date_that_has_come() {
+        let p = policy();
+        let mut o = obs(WsState::Available, Connection::Last(days_ago(30)), None);
+        let v = |o: &Observed| decide(o, &p, now());
+        assert_eq!((v(&o).decision, v(&o).rule), (Decision::Terminate, Rule::InactiveOverLimit));
+        o.warning = None;
+        assert_eq!((v(&o).decision, v(&o).rule), (Decision::AtRisk, Rule::WarnFirst), "never warned");
+        assert_eq!(v(&o).days_inactive, Some(30));
+        o.warning = Some(Warning { sent_at: days_ago(40), removal_on: days_ago(33).date_naive() });
+        assert_eq!(v(&o).rule, Rule::WarnFirst, "warned before the last sign-in: void");
+        o.warning =
+            Some(Warning { sent_at: days_ago(2), removal_on: (now() + Duration::days(5)).date_naive() });
+        assert_eq!(v(&o).rule, Rule::WarnFirst, "the date it named has not come");
+        o.warning = Some(Warning { sent_at: now(), removal_on: now().date_naive() });
+        assert_eq!(v(&o).rule, Rule::WarnFirst, "a warning of this very run does not count");
+        // The named date has come even if the run is a few hours early that day.
+        o.warning = Some(Warning { sent_at: days_ago(7), removal_on: now().date_naive() });
+        let early = now() - Duration::hours(5);
+        assert_eq!(decide(&o, &p, early).decision, Decision::Terminate);
+        // Never connected: the idle spell starts at the first sighting.
+        let mut n = obs(WsState::Stopped, Connection::Never, Some(days_ago(30)));
+        assert_eq!(v(&n).rule, Rule::NeverConnectedOverLimit);
+        n.warning = None;
+        assert_eq!(v(&n).rule, Rule::WarnFirst);
+        // A protected state still wins: kept, not warned.
+        let mut m = obs(WsState::Other("MAINTENANCE".into()), Connection::Last(days_ago(30)), None);
+        m.warning = None;
+        assert_eq!(v(&m).rule, Rule::ProtectedState);
     }
 }

@@ -5,28 +5,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::notify::UserNotice;
+use crate::notice::{NoticeItem, NoticeKind, UserNotice};
 use crate::policy::Policy;
 use crate::wiki::escape_html;
-
-/// Why one WorkSpace is in a notice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoticeKind {
-    /// Will be removed by the run at this time unless its user signs in.
-    AtRisk { removal_run: DateTime<Utc> },
-    /// Was removed by this run.
-    Terminated,
-}
-
-/// One WorkSpace of a user's notice.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NoticeItem {
-    pub workspace_id: String,
-    pub directory: String,
-    /// Date of the last connection (`YYYY-MM-DD`), `never`, or `unknown`.
-    pub last_used: String,
-    pub kind: NoticeKind,
-}
 
 fn day(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d").to_string()

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 /// WorkSpace states, as the WorkSpaces API names them. Only `Available` and `Stopped` may be
@@ -70,4 +70,30 @@ pub struct Observed {
     pub connection: Connection,
     /// First time an earlier run saw this WorkSpace (from `history/`); `None` on first sighting.
     pub first_seen: Option<DateTime<Utc>>,
+    /// The last notice its user got that named a removal date (from `history/`), if any.
+    pub warning: Option<Warning>,
+}
+
+/// A notice that told a user their WorkSpace would be removed on a date (kept in `history/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// When the notice was sent (the run time of the run that sent it).
+    pub sent_at: DateTime<Utc>,
+    /// The removal date the notice named: the date of the next scheduled run.
+    pub removal_on: NaiveDate,
+}
+
+impl Warning {
+    /// True when this warning allows removing, at `now`, a WorkSpace idle since `since` (last
+    /// connection, or first sighting when never connected): it was sent by an earlier run after
+    /// the idle spell began (a sign-in since then voids it), and the date it named has come.
+    pub fn allows_removal(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.sent_at >= since && self.sent_at < now && now.date_naive() >= self.removal_on
+    }
+
+    /// False once a sign-in after it was sent voided it (`since` is the start of the current
+    /// idle spell, `None` when unknown); a relevant warning is carried to the next snapshot.
+    pub fn still_relevant(&self, since: Option<DateTime<Utc>>) -> bool {
+        since.is_none_or(|s| self.sent_at >= s)
+    }
 }

@@ -14,6 +14,7 @@ pub mod decide;
 pub mod email;
 pub mod error;
 pub mod fleet;
+pub mod notice;
 pub mod notify;
 pub mod observe;
 pub mod policy;
@@ -21,6 +22,7 @@ pub mod port;
 pub mod report;
 pub mod run;
 pub mod sdk;
+pub mod sent;
 pub mod store;
 pub mod wiki;
 
@@ -31,10 +33,10 @@ use lambda_runtime::LambdaEvent;
 
 pub use decide::{decide, plan, Decision, Plan, Rule, Verdict};
 pub use error::ReaperError;
-pub use fleet::{Connection, Observed, Workspace, WsState};
+pub use fleet::{Connection, Observed, Warning, Workspace, WsState};
 pub use policy::{Mode, Policy};
 pub use port::{ApiError, Backoff, FakeWorkspace, FakeWorkspaces, WorkspacesApi};
-pub use run::{load_first_seen, observe_and_plan, preview, Preview, Reaper, RunSummary};
+pub use run::{load_known, observe_and_plan, preview, History, Preview, Reaper, RunSummary};
 pub use wiki::{ConfluenceWiki, Wiki};
 
 /// Environment variables the Lambda cannot start without.

@@ -1,22 +1,12 @@
 //! The notifier port: notices to users and alerts to on-call. The AWS adapter sends each user
 //! notice as one email through Amazon SES (v2 `SendEmail`, raw MIME with plain-text and HTML
 //! parts, through the configuration set whose event destination sends bounces and complaints to
-//! on-call) and publishes alerts to the SNS alert topic. A recording fake is for tests.
-
-use std::sync::Mutex;
+//! on-call) and publishes alerts to the SNS alert topic. A recording fake for tests sits behind
+//! the `test-util` feature (never in the Lambda).
 
 use async_trait::async_trait;
 
-/// The one notice a user gets in a run, about all of their WorkSpaces in it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserNotice {
-    pub email: String,
-    pub workspace_ids: Vec<String>,
-    pub subject: String,
-    /// Plain text.
-    pub body: String,
-    pub html: String,
-}
+use crate::notice::UserNotice;
 
 /// An on-call alert (ids and counts only).
 #[derive(Debug, Clone, PartialEq)]
@@ -112,30 +102,44 @@ impl Notifier for AwsNotifier {
     }
 }
 
-/// Records what would have been sent.
-#[derive(Debug, Default)]
-pub struct RecordingNotifier {
-    pub notices: Mutex<Vec<UserNotice>>,
-    pub alerts: Mutex<Vec<Alert>>,
-}
+#[cfg(any(test, feature = "test-util"))]
+pub use recording::RecordingNotifier;
 
-impl RecordingNotifier {
-    pub fn notices(&self) -> Vec<UserNotice> {
-        self.notices.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-    pub fn alerts(&self) -> Vec<Alert> {
-        self.alerts.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-}
+/// Test-only: a notifier that records instead of sending.
+#[cfg(any(test, feature = "test-util"))]
+mod recording {
+    use std::sync::Mutex;
 
-#[async_trait]
-impl Notifier for RecordingNotifier {
-    async fn notify_user(&self, n: &UserNotice) -> Result<(), NotifyError> {
-        self.notices.lock().map_err(|_| NotifyError("poisoned".into()))?.push(n.clone());
-        Ok(())
+    use async_trait::async_trait;
+
+    use super::{Alert, Notifier, NotifyError};
+    use crate::notice::UserNotice;
+
+    /// Records what would have been sent.
+    #[derive(Debug, Default)]
+    pub struct RecordingNotifier {
+        pub notices: Mutex<Vec<UserNotice>>,
+        pub alerts: Mutex<Vec<Alert>>,
     }
-    async fn alert(&self, a: &Alert) -> Result<(), NotifyError> {
-        self.alerts.lock().map_err(|_| NotifyError("poisoned".into()))?.push(a.clone());
-        Ok(())
+
+    impl RecordingNotifier {
+        pub fn notices(&self) -> Vec<UserNotice> {
+            self.notices.lock().map(|v| v.clone()).unwrap_or_default()
+        }
+        pub fn alerts(&self) -> Vec<Alert> {
+            self.alerts.lock().map(|v| v.clone()).unwrap_or_default()
+        }
+    }
+
+    #[async_trait]
+    impl Notifier for RecordingNotifier {
+        async fn notify_user(&self, n: &UserNotice) -> Result<(), NotifyError> {
+            self.notices.lock().map_err(|_| NotifyError("poisoned".into()))?.push(n.clone());
+            Ok(())
+        }
+        async fn alert(&self, a: &Alert) -> Result<(), NotifyError> {
+            self.alerts.lock().map_err(|_| NotifyError("poisoned".into()))?.push(a.clone());
+            Ok(())
+        }
     }
 }

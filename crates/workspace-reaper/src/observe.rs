@@ -1,4 +1,4 @@
-//! What a run sees before it acts: the history's first-seen dates and previous mode, the fleet
+//! What a run sees before it acts: the history's first-seen dates, warnings and previous mode, the fleet
 //! (describe, connection status) and the plan; the dry-run preview `lake reaper plan` prints; the
 //! report row of one WorkSpace. Reads only.
 
@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::decide::{plan, Decision, Plan, Verdict};
 use crate::error::ReaperError;
-use crate::fleet::{Connection, Observed, Workspace};
+use crate::fleet::{Connection, Observed, Warning, Workspace};
 use crate::policy::{Mode, Policy};
 use crate::port::{Backoff, WorkspacesApi, BATCH};
 use crate::report::{self, Outcome, Row, Snapshot};
@@ -29,6 +29,8 @@ pub struct Preview {
 pub struct History {
     /// First-seen date per WorkSpace id, from the newest snapshot.
     pub first_seen: BTreeMap<String, DateTime<Utc>>,
+    /// The warning its user was given per WorkSpace id, from the newest snapshot.
+    pub warnings: BTreeMap<String, Warning>,
     /// The newest snapshot of an earlier date (its key) and its mode.
     pub previous: Option<(String, Mode)>,
 }
@@ -48,20 +50,20 @@ pub async fn load_history(store: &dyn ObjectStore, today_key: &str) -> Result<Hi
     };
     let newest = read((*latest).clone()).await?;
     let first_seen = newest.as_ref().map(Snapshot::first_seen).unwrap_or_default();
+    let warnings = newest.as_ref().map(Snapshot::warnings).unwrap_or_default();
     let before = json.iter().rev().find(|k| k.as_str() < today_key);
     let previous = match before {
         Some(k) if Some(*k) == json.last().copied() => newest.map(|s| ((*k).clone(), s.mode())),
         Some(k) => read((*k).clone()).await?.map(|s| ((*k).clone(), s.mode())),
         None => None,
     };
-    Ok(History { first_seen, previous })
+    Ok(History { first_seen, warnings, previous })
 }
 
-/// First-seen dates from the newest history snapshot (absent history: everything is new).
-pub async fn load_first_seen(
-    store: &dyn ObjectStore,
-) -> Result<BTreeMap<String, DateTime<Utc>>, ReaperError> {
-    Ok(load_history(store, "").await?.first_seen)
+/// First-seen dates and warnings from the newest history snapshot (absent history: everything
+/// is new and nobody was warned).
+pub async fn load_known(store: &dyn ObjectStore) -> Result<History, ReaperError> {
+    load_history(store, "").await
 }
 
 /// Describes the fleet, looks up connection status and decides: the one code path shared by a
@@ -70,7 +72,7 @@ pub async fn observe_and_plan(
     api: &dyn WorkspacesApi,
     policy: &Policy,
     backoff: &Backoff,
-    first_seen: &BTreeMap<String, DateTime<Utc>>,
+    known: &History,
     now: DateTime<Utc>,
 ) -> Result<Plan, ReaperError> {
     let fleet = describe_fleet(api, policy, backoff).await?;
@@ -82,8 +84,9 @@ pub async fn observe_and_plan(
                 .get(&ws.id)
                 .cloned()
                 .unwrap_or_else(|| Connection::Unknown("not in the status answer".into()));
-            let first_seen = first_seen.get(&ws.id).copied();
-            Observed { ws, connection, first_seen }
+            let first_seen = known.first_seen.get(&ws.id).copied();
+            let warning = known.warnings.get(&ws.id).copied();
+            Observed { ws, connection, first_seen, warning }
         })
         .collect();
     Ok(plan(observed, policy, now))
@@ -94,10 +97,10 @@ pub async fn preview(
     api: &dyn WorkspacesApi,
     policy: &Policy,
     backoff: &Backoff,
-    first_seen: &BTreeMap<String, DateTime<Utc>>,
+    known: &History,
     now: DateTime<Utc>,
 ) -> Result<Preview, ReaperError> {
-    let plan = observe_and_plan(api, policy, backoff, first_seen, now).await?;
+    let plan = observe_and_plan(api, policy, backoff, known, now).await?;
     let rows = plan
         .items
         .iter()

@@ -58,7 +58,7 @@ pub struct Policy {
     pub inactivity_limit_days: u32,
     /// Days between scheduled runs (used for "at risk before the next run").
     pub schedule_interval_days: u32,
-    /// A WorkSpace carrying this tag key is always kept.
+    /// A WorkSpace carrying this tag key (in any letter case, as IAM matches it) is always kept.
     pub exempt_tag_key: String,
     /// Directory ids in scope, or `["*"]` for all.
     pub directories: Vec<String>,
@@ -188,6 +188,14 @@ impl Policy {
         Mode::from_dry_run(self.dry_run)
     }
 
+    /// True when `tags` carry the exempt tag key, compared ignoring letter case: IAM matches the
+    /// tag key of `aws:ResourceTag/<key>` case-insensitively, so the code keeps at least
+    /// everything the IAM guard refuses to terminate (`Reaper:Exempt` counts as `reaper:exempt`).
+    pub fn is_exempt(&self, tags: &std::collections::BTreeMap<String, String>) -> bool {
+        let want = self.exempt_tag_key.to_lowercase();
+        tags.keys().any(|k| k.to_lowercase() == want)
+    }
+
     /// True when WorkSpaces of `directory` are in scope.
     pub fn in_scope(&self, directory: &str) -> bool {
         self.all_directories() || self.directories.iter().any(|d| d == directory)
@@ -217,6 +225,9 @@ impl Policy {
         }
         if let Some(v) = get("REAPER_EXEMPT_TAG_KEY") {
             self.exempt_tag_key = v;
+        }
+        if let Some(v) = get("REAPER_NOTIFY_IN_DRY_RUN") {
+            self.notify.notify_in_dry_run = parse_bool("REAPER_NOTIFY_IN_DRY_RUN", &v)?;
         }
         if let Some(v) = get("REAPER_INACTIVITY_LIMIT_DAYS") {
             self.inactivity_limit_days = parse_num("REAPER_INACTIVITY_LIMIT_DAYS", &v)?;
@@ -400,6 +411,30 @@ mod tests {
         let mut p = Policy::embedded().unwrap();
         p.apply_env(&|k: &str| (k == "REAPER_EXEMPT_TAG_KEY").then(|| "Keep".to_string())).unwrap();
         assert_eq!(p.exempt_tag_key, "Keep");
+    }
+
+    #[test]
+    fn dry_run_notices_can_be_switched_on_from_the_environment() {
+        let mut p = Policy::embedded().unwrap();
+        let env = |v: &'static str| move |k: &str| (k == "REAPER_NOTIFY_IN_DRY_RUN").then(|| v.to_string());
+        p.apply_env(&env("true")).unwrap();
+        assert!(p.notify.notify_in_dry_run);
+        p.apply_env(&env("false")).unwrap();
+        assert!(!p.notify.notify_in_dry_run);
+        let err = p.apply_env(&env("yes please")).unwrap_err().to_string();
+        assert!(err.contains("REAPER_NOTIFY_IN_DRY_RUN"), "{err}");
+    }
+
+    #[test]
+    fn the_exempt_tag_key_matches_in_any_letter_case_as_iam_does() {
+        let p = Policy::embedded().unwrap();
+        let tags = |k: &str| std::collections::BTreeMap::from([(k.to_string(), String::new())]);
+        for k in ["reaper:exempt", "Reaper:Exempt", "REAPER:EXEMPT"] {
+            assert!(p.is_exempt(&tags(k)), "{k}");
+        }
+        for k in ["reaper:exempted", "reaper-exempt", "reaper:email"] {
+            assert!(!p.is_exempt(&tags(k)), "{k}");
+        }
     }
 
     #[test]

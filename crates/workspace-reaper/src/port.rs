@@ -21,6 +21,9 @@ pub enum ApiError {
     /// Throttling or another transient failure: worth retrying after a pause.
     #[error("throttled: {0}")]
     Throttled(String),
+    /// IAM refused the call (`AccessDeniedException`), e.g. the exempt-tag guard.
+    #[error("access denied: {0}")]
+    Denied(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -131,6 +134,9 @@ pub struct FakeWorkspaces {
     pub status_missing: BTreeSet<String>,
     /// Ids TerminateWorkspaces reports as failed.
     pub terminate_fails: BTreeSet<String>,
+    /// Ids IAM refuses to terminate: a TerminateWorkspaces call naming any of them fails as a
+    /// whole with AccessDenied, as the real API does when a policy denies one resource.
+    pub terminate_denied: BTreeSet<String>,
     /// Ids whose state becomes this value right after the first describe (the re-check sees it).
     pub state_after_describe: BTreeMap<String, WsState>,
     /// The next this-many calls (of any kind) answer "throttled".
@@ -231,6 +237,12 @@ impl WorkspacesApi for FakeWorkspaces {
     async fn terminate(&self, ids: &[String]) -> Result<Vec<TerminateFailure>, ApiError> {
         self.calls.terminate.fetch_add(1, Ordering::SeqCst);
         self.batch(ids)?;
+        if let Some(id) = ids.iter().find(|id| self.terminate_denied.contains(*id)) {
+            return Err(ApiError::Denied(format!(
+                "AccessDeniedException: not authorized to perform workspaces:TerminateWorkspaces on \
+                 workspace/{id} with an explicit deny"
+            )));
+        }
         let mut fleet = self.lock()?;
         let mut failures = Vec::new();
         for id in ids {

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ReaperError;
+use crate::fleet::Warning;
 use crate::policy::Mode;
 
 /// What finally happened to a WorkSpace in this run (the report's `decision` column).
@@ -192,6 +193,42 @@ pub struct SnapshotEntry {
     pub bundle: String,
     #[serde(default)]
     pub running_mode: String,
+    /// What the status lookup said; absent in snapshots written before it was recorded (then
+    /// inferred, see [`SnapshotEntry::connection_kind`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionKind>,
+    /// The last notice that named a removal date, while it concerns the current idle spell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<Warning>,
+}
+
+/// The kind of answer the connection-status lookup gave for a WorkSpace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectionKind {
+    /// A last user connection (in `last_connection`).
+    Connected,
+    /// The user never connected.
+    Never,
+    /// The lookup failed or left the WorkSpace out.
+    Unknown,
+}
+
+impl SnapshotEntry {
+    /// What the status lookup said. Snapshots written before this was recorded are read
+    /// backward-compatibly: a last connection means connected; no last connection is unknown
+    /// when the rule could hide a failed lookup (`status-unavailable`, or `exempt-tag` and
+    /// `tags-unavailable`, which are decided before status), never connected otherwise.
+    pub fn connection_kind(&self) -> ConnectionKind {
+        if let Some(k) = self.connection {
+            return k;
+        }
+        match (self.last_connection, self.rule.as_str()) {
+            (Some(_), _) => ConnectionKind::Connected,
+            (None, "status-unavailable" | "exempt-tag" | "tags-unavailable") => ConnectionKind::Unknown,
+            (None, _) => ConnectionKind::Never,
+        }
+    }
 }
 
 /// `history/<date>.json`: the whole fleet as this run saw it.
@@ -213,6 +250,11 @@ impl Snapshot {
     pub fn first_seen(&self) -> BTreeMap<String, DateTime<Utc>> {
         self.workspaces.iter().map(|e| (e.id.clone(), e.first_seen)).collect()
     }
+
+    /// The recorded warning per WorkSpace id.
+    pub fn warnings(&self) -> BTreeMap<String, Warning> {
+        self.workspaces.iter().filter_map(|e| Some((e.id.clone(), e.warning?))).collect()
+    }
 }
 
 /// Object keys for one run date.
@@ -229,6 +271,8 @@ pub fn activity_csv_key(date: &str) -> String {
     format!("reports/{date}/activity.csv")
 }
 pub const LATEST_ACTIVITY_SVG_KEY: &str = "reports/latest-activity.svg";
+/// Where a run date's record of sent notices lies (see `sent.rs`).
+pub const NOTICES_PREFIX: &str = "notices/";
 pub fn history_key(date: &str) -> String {
     format!("{HISTORY_PREFIX}{date}.json")
 }

@@ -2,7 +2,7 @@
 //! notice per user, alerts to on-call), and write the report, history, activity analytics and the
 //! Confluence page.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -10,17 +10,19 @@ use serde::Serialize;
 
 use crate::analytics::{self, Activity};
 use crate::decide::{Decision, Plan, Verdict};
-use crate::email::{self, NoticeItem, NoticeKind};
+use crate::email;
 use crate::error::ReaperError;
-use crate::fleet::{Connection, Observed, Workspace, WsState};
+use crate::fleet::{Connection, Observed, Warning, Workspace, WsState};
+use crate::notice::{NoticeItem, NoticeKind};
 use crate::notify::{Alert, Notifier};
 use crate::policy::{Mode, Policy};
-use crate::port::{Backoff, WorkspacesApi, BATCH};
-use crate::report::{self, Outcome, Row, Snapshot, SnapshotEntry};
+use crate::port::{ApiError, Backoff, TerminateFailure, WorkspacesApi, BATCH};
+use crate::report::{self, ConnectionKind, Outcome, Row, Snapshot, SnapshotEntry};
+use crate::sent::{self, SentItem, SentNotices};
 use crate::store::ObjectStore;
 use crate::wiki::{Attachment, Wiki, WikiPage};
 
-pub use crate::observe::{load_first_seen, load_history, observe_and_plan, preview, History, Preview};
+pub use crate::observe::{load_history, load_known, observe_and_plan, preview, History, Preview};
 use crate::observe::{row, status_error};
 
 /// File name of the activity chart attached to the Confluence page.
@@ -62,6 +64,8 @@ pub struct RunSummary {
     /// WorkSpaces whose last connection lies after the run time (flagged in the report).
     pub clock_skew: usize,
     pub notices_sent: usize,
+    /// Users not emailed again because an earlier attempt of this run date already did.
+    pub notices_already_sent: usize,
     pub notice_failures: usize,
     /// WorkSpaces whose user got no notice (no usable address, or the send failed); listed in
     /// the failure alert. At-risk rows also say so in the report's `error` column.
@@ -85,41 +89,37 @@ impl Reaper {
     pub async fn run(&self, now: DateTime<Utc>) -> Result<RunSummary, ReaperError> {
         let date = now.format("%Y-%m-%d").to_string();
         let history = load_history(self.store.as_ref(), &report::history_key(&date)).await?;
-        let plan = observe_and_plan(self.api.as_ref(), &self.policy, &self.backoff, &history.first_seen, now)
-            .await?;
-        let mode = self.policy.mode();
+        // Read before acting: a store that cannot say what was sent fails the run, not the users.
+        let already_sent = sent::load(self.store.as_ref(), &date).await?;
+        let plan = observe_and_plan(self.api.as_ref(), &self.policy, &self.backoff, &history, now).await?;
         tracing::info!(
             fleet = plan.items.len(),
             planned = plan.planned_terminations,
             cap_tripped = plan.cap_tripped,
-            mode = mode.as_str(),
+            mode = self.policy.mode().as_str(),
             "reaper plan"
         );
+        let previous = history.previous.as_ref();
+        let mut summary = self.start_summary(&plan, previous.map(|(_, m)| *m), &date, now);
+        // On-call hears of a mode switch before anything is terminated.
+        if summary.mode_changed {
+            self.send_alerts(vec![mode_alert(&summary, previous.map(|(k, _)| k.as_str()))]).await;
+        }
         let acted = self.act(&plan).await;
-        let previous_mode = history.previous.as_ref().map(|(_, m)| *m);
-        let mut summary = RunSummary {
-            run_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-            mode,
-            dry_run: self.policy.dry_run,
-            previous_mode,
-            mode_changed: previous_mode.is_some_and(|p| p != mode),
-            fleet: plan.items.len(),
-            planned_terminations: plan.planned_terminations,
-            cap_tripped: plan.cap_tripped,
-            report_key: report::report_key(&date),
-            activity_key: report::activity_svg_key(&date),
-            confluence: "not configured".into(),
-            ..RunSummary::default()
-        };
-        let (mut rows, snapshot, notices) = self.tally(&plan, acted, now, &mut summary);
-        self.send_notices(notices, &mut rows, now, &mut summary).await;
-        self.write_report(&summary, &rows, snapshot, plan.cap_tripped, now).await?;
+        let (mut rows, mut snapshot, notices) = self.tally(&plan, acted, now, &mut summary);
+        let warned = self.send_notices(notices, already_sent, &mut rows, &date, now, &mut summary).await;
+        for e in &mut snapshot {
+            if let Some(w) = warned.get(&e.id) {
+                e.warning = Some(*w);
+            }
+        }
+        self.write_report(&mut summary, &mut rows, snapshot, plan.cap_tripped, now).await?;
         let activity = self.write_activity(&date).await?;
         // After the CSV and history are safe: a wiki failure is reported and alerted, not fatal.
         if let Some(wiki) = &self.wiki {
             summary.confluence = publish_page(wiki.as_ref(), &summary, &rows, &activity).await;
         }
-        self.alerts(&summary, history.previous.as_ref().map(|(k, _)| k.as_str())).await;
+        self.alerts(&summary).await;
         tracing::info!(
             terminated = summary.terminated,
             terminate_failed = summary.terminate_failed,
@@ -131,12 +131,38 @@ impl Reaper {
             status_unknown = summary.status_unknown,
             clock_skew = summary.clock_skew,
             notices_sent = summary.notices_sent,
+            notices_already_sent = summary.notices_already_sent,
             notice_failures = summary.notice_failures,
             mode_changed = summary.mode_changed,
             confluence = %summary.confluence,
             "reaper run done"
         );
         Ok(summary)
+    }
+
+    /// The summary before anything is done: the run, its mode against the previous run's, the plan.
+    fn start_summary(
+        &self,
+        plan: &Plan,
+        previous_mode: Option<Mode>,
+        date: &str,
+        now: DateTime<Utc>,
+    ) -> RunSummary {
+        let mode = self.policy.mode();
+        RunSummary {
+            run_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            mode,
+            dry_run: self.policy.dry_run,
+            previous_mode,
+            mode_changed: previous_mode.is_some_and(|p| p != mode),
+            fleet: plan.items.len(),
+            planned_terminations: plan.planned_terminations,
+            cap_tripped: plan.cap_tripped,
+            report_key: report::report_key(date),
+            activity_key: report::activity_svg_key(date),
+            confluence: "not configured".into(),
+            ..RunSummary::default()
+        }
     }
 
     /// Terminates the plan's candidates (re-checked, in batches), or records why not (cap, dry run).
@@ -171,8 +197,9 @@ impl Reaper {
     }
 
     /// The final outcome of every WorkSpace: report rows, history entries, the summary's counts,
-    /// and who is to be told: at-risk users (not in dry run unless the policy says
-    /// `notify_in_dry_run`) and users whose WorkSpace was terminated, grouped by address.
+    /// and who is to be told, grouped by (normalised) address: at-risk users, and in dry run with
+    /// `notify_in_dry_run` also would-terminate users (warned of the next run's date; in dry run
+    /// without it nobody), and users whose WorkSpace was terminated.
     fn tally(
         &self,
         plan: &Plan,
@@ -197,7 +224,9 @@ impl Reaper {
                 error = status_error(o, v);
             }
             let kind = match outcome {
-                Outcome::AtRisk if warn => Some(NoticeKind::AtRisk { removal_run: next_run }),
+                Outcome::AtRisk | Outcome::WouldTerminate if warn => {
+                    Some(NoticeKind::AtRisk { removal_run: next_run })
+                }
                 Outcome::Terminated => Some(NoticeKind::Terminated),
                 _ => None,
             };
@@ -208,7 +237,7 @@ impl Reaper {
                         summary.notice_failures += 1;
                         summary.unnotified.push(o.ws.id.clone());
                         // A terminated row keeps its own record clean; the alert lists its id.
-                        if outcome == Outcome::AtRisk {
+                        if warns(outcome) {
                             error = "notice not sent: no usable email address".into();
                         }
                     }
@@ -221,43 +250,89 @@ impl Reaper {
         (rows, snapshot, notices)
     }
 
-    /// One notice per address; a failure is noted on each of that user's rows.
-    async fn send_notices(&self, notices: Notices, rows: &mut [Row], now: DateTime<Utc>, s: &mut RunSummary) {
+    /// One notice per address, leaving out what an earlier attempt of this run date already sent
+    /// (`sent.rs`; each send is recorded there at once); a failure is noted on each of that
+    /// user's rows. Returns the warnings given, now or by that earlier attempt, per WorkSpace id.
+    async fn send_notices(
+        &self,
+        notices: Notices,
+        mut already: BTreeMap<String, SentNotices>,
+        rows: &mut [Row],
+        date: &str,
+        now: DateTime<Utc>,
+        s: &mut RunSummary,
+    ) -> BTreeMap<String, Warning> {
+        let mut warned = BTreeMap::new();
         for (addr, items) in notices {
-            let list: Vec<NoticeItem> = items.iter().map(|(_, i)| i.clone()).collect();
+            let mut record =
+                already.remove(&addr).unwrap_or_else(|| SentNotices { email: addr.clone(), items: vec![] });
+            warned.extend(record.items.iter().filter_map(|i| Some((i.workspace_id.clone(), i.warning()?))));
+            let fresh: Vec<&(usize, NoticeItem)> = items
+                .iter()
+                .filter(|(_, i)| !record.items.iter().any(|r| r.covers(&i.workspace_id, i.kind)))
+                .collect();
+            if fresh.is_empty() {
+                s.notices_already_sent += 1;
+                continue;
+            }
+            let list: Vec<NoticeItem> = fresh.iter().map(|(_, i)| i.clone()).collect();
             let n = email::compose(&addr, &list, now, &self.policy);
-            match self.notifier.notify_user(&n).await {
-                Ok(()) => s.notices_sent += 1,
-                Err(e) => {
-                    s.notice_failures += 1;
-                    tracing::warn!(workspaces = list.len(), "notice not sent");
-                    for (i, item) in &items {
-                        s.unnotified.push(item.workspace_id.clone());
-                        if let Some(r) = rows.get_mut(*i).filter(|r| r.outcome == Outcome::AtRisk) {
-                            r.error = format!("notice not sent: {e}");
-                        }
+            if let Err(e) = self.notifier.notify_user(&n).await {
+                s.notice_failures += 1;
+                tracing::warn!(workspaces = list.len(), "notice not sent");
+                for (i, item) in fresh {
+                    s.unnotified.push(item.workspace_id.clone());
+                    if let Some(r) = rows.get_mut(*i).filter(|r| warns(r.outcome)) {
+                        r.error = format!("notice not sent: {e}");
                     }
                 }
+                continue;
+            }
+            s.notices_sent += 1;
+            for i in &list {
+                let item = SentItem::new(&i.workspace_id, i.kind, now);
+                if let Some(w) = item.warning() {
+                    warned.insert(i.workspace_id.clone(), w);
+                }
+                record.items.push(item);
+            }
+            if let Err(e) = sent::record(self.store.as_ref(), date, &record).await {
+                tracing::warn!(error = %e, "record of a sent notice not written: a retry may send it again");
             }
         }
+        warned
     }
 
-    /// The dated CSV, `latest.csv` and the history snapshot.
+    /// The history snapshot, then the dated CSV and `latest.csv`. A same-day retry merges: what an
+    /// earlier attempt of this date terminated (gone from the fleet now) stays in the history and
+    /// the report. History first, so a failed CSV write still leaves that record for the retry.
     async fn write_report(
         &self,
-        summary: &RunSummary,
-        rows: &[Row],
-        workspaces: Vec<SnapshotEntry>,
+        summary: &mut RunSummary,
+        rows: &mut Vec<Row>,
+        mut workspaces: Vec<SnapshotEntry>,
         cap_tripped: bool,
         now: DateTime<Utc>,
     ) -> Result<(), ReaperError> {
-        let date = now.format("%Y-%m-%d").to_string();
+        let key = report::history_key(&now.format("%Y-%m-%d").to_string());
+        if let Some(bytes) = self.store.get(&key).await? {
+            let earlier: Snapshot = serde_json::from_slice(&bytes)
+                .map_err(|e| ReaperError::History(format!("cannot read {key}: {e}")))?;
+            let seen: BTreeSet<String> = workspaces.iter().map(|e| e.id.clone()).collect();
+            for e in earlier.workspaces {
+                if e.decision == Outcome::Terminated && !seen.contains(&e.id) {
+                    rows.push(earlier_row(&e, now, self.policy.mode()));
+                    summary.terminated += 1;
+                    workspaces.push(e);
+                }
+            }
+        }
+        let snap = Snapshot { run_at: now, dry_run: self.policy.dry_run, cap_tripped, workspaces };
+        let json = serde_json::to_vec_pretty(&snap).map_err(|e| ReaperError::History(e.to_string()))?;
+        self.store.put(&key, json, "application/json").await?;
         let csv = report::to_csv(rows)?;
         self.store.put(&summary.report_key, csv.clone(), "text/csv").await?;
         self.store.put(report::LATEST_KEY, csv, "text/csv").await?;
-        let snap = Snapshot { run_at: now, dry_run: self.policy.dry_run, cap_tripped, workspaces };
-        let json = serde_json::to_vec_pretty(&snap).map_err(|e| ReaperError::History(e.to_string()))?;
-        self.store.put(&report::history_key(&date), json, "application/json").await?;
         Ok(())
     }
 
@@ -276,8 +351,8 @@ impl Reaper {
     /// The plan this reaper would make at `now`, with no termination, notice or write: the
     /// report rows with dry-run outcomes. First-seen dates come from the history in the store.
     pub async fn preview(&self, now: DateTime<Utc>) -> Result<Preview, ReaperError> {
-        let first_seen = load_first_seen(self.store.as_ref()).await?;
-        preview(self.api.as_ref(), &self.policy, &self.backoff, &first_seen, now).await
+        let known = load_known(self.store.as_ref()).await?;
+        preview(self.api.as_ref(), &self.policy, &self.backoff, &known, now).await
     }
 
     /// Re-reads the state of up to 25 candidates, then terminates those still AVAILABLE/STOPPED.
@@ -311,48 +386,22 @@ impl Reaper {
             return;
         }
         match self.backoff.run("TerminateWorkspaces", || self.api.terminate(&go)).await {
-            Ok(failures) => {
-                let failed: BTreeMap<&str, _> = failures.iter().map(|f| (f.id.as_str(), f)).collect();
+            // IAM refuses the whole call when it refuses one WorkSpace named in it (the exempt-tag
+            // guard): one at a time, the others still go and the refusal is reported per WorkSpace.
+            Err(ApiError::Denied(_)) if go.len() > 1 => {
                 for id in &go {
-                    let a = match failed.get(id.as_str()) {
-                        Some(f) => Acted {
-                            outcome: Outcome::TerminateFailed,
-                            error: format!("{}: {}", f.code, f.message),
-                        },
-                        None => Acted { outcome: Outcome::Terminated, error: String::new() },
-                    };
-                    acted.insert(id.clone(), a);
+                    let one = std::slice::from_ref(id);
+                    let r = self.backoff.run("TerminateWorkspaces", || self.api.terminate(one)).await;
+                    record_terminations(one, r, acted);
                 }
             }
-            Err(e) => {
-                for id in &go {
-                    let error = format!("terminate call failed: {e}");
-                    acted.insert(id.clone(), Acted { outcome: Outcome::TerminateFailed, error });
-                }
-            }
+            r => record_terminations(&go, r, acted),
         }
     }
 
-    async fn alerts(&self, s: &RunSummary, previous_key: Option<&str>) {
+    /// After the run: cap exceeded, failures, Confluence not updated (the mode change went first).
+    async fn alerts(&self, s: &RunSummary) {
         let mut alerts = Vec::new();
-        if let (true, Some(prev)) = (s.mode_changed, s.previous_mode) {
-            let what = match s.mode {
-                Mode::Enforce => {
-                    "From this run on, WorkSpaces over the limit are terminated and their users emailed."
-                }
-                Mode::DryRun => "Nothing is terminated until the mode is set back to enforce.",
-            };
-            alerts.push(Alert {
-                subject: format!("WorkSpaces reaper: mode changed from {prev} to {}", s.mode),
-                body: format!(
-                    "The run at {} ran in {} mode; the previous run ({}) ran in {prev} mode. {what} Report: {}",
-                    s.run_at,
-                    s.mode,
-                    previous_key.unwrap_or("history"),
-                    s.report_key
-                ),
-            });
-        }
         if s.cap_tripped {
             let why = self.policy.cap.exceeded(s.planned_terminations, s.fleet).unwrap_or_default();
             alerts.push(Alert {
@@ -395,11 +444,95 @@ impl Reaper {
                 ),
             });
         }
+        self.send_alerts(alerts).await;
+    }
+
+    async fn send_alerts(&self, alerts: Vec<Alert>) {
         for a in alerts {
             if let Err(e) = self.notifier.alert(&a).await {
                 tracing::error!(error = %e, "alert not sent");
             }
         }
+    }
+}
+
+/// On-call's alert that the mode differs from the previous run's (sent before acting).
+fn mode_alert(s: &RunSummary, previous_key: Option<&str>) -> Alert {
+    let prev = s.previous_mode.unwrap_or(s.mode);
+    let what = match s.mode {
+        Mode::Enforce => {
+            "From this run on, WorkSpaces over the limit are terminated and their users emailed."
+        }
+        Mode::DryRun => "Nothing is terminated until the mode is set back to enforce.",
+    };
+    Alert {
+        subject: format!("WorkSpaces reaper: mode changed from {prev} to {}", s.mode),
+        body: format!(
+            "The run at {} runs in {} mode; the previous run ({}) ran in {prev} mode. {what} Report: {}",
+            s.run_at,
+            s.mode,
+            previous_key.unwrap_or("history"),
+            s.report_key
+        ),
+    }
+}
+
+/// True for the outcomes whose user is warned of a removal date (a failed notice shows on the row).
+fn warns(outcome: Outcome) -> bool {
+    matches!(outcome, Outcome::AtRisk | Outcome::WouldTerminate)
+}
+
+/// Records the answer of one TerminateWorkspaces call for `ids`: per-item failures, or the
+/// call's own failure for every id in it.
+fn record_terminations(
+    ids: &[String],
+    result: Result<Vec<TerminateFailure>, ApiError>,
+    acted: &mut BTreeMap<String, Acted>,
+) {
+    match result {
+        Ok(failures) => {
+            let failed: BTreeMap<&str, _> = failures.iter().map(|f| (f.id.as_str(), f)).collect();
+            for id in ids {
+                let a = match failed.get(id.as_str()) {
+                    Some(f) => Acted {
+                        outcome: Outcome::TerminateFailed,
+                        error: format!("{}: {}", f.code, f.message),
+                    },
+                    None => Acted { outcome: Outcome::Terminated, error: String::new() },
+                };
+                acted.insert(id.clone(), a);
+            }
+        }
+        Err(e) => {
+            for id in ids {
+                let error = format!("terminate call failed: {e}");
+                acted.insert(id.clone(), Acted { outcome: Outcome::TerminateFailed, error });
+            }
+        }
+    }
+}
+
+/// The report row of a WorkSpace an earlier attempt of this run date terminated.
+fn earlier_row(e: &SnapshotEntry, now: DateTime<Utc>, mode: Mode) -> Row {
+    let kind = e.connection_kind();
+    let since = e.last_connection.or((kind == ConnectionKind::Never).then_some(e.first_seen));
+    let idle = since.map(|t| (now - t).num_seconds().max(0));
+    Row {
+        workspace_id: e.id.clone(),
+        user: e.user.clone(),
+        directory: e.directory.clone(),
+        state: e.state.clone(),
+        last_connection: match (kind, e.last_connection) {
+            (ConnectionKind::Connected, Some(t)) => t.to_rfc3339_opts(SecondsFormat::Secs, true),
+            (ConnectionKind::Never, _) => "never".into(),
+            _ => "unknown".into(),
+        },
+        days_inactive: idle.map(|s| s / 86_400),
+        outcome: Outcome::Terminated,
+        rule: e.rule.clone(),
+        error: "terminated by an earlier attempt of this run".into(),
+        idle_seconds: idle,
+        mode,
     }
 }
 
@@ -413,13 +546,18 @@ pub fn valid_address(e: &str) -> bool {
 
 /// The address for a user's notices: the configured tag (`notify.email_tag_key`) if set, else
 /// `{username}@domain` with the directory's domain from `notify.directory_domains`, else
-/// `notify.email_domain`. `None` when that is no valid address.
+/// `notify.email_domain`; trimmed and lowercased, so `Ann@County.gov` and `ann@county.gov` get
+/// one notice. `None` when that is no valid address.
 pub fn email_for(ws: &Workspace, policy: &Policy) -> Option<String> {
-    if let Some(e) = ws.tags.as_ref().and_then(|t| t.get(&policy.notify.email_tag_key)) {
-        return valid_address(e).then(|| e.clone());
-    }
-    let domain = policy.notify.directory_domains.get(&ws.directory).unwrap_or(&policy.notify.email_domain);
-    let e = format!("{}@{domain}", ws.user);
+    let e = match ws.tags.as_ref().and_then(|t| t.get(&policy.notify.email_tag_key)) {
+        Some(tagged) => tagged.clone(),
+        None => {
+            let domain =
+                policy.notify.directory_domains.get(&ws.directory).unwrap_or(&policy.notify.email_domain);
+            format!("{}@{domain}", ws.user)
+        }
+    };
+    let e = e.trim().to_lowercase();
     valid_address(&e).then_some(e)
 }
 
@@ -449,7 +587,14 @@ fn count(summary: &mut RunSummary, outcome: Outcome) {
     }
 }
 
+/// The history entry of one WorkSpace; its earlier warning is carried while a sign-in has not
+/// voided it (a warning sent in this run replaces it later).
 fn snapshot_entry(o: &Observed, v: &Verdict, outcome: Outcome, now: DateTime<Utc>) -> SnapshotEntry {
+    let (connection, since) = match &o.connection {
+        Connection::Last(t) => (ConnectionKind::Connected, Some(*t)),
+        Connection::Never => (ConnectionKind::Never, Some(o.first_seen.unwrap_or(now))),
+        Connection::Unknown(_) => (ConnectionKind::Unknown, None),
+    };
     SnapshotEntry {
         id: o.ws.id.clone(),
         user: o.ws.user.clone(),
@@ -464,6 +609,8 @@ fn snapshot_entry(o: &Observed, v: &Verdict, outcome: Outcome, now: DateTime<Utc
         rule: v.rule.as_str().to_string(),
         bundle: o.ws.bundle.clone(),
         running_mode: o.ws.running_mode.clone(),
+        connection: Some(connection),
+        warning: o.warning.filter(|w| w.still_relevant(since)),
     }
 }
 

@@ -37,7 +37,11 @@ const THROTTLE_CODES: &[&str] = &[
     "ServiceUnavailable",
 ];
 
-/// Classifies an SDK error: throttling and transport trouble are retried, the rest is final.
+/// Codes of an IAM refusal.
+const DENIED_CODES: &[&str] = &["AccessDeniedException", "AccessDenied", "UnauthorizedOperation"];
+
+/// Classifies an SDK error: throttling and transport trouble are retried, an IAM refusal is told
+/// apart (terminations are then retried one by one), the rest is final.
 fn classify<E, R>(e: SdkError<E, R>) -> ApiError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -48,9 +52,13 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
         _ => false,
     };
+    let denied =
+        matches!(&e, SdkError::ServiceError(s) if s.err().code().is_some_and(|c| DENIED_CODES.contains(&c)));
     let msg = aws_sdk_workspaces::error::DisplayErrorContext(&e).to_string();
     if transient {
         ApiError::Throttled(msg)
+    } else if denied {
+        ApiError::Denied(msg)
     } else {
         ApiError::Failed(msg)
     }

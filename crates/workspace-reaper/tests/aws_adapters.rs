@@ -6,17 +6,21 @@
 //! against moto is `tests/moto.rs`).
 //!
 //! moto does not deliver SES configuration-set events (bounces, complaints), so that path is
-//! checked in `template.yaml` by `scripts/check_template.py`, not here.
+//! checked in `template.yaml` by `scripts/check_template.py`, not here; and moto does not keep
+//! the configuration set of a sent message, so an SDK interceptor reads it off the request.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
+use aws_sdk_sesv2::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_sesv2::config::{ConfigBag, Intercept, RuntimeComponents};
 use chrono::Duration;
 use common::*;
 use workspace_reaper::notify::{AwsNotifier, EmailSender};
-use workspace_reaper::store::{ObjectStore, S3Store};
+use workspace_reaper::store::{ObjectStore, S3Store, StoreError};
 use workspace_reaper::{Backoff, FakeWorkspaces, Mode, Reaper, WsState};
 
 const KMS_KEY: &str =
@@ -55,18 +59,51 @@ struct Aws {
     sns: aws_sdk_sns::Client,
     sqs: aws_sdk_sqs::Client,
     ses: aws_sdk_sesv2::Client,
+    /// The body of every SES request, as sent.
+    ses_requests: Capture,
+}
+
+/// Keeps the body of every request its client sends.
+#[derive(Debug, Clone, Default)]
+struct Capture(Arc<Mutex<Vec<String>>>);
+
+impl Intercept for Capture {
+    fn name(&self) -> &'static str {
+        "capture-request-bodies"
+    }
+    fn read_before_transmit(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let body = ctx.request().body().bytes().map(|b| String::from_utf8_lossy(b).into_owned());
+        self.0.lock().unwrap().push(body.unwrap_or_default());
+        Ok(())
+    }
+}
+
+impl Capture {
+    /// The SendEmail requests (SES v2 JSON bodies) that carried raw content.
+    fn send_email(&self) -> Vec<serde_json::Value> {
+        let bodies = self.0.lock().unwrap().clone();
+        bodies
+            .iter()
+            .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            .filter(|v| v.pointer("/Content/Raw").is_some())
+            .collect()
+    }
 }
 
 async fn aws(endpoint: &str) -> Aws {
     let cfg = moto_config(endpoint).await;
     let s3 =
         aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&cfg).force_path_style(true).build());
-    Aws {
-        s3,
-        sns: aws_sdk_sns::Client::new(&cfg),
-        sqs: aws_sdk_sqs::Client::new(&cfg),
-        ses: aws_sdk_sesv2::Client::new(&cfg),
-    }
+    let ses_requests = Capture::default();
+    let ses = aws_sdk_sesv2::Client::from_conf(
+        aws_sdk_sesv2::config::Builder::from(&cfg).interceptor(ses_requests.clone()).build(),
+    );
+    Aws { s3, sns: aws_sdk_sns::Client::new(&cfg), sqs: aws_sdk_sqs::Client::new(&cfg), ses, ses_requests }
 }
 
 async fn bucket(a: &Aws) -> String {
@@ -201,12 +238,26 @@ fn two_weekly_runs_through_s3_ses_and_sns() {
         let mut policy = live_policy();
         policy.notify.email_domain = users.clone();
 
-        // Week 1, dry run: report, history and chart in S3; nobody emailed.
+        // Week 1, dry run with notify_in_dry_run: report, history and chart in S3; bob's WorkSpace
+        // is over the limit, and he is warned (of removal on 2025-03-10) before any enforcing run.
         let mut dry = policy.clone();
         dry.dry_run = true;
+        dry.notify.notify_in_dry_run = true;
         let s1 = reaper(dry).run(now() - Duration::days(7)).await.unwrap();
-        assert_eq!((s1.mode, s1.notices_sent, s1.would_terminate), (Mode::DryRun, 0, 1));
-        assert!(sent_mail(&endpoint, &users).is_empty());
+        assert_eq!((s1.mode, s1.notices_sent, s1.at_risk, s1.would_terminate), (Mode::DryRun, 1, 1, 0));
+        let mail = sent_mail(&endpoint, &users);
+        assert_eq!(mail.len(), 1, "{mail:?}");
+        assert_eq!(mail[0]["to"], format!("bob@{users}"));
+        assert_eq!(
+            mail[0]["subject"],
+            "Your WorkSpace ws-old000001 will be removed on 2025-03-10 unless you sign in"
+        );
+        // The configuration set (bounces and complaints to on-call) is on the request itself.
+        let sent = a.ses_requests.send_email();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0]["ConfigurationSetName"], "reaper-test");
+        assert_eq!(sent[0]["FromEmailAddress"], sender.from.as_str());
+        assert_eq!(sent[0]["Destination"]["ToAddresses"], serde_json::json!([format!("bob@{users}")]));
         for key in [
             "reports/2025-03-03/workspaces.csv",
             "history/2025-03-03.json",
@@ -215,15 +266,18 @@ fn two_weekly_runs_through_s3_ses_and_sns() {
             assert!(store.get(key).await.unwrap().is_some(), "{key} in S3");
         }
 
-        // Week 2, enforce: bob's WorkSpace goes, ann is warned once about two, on-call hears of the mode.
+        // Week 2, enforce: bob's WorkSpace goes (he was warned), ann is warned once about two, on-call
+        // hears of the mode.
         let s2 = reaper(policy.clone()).run(now()).await.unwrap();
         assert_eq!(
             (s2.mode, s2.terminated, s2.at_risk, s2.notices_sent, s2.notice_failures),
             (Mode::Enforce, 1, 2, 2, 0)
         );
-        let mail = sent_mail(&endpoint, &users);
+        let all = sent_mail(&endpoint, &users);
+        let mail: Vec<_> = all.into_iter().skip(1).collect();
         assert_eq!(mail.len(), 2, "one message per user: {mail:?}");
         let to = |who: &str| mail.iter().find(|m| m["to"] == format!("{who}@{users}")).unwrap();
+        assert!(a.ses_requests.send_email().iter().all(|r| r["ConfigurationSetName"] == "reaper-test"));
         let ann = to("ann");
         assert_eq!(ann["from"], sender.from.as_str());
         assert_eq!(ann["source"], sender.from.as_str());
@@ -264,5 +318,95 @@ fn two_weekly_runs_through_s3_ses_and_sns() {
         assert!(csv.contains("notice not sent: notify: "), "{csv}");
         let got = alerts(&a, &queue).await;
         assert!(got.iter().any(|(s, _)| s == "WorkSpaces reaper: failures in this run"), "{got:?}");
+    });
+}
+
+/// The reports bucket, except that the first `fail` writes of `key` fail (S3 trouble mid-run).
+struct FlakyStore {
+    inner: S3Store,
+    key: String,
+    fail: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for FlakyStore {
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
+        if key == self.key
+            && self.fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
+        {
+            return Err(StoreError {
+                op: "put",
+                key: key.into(),
+                message: "InternalError (injected)".into(),
+            });
+        }
+        self.inner.put(key, body, content_type).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix).await
+    }
+}
+
+#[test]
+fn a_retried_run_emails_nobody_twice_and_keeps_what_the_failed_attempt_did() {
+    let Some(endpoint) =
+        moto_endpoint("a_retried_run_emails_nobody_twice_and_keeps_what_the_failed_attempt_did")
+    else {
+        return;
+    };
+    rt().block_on(async {
+        let a = aws(&endpoint).await;
+        let b = bucket(&a).await;
+        let (topic, _) = alert_topic(&a).await;
+        let sender_domain = format!("{}.county.example", unique("notices"));
+        a.ses.create_email_identity().email_identity(&sender_domain).send().await.unwrap();
+        let users = format!("{}.county.example", unique("users"));
+        let sender = EmailSender { from: format!("workspaces@{sender_domain}"), configuration_set: "reaper-test".into() };
+        let notifier = Arc::new(AwsNotifier::new(a.ses.clone(), sender, a.sns.clone(), topic));
+        let s3 = S3Store::new(a.s3.clone(), b.clone(), KMS_KEY);
+        seed_warned(&s3, &["ws-old000001"]).await;
+        let mut policy = live_policy();
+        policy.notify.email_domain = users.clone();
+        let fleet = Arc::new(FakeWorkspaces::new(vec![
+            ws("ws-old000001", "bob", WsState::Available, Some(days_ago(30))),
+            ws("ws-risk00001", "ann", WsState::Available, Some(days_ago(10))),
+        ]));
+        // Attempt 1 terminates bob's WorkSpace and emails both, then fails writing the CSV.
+        let flaky = Arc::new(FlakyStore { inner: s3.clone(), key: "reports/2025-03-10/workspaces.csv".into(), fail: AtomicUsize::new(1) });
+        let reaper = |store: Arc<dyn ObjectStore>| Reaper {
+            api: fleet.clone(),
+            store,
+            notifier: notifier.clone(),
+            policy: policy.clone(),
+            backoff: Backoff::fast(),
+            wiki: None,
+        };
+        let err = reaper(flaky.clone()).run(now()).await.unwrap_err();
+        assert_eq!(err.kind(), "ReaperObjectStore");
+        assert_eq!(fleet.terminated(), vec!["ws-old000001"]);
+        assert_eq!(sent_mail(&endpoint, &users).len(), 2);
+        let keys = s3.list("notices/2025-03-10/").await.unwrap();
+        assert_eq!(keys.len(), 2, "one record per address: {keys:?}");
+        assert!(keys.iter().all(|k| !k.contains("bob") && !k.contains("ann")), "{keys:?}");
+
+        // Lambda's retry (same event): nobody is emailed again; the report and the history still
+        // show the termination of the failed attempt, and ann's warning.
+        let s = reaper(flaky).run(now()).await.unwrap();
+        assert_eq!((s.notices_sent, s.notices_already_sent, s.terminated, s.at_risk), (0, 1, 1, 1));
+        assert_eq!(sent_mail(&endpoint, &users).len(), 2, "no duplicate email");
+        let csv = String::from_utf8(s3.get("reports/2025-03-10/workspaces.csv").await.unwrap().unwrap()).unwrap();
+        assert!(
+            csv.contains("ws-old000001,bob,d-0123456789,AVAILABLE,2025-02-08T06:00:00Z,30,terminated,inactive-over-limit,terminated by an earlier attempt of this run,enforce"),
+            "{csv}"
+        );
+        let hist: workspace_reaper::report::Snapshot =
+            serde_json::from_slice(&s3.get("history/2025-03-10.json").await.unwrap().unwrap()).unwrap();
+        let ids: Vec<&str> = hist.workspaces.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, vec!["ws-risk00001", "ws-old000001"]);
+        let w = hist.warnings();
+        assert_eq!(w["ws-risk00001"].removal_on.to_string(), "2025-03-17", "the warning the first attempt gave");
     });
 }

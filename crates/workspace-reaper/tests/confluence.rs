@@ -146,13 +146,14 @@ fn the_report_table_replaces_the_page_body_at_the_next_version() {
     let mut r = rig(fleet(), store.clone(), live_policy());
     r.reaper.wiki = Some(Arc::new(ConfluenceWiki::new(CredsSource::Fixed(server.creds())).unwrap()));
     let s = block_on(r.reaper.run(now())).unwrap();
-    assert_eq!((s.terminated, s.at_risk, s.kept), (1, 1, 1));
+    // No earlier run warned the old WorkSpace's user: warned now, removed next run.
+    assert_eq!((s.terminated, s.at_risk, s.kept), (0, 2, 1));
     assert_eq!(s.confluence, "updated page 4242 to version 8");
 
     let body = check_requests(&server);
     let xhtml = body["body"]["storage"]["value"].as_str().unwrap();
     assert!(
-        xhtml.starts_with("<p>WorkSpaces reaper run 2025-03-10T06:00:00Z: 1 terminated, 1 at risk, 1 kept."),
+        xhtml.starts_with("<p>WorkSpaces reaper run 2025-03-10T06:00:00Z: 0 terminated, 2 at risk, 1 kept."),
         "{xhtml}"
     );
     assert!(xhtml.contains("<th>workspace id</th><th>user</th>"), "{xhtml}");
@@ -160,8 +161,8 @@ fn the_report_table_replaces_the_page_body_at_the_next_version() {
     assert!(
         xhtml.contains(
             "<tr><td>ws-old000001</td><td>&lt;img src=x onerror=alert(1)&gt;&amp;&quot;co&quot;&lt;/td&gt;</td>\
-             <td>d-0123456789</td><td>AVAILABLE</td><td>2025-02-18T06:00:00Z</td><td>20</td><td>terminated</td>\
-             <td>inactive-over-limit</td><td></td></tr>"
+             <td>d-0123456789</td><td>AVAILABLE</td><td>2025-02-18T06:00:00Z</td><td>20</td><td>at-risk next run</td>\
+             <td>over-limit-warn-first</td><td>notice not sent: no usable email address</td></tr>"
         ),
         "{xhtml}"
     );
@@ -185,7 +186,7 @@ fn a_confluence_failure_is_in_the_summary_and_alerted_and_the_csv_is_still_writt
         s.confluence,
         "failed: confluence update page: HTTP 409 (edited concurrently; next run retries)"
     );
-    assert_eq!(s.terminated, 1, "the run itself went on");
+    assert_eq!(s.at_risk, 2, "the run itself went on");
     assert!(store.text("reports/2025-03-10/workspaces.csv").is_some());
     assert!(store.text("reports/latest.csv").is_some());
     assert!(store.text("history/2025-03-10.json").is_some());

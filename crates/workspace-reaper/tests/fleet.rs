@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use workspace_reaper::policy::Cap;
 use workspace_reaper::report::{Snapshot, SnapshotEntry};
 use workspace_reaper::store::LocalStore;
-use workspace_reaper::{handle, FakeWorkspaces, WsState};
+use workspace_reaper::{handle, FakeWorkspaces, Warning, WsState};
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(f)
@@ -48,6 +48,10 @@ struct Gen {
     status_missing: bool,
     terminate_fails: bool,
     changes_before_terminate: bool,
+    /// The run a week ago warned the user (recorded only when that run saw it: `seen_minutes`).
+    warned: bool,
+    /// IAM refuses to terminate it (a TerminateWorkspaces naming it fails as a whole).
+    denied: bool,
 }
 
 fn gen_ws() -> impl Strategy<Value = Gen> {
@@ -62,25 +66,32 @@ fn gen_ws() -> impl Strategy<Value = Gen> {
         prop::bool::weighted(0.05),
         prop::bool::weighted(0.05),
         prop::bool::weighted(0.05),
+        prop::bool::weighted(0.8),
+        prop::bool::weighted(0.05),
     )
-        .prop_map(|(state, exempt, tags_unavailable, idle, seen, missing, fails, changes)| Gen {
-            state,
-            exempt,
-            tags_unavailable,
-            idle_minutes: idle,
-            seen_minutes: seen,
-            status_missing: missing,
-            terminate_fails: fails,
-            changes_before_terminate: changes,
-        })
+        .prop_map(
+            |(state, exempt, tags_unavailable, idle, seen, missing, fails, changes, warned, denied)| Gen {
+                state,
+                exempt,
+                tags_unavailable,
+                idle_minutes: idle,
+                seen_minutes: seen,
+                status_missing: missing,
+                terminate_fails: fails,
+                changes_before_terminate: changes,
+                warned,
+                denied,
+            },
+        )
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
-    /// Oracle: nothing exempt, unknown, young, recently used or in a protected state is ever
-    /// terminated; every other AVAILABLE/STOPPED WorkSpace past the limit is (unless the cap trips,
-    /// in which case nothing is); the cap always holds.
+    /// Oracle: nothing exempt, unknown, young, recently used, in a protected state or whose user
+    /// was not warned by an earlier run is ever terminated; every other AVAILABLE/STOPPED
+    /// WorkSpace past the limit is (unless the cap trips, in which case nothing is), also when IAM
+    /// refuses another one in its batch; the cap always holds.
     #[test]
     fn random_fleets_obey_the_policy(
         fleet in prop::collection::vec(gen_ws(), 0..70),
@@ -99,6 +110,8 @@ proptest! {
         let mut must_not = BTreeSet::new();
         let mut eligible = BTreeSet::new();
         let mut fails = BTreeSet::new();
+        let mut denied = BTreeSet::new();
+        let week_ago = now() - Duration::days(7);
         for (i, g) in fleet.iter().enumerate() {
             let id = format!("ws-{i:09}");
             let state = WsState::parse(STATES[g.state]);
@@ -112,11 +125,13 @@ proptest! {
                     id: id.clone(), user: String::new(), directory: DIR.into(), state: "AVAILABLE".into(),
                     last_connection: None, first_seen: now() - Duration::minutes(m),
                     decision: workspace_reaper::report::Outcome::Keep, rule: String::new(),
-                    bundle: String::new(), running_mode: String::new(),
+                    bundle: String::new(), running_mode: String::new(), connection: None,
+                    warning: g.warned.then(|| Warning { sent_at: week_ago, removal_on: now().date_naive() }),
                 });
             }
             if g.status_missing { status_missing.insert(id.clone()); }
             if g.terminate_fails { terminate_fails.insert(id.clone()); fails.insert(id.clone()); }
+            if g.denied { denied.insert(id.clone()); fails.insert(id.clone()); }
             if g.changes_before_terminate {
                 state_after.insert(id.clone(), WsState::parse("PENDING"));
             }
@@ -126,7 +141,9 @@ proptest! {
                 (None, None) => false,
             };
             let protected = g.exempt || g.tags_unavailable || g.status_missing || !state.terminable();
-            if protected || !old_enough {
+            // Warned a week ago, after the idle spell began (it did: old enough means over 14 days).
+            let warned = g.warned && g.seen_minutes.is_some();
+            if protected || !old_enough || !warned {
                 must_not.insert(id.clone());
             } else {
                 eligible.insert(id.clone());
@@ -135,6 +152,7 @@ proptest! {
         let mut api = FakeWorkspaces::new(workspaces);
         api.status_missing = status_missing;
         api.terminate_fails = terminate_fails;
+        api.terminate_denied = denied;
         api.state_after_describe = state_after;
         api.throttle_next.store(throttles, Ordering::SeqCst);
         let changed: BTreeSet<String> = api.state_after_describe.keys().cloned().collect();
@@ -178,7 +196,9 @@ fn five_thousand_workspaces_within_the_call_budget() {
             ws(&format!("ws-{i:09}"), &format!("user{i}"), WsState::Available, last)
         })
         .collect();
-    let r = rig(FakeWorkspaces::new(fleet), Arc::new(MemStore::default()), live_policy());
+    let ids: Vec<String> = (0..5000).step_by(2).map(|i| format!("ws-{i:09}")).collect();
+    let store = warned_store(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let r = rig(FakeWorkspaces::new(fleet), store, live_policy());
     let s = block_on(r.reaper.run(now())).unwrap();
     assert_eq!(s.fleet, 5000);
     assert_eq!(s.terminated, 2500);
@@ -225,7 +245,8 @@ fn over_the_cap_nothing_is_terminated_and_on_call_is_alerted() {
         (0..10).map(|i| ws(&format!("ws-{i:09}"), "u", WsState::Stopped, Some(days_ago(40)))).collect();
     let mut policy = live_policy();
     policy.cap = Cap { max_terminations: 50, max_fleet_share: 0.2 };
-    let store = Arc::new(MemStore::default());
+    let ids: Vec<String> = (0..10).map(|i| format!("ws-{i:09}")).collect();
+    let store = warned_store(&ids.iter().map(String::as_str).collect::<Vec<_>>());
     let r = rig(FakeWorkspaces::new(fleet), store.clone(), policy);
     let s = block_on(r.reaper.run(now())).unwrap();
     assert!(s.cap_tripped);
@@ -245,7 +266,7 @@ fn dry_run_terminates_and_notifies_nobody() {
     ];
     let mut policy = live_policy();
     policy.dry_run = true;
-    let store = Arc::new(MemStore::default());
+    let store = warned_store(&["ws-old000001"]);
     let r = rig(FakeWorkspaces::new(fleet), store.clone(), policy);
     let s = block_on(r.reaper.run(now())).unwrap();
     assert_eq!((s.would_terminate, s.at_risk, s.terminated, s.notices_sent), (1, 1, 0, 0));
@@ -265,7 +286,7 @@ fn state_change_before_terminate_and_per_item_failures_are_reported() {
     api.state_after_describe = BTreeMap::from([("ws-changes01".to_string(), WsState::parse("MAINTENANCE"))]);
     api.terminate_fails = BTreeSet::from(["ws-refuses01".to_string()]);
     api.throttle_next.store(3, Ordering::SeqCst);
-    let store = Arc::new(MemStore::default());
+    let store = warned_store(&["ws-changes01", "ws-refuses01", "ws-goes00001"]);
     let r = rig(api, store.clone(), live_policy());
     let s = block_on(r.reaper.run(now())).unwrap();
     assert_eq!((s.terminated, s.terminate_failed, s.state_changed), (1, 1, 1));
@@ -301,7 +322,7 @@ fn at_risk_users_are_emailed_at_their_tag_or_username() {
 #[test]
 fn handler_takes_the_scheduled_event_and_uses_its_time() {
     let ev: serde_json::Value = serde_json::from_str(include_str!("events/scheduled.json")).unwrap();
-    let store = Arc::new(MemStore::default());
+    let store = warned_store(&["ws-old000001"]);
     let fleet = vec![ws("ws-old000001", "old", WsState::Available, Some(days_ago(15)))];
     let r = rig(FakeWorkspaces::new(fleet), store.clone(), live_policy());
     let s = block_on(handle(&r.reaper, LambdaEvent::new(ev, Context::default()))).unwrap();
@@ -334,20 +355,21 @@ fn preview_is_the_dry_run_report_and_touches_nothing() {
             ws("ws-maint0001", "maint", WsState::parse("MAINTENANCE"), Some(days_ago(40))),
         ])
     };
-    let store = Arc::new(MemStore::default());
+    let store = warned_store(&["ws-old000001"]);
     let r = rig(fleet(), store.clone(), live_policy());
     let p = block_on(r.reaper.preview(now())).unwrap();
     assert!(r.api.terminated().is_empty());
     assert_eq!(FakeWorkspaces::count(&r.api.calls.terminate), 0);
     assert_eq!(FakeWorkspaces::count(&r.api.calls.states), 0, "no re-check: nothing to act on");
-    assert!(store.0.lock().unwrap().is_empty(), "no report or history written");
+    let keys: Vec<String> = store.0.lock().unwrap().keys().cloned().collect();
+    assert_eq!(keys, vec![LAST_WEEK], "no report or history written");
     assert!(r.notifier.notices().is_empty() && r.notifier.alerts().is_empty());
     assert_eq!((p.planned_terminations, p.cap_tripped), (1, false));
 
     // The same rows, cell for cell, as the CSV of a dry run over the same fleet.
     let mut policy = live_policy();
     policy.dry_run = true;
-    let dry_store = Arc::new(MemStore::default());
+    let dry_store = warned_store(&["ws-old000001"]);
     let dry = rig(fleet(), dry_store.clone(), policy);
     block_on(dry.reaper.run(now())).unwrap();
     let csv = String::from_utf8(workspace_reaper::report::to_csv(&p.rows).unwrap()).unwrap();

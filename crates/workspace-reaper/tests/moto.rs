@@ -95,6 +95,8 @@ async fn sdk_adapter_against_moto_decides_and_terminates() {
         ("risk.user", ago(10), vec![]),
         ("risk.tagged", ago(12), vec![("reaper:email", "r.tagged@health.county.example")]),
         ("exempt.user", ago(60), vec![("reaper:exempt", "director")]),
+        // IAM matches the tag key in any letter case, so the code does too.
+        ("exempt.case", ago(60), vec![("Reaper:Exempt", "yes")]),
         ("never.user", "never".to_string(), vec![]),
     ];
     let mut reqs = Vec::new();
@@ -119,16 +121,16 @@ async fn sdk_adapter_against_moto_decides_and_terminates() {
         .collect();
     assert_eq!(by_user.len(), people.len());
 
-    // The adapter on its own: one page with tags, and connection status for all six.
+    // The adapter on its own: one page with tags, and connection status for all seven.
     let api = SdkWorkspaces::new(ws.clone());
     let page = api.describe_page(Some(&directory), None).await.unwrap();
-    assert_eq!(page.workspaces.len(), 6);
+    assert_eq!(page.workspaces.len(), 7);
     let exempt = page.workspaces.iter().find(|w| w.user == "exempt.user").unwrap();
     assert_eq!(exempt.state, WsState::Available);
     assert_eq!(exempt.tags.as_ref().unwrap().get("reaper:exempt").map(String::as_str), Some("director"));
     let ids: Vec<String> = by_user.values().cloned().collect();
     let status = api.connection_status(&ids).await.unwrap();
-    assert_eq!(status.len(), 6);
+    assert_eq!(status.len(), 7);
     let never = status.iter().find(|s| s.id == by_user["never.user"]).unwrap();
     assert_eq!(never.last_connection, None);
     let stale = status.iter().find(|s| s.id == by_user["stale.user"]).unwrap();
@@ -139,7 +141,11 @@ async fn sdk_adapter_against_moto_decides_and_terminates() {
     policy.dry_run = false;
     policy.directories = vec![directory.clone()];
     policy.cap.max_fleet_share = 1.0;
+    // The run a week ago warned stale.user of removal today.
     let store = Arc::new(MemStore::default());
+    let last_week = format!("history/{}.json", (now - Duration::days(7)).format("%Y-%m-%d"));
+    let warned = common::warned_before(&[by_user["stale.user"].as_str()], now);
+    store.0.lock().unwrap().insert(last_week, warned);
     let notifier = Arc::new(RecordingNotifier::default());
     let reaper = Reaper {
         api: Arc::new(api),
@@ -150,7 +156,7 @@ async fn sdk_adapter_against_moto_decides_and_terminates() {
         wiki: None,
     };
     let s = reaper.run(now).await.unwrap();
-    assert_eq!((s.fleet, s.terminated, s.at_risk, s.kept, s.terminate_failed), (6, 1, 2, 3, 0));
+    assert_eq!((s.fleet, s.terminated, s.at_risk, s.kept, s.terminate_failed), (7, 1, 2, 4, 0));
 
     let left: Vec<String> = ws
         .describe_workspaces()
@@ -162,7 +168,7 @@ async fn sdk_adapter_against_moto_decides_and_terminates() {
         .iter()
         .map(|w| w.user_name().unwrap().to_string())
         .collect();
-    assert_eq!(left.len(), 5);
+    assert_eq!(left.len(), 6);
     assert!(!left.contains(&"stale.user".to_string()), "the stale WorkSpace is gone from moto");
 
     let csv = store.text("reports/latest.csv").unwrap();
@@ -175,6 +181,7 @@ async fn sdk_adapter_against_moto_decides_and_terminates() {
     assert_eq!(decision("recent.user"), ("keep".into(), "used-within-limit".into()));
     assert_eq!(decision("risk.user"), ("at-risk next run".into(), "passes-limit-before-next-run".into()));
     assert_eq!(decision("exempt.user"), ("keep".into(), "exempt-tag".into()));
+    assert_eq!(decision("exempt.case"), ("keep".into(), "exempt-tag".into()));
     assert_eq!(decision("never.user"), ("keep".into(), "never-connected-first-sighting".into()));
     let mut emails: Vec<String> = notifier.notices().into_iter().map(|n| n.email).collect();
     emails.sort();

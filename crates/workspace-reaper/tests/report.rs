@@ -25,8 +25,10 @@ fn report_reads_back_cell_by_cell_with_injection_neutralised() {
     ];
     let mut api = FakeWorkspaces::new(fleet);
     api.status_missing.insert("ws-unknown01".into());
-    let r = rig(api, Arc::new(LocalStore::new(dir.path())), live_policy());
+    let store = Arc::new(LocalStore::new(dir.path()));
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(seed_warned(store.as_ref(), &["ws-evil00001"]));
+    let r = rig(api, store, live_policy());
     let s = rt.block_on(r.reaper.run(now())).unwrap();
     assert_eq!((s.terminated, s.at_risk, s.kept, s.status_unknown), (1, 1, 3, 1));
 

@@ -1,8 +1,9 @@
 //! Bulk load of a person file into `person`.
 
 use super::{map_err, Db};
-use crate::index::{read_csv, IndexError};
-use crate::model::Person;
+use crate::error::IndexError;
+use crate::model::{Person, PERSON_COLUMNS};
+use crate::people::{read_export, PeopleMapping};
 
 /// One person as a CSV row in the column order of the COPYs here (empty = NULL).
 fn write_person(w: &mut csv::Writer<Vec<u8>>, p: &Person) -> Result<(), IndexError> {
@@ -24,18 +25,21 @@ fn write_person(w: &mut csv::Writer<Vec<u8>>, p: &Person) -> Result<(), IndexErr
     .map_err(|e| IndexError::Load(e.to_string()))
 }
 
-/// The persons of a CSV, normalised, as CSV in the column order of the COPY below.
+/// The persons of a person file (the index's column names; read as `lake people load` reads
+/// it, any rejected row fails the load), normalised, as CSV in the column order of the COPY below.
 fn normalised_csv(path: &std::path::Path) -> Result<Vec<u8>, IndexError> {
+    let file = read_export(path, &PeopleMapping::identity())?;
+    file.refuse_rejected(&path.display().to_string())?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let err = |e: csv::Error| IndexError::Load(e.to_string());
-    w.write_record(crate::index::PERSON_COLUMNS).map_err(err)?;
-    for p in read_csv(path)?.into_iter().map(Person::normalised) {
-        write_person(&mut w, &p)?;
+    w.write_record(PERSON_COLUMNS).map_err(err)?;
+    for p in &file.persons {
+        write_person(&mut w, p)?;
     }
     w.into_inner().map_err(|e| IndexError::Load(e.to_string()))
 }
 
-/// Loads a person CSV (columns by name, the benchmark's `people_<N>.csv` layout) with COPY, then
+/// Loads a person file (columns by name, the benchmark's `people_<N>.csv` layout) with COPY, then
 /// VACUUM ANALYZE. Every value is normalised first ([`Person::normalised`], as the in-memory
 /// adapter loads it), so the key columns hash what the records' keys hash.
 /// A load into an empty table is a bulk load: its indexes are rebuilt afterwards, as compact as
@@ -97,7 +101,19 @@ pub struct LoadCounts {
 /// are already stored is left alone, so loading the same export twice changes nothing; persons
 /// missing from the export are handled as `missing` says. Then ANALYZE.
 pub async fn upsert_people(db: &Db, persons: &[Person], missing: Missing) -> Result<LoadCounts, IndexError> {
+    upsert_people_with(db, persons, missing, &|_| {}).await
+}
+
+/// [`upsert_people`], telling `phase` what it starts: `staging` (COPY into a temporary table),
+/// `upserting`, `missing persons`, `committing`, `analyzing`.
+pub async fn upsert_people_with(
+    db: &Db,
+    persons: &[Person],
+    missing: Missing,
+    phase: &(dyn Fn(&'static str) + Sync),
+) -> Result<LoadCounts, IndexError> {
     let pool = db.pool();
+    phase("staging");
     let mut tx = pool.begin().await.map_err(map_err)?;
     sqlx::query("CREATE TEMP TABLE person_load (LIKE person INCLUDING DEFAULTS) ON COMMIT DROP")
         .execute(&mut *tx)
@@ -117,6 +133,7 @@ pub async fn upsert_people(db: &Db, persons: &[Person], missing: Missing) -> Res
         .map_err(map_err)?;
     copy.send(data).await.map_err(map_err)?;
     copy.finish().await.map_err(map_err)?;
+    phase("upserting");
     let (inserted, updated): (i64, i64) = sqlx::query_as(
         "WITH up AS (
             INSERT INTO person (person_id, first_name, last_name, middle_initial, dob, sex, ssn, address, city, state, zip, phone)
@@ -139,6 +156,7 @@ pub async fn upsert_people(db: &Db, persons: &[Person], missing: Missing) -> Res
     .fetch_one(&mut *tx)
     .await
     .map_err(map_err)?;
+    phase("missing persons");
     let reactivated =
         sqlx::query("DELETE FROM person_inactive i USING person_load l WHERE i.person_id = l.person_id")
             .execute(&mut *tx)
@@ -175,8 +193,11 @@ pub async fn upsert_people(db: &Db, persons: &[Person], missing: Missing) -> Res
             (0, n)
         }
     };
+    phase("committing");
     tx.commit().await.map_err(map_err)?;
-    sqlx::query("ANALYZE person").execute(&pool).await.map_err(map_err)?;
+    phase("analyzing");
+    // ANALYZE as the table owner (migration 0006), so the loader role needs no ownership
+    sqlx::query("SELECT lake_analyze_person()").execute(&pool).await.map_err(map_err)?;
     let n = |v: i64| u64::try_from(v).unwrap_or_default();
     let (inserted, updated) = (n(inserted), n(updated));
     let unchanged = (persons.len() as u64).saturating_sub(inserted + updated);

@@ -11,7 +11,7 @@ mod reviews;
 
 pub use iam::{auth_token, IamTarget, IamToken};
 pub use index::{column, key_hash, PgIndex};
-pub use load::{copy_people_csv, upsert_people, LoadCounts, Missing};
+pub use load::{copy_people_csv, upsert_people, upsert_people_with, LoadCounts, Missing};
 pub use reviews::PgReviews;
 
 use std::future::Future;
@@ -297,11 +297,18 @@ impl Db {
     }
 
     /// Applies the migrations `m` has that the database lacks, in order; returns those applied now
-    /// (empty: the database was up to date). Concurrent callers on one database wait for each other
-    /// (a session advisory lock held for the whole run); each migration runs in its own transaction,
-    /// so a failing one leaves nothing of itself behind, the ones before it stay applied and the
-    /// error names its version.
+    /// (empty: the database was up to date). See [`Db::apply_report`].
     pub async fn apply(&self, m: &Migrator) -> Result<Vec<Applied>, IndexError> {
+        Ok(self.apply_report(m).await?.applied)
+    }
+
+    /// Applies the migrations `m` has that the database lacks, in order. Concurrent callers on one
+    /// database wait for each other (a session advisory lock held for the whole run); each
+    /// migration runs in its own transaction, so a failing one leaves nothing of itself behind,
+    /// the ones before it stay applied and the error names its version. Migrations the database
+    /// has and `m` does not know (newer code migrated it, and this is a rollback to older code)
+    /// are left alone and reported as `ahead`, not an error.
+    pub async fn apply_report(&self, m: &Migrator) -> Result<MigrateReport, IndexError> {
         let mut conn = self.pool().acquire().await.map_err(map_err)?;
         // Held on this connection around the run, so what was applied before and after is this
         // caller's own view (sqlx's own migration lock, on the same session, nests inside).
@@ -329,9 +336,13 @@ impl Db {
 /// The advisory lock key of [`Db::apply`] (any constant: advisory locks are per database).
 const MIGRATE_LOCK: i64 = 0x006c_616b_656d_6967; // "lakemig"
 
-async fn apply_locked(conn: &mut sqlx::PgConnection, m: &Migrator) -> Result<Vec<Applied>, IndexError> {
+async fn apply_locked(conn: &mut sqlx::PgConnection, m: &Migrator) -> Result<MigrateReport, IndexError> {
     let before = applied_on(conn).await?;
-    m.run(&mut *conn).await.map_err(|e| match e {
+    let ahead: Vec<Applied> = before.iter().filter(|a| !m.version_exists(a.version)).cloned().collect();
+    // the same migrations, tolerating applied versions they do not know (sqlx fails those with
+    // VersionMissing, which would fail a stack rollback after a newer deploy migrated)
+    let tolerant = Migrator { migrations: m.migrations.clone(), ignore_missing: true, ..Migrator::DEFAULT };
+    tolerant.run(&mut *conn).await.map_err(|e| match e {
         sqlx::migrate::MigrateError::Execute(e) => map_err(e),
         // the server's message names the statement's object (DDL: no row values)
         sqlx::migrate::MigrateError::ExecuteMigration(e, v) => {
@@ -346,7 +357,8 @@ async fn apply_locked(conn: &mut sqlx::PgConnection, m: &Migrator) -> Result<Vec
         other => IndexError::Query(other.to_string()),
     })?;
     let after = applied_on(conn).await?;
-    Ok(after.into_iter().filter(|a| !before.iter().any(|b| b.version == a.version)).collect())
+    let applied = after.into_iter().filter(|a| !before.iter().any(|b| b.version == a.version)).collect();
+    Ok(MigrateReport { applied, ahead })
 }
 
 async fn applied_on(conn: &mut sqlx::PgConnection) -> Result<Vec<Applied>, IndexError> {
@@ -367,6 +379,15 @@ async fn applied_on(conn: &mut sqlx::PgConnection) -> Result<Vec<Applied>, Index
 
 /// The schema of the person index, its review and audit tables, and its roles (`migrations/`).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// What a migration run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrateReport {
+    /// The migrations this run applied (empty: up to date).
+    pub applied: Vec<Applied>,
+    /// Migrations the database has that this code does not know (newer code ran; left alone).
+    pub ahead: Vec<Applied>,
+}
 
 /// One applied migration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use compact_str::CompactString;
 
 use super::Db;
-use crate::index::IndexError;
+use crate::error::IndexError;
 use crate::model::Person;
 use crate::review::{ReviewDesk, ReviewError};
-use crate::reviews::{DecisionRow, ReviewRow, Reviews, StoredReview};
+use crate::reviews::{DecisionRow, DecisionTier, ReviewRow, ReviewStatus, Reviews, StoredReview};
 
 /// Reviews and audit in PostgreSQL.
 pub struct PgReviews {
@@ -35,18 +35,20 @@ impl Reviews for PgReviews {
         let ix: Vec<i32> = rows.iter().map(|x| x.row_index).collect();
         let ca: Vec<serde_json::Value> = rows.iter().map(|x| x.candidates.clone()).collect();
         let sc: Vec<f64> = rows.iter().map(|x| x.best_score).collect();
+        let rv: Vec<Option<String>> = rows.iter().map(|x| x.rules_version.clone()).collect();
         self.db
             .run(|pool| {
-                let (r, fi, ds, so, bb, bk, ru, ix, ca, sc) =
-                    (&r, &fi, &ds, &so, &bb, &bk, &ru, &ix, &ca, &sc);
+                let (r, fi, ds, so, bb, bk, ru, ix, ca, sc, rv) =
+                    (&r, &fi, &ds, &so, &bb, &bk, &ru, &ix, &ca, &sc, &rv);
                 async move {
                     let res = sqlx::query!(
                         r#"
                         INSERT INTO match_review
                             (record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key,
-                             candidates, best_score, rule)
+                             candidates, best_score, rule, rules_version)
                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::text[], $5::text[],
-                                             $6::text[], $7::text[], $8::jsonb[], $9::float8[], $10::text[])
+                                             $6::text[], $7::text[], $8::jsonb[], $9::float8[], $10::text[],
+                                             $11::text[])
                         ON CONFLICT (record_ref) DO NOTHING
                         "#,
                         r,
@@ -58,7 +60,8 @@ impl Reviews for PgReviews {
                         bk,
                         ca,
                         sc,
-                        ru
+                        ru,
+                        rv as &[Option<String>]
                     )
                     .execute(&pool)
                     .await?;
@@ -76,21 +79,23 @@ impl Reviews for PgReviews {
         let (r, fi, ti, ru, by) = (
             col(|x| x.record_ref.clone()),
             col(|x| x.file_id.clone()),
-            col(|x| x.tier.clone()),
+            col(|x| x.tier.as_str().to_string()),
             col(|x| x.rule.clone()),
             col(|x| x.decided_by.clone()),
         );
         let pe: Vec<Option<i64>> = rows.iter().map(|x| x.person_id).collect();
         let sc: Vec<Option<f64>> = rows.iter().map(|x| x.score).collect();
+        let rv: Vec<Option<String>> = rows.iter().map(|x| x.rules_version.clone()).collect();
         self.db
             .run(|pool| {
-                let (r, fi, ti, ru, by, pe, sc) = (&r, &fi, &ti, &ru, &by, &pe, &sc);
+                let (r, fi, ti, ru, by, pe, sc, rv) = (&r, &fi, &ti, &ru, &by, &pe, &sc, &rv);
                 async move {
                     let res = sqlx::query!(
                         r#"
-                        INSERT INTO match_decision (record_ref, file_id, tier, person_id, score, rule, decided_by)
+                        INSERT INTO match_decision
+                            (record_ref, file_id, tier, person_id, score, rule, decided_by, rules_version)
                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::float8[],
-                                             $6::text[], $7::text[])
+                                             $6::text[], $7::text[], $8::text[])
                         ON CONFLICT (record_ref, tier, decided_by) DO NOTHING
                         "#,
                         r,
@@ -99,7 +104,8 @@ impl Reviews for PgReviews {
                         pe as &[Option<i64>],
                         sc as &[Option<f64>],
                         ru,
-                        by
+                        by,
+                        rv as &[Option<String>]
                     )
                     .execute(&pool)
                     .await?;
@@ -110,13 +116,56 @@ impl Reviews for PgReviews {
     }
 }
 
+/// A `match_review` row as read (the status still its stored word).
+struct StoredRow {
+    review_id: i64,
+    record_ref: String,
+    file_id: String,
+    row_index: i32,
+    dataset: String,
+    source: String,
+    bad_bucket: String,
+    bad_key: String,
+    candidates: serde_json::Value,
+    best_score: f64,
+    rule: String,
+    status: String,
+    accepted_person_id: Option<i64>,
+    reviewer: Option<String>,
+}
+
+impl TryFrom<StoredRow> for StoredReview {
+    type Error = IndexError;
+
+    fn try_from(r: StoredRow) -> Result<Self, IndexError> {
+        Ok(StoredReview {
+            status: r.status.parse().map_err(IndexError::Query)?,
+            review_id: r.review_id,
+            record_ref: r.record_ref,
+            file_id: r.file_id,
+            row_index: r.row_index,
+            dataset: r.dataset,
+            source: r.source,
+            bad_bucket: r.bad_bucket,
+            bad_key: r.bad_key,
+            candidates: r.candidates,
+            best_score: r.best_score,
+            rule: r.rule,
+            accepted_person_id: r.accepted_person_id,
+            reviewer: r.reviewer,
+        })
+    }
+}
+
 impl PgReviews {
     /// Reviews with a status, oldest first.
-    pub async fn list(&self, status: &str, limit: i64) -> Result<Vec<StoredReview>, IndexError> {
-        self.db
+    pub async fn list(&self, status: ReviewStatus, limit: i64) -> Result<Vec<StoredReview>, IndexError> {
+        let status = status.as_str();
+        let rows = self
+            .db
             .run(|pool| async move {
                 sqlx::query_as!(
-                    StoredReview,
+                    StoredRow,
                     r#"SELECT review_id, record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key,
                               candidates, best_score, rule, status, accepted_person_id, reviewer
                        FROM match_review WHERE status = $1 ORDER BY created_at, review_id LIMIT $2"#,
@@ -126,14 +175,16 @@ impl PgReviews {
                 .fetch_all(&pool)
                 .await
             })
-            .await
+            .await?;
+        rows.into_iter().map(StoredReview::try_from).collect()
     }
 
     pub async fn get(&self, review_id: i64) -> Result<Option<StoredReview>, IndexError> {
-        self.db
+        let row = self
+            .db
             .run(|pool| async move {
                 sqlx::query_as!(
-                    StoredReview,
+                    StoredRow,
                     r#"SELECT review_id, record_ref, file_id, row_index, dataset, source, bad_bucket, bad_key,
                               candidates, best_score, rule, status, accepted_person_id, reviewer
                        FROM match_review WHERE review_id = $1"#,
@@ -142,7 +193,8 @@ impl PgReviews {
                 .fetch_optional(&pool)
                 .await
             })
-            .await
+            .await?;
+        row.map(StoredReview::try_from).transpose()
     }
 
     /// Accepts (with the chosen person) or rejects a pending review; false when it was not pending.
@@ -152,7 +204,8 @@ impl PgReviews {
         accept_person: Option<i64>,
         reviewer: &str,
     ) -> Result<bool, IndexError> {
-        let status = if accept_person.is_some() { "accepted" } else { "rejected" };
+        let status = ReviewStatus::decided(accept_person).as_str();
+        let tier = DecisionTier::decided(accept_person).as_str();
         self.db
             .run(|pool| async move {
                 let mut tx = pool.begin().await?;
@@ -174,7 +227,7 @@ impl PgReviews {
                        ON CONFLICT (record_ref, tier, decided_by) DO NOTHING"#,
                     row.record_ref,
                     row.file_id,
-                    status,
+                    tier,
                     accept_person,
                     row.best_score,
                     reviewer
@@ -228,7 +281,7 @@ impl PgReviews {
 
 #[async_trait]
 impl ReviewDesk for PgReviews {
-    async fn list(&self, status: &str, limit: i64) -> Result<Vec<StoredReview>, ReviewError> {
+    async fn list(&self, status: ReviewStatus, limit: i64) -> Result<Vec<StoredReview>, ReviewError> {
         Ok(PgReviews::list(self, status, limit).await?)
     }
 

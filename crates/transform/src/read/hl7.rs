@@ -10,11 +10,11 @@
 use std::collections::BTreeMap;
 
 use contracts::{Hl7Path, Hl7Rep, ParquetType};
-use serde_json::Value;
 
 use crate::error::TransformError;
 use crate::frame::Kind;
 use crate::job::{Job, Reader};
+use crate::jv::Jv;
 use crate::outcome::Summary;
 use crate::plan::{Plan, Raw, Row, Src};
 use crate::stream::{self, Parsed, RecordFormat};
@@ -31,7 +31,7 @@ impl Reader for Hl7 {
 enum Cell {
     Null,
     Str(String),
-    List(Value),
+    List(Jv),
 }
 
 /// The values found at a column's path, and each column's cell.
@@ -73,7 +73,7 @@ impl RecordFormat for Hl7 {
                 if s.vals.is_empty() {
                     Cell::Null
                 } else {
-                    Cell::List(Value::Array(s.vals.drain(..).map(Value::String).collect()))
+                    Cell::List(Jv::Arr(s.vals.drain(..).map(Jv::Str).collect()))
                 }
             } else {
                 s.vals.pop().map_or(Cell::Null, Cell::Str)

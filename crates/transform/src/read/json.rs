@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::error::TransformError;
 use crate::frame::Kind;
 use crate::job::{Job, Reader};
+use crate::jv::{Jv, MAX_JSON_DEPTH};
 use crate::outcome::{Summary, ValueIssue};
 use crate::plan::{Plan, Raw, Row, Src};
 use crate::stream::{self, Parsed, RecordFormat};
@@ -116,8 +117,8 @@ enum Leaf<'a> {
     /// A number's text exactly as written.
     Num(&'a str),
     Bool(bool),
-    /// An array or object, parsed (list columns take arrays).
-    Json(Value),
+    /// An array or object, parsed with its numbers' text kept (list columns take arrays).
+    Json(Jv),
     Refused(ValueIssue),
 }
 
@@ -128,10 +129,12 @@ impl<'a> Leaf<'a> {
             Some(b'"') => serde_json::from_str::<Text<'a>>(t).map_or(Leaf::Null, |s| Leaf::Str(s.0)),
             Some(b't') => Leaf::Bool(true),
             Some(b'f') => Leaf::Bool(false),
-            Some(b'[' | b'{') => match serde_json::from_str::<Value>(t) {
+            Some(b'[' | b'{') => match Jv::parse(t, MAX_JSON_DEPTH) {
                 Ok(v) => Leaf::Json(v),
-                // the syntax was checked: only a number out of range fails here
-                Err(_) => Leaf::Refused(ValueIssue::NonFinite),
+                // the record's syntax and depth were checked by serde_json: not reached
+                Err(_) => {
+                    Leaf::Refused(if t.starts_with('[') { ValueIssue::Array } else { ValueIssue::Object })
+                }
             },
             Some(b'-' | b'0'..=b'9') => Leaf::Num(t),
             _ => Leaf::Null,

@@ -6,7 +6,8 @@
 
 mod delimited;
 mod excel;
-mod fhir;
+pub(crate) mod fhir;
+mod fhir_xml;
 mod fixed_width;
 mod hl7;
 pub(crate) mod json;
@@ -28,7 +29,7 @@ pub(crate) fn reader_for(format: &Format) -> Box<dyn Reader + '_> {
             Box::new(fixed_width::FixedWidth::new(columns, record_type.as_ref(), *header_lines))
         }
         Format::Hl7v2 => Box::new(hl7::Hl7),
-        Format::FhirBundle { version } => Box::new(fhir::Fhir { version: *version }),
+        Format::FhirBundle { version, .. } => Box::new(fhir::Fhir { version: *version }),
         Format::Xml { record } => Box::new(xml::Xml { record }),
         Format::Excel { sheet, sheet_index, header_row } => Box::new(excel::Excel {
             sheet: sheet.as_deref(),

@@ -16,11 +16,11 @@ use std::io::BufReader;
 use contracts::{ParquetType, XmlPath, XmlStep};
 use quick_xml::events::{BytesCData, BytesRef, BytesStart, BytesText, Event};
 use quick_xml::XmlVersion;
-use serde_json::Value;
 
 use crate::decode::{ContentError, Input};
 use crate::error::TransformError;
 use crate::job::{Job, Reader};
+use crate::jv::Jv;
 use crate::outcome::{Malformed, Summary};
 use crate::plan::{Raw, Src};
 use crate::sink::{run_records, Sink};
@@ -106,7 +106,7 @@ fn structure(pos: u64, what: &str) -> TransformError {
 enum Cell {
     Null,
     Str(String),
-    List(Value),
+    List(Jv),
 }
 
 /// The state of one pass over a document: the open elements, the record being built and what
@@ -317,7 +317,13 @@ impl Walk {
         let idx = self.element;
         self.element += 1;
         if let Some(why) = self.rec_problem.take() {
-            return sink.malformed(Malformed { line: None, element: Some(idx), reason: why, raw: None });
+            return sink.malformed(Malformed {
+                line: None,
+                element: Some(idx),
+                part: None,
+                reason: why,
+                raw: None,
+            });
         }
         let Some(Open::Built(rec)) = node else { return Ok(()) };
         let ancestors: Vec<&Node> =
@@ -338,11 +344,11 @@ impl Walk {
             vals.clear();
             resolve(&rec, &ancestors, p, &mut vals);
             let cell = if list {
-                let items: Vec<Value> = vals.iter().map(|v| Value::String(v.to_string())).collect();
+                let items: Vec<Jv> = vals.iter().map(|v| Jv::Str(v.to_string())).collect();
                 if items.is_empty() {
                     Cell::Null
                 } else {
-                    Cell::List(Value::Array(items))
+                    Cell::List(Jv::Arr(items))
                 }
             } else {
                 vals.first().map_or(Cell::Null, |v| Cell::Str(v.to_string()))

@@ -111,20 +111,53 @@ pub fn check(contract: Contract<'_>, input: &Path) -> Run {
 /// Runs the bytes `input` yields through a contract, `name` as `source_file`: a case too big
 /// for a test machine's disk streams from a generator instead of a file.
 pub fn check_reader(contract: Contract<'_>, name: &str, input: impl std::io::Read + Send) -> Run {
+    run_with(contract, name, |c, schema, out| {
+        transform::run(c, schema, name, input, out, &transform::Options::default())
+    })
+}
+
+/// Runs a FHIR Bulk Data export through a contract: the manifest in `dir` names the parts, the
+/// manifest's file name is `source_file`; the manifest's resources of types not read are added to
+/// `skipped` (as the workflow and `lake contract check` do).
+pub fn check_export(contract: Contract<'_>, dir: &Path) -> Run {
+    let manifest =
+        transform::bulk::Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    run_with(contract, "manifest.json", |c, schema, out| {
+        let contracts::Format::FhirBundle { export: Some(e), .. } = &c.format else {
+            panic!("not an export contract")
+        };
+        let (files, not_read) = manifest.parts(&e.types);
+        let parts = files
+            .into_iter()
+            .map(|f| transform::ExportPart {
+                resource_type: f.resource_type,
+                input: Box::new(File::open(dir.join(&f.file_name)).unwrap()),
+            })
+            .collect();
+        let mut s =
+            transform::run_export(c, schema, "manifest.json", parts, out, &transform::Options::default())?;
+        s.skipped += not_read;
+        Ok(s)
+    })
+}
+
+/// Runs one transform (`f`) of a contract into temp outputs and reads them back.
+fn run_with(
+    contract: Contract<'_>,
+    name: &str,
+    f: impl FnOnce(
+        &contracts::Contract,
+        &contracts::CanonicalSchema,
+        transform::Outputs<'_>,
+    ) -> Result<transform::Summary, transform::TransformError>,
+) -> Run {
     let (contract, catalog) = contract.load().unwrap();
     let schema = catalog.get(&contract.dataset).unwrap();
     let out = tempfile::tempdir().unwrap();
     let paths = ["good.parquet", "bad.parquet", "malformed.jsonl"].map(|n| out.path().join(n));
     let [mut good, mut bad, mut malformed] = paths.clone().map(|p| File::create(p).unwrap());
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        transform::run(
-            &contract,
-            schema,
-            name,
-            input,
-            transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed },
-            &transform::Options::default(),
-        )
+        f(&contract, schema, transform::Outputs { good: &mut good, bad: &mut bad, malformed: &mut malformed })
     }));
     let res = res.unwrap_or_else(|_| panic!("{name}: the transform panicked"));
     let malformed = std::fs::read_to_string(&paths[2])

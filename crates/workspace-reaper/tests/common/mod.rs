@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use workspace_reaper::notify::RecordingNotifier;
+use workspace_reaper::report::{Outcome, Snapshot, SnapshotEntry};
 use workspace_reaper::store::{ObjectStore, StoreError};
-use workspace_reaper::{Backoff, FakeWorkspace, FakeWorkspaces, Policy, Reaper, Workspace, WsState};
+use workspace_reaper::{Backoff, FakeWorkspace, FakeWorkspaces, Policy, Reaper, Warning, Workspace, WsState};
 
 pub const DIR: &str = "d-0123456789";
 
@@ -88,6 +89,51 @@ pub fn ws(id: &str, user: &str, state: WsState, last: Option<DateTime<Utc>>) -> 
 pub fn tagged(mut w: FakeWorkspace, k: &str, v: &str) -> FakeWorkspace {
     w.ws.tags.get_or_insert_with(BTreeMap::new).insert(k.into(), v.into());
     w
+}
+
+/// The key of the run a week before [`now`].
+pub const LAST_WEEK: &str = "history/2025-03-03.json";
+
+/// The history of an enforcing run a week before [`now`] that saw `ids` and warned their users
+/// of removal at [`now`]'s run: so those over the limit may be terminated now.
+pub fn warned_last_week(ids: &[&str]) -> Vec<u8> {
+    warned_before(ids, now())
+}
+
+/// The history of an enforcing run a week before `run` that warned the users of `ids` of
+/// removal at `run`.
+pub fn warned_before(ids: &[&str], run: DateTime<Utc>) -> Vec<u8> {
+    let at = run - Duration::days(7);
+    let workspaces = ids
+        .iter()
+        .map(|id| SnapshotEntry {
+            id: id.to_string(),
+            user: String::new(),
+            directory: DIR.into(),
+            state: "AVAILABLE".into(),
+            last_connection: None,
+            first_seen: at,
+            decision: Outcome::AtRisk,
+            rule: "passes-limit-before-next-run".into(),
+            bundle: String::new(),
+            running_mode: String::new(),
+            connection: None,
+            warning: Some(Warning { sent_at: at, removal_on: run.date_naive() }),
+        })
+        .collect();
+    serde_json::to_vec(&Snapshot { run_at: at, dry_run: false, cap_tripped: false, workspaces }).unwrap()
+}
+
+/// Puts [`warned_last_week`] into `store`.
+pub async fn seed_warned(store: &dyn ObjectStore, ids: &[&str]) {
+    store.put(LAST_WEEK, warned_last_week(ids), "application/json").await.unwrap();
+}
+
+/// A [`MemStore`] holding [`warned_last_week`] for `ids`.
+pub fn warned_store(ids: &[&str]) -> Arc<MemStore> {
+    let s = MemStore::default();
+    s.0.lock().unwrap().insert(LAST_WEEK.into(), warned_last_week(ids));
+    Arc::new(s)
 }
 
 /// Objects in a map.
