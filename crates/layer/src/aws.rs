@@ -43,7 +43,11 @@ use crate::ledger::{now, PublishedContract, RunRecord};
 use crate::ports::{GuardFlag, Metadata, Notifier, ObjectStore, ObjectVersion, PortError, Queue, Received};
 
 /// An SDK error as a port error: the message is the service's error code and text (no payloads).
-pub(crate) fn sdk_err<E, R>(service: &'static str, op: &'static str, e: aws_sdk_s3::error::SdkError<E, R>) -> PortError
+pub(crate) fn sdk_err<E, R>(
+    service: &'static str,
+    op: &'static str,
+    e: aws_sdk_s3::error::SdkError<E, R>,
+) -> PortError
 where
     E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,

@@ -219,7 +219,8 @@ impl crate::ports::ObjectSink for LocalSink {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), PortError> {
-        let file = self.file.take().ok_or_else(|| PortError::new("local-store", "commit", "closed", false))?;
+        let file =
+            self.file.take().ok_or_else(|| PortError::new("local-store", "commit", "closed", false))?;
         let file = file.into_inner().map_err(|e| io("local-store", "commit", e.into_error()))?;
         drop(file);
         std::fs::rename(&self.tmp, &self.path).map_err(|e| io("local-store", "commit", e))

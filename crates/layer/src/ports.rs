@@ -72,7 +72,8 @@ pub trait ObjectStore: Send + Sync {
     ) -> Result<(), PortError>;
     /// Starts writing an object of any size (on S3: one PutObject when it stays under a part,
     /// else a multipart upload); with `kms_key`, encrypted with SSE-KMS under that key.
-    async fn create(&self, bucket: &str, key: &str, kms_key: Option<&str>) -> Result<ObjectWriter, PortError>;
+    async fn create(&self, bucket: &str, key: &str, kms_key: Option<&str>)
+        -> Result<ObjectWriter, PortError>;
     async fn list_versions(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectVersion>, PortError>;
 }
 

@@ -34,7 +34,11 @@ fn root() -> PathBuf {
 }
 
 fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.into())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.into())
 }
 
 fn main() -> Res<()> {
@@ -44,7 +48,8 @@ fn main() -> Res<()> {
         return Ok(());
     }
     if args.get(1).map(String::as_str) == Some("--one") {
-        let (adapter, gib, source, dir) = (&args[2], args[3].parse::<f64>()?, &args[4], PathBuf::from(&args[5]));
+        let (adapter, gib, source, dir) =
+            (&args[2], args[3].parse::<f64>()?, &args[4], PathBuf::from(&args[5]));
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let line = rt.block_on(one(adapter, gib, source, &dir))?;
         println!("{line}");
@@ -53,7 +58,9 @@ fn main() -> Res<()> {
     let sizes: Vec<f64> = arg(&args, "--gib", "1,4").split(',').map(str::parse).collect::<Result<_, _>>()?;
     let adapters = arg(&args, "--adapters", "local,moto");
     let (source, dir) = (arg(&args, "--source", "st_marys"), arg(&args, "--dir", "/tmp"));
-    println!("| adapter | input GiB | rows | good | wall s | MB/s | peak RSS MiB | dedupe set MiB (computed) |");
+    println!(
+        "| adapter | input GiB | rows | good | wall s | MB/s | peak RSS MiB | dedupe set MiB (computed) |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for adapter in adapters.split(',') {
         let mut peaks = vec![];
@@ -70,12 +77,20 @@ fn main() -> Res<()> {
             let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
             println!(
                 "| {adapter} | {gib} | {} | {} | {:.1} | {:.0} | {:.0} | {:.0} |",
-                v["rows"], v["good"], f("wall_s"), f("input_bytes") / 1e6 / f("wall_s"), f("hwm_mib"), f("dedupe_mib")
+                v["rows"],
+                v["good"],
+                f("wall_s"),
+                f("input_bytes") / 1e6 / f("wall_s"),
+                f("hwm_mib"),
+                f("dedupe_mib")
             );
             peaks.push(f("hwm_mib"));
         }
         if let (Some(first), Some(last)) = (peaks.first(), peaks.last()) {
-            println!("| {adapter}: peak RSS growth, largest / smallest input | | | | | | {:.3}x | |", last / first);
+            println!(
+                "| {adapter}: peak RSS growth, largest / smallest input | | | | | | {:.3}x | |",
+                last / first
+            );
         }
     }
     Ok(())
@@ -118,7 +133,9 @@ async fn one(adapter: &str, gib: f64, source: &str, dir: &Path) -> Res<String> {
     std::fs::write("/proc/self/clear_refs", "5")?; // the peak starts here: the handler's own
     let rss_start = status_kib("VmRSS")?;
     let started = Instant::now();
-    let res = semi_structured_workflow::handle(&deps, FormatFamily::Delimited, event(&run, source, &dataset)?).await;
+    let res =
+        semi_structured_workflow::handle(&deps, FormatFamily::Delimited, event(&run, source, &dataset)?)
+            .await;
     let wall = started.elapsed().as_secs_f64();
     let hwm = status_kib("VmHWM")?;
 
@@ -202,7 +219,8 @@ fn local(work: &Path, toml: &str, gib: f64, key: &str) -> Res<Prepared> {
     let mut file = std::io::BufWriter::new(std::fs::File::create(&input)?);
     let manifest = generate(toml, gib, &mut file)?;
     file.flush()?;
-    let store = layer::local::LocalObjectStore::new(work.join("buckets")).with_bucket("ingest", work.join("ingest"));
+    let store =
+        layer::local::LocalObjectStore::new(work.join("buckets")).with_bucket("ingest", work.join("ingest"));
     let deps = layer::local::local_deps(work, store);
     Ok((deps, "ingest".into(), manifest, Cleanup::Dir(work.to_path_buf())))
 }
@@ -219,6 +237,7 @@ async fn moto(toml: &str, gib: f64, key: &str) -> Res<Prepared> {
     .await?;
     let manifest = manifest?;
     sink.commit().await?;
-    let buckets = vec![w.ingest_bucket.clone(), w.deps.cfg.raw_bucket.clone(), w.deps.cfg.quarantine_bucket.clone()];
+    let buckets =
+        vec![w.ingest_bucket.clone(), w.deps.cfg.raw_bucket.clone(), w.deps.cfg.quarantine_bucket.clone()];
     Ok((w.deps.clone(), w.ingest_bucket.clone(), manifest, Cleanup::Buckets(w.s3.clone(), buckets)))
 }

@@ -21,8 +21,8 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsMessage};
 use contracts::{CanonicalSchema, Catalog, Contract, FhirExport, Format};
 use layer::ledger::{now, Counts, RunRecord, Status};
-use layer::ports::ObjectWriter;
 use layer::pipeline::{handle_batch, Deps, FileCtx, PiiMessage, SqsInvocation, StageError, WorkMessage};
+use layer::ports::ObjectWriter;
 use layer::{ErrorKind, FormatFamily, Function, Stage};
 
 pub const FUNCTION: Function = Function::SemiStructuredWorkflow;
@@ -338,7 +338,11 @@ async fn run_transform(
             &schema,
             &file_name,
             &mut input,
-            transform::Outputs { good: &mut *sinks.good, bad: &mut *sinks.bad, malformed: &mut *sinks.malformed },
+            transform::Outputs {
+                good: &mut *sinks.good,
+                bad: &mut *sinks.bad,
+                malformed: &mut *sinks.malformed,
+            },
             &opts,
         );
         let result = summary.and_then(|summary| {
@@ -587,7 +591,11 @@ async fn run_export(
             &schema,
             &file_name,
             parts,
-            transform::Outputs { good: &mut *sinks.good, bad: &mut *sinks.bad, malformed: &mut *sinks.malformed },
+            transform::Outputs {
+                good: &mut *sinks.good,
+                bad: &mut *sinks.bad,
+                malformed: &mut *sinks.malformed,
+            },
             &transform::Options::default(),
         );
         (sinks, summary)
