@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use e2e::{database_url, root, unique, world};
+use e2e::{empty_database, root, world};
 use lake::embedded;
 use layer::ledger::Status;
 use layer::pipeline::Deps;
@@ -26,12 +26,8 @@ const FILE: &str = "st_marys_600.csv";
 
 /// A database with nothing in it but what the deploy's schema step and a people load put there.
 async fn deployed_database() -> (String, String) {
-    let admin_url = database_url();
-    let admin = Db::from_url(&admin_url, 1).unwrap();
-    let name = format!("e2e_{}", unique());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
-    let base = admin_url.rsplit_once('/').unwrap().0.to_string();
-    let master = format!("{base}/{name}");
+    let (master, name) = empty_database().await;
+    let base = master.rsplit_once('/').unwrap().0.to_string();
 
     let req: CustomResourceRequest = serde_json::from_value(serde_json::json!({
         "RequestType": "Create", "ResponseURL": "https://unused.invalid/", "StackId": "stack",

@@ -111,18 +111,19 @@ fn is_export_part(contract: &Contract, o: &CreatedObject) -> bool {
 /// work message (the manifest's workflow lists the export folder and joins the parts). A part
 /// the join already marked DONE (its event came late) stays DONE.
 async fn hold(deps: &Deps, mut run: RunRecord) -> Result<(), StageError> {
-    let current = deps
+    run.stage = Stage::AwaitingManifest;
+    run.updated_at = now();
+    // one conditional write: a join that marks the part DONE between a read and a write here
+    // would otherwise be overwritten, and the part would look stuck to the audit
+    let held = deps
         .meta
-        .get_run(&run.file_id)
+        .put_run_unless_done(&run)
         .await
-        .map_err(|e| StageError::port(ErrorKind::LedgerReadFailed, e))?;
-    if current.is_some_and(|r| r.status == Status::Done) {
+        .map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
+    if !held {
         tracing::info!(file_id = %run.file_id, "export part already joined: no-op");
         return Ok(());
     }
-    run.stage = Stage::AwaitingManifest;
-    run.updated_at = now();
-    deps.meta.put_run(&run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
     layer::metrics::emit(FUNCTION.as_str(), run.source.as_deref(), &[("FilesHeld", 1.0, "Count")]);
     tracing::info!(file_id = %run.file_id, key_hash = %run.key_hash, "export part held until its manifest arrives");
     Ok(())

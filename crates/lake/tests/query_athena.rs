@@ -20,16 +20,6 @@ static MOTO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const LAKE_KEY: &str =
     "arn:aws-us-gov:kms:us-gov-west-1:123456789012:key/11111111-2222-3333-4444-555555555555";
 
-fn endpoint() -> Option<String> {
-    match std::env::var("LAKE_TEST_AWS_ENDPOINT") {
-        Ok(e) => Some(e),
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("LAKE_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test.sh")
-        }
-        Err(_) => None,
-    }
-}
-
 fn region() -> String {
     std::env::var("AWS_REGION").unwrap_or_else(|_| "us-gov-west-1".into())
 }
@@ -140,10 +130,7 @@ fn json_rows(out: &Output) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn enforcing_workgroup_decides_the_results_and_the_cli_polls_to_the_end() {
-    let Some(ep) = endpoint() else {
-        eprintln!("LAKE_TEST_AWS_ENDPOINT not set (outside CI): skipped");
-        return;
-    };
+    let ep = e2e::moto_endpoint();
     let _one = MOTO.lock().await;
     let client = athena(&ep).await;
     // as the stack's AthenaWorkGroup: enforced, results to its bucket with the lake key
@@ -200,10 +187,7 @@ async fn enforcing_workgroup_decides_the_results_and_the_cli_polls_to_the_end() 
 
 #[tokio::test]
 async fn non_enforcing_workgroup_gets_a_location_and_a_kms_key() {
-    let Some(ep) = endpoint() else {
-        eprintln!("LAKE_TEST_AWS_ENDPOINT not set (outside CI): skipped");
-        return;
-    };
+    let ep = e2e::moto_endpoint();
     let _one = MOTO.lock().await;
     polls_reset(&ep);
     let client = athena(&ep).await;
@@ -268,10 +252,7 @@ async fn non_enforcing_workgroup_gets_a_location_and_a_kms_key() {
 
 #[tokio::test]
 async fn a_failed_query_ends_with_athenas_reason() {
-    let Some(ep) = endpoint() else {
-        eprintln!("LAKE_TEST_AWS_ENDPOINT not set (outside CI): skipped");
-        return;
-    };
+    let ep = e2e::moto_endpoint();
     let _one = MOTO.lock().await;
     let client = athena(&ep).await;
     let wg = workgroup(
@@ -294,10 +275,7 @@ async fn a_failed_query_ends_with_athenas_reason() {
 
 #[tokio::test]
 async fn every_page_of_a_long_result_is_read() {
-    let Some(ep) = endpoint() else {
-        eprintln!("LAKE_TEST_AWS_ENDPOINT not set (outside CI): skipped");
-        return;
-    };
+    let ep = e2e::moto_endpoint();
     let _one = MOTO.lock().await;
     polls_reset(&ep);
     let client = athena(&ep).await;
@@ -338,10 +316,7 @@ async fn every_page_of_a_long_result_is_read() {
 
 #[tokio::test]
 async fn interrupting_the_cli_stops_the_query_in_athena() {
-    let Some(ep) = endpoint() else {
-        eprintln!("LAKE_TEST_AWS_ENDPOINT not set (outside CI): skipped");
-        return;
-    };
+    let ep = e2e::moto_endpoint();
     let _one = MOTO.lock().await;
     let client = athena(&ep).await;
     let wg = workgroup(

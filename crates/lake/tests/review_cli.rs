@@ -21,39 +21,14 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn database_url() -> Option<String> {
-    let url = std::env::var("LAKE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
-    if url.is_none() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "LAKE_TEST_DATABASE_URL is not set under CI=true: these tests need a real PostgreSQL"
-        );
-        eprintln!(
-            "SKIPPED: LAKE_TEST_DATABASE_URL is not set; these tests need a real PostgreSQL \
-             (`bash scripts/test.sh -p lake --test review_cli` starts one)"
-        );
-    }
-    url
-}
-
 /// A fresh, empty database (random name); its URL.
-async fn empty_db(url: &str) -> String {
-    let admin = Db::from_url(url, 1).unwrap();
-    // pid + a per-process counter: tests run concurrently, and the clock alone can collide
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let name = format!(
-        "lake_review_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
-    format!("{}/{name}", url.rsplit_once('/').unwrap().0)
+async fn empty_db() -> String {
+    e2e::empty_database().await.0
 }
 
 /// A fresh database (random name) with the migrations and the example persons; its URL.
-async fn fresh_db(url: &str) -> (Arc<Db>, String) {
-    let db_url = empty_db(url).await;
+async fn fresh_db() -> (Arc<Db>, String) {
+    let db_url = empty_db().await;
     let db = Arc::new(Db::from_url(&db_url, 2).unwrap());
     db.migrate().await.unwrap();
     copy_people_csv(&db, &root().join("config/people.example.csv")).await.unwrap();
@@ -129,8 +104,7 @@ const PHI: [&str; 10] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_show_accept_reject_through_the_cli() {
-    let Some(url) = database_url() else { return };
-    let (db, db_url) = fresh_db(&url).await;
+    let (db, db_url) = fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     let l = dir.path().join("lake");
     lake_with_pg_proposals(&l, &db).await;
@@ -243,69 +217,22 @@ async fn list_show_accept_reject_through_the_cli() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accept_through_the_aws_backend_writes_sse_kms_to_s3_with_the_secret_from_secrets_manager() {
-    let Some(url) = database_url() else { return };
-    let Some(endpoint) = std::env::var("LAKE_TEST_AWS_ENDPOINT").ok().filter(|e| !e.is_empty()) else {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "LAKE_TEST_AWS_ENDPOINT is not set under CI=true"
-        );
-        eprintln!("SKIPPED: LAKE_TEST_AWS_ENDPOINT is not set (moto; `bash scripts/test.sh` starts one)");
-        return;
-    };
-    let (db, db_url) = fresh_db(&url).await;
+    let (db, db_url) = fresh_db().await;
     let dir = tempfile::tempdir().unwrap();
     let l = dir.path().join("lake");
     lake_with_pg_proposals(&l, &db).await;
 
     // moto: raw and quarantine buckets, the runs table, the database secret
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-gov-west-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
-    let s3 =
-        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-    let id = format!(
-        "{:x}",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-    );
+    let endpoint = e2e::moto_endpoint();
+    let sdk = e2e::moto_sdk().await;
+    let s3 = e2e::s3_client(&sdk);
+    let id = e2e::unique();
     let name = |s: &str| format!("r{id}-{s}");
     for b in ["raw", "quarantine"] {
-        s3.create_bucket()
-            .bucket(name(b))
-            .create_bucket_configuration(
-                aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("us-gov-west-1"))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        e2e::create_bucket(&s3, &name(b), false).await;
     }
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key =
-        |n: &str, t: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(t).build().unwrap();
-    ddb.create_table()
-        .table_name(name("runs"))
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .send()
-        .await
-        .unwrap();
+    e2e::create_table(&ddb, &name("runs")).await;
     let opts: sqlx::postgres::PgConnectOptions = db_url.parse().unwrap();
     let secret = serde_json::json!({"engine": "postgres", "username": opts.get_username(), "password": "unused-trust",
         "host": opts.get_host(), "port": opts.get_port(), "dbname": opts.get_database().unwrap()});
@@ -405,8 +332,7 @@ fn as_role(db_url: &str, role: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lake_db_migrate_prepares_a_fresh_database_once_and_the_reviewer_role_reviews() {
-    let Some(url) = database_url() else { return };
-    let db_url = empty_db(&url).await;
+    let db_url = empty_db().await;
     let (ok, out, err) = lake_db(&["migrate", "--database-url", &db_url]);
     assert!(ok, "{out}{err}");
     let n = pii_matching::pg::MIGRATOR.iter().count();
@@ -467,7 +393,6 @@ async fn inactive_rows(db_url: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lake_people_load_normalises_upserts_prunes_and_rejects_bad_rows_by_line() {
-    let Some(url) = database_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     let clean_path = root().join("config/people.example.csv");
     let clean = std::fs::read_to_string(&clean_path).unwrap();
@@ -495,7 +420,7 @@ async fn lake_people_load_normalises_upserts_prunes_and_rejects_bad_rows_by_line
     std::fs::write(&messy_path, &messy).unwrap();
     let n = clean.lines().count() - 1;
 
-    let (a, b) = (empty_db(&url).await, empty_db(&url).await);
+    let (a, b) = (empty_db().await, empty_db().await);
     for u in [&a, &b] {
         assert!(lake_db(&["migrate", "--database-url", u]).0);
     }

@@ -28,18 +28,6 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn database_url() -> Option<String> {
-    let url = std::env::var("LAKE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
-    if url.is_none() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "LAKE_TEST_DATABASE_URL is not set under CI=true: these tests need a real PostgreSQL"
-        );
-        eprintln!("SKIPPED: LAKE_TEST_DATABASE_URL is not set (`bash scripts/test.sh` starts PostgreSQL)");
-    }
-    url
-}
-
 /// `lake run` over the samples into `l` (with `--people`: proposals in the embedded store).
 fn lake_run(l: &Path, people: bool) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lake"));
@@ -75,17 +63,11 @@ fn local_fixture() -> Fixture {
     Fixture { _dir: dir, lake: l, desk: Arc::new(desk), store: Arc::new(store), backend: Backend::Local }
 }
 
-async fn pg_fixture(url: &str) -> Fixture {
-    let admin = Db::from_url(url, 1).unwrap();
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let name = format!(
-        "lake_web_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
-    let db = Arc::new(Db::from_url(&format!("{}/{name}", url.rsplit_once('/').unwrap().0), 4).unwrap());
+/// A fixture over a fresh PostgreSQL database (the migrations, the example persons); `url` is
+/// its URL.
+async fn pg_fixture() -> (Fixture, String) {
+    let (url, _) = e2e::empty_database().await;
+    let db = Arc::new(Db::from_url(&url, 4).unwrap());
     db.migrate().await.unwrap();
     copy_people_csv(&db, &root().join("config/people.example.csv")).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -99,13 +81,14 @@ async fn pg_fixture(url: &str) -> Fixture {
         matcher: Arc::new(pii_matching::rules_store::ActiveRules::builtin()),
     };
     lake::embedded::drain_matching(&m).await.unwrap();
-    Fixture {
+    let f = Fixture {
         _dir: dir,
         lake: l,
         desk: Arc::new(PgReviews { db: db.clone() }),
         store: Arc::new(review_web::pg::PgWebStore::new(db.clone())),
         backend: Backend::Pg(db),
-    }
+    };
+    (f, url)
 }
 
 /// The load balancer the tests' claims are signed by.
@@ -454,8 +437,7 @@ async fn every_route_against_the_local_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_against_postgresql() {
-    let Some(url) = database_url() else { return };
-    let f = pg_fixture(&url).await;
+    let (f, _) = pg_fixture().await;
     security_and_identity(&f).await;
     mask_reveal_decide(&f).await;
     let Backend::Pg(db) = &f.backend else { unreachable!() };
@@ -822,8 +804,7 @@ async fn several_candidates_races_and_paging_against_the_local_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_candidates_races_and_paging_against_postgresql() {
-    let Some(url) = database_url() else { return };
-    let f = pg_fixture(&url).await;
+    let (f, _) = pg_fixture().await;
     dataset_filter_and_paging(&f).await;
     several_candidates_and_races(&f).await;
 }
@@ -961,14 +942,8 @@ async fn lake_review_serve_says_it_is_local_signs_in_once_and_logs_no_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lake_review_serve_reads_postgresql_with_database_url() {
-    let Some(url) = database_url() else { return };
-    let f = pg_fixture(&url).await;
+    let (f, db_url) = pg_fixture().await;
     let Backend::Pg(db) = &f.backend else { unreachable!() };
-    let db_url: String = {
-        let name: String =
-            sqlx::query_scalar("SELECT current_database()").fetch_one(&db.pool()).await.unwrap();
-        format!("{}/{name}", url.rsplit_once('/').unwrap().0)
-    };
     let s = serve(&f.lake, &["--database-url", &db_url], f.lake.join("serve.log"));
     let (status, head, _) = http(&s.addr, "GET", &s.login, None, None).await;
     assert_eq!(status, 303);

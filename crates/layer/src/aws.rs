@@ -355,6 +355,32 @@ impl DynamoMetadata {
         serde_json::from_str(doc).map_err(|e| PortError::new("dynamodb", "GetItem", e.to_string(), false))
     }
 
+    /// Every item of `table` (only those whose `sk` is `sk`, when given), page after page,
+    /// each parsed with `parse`.
+    async fn scan_all<T>(
+        &self,
+        table: &str,
+        sk: Option<&str>,
+        parse: impl Fn(&HashMap<String, AttributeValue>) -> Result<T, PortError>,
+    ) -> Result<Vec<T>, PortError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut req = self.client.scan().table_name(table).set_exclusive_start_key(start);
+            if let Some(sk) = sk {
+                req = req.filter_expression("sk = :c").expression_attribute_values(":c", s(sk));
+            }
+            let page = req.send().await.map_err(|e| sdk_err("dynamodb", "Scan", e))?;
+            for item in page.items() {
+                out.push(parse(item)?);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     fn parse_contract(item: &HashMap<String, AttributeValue>) -> Result<PublishedContract, PortError> {
         let doc = get_s(item, "doc")
             .ok_or_else(|| PortError::new("dynamodb", "GetItem", "dataset item without doc", false))?;
@@ -396,6 +422,29 @@ impl Metadata for DynamoMetadata {
         }
     }
 
+    async fn put_run_unless_done(&self, run: &RunRecord) -> Result<bool, PortError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.runs_table)
+            .set_item(Some(Self::run_item(run)?))
+            .condition_expression("attribute_not_exists(pk) OR #status <> :done")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":done",
+                AttributeValue::S(crate::ledger::Status::Done.as_str().to_string()),
+            )
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err("dynamodb", "PutItem", e)),
+        }
+    }
+
     async fn put_run(&self, run: &RunRecord) -> Result<(), PortError> {
         self.client
             .put_item()
@@ -422,26 +471,7 @@ impl Metadata for DynamoMetadata {
     }
 
     async fn list_runs(&self) -> Result<Vec<RunRecord>, PortError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.runs_table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_err("dynamodb", "Scan", e))?;
-            for item in page.items() {
-                out.push(Self::parse_run(item)?);
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(out)
+        self.scan_all(&self.runs_table, None, Self::parse_run).await
     }
 
     async fn publish_contract(&self, source: &str, dataset: &str, toml: &str) -> Result<u32, PortError> {
@@ -507,27 +537,7 @@ impl Metadata for DynamoMetadata {
     }
 
     async fn list_contracts(&self) -> Result<Vec<PublishedContract>, PortError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.datasets_table)
-                .filter_expression("sk = :c")
-                .expression_attribute_values(":c", s("current"))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_err("dynamodb", "Scan", e))?;
-            for item in page.items() {
-                out.push(Self::parse_contract(item)?);
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
+        let mut out = self.scan_all(&self.datasets_table, Some("current"), Self::parse_contract).await?;
         out.sort_by(|a, b| a.source.cmp(&b.source));
         Ok(out)
     }

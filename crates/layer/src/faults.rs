@@ -190,6 +190,9 @@ impl Metadata for Faulty<dyn Metadata> {
     async fn put_run(&self, run: &RunRecord) -> Result<(), PortError> {
         faulty!(self, "meta.put_run", self.inner.put_run(run).await)
     }
+    async fn put_run_unless_done(&self, run: &RunRecord) -> Result<bool, PortError> {
+        faulty!(self, "meta.put_run", self.inner.put_run_unless_done(run).await)
+    }
     async fn get_run(&self, file_id: &str) -> Result<Option<RunRecord>, PortError> {
         faulty!(self, "meta.get_run", self.inner.get_run(file_id).await)
     }

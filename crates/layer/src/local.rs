@@ -423,6 +423,15 @@ impl Metadata for LocalMetadata {
         std::fs::rename(&tmp, &p).map_err(|e| io("local-metadata", "put", e))
     }
 
+    /// Read, then write: the embedded pipeline runs one message at a time, so nothing writes
+    /// between the two (DynamoDB's adapter makes it one conditional write).
+    async fn put_run_unless_done(&self, run: &RunRecord) -> Result<bool, PortError> {
+        if self.get_run(&run.file_id).await?.is_some_and(|r| r.status == crate::ledger::Status::Done) {
+            return Ok(false);
+        }
+        self.put_run(run).await.map(|()| true)
+    }
+
     async fn get_run(&self, file_id: &str) -> Result<Option<RunRecord>, PortError> {
         match std::fs::read(self.run_path(file_id)?) {
             Ok(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| ser("get", e))?)),

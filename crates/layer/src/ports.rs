@@ -109,6 +109,9 @@ pub trait Metadata: Send + Sync {
     /// Writes the run only if no run with its file id exists; false when one does.
     async fn put_run_if_absent(&self, run: &RunRecord) -> Result<bool, PortError>;
     async fn put_run(&self, run: &RunRecord) -> Result<(), PortError>;
+    /// Writes the run unless the stored run with its file id is DONE (one conditional write, so a
+    /// DONE written meanwhile by another function is never overwritten); false when it is DONE.
+    async fn put_run_unless_done(&self, run: &RunRecord) -> Result<bool, PortError>;
     async fn get_run(&self, file_id: &str) -> Result<Option<RunRecord>, PortError>;
     async fn list_runs(&self) -> Result<Vec<RunRecord>, PortError>;
     /// Stores a new version of a source's contract and makes it current; returns its version.

@@ -383,6 +383,9 @@ impl Metadata for QuotingLedger {
     async fn put_run(&self, _run: &RunRecord) -> Result<(), PortError> {
         Err(quoting_error("dynamodb", "PutItem"))
     }
+    async fn put_run_unless_done(&self, _run: &RunRecord) -> Result<bool, PortError> {
+        Err(quoting_error("dynamodb", "PutItem"))
+    }
     async fn get_run(&self, file_id: &str) -> Result<Option<RunRecord>, PortError> {
         self.0.get_run(file_id).await
     }

@@ -205,6 +205,9 @@ impl Metadata for NoDatasetStatus {
     async fn put_run(&self, run: &RunRecord) -> Result<(), PortError> {
         self.0.put_run(run).await
     }
+    async fn put_run_unless_done(&self, run: &RunRecord) -> Result<bool, PortError> {
+        self.0.put_run_unless_done(run).await
+    }
     async fn get_run(&self, file_id: &str) -> Result<Option<RunRecord>, PortError> {
         self.0.get_run(file_id).await
     }

@@ -31,31 +31,7 @@ const PEOPLE: &str = "person_id,first_name,last_name,middle_initial,dob,sex,ssn,
 105,JAMES,BROWN,T,1960-01-02,M,567-89-0123,5 HIGH ST,ACTON,MA,01720,978-555-0105
 ";
 
-fn database_url() -> String {
-    std::env::var("LAKE_TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "LAKE_TEST_DATABASE_URL is not set: these tests need a real PostgreSQL. \
-             Run them with `bash scripts/test.sh -p pii-matching`, which starts one."
-        )
-    })
-}
-
-/// A fresh, empty database (random name): its URL and name.
-async fn empty_db() -> (String, String) {
-    let url = database_url();
-    let admin = Db::from_url(&url, 1).unwrap();
-    // pid + a per-process counter: tests run concurrently, and the clock alone can collide
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let name = format!(
-        "pii_test_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
-    let base = url.rsplit_once('/').unwrap().0;
-    (format!("{base}/{name}"), name)
-}
+use e2e::{database_url, empty_database as empty_db};
 
 /// A fresh database (random name) with the migrations applied.
 async fn fresh_db() -> (Arc<Db>, String) {

@@ -14,6 +14,8 @@
 //! streaming multipart upload and every object is deleted after (moto keeps them in memory:
 //! its own RSS is not the handler's). Linux only (`/proc/self/status`, `/proc/self/clear_refs`).
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -470,7 +470,12 @@ async fn process_export(
     if w.key.file_name() != export.manifest {
         run.stage = Stage::AwaitingManifest;
         run.updated_at = now();
-        return deps.meta.put_run(run).await.map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e));
+        // a DONE written by the manifest's join meanwhile stays DONE
+        deps.meta
+            .put_run_unless_done(run)
+            .await
+            .map_err(|e| StageError::port(ErrorKind::LedgerWriteFailed, e))?;
+        return Ok(());
     }
     let manifest = read_manifest(deps, w).await?;
     let (parts, not_read) = manifest.parts(&export.types);

@@ -2,6 +2,7 @@
 //! encrypted, reads back with every row; a file that fails mid-write leaves no upload behind; an
 //! upload dropped half-way is aborted. Run with `bash scripts/test.sh -p semi-structured-workflow
 //! --test multipart_moto` (moto on a free port).
+#![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -95,8 +95,8 @@ impl Capture {
     }
 }
 
-async fn aws(endpoint: &str) -> Aws {
-    let cfg = moto_config(endpoint).await;
+async fn aws() -> Aws {
+    let cfg = e2e::moto_sdk().await;
     let s3 =
         aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&cfg).force_path_style(true).build());
     let ses_requests = Capture::default();
@@ -173,12 +173,8 @@ async fn alerts(a: &Aws, queue: &str) -> Vec<(String, String)> {
 
 #[test]
 fn the_s3_store_writes_with_kms_pages_lists_and_knows_missing_keys() {
-    let Some(endpoint) = moto_endpoint("the_s3_store_writes_with_kms_pages_lists_and_knows_missing_keys")
-    else {
-        return;
-    };
     rt().block_on(async {
-        let a = aws(&endpoint).await;
+        let a = aws().await;
         let b = bucket(&a).await;
         let store = S3Store::new(a.s3.clone(), b.clone(), KMS_KEY);
         store.put("history/2025-03-10.json", b"{}".to_vec(), "application/json").await.unwrap();
@@ -204,9 +200,9 @@ fn the_s3_store_writes_with_kms_pages_lists_and_knows_missing_keys() {
 
 #[test]
 fn two_weekly_runs_through_s3_ses_and_sns() {
-    let Some(endpoint) = moto_endpoint("two_weekly_runs_through_s3_ses_and_sns") else { return };
+    let endpoint = e2e::moto_endpoint();
     rt().block_on(async {
-        let a = aws(&endpoint).await;
+        let a = aws().await;
         let b = bucket(&a).await;
         let (topic, queue) = alert_topic(&a).await;
         let sender_domain = format!("{}.county.example", unique("notices"));
@@ -352,13 +348,9 @@ impl ObjectStore for FlakyStore {
 
 #[test]
 fn a_retried_run_emails_nobody_twice_and_keeps_what_the_failed_attempt_did() {
-    let Some(endpoint) =
-        moto_endpoint("a_retried_run_emails_nobody_twice_and_keeps_what_the_failed_attempt_did")
-    else {
-        return;
-    };
+    let endpoint = e2e::moto_endpoint();
     rt().block_on(async {
-        let a = aws(&endpoint).await;
+        let a = aws().await;
         let b = bucket(&a).await;
         let (topic, _) = alert_topic(&a).await;
         let sender_domain = format!("{}.county.example", unique("notices"));

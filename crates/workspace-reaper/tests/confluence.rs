@@ -257,7 +257,7 @@ fn an_unreachable_or_refusing_confluence_fails_softly() {
 
 #[test]
 fn the_secret_comes_from_secrets_manager() {
-    let Some(endpoint) = moto_endpoint("the_secret_comes_from_secrets_manager") else { return };
+    let endpoint = e2e::moto_endpoint();
     let server = Server::start(confluence(200));
     block_on(async {
         use aws_sdk_secretsmanager::config::{Credentials, Region};

@@ -64,7 +64,7 @@ fn tag(k: &str, v: &str) -> Tag {
 
 #[tokio::test]
 async fn sdk_adapter_against_moto_decides_and_terminates() {
-    let Some(endpoint) = common::moto_endpoint("sdk_adapter_against_moto") else { return };
+    let endpoint = e2e::moto_endpoint();
     // Directory Service directory (EC2 VPC + subnets) through boto3; see the module comment.
     let out = std::process::Command::new("python3")
         .args(["-c", SETUP, &endpoint, REGION])

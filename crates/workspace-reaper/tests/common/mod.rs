@@ -13,40 +13,6 @@ use workspace_reaper::{Backoff, FakeWorkspace, FakeWorkspaces, Policy, Reaper, W
 
 pub const DIR: &str = "d-0123456789";
 
-/// True under CI (`CI` set to anything but empty, `0` or `false`).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// The moto endpoint (`LAKE_TEST_AWS_ENDPOINT`, set by `scripts/test.sh`). Without it a test is
-/// skipped locally, and fails under CI: a CI run must never pass without the real adapters.
-#[allow(clippy::print_stderr)]
-pub fn moto_endpoint(test: &str) -> Option<String> {
-    match std::env::var("LAKE_TEST_AWS_ENDPOINT").ok().filter(|e| !e.is_empty()) {
-        Some(e) => Some(e),
-        None if in_ci() => {
-            panic!("{test}: LAKE_TEST_AWS_ENDPOINT is not set under CI (run `bash scripts/test.sh`)")
-        }
-        None => {
-            eprintln!(
-                "SKIPPED {test}: LAKE_TEST_AWS_ENDPOINT is not set (moto; `bash scripts/test.sh` starts one)"
-            );
-            None
-        }
-    }
-}
-
-/// SDK settings for moto: its endpoint, GovCloud West, test credentials.
-pub async fn moto_config(endpoint: &str) -> aws_config::SdkConfig {
-    use aws_config::{BehaviorVersion, Region};
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-gov-west-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await
-}
-
 /// A name no other test run on the same moto server uses.
 pub fn unique(prefix: &str) -> String {
     let nanos =
