@@ -271,27 +271,9 @@ fn rules_check_names_the_wrong_field_and_publish_refuses_an_invalid_file() {
 }
 
 /// The PostgreSQL server of `scripts/test.sh` (skipped without one, except under CI=true).
-fn database_url() -> Option<String> {
-    let url = std::env::var("LAKE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
-    if url.is_none() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "LAKE_TEST_DATABASE_URL is not set under CI=true: this test needs a real PostgreSQL"
-        );
-        eprintln!(
-            "SKIPPED: LAKE_TEST_DATABASE_URL is not set (`bash scripts/test.sh -p lake --test match_cli`)"
-        );
-    }
-    url
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_index_given_with_database_url_decides_like_the_person_file() {
-    let Some(url) = database_url() else { return };
-    let admin = pii_matching::pg::Db::from_url(&url, 1).unwrap();
-    let name = format!("lake_match_{}", std::process::id());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
-    let db_url = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+    let (db_url, _) = e2e::empty_database().await;
     let (ok, out, err) = lake(&["db", "migrate", "--database-url", &db_url]);
     assert!(ok, "{out}{err}");
     let (ok, out, err) = lake(&["people", "load", "config/people.example.csv", "--database-url", &db_url]);

@@ -16,32 +16,9 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn database_url() -> Option<String> {
-    let url = std::env::var("LAKE_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty());
-    if url.is_none() {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "LAKE_TEST_DATABASE_URL is not set under CI=true: these tests need a real PostgreSQL"
-        );
-        eprintln!(
-            "SKIPPED: LAKE_TEST_DATABASE_URL is not set (`bash scripts/test.sh -p lake --test people_load`)"
-        );
-    }
-    url
-}
-
 /// A fresh database with the migrations (as a deploy leaves it): its URL.
-async fn migrated_db(url: &str) -> String {
-    let admin = Db::from_url(url, 1).unwrap();
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let name = format!(
-        "lake_people_{}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin.pool()).await.unwrap();
-    let db_url = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+async fn migrated_db() -> String {
+    let (db_url, _) = e2e::empty_database().await;
     Db::from_url(&db_url, 1).unwrap().migrate().await.unwrap();
     db_url
 }
@@ -92,8 +69,7 @@ fn example_as_parquet(path: &Path, bad_dob_at: Option<usize>) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parquet_export_loads_like_the_csv_and_a_bad_row_is_named_by_its_row_number() {
-    let Some(url) = database_url() else { return };
-    let db_url = migrated_db(&url).await;
+    let db_url = migrated_db().await;
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.parquet");
     example_as_parquet(&bad, Some(4));
@@ -114,28 +90,12 @@ async fn a_parquet_export_loads_like_the_csv_and_a_bad_row_is_named_by_its_row_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_in_s3_is_loaded_by_the_loader_role_with_an_iam_token() {
-    let Some(url) = database_url() else { return };
-    let endpoint = std::env::var("LAKE_TEST_AWS_ENDPOINT").expect("LAKE_TEST_AWS_ENDPOINT (moto) is not set");
-    let db_url = migrated_db(&url).await;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&endpoint)
-        .region(aws_config::Region::new("us-gov-west-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "t"))
-        .load()
-        .await;
-    let s3 =
-        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
-    let bucket = format!("people-{}", std::process::id());
-    s3.create_bucket()
-        .bucket(&bucket)
-        .create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("us-gov-west-1"))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let endpoint = e2e::moto_endpoint();
+    let db_url = migrated_db().await;
+    let sdk = e2e::moto_sdk().await;
+    let s3 = e2e::s3_client(&sdk);
+    let bucket = format!("people-{}", e2e::unique());
+    e2e::create_bucket(&s3, &bucket, false).await;
     let body = std::fs::read(root().join("config/people.example.csv")).unwrap();
     let rows = body.iter().filter(|b| **b == b'\n').count() - 1;
     s3.put_object().bucket(&bucket).key("exports/persons.csv").body(body.into()).send().await.unwrap();

@@ -355,6 +355,34 @@ impl DynamoMetadata {
         serde_json::from_str(doc).map_err(|e| PortError::new("dynamodb", "GetItem", e.to_string(), false))
     }
 
+    /// Writes the run when `condition` holds on the stored item, false when it does not. Each
+    /// `(#name, attribute, :value, string)` binds a name and a value the condition uses.
+    async fn put_run_when(
+        &self,
+        run: &RunRecord,
+        condition: &str,
+        bindings: &[(&str, &str, &str, &str)],
+    ) -> Result<bool, PortError> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.runs_table)
+            .set_item(Some(Self::run_item(run)?))
+            .condition_expression(condition);
+        for (name, attribute, placeholder, value) in bindings {
+            req = req
+                .expression_attribute_names(*name, *attribute)
+                .expression_attribute_values(*placeholder, s(*value));
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err("dynamodb", "PutItem", e)),
+        }
+    }
+
     /// Every item of `table` (only those whose `sk` is `sk`, when given), page after page,
     /// each parsed with `parse`.
     async fn scan_all<T>(
@@ -405,44 +433,17 @@ impl DynamoMetadata {
 #[async_trait]
 impl Metadata for DynamoMetadata {
     async fn put_run_if_absent(&self, run: &RunRecord) -> Result<bool, PortError> {
-        let res = self
-            .client
-            .put_item()
-            .table_name(&self.runs_table)
-            .set_item(Some(Self::run_item(run)?))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_err("dynamodb", "PutItem", e)),
-        }
+        self.put_run_when(run, "attribute_not_exists(pk)", &[]).await
     }
 
     async fn put_run_unless_done(&self, run: &RunRecord) -> Result<bool, PortError> {
-        let res = self
-            .client
-            .put_item()
-            .table_name(&self.runs_table)
-            .set_item(Some(Self::run_item(run)?))
-            .condition_expression("attribute_not_exists(pk) OR #status <> :done")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":done",
-                AttributeValue::S(crate::ledger::Status::Done.as_str().to_string()),
-            )
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_err("dynamodb", "PutItem", e)),
-        }
+        let done = crate::ledger::Status::Done.as_str();
+        self.put_run_when(
+            run,
+            "attribute_not_exists(pk) OR #status <> :done",
+            &[("#status", "status", ":done", done)],
+        )
+        .await
     }
 
     async fn put_run(&self, run: &RunRecord) -> Result<(), PortError> {

@@ -212,20 +212,9 @@ fn local_world(store: Arc<S3Store>) -> World {
     World { deps, alerts: Alerts::File(dir.path().join("topics/alerts.jsonl")), _dir: dir }
 }
 
-/// moto's SQS (the DLQ, and a queue subscribed to the alert topic), SNS and DynamoDB; None when
-/// moto is not running outside CI (under `CI=true` that fails the test).
-// the one note a developer running `cargo test -p layer` without moto should see
-#[allow(clippy::print_stderr)]
-async fn moto_world(store: Arc<S3Store>) -> Option<World> {
-    let Some(endpoint) = std::env::var("LAKE_TEST_AWS_ENDPOINT").ok().filter(|e| !e.is_empty()) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "LAKE_TEST_AWS_ENDPOINT is not set: run the tests with `bash scripts/test.sh`, which starts moto"
-        );
-        eprintln!("moto not running (LAKE_TEST_AWS_ENDPOINT unset): the moto half is not run here");
-        return None;
-    };
-    let _ = endpoint;
+/// The same world on moto's SQS (the DLQ, and a queue subscribed to the alert topic), SNS and
+/// DynamoDB; fails when moto is not running.
+async fn moto_world(store: Arc<S3Store>) -> World {
     let sdk = e2e::moto_sdk().await;
     let run = format!("sanitise{}{}", std::process::id(), chrono::Utc::now().timestamp_micros());
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -260,7 +249,7 @@ async fn moto_world(store: Arc<S3Store>) -> Option<World> {
         }),
         cfg: PipelineConfig { dlq, alert_topic: topic, ..Default::default() },
     };
-    Some(World { deps, alerts: Alerts::Queue(alerts), _dir: tempfile::tempdir().unwrap() })
+    World { deps, alerts: Alerts::Queue(alerts), _dir: tempfile::tempdir().unwrap() }
 }
 
 // ------------------------------------------------------------------ the end-to-end assertion
@@ -329,7 +318,7 @@ async fn the_same_through_moto_sqs_sns_and_dynamodb() {
     let _serial = SERIAL.lock().await;
     let endpoint = s3_denying_everything();
     let (logs, _guard) = capture_logs();
-    let Some(w) = moto_world(denying_store(&endpoint)).await else { return };
+    let w = moto_world(denying_store(&endpoint)).await;
     a_named_keys_access_denied_leaves_no_name(&w, &logs).await;
 }
 

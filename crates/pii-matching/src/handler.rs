@@ -282,8 +282,7 @@ mod tests {
     use arrow_array::{ArrayRef, Date32Array, RecordBatch, StringArray};
     use arrow_schema::{Field, Schema};
     use layer::ledger::RunRecord;
-    use layer::local::{LocalMetadata, LocalNotifier, LocalObjectStore, LocalQueue};
-    use layer::pipeline::PipelineConfig;
+    use layer::local::LocalObjectStore;
 
     use super::*;
     use crate::index::MemoryIndex;
@@ -347,21 +346,7 @@ mod tests {
     async fn a_rules_version_published_while_running_is_used_after_the_ttl_and_recorded() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let cfg = PipelineConfig {
-            dlq: "dlq".into(),
-            alert_topic: "alerts".into(),
-            raw_bucket: "raw".into(),
-            quarantine_bucket: "quarantine".into(),
-            pii_queue: "pii".into(),
-            ..Default::default()
-        };
-        let pipeline = Deps {
-            store: Arc::new(LocalObjectStore::new(root.join("buckets"))),
-            queue: Arc::new(LocalQueue::new(root.join("queues"))),
-            notifier: Arc::new(LocalNotifier::new(root.join("topics"))),
-            meta: Arc::new(LocalMetadata::new(root.join("meta"))),
-            cfg,
-        };
+        let pipeline = layer::local::local_deps(root, LocalObjectStore::new(root.join("buckets")));
         let people =
             read_export_bytes("p.csv", PEOPLE.into(), &PeopleMapping::identity(), &mut |_| {}).unwrap();
         let store = Arc::new(LocalRules::in_lake(root));

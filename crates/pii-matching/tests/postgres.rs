@@ -15,8 +15,8 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use chrono::NaiveDate;
 use layer::envelope::FailureEnvelope;
 use layer::ledger::{RunRecord, Status};
-use layer::local::{LocalMetadata, LocalNotifier, LocalObjectStore, LocalQueue};
-use layer::pipeline::{Deps, PiiMessage, PipelineConfig};
+use layer::local::LocalObjectStore;
+use layer::pipeline::{Deps, PiiMessage};
 use pii_matching::handler::{self, MatchDeps, MatchSummary};
 use pii_matching::index::IndexError;
 use pii_matching::pg::{copy_people_csv, Db, DbSecret, DbSettings, PgIndex, PgReviews, SecretSource};
@@ -110,21 +110,7 @@ struct Lake {
 async fn lake() -> Lake {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
-    let cfg = PipelineConfig {
-        dlq: "dlq".into(),
-        alert_topic: "alerts".into(),
-        raw_bucket: "raw".into(),
-        quarantine_bucket: "quarantine".into(),
-        pii_queue: "pii".into(),
-        ..Default::default()
-    };
-    let deps = Deps {
-        store: Arc::new(LocalObjectStore::new(root.join("buckets"))),
-        queue: Arc::new(LocalQueue::new(root.join("queues"))),
-        notifier: Arc::new(LocalNotifier::new(root.join("topics"))),
-        meta: Arc::new(LocalMetadata::new(root.join("meta"))),
-        cfg,
-    };
+    let deps = layer::local::local_deps(&root, LocalObjectStore::new(root.join("buckets")));
     deps.store.put("quarantine", BAD_KEY, bad_parquet(), None).await.unwrap();
     let mut run = RunRecord::received("ingest", &"st_marys/f.csv".into(), None);
     run.file_id = FILE_ID.into();
@@ -315,17 +301,7 @@ async fn a_wrong_password_fails_with_db_auth_failed_and_a_dlq_envelope() {
     let url = database_url();
     let (db, dbname) = fresh_db().await;
     let base = password_role(&url).await;
-    let endpoint = std::env::var("LAKE_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
-        panic!("LAKE_TEST_AWS_ENDPOINT is not set: run with `bash scripts/test.sh -p pii-matching` (starts moto)")
-    });
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-gov-west-1"))
-        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-            "testing", "testing", None, None, "t",
-        ))
-        .load()
-        .await;
+    let sdk = e2e::moto_sdk().await;
     let client = aws_sdk_secretsmanager::Client::new(&sdk);
     let secret = serde_json::json!({"engine": "postgres", "username": "lake_pw", "password": "surely-wrong",
         "host": base.get_host(), "port": base.get_port(), "dbname": dbname});
