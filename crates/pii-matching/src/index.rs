@@ -27,8 +27,8 @@ impl<T: PersonIndex + ?Sized> PersonIndex for Arc<T> {
 }
 
 /// Every person in memory, with one sorted index of (key hash, person) over every blocking key
-/// kind: 16 bytes per key instead of a map entry and a list per key (12 kinds of 1,000,000
-/// persons fit in ~200 MB). A hash collision can only add a candidate; the matcher attaches a
+/// kind: 16 bytes per key instead of a map entry and a list per key (16 kinds of 1,000,000
+/// persons fit in ~260 MB). A hash collision can only add a candidate; the matcher attaches a
 /// person to a record only when their own keys agree.
 #[derive(Debug, Default)]
 pub struct MemoryIndex {

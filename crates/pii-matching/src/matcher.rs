@@ -135,6 +135,18 @@ impl Prepared {
             record: true,
         }
     }
+    /// How many values both sides have and agree on exactly (ranks candidates beyond the cap).
+    fn equal_values(&self, o: &Prepared) -> usize {
+        let eq = |a: &Option<CompactString>, b: &Option<CompactString>| usize::from(a.is_some() && a == b);
+        eq(&self.first, &o.first)
+            + eq(&self.last, &o.last)
+            + usize::from(self.dob.is_some() && self.dob == o.dob)
+            + eq(&self.sex, &o.sex)
+            + eq(&self.address, &o.address)
+            + eq(&self.city, &o.city)
+            + eq(&self.zip, &o.zip)
+            + eq(&self.phone, &o.phone)
+    }
     pub(crate) fn person(p: &Person) -> Self {
         Self {
             first: n(p.first_name.as_deref()),
@@ -173,6 +185,10 @@ impl Prepared {
             BlockingKind::LastFirstName if self.record && self.dob.is_some() => return None,
             BlockingKind::LastFirstName => (self.last.as_deref()?, self.first.as_deref()?).hash(&mut h),
             BlockingKind::LastSoundexYear if self.record && self.first.is_some() => return None,
+            BlockingKind::FirstSoundexMonthDay if self.record && self.last.is_some() => return None,
+            BlockingKind::NamesSoundex | BlockingKind::LastNameZip if self.record && self.dob.is_some() => {
+                return None
+            }
             _ => BlockingKey::of(kind, self.parts())?.hash(&mut h),
         }
         Some(h.finish())
@@ -189,6 +205,7 @@ impl Prepared {
             last: self.last.as_deref(),
             dob: self.dob,
             address: self.address.as_deref(),
+            city: self.city.as_deref(),
             zip: self.us_zip(),
             phone: self.phone.as_deref(),
         }
@@ -355,8 +372,13 @@ impl Matcher {
                 shared.extend(idx.chunk_by(|a, b| a == b).map(|run| (run.len(), run[0])));
                 let found = shared.len();
                 if found > self.rules.blocking.max_candidates {
-                    // cut the candidates that share the fewest keys with the record, not the highest ids
-                    shared.sort_by_key(|&(n, i)| (std::cmp::Reverse(n), persons[i as usize].person_id));
+                    // cut the candidates that share the fewest keys with the record, then those
+                    // with the fewest equal values (a record without a birth date finds every
+                    // namesake in the ZIP through the same keys), not the highest ids
+                    shared.sort_by_cached_key(|&(n, i)| {
+                        let same = rp.equal_values(&pool.prepared[i as usize]);
+                        (std::cmp::Reverse((n, same)), persons[i as usize].person_id)
+                    });
                     shared.truncate(self.rules.blocking.max_candidates);
                     shared.sort_unstable_by_key(|&(_, i)| persons[i as usize].person_id);
                 }

@@ -202,11 +202,27 @@ pub enum BlockingKind {
     /// US ZIP (5 digits, or ZIP+4), house number and first letter of the street: survives a
     /// typo in the street name or a missing suffix.
     ZipHouseStreet,
+    /// Birth date and city: survives wrong or missing names, a move within the town, a new phone.
+    DobCity,
+    /// The last seven digits of the phone (`NNN-NNNN`): survives a wrong area code.
+    PhoneLast7,
+    /// The sorted Soundex pair of the names and the US ZIP: survives a missing or wrong birth date.
+    NamesZip,
+    /// US ZIP and birth date: survives wrong or missing names and a street address that changed
+    /// within the ZIP.
+    ZipDob,
+    /// Soundex of the first name and birth month and day, asked only by records without a last
+    /// name: survives a wrong birth year and a first-name typo.
+    FirstSoundexMonthDay,
+    /// The sorted Soundex pair of the names alone, asked only by records without a birth date.
+    NamesSoundex,
+    /// Last name and US ZIP, asked only by records without a birth date.
+    LastNameZip,
 }
 
 impl BlockingKind {
     /// Every kind, in the order of the index columns.
-    pub const ALL: [BlockingKind; 12] = [
+    pub const ALL: [BlockingKind; 19] = [
         BlockingKind::LastNameDob,
         BlockingKind::FirstNameDob,
         BlockingKind::Address,
@@ -219,6 +235,13 @@ impl BlockingKind {
         BlockingKind::FirstSoundexDob,
         BlockingKind::LastSoundexYear,
         BlockingKind::ZipHouseStreet,
+        BlockingKind::DobCity,
+        BlockingKind::PhoneLast7,
+        BlockingKind::NamesZip,
+        BlockingKind::ZipDob,
+        BlockingKind::FirstSoundexMonthDay,
+        BlockingKind::NamesSoundex,
+        BlockingKind::LastNameZip,
     ];
 }
 
@@ -237,6 +260,13 @@ pub enum BlockingKey {
     FirstSoundexDob { code: Soundex, dob: NaiveDate },
     LastSoundexYear { code: Soundex, year: i32 },
     ZipHouseStreet { zip: CompactString, house: CompactString, street: char },
+    DobCity { dob: NaiveDate, city: CompactString },
+    PhoneLast7 { digits: CompactString },
+    NamesZip { low: Soundex, high: Soundex, zip: CompactString },
+    ZipDob { zip: CompactString, dob: NaiveDate },
+    FirstSoundexMonthDay { code: Soundex, month: u32, day: u32 },
+    NamesSoundex { low: Soundex, high: Soundex },
+    LastNameZip { last_name: CompactString, zip: CompactString },
 }
 
 /// A Soundex code (letter and three digits, [`crate::compare::soundex_code`]).
@@ -263,13 +293,20 @@ impl BlockingKey {
             BlockingKey::FirstSoundexDob { .. } => BlockingKind::FirstSoundexDob,
             BlockingKey::LastSoundexYear { .. } => BlockingKind::LastSoundexYear,
             BlockingKey::ZipHouseStreet { .. } => BlockingKind::ZipHouseStreet,
+            BlockingKey::DobCity { .. } => BlockingKind::DobCity,
+            BlockingKey::PhoneLast7 { .. } => BlockingKind::PhoneLast7,
+            BlockingKey::NamesZip { .. } => BlockingKind::NamesZip,
+            BlockingKey::ZipDob { .. } => BlockingKind::ZipDob,
+            BlockingKey::FirstSoundexMonthDay { .. } => BlockingKind::FirstSoundexMonthDay,
+            BlockingKey::NamesSoundex { .. } => BlockingKind::NamesSoundex,
+            BlockingKey::LastNameZip { .. } => BlockingKind::LastNameZip,
         }
     }
 
     /// The key of `kind` for these identity values, if every part is present.
     pub fn of(kind: BlockingKind, v: KeyParts<'_>) -> Option<BlockingKey> {
         let n = |v: Option<&str>| v.map(norm_compact).filter(|s| !s.is_empty());
-        let KeyParts { first, last, dob, address, zip, phone } = v;
+        let KeyParts { first, last, dob, address, zip, phone, .. } = v;
         Some(match kind {
             BlockingKind::LastNameDob => BlockingKey::LastNameDob { last_name: n(last)?, dob: dob? },
             BlockingKind::FirstNameDob => BlockingKey::FirstNameDob { first_name: n(first)?, dob: dob? },
@@ -278,6 +315,15 @@ impl BlockingKey {
             BlockingKind::Phone => BlockingKey::Phone { phone: phone.and_then(norm_phone)? },
             BlockingKind::LastFirstName => {
                 BlockingKey::LastFirstName { last_name: n(last)?, first_name: n(first)? }
+            }
+            BlockingKind::DobCity => BlockingKey::DobCity { dob: dob?, city: n(v.city)? },
+            BlockingKind::PhoneLast7 => {
+                let phone = phone.and_then(norm_phone)?;
+                BlockingKey::PhoneLast7 { digits: CompactString::new(&phone[4..]) }
+            }
+            BlockingKind::ZipDob => BlockingKey::ZipDob { zip: us_zip5(zip?)?, dob: dob? },
+            BlockingKind::LastNameZip => {
+                BlockingKey::LastNameZip { last_name: n(last)?, zip: us_zip5(zip?)? }
             }
             _ => return Self::fuzzy(kind, v),
         })
@@ -312,6 +358,18 @@ impl BlockingKey {
                 let (house, street) = house_street(&address)?;
                 BlockingKey::ZipHouseStreet { zip: us_zip5(v.zip?)?, house: house.into(), street }
             }
+            BlockingKind::FirstSoundexMonthDay => {
+                let d = v.dob?;
+                BlockingKey::FirstSoundexMonthDay { code: sdx(v.first)?, month: d.month(), day: d.day() }
+            }
+            BlockingKind::NamesSoundex => {
+                let (low, high) = pair()?;
+                BlockingKey::NamesSoundex { low, high }
+            }
+            BlockingKind::NamesZip => {
+                let ((low, high), zip) = (pair()?, us_zip5(v.zip?)?);
+                BlockingKey::NamesZip { low, high, zip }
+            }
             _ => return None,
         })
     }
@@ -324,20 +382,28 @@ impl BlockingKey {
                 last: p.last_name.as_deref(),
                 dob: p.dob,
                 address: p.address.as_deref(),
+                city: p.city.as_deref(),
                 zip: p.zip.as_deref(),
                 phone: p.phone.as_deref(),
             },
         )
     }
 
-    /// The record's key of `kind`. Two kinds are fallbacks, asked only by records that lack a
+    /// The record's key of `kind`. Five kinds are fallbacks, asked only by records that lack a
     /// field: [`BlockingKind::LastSoundexYear`] without a first name (the Soundex pair keys
-    /// cover the others, ~100x tighter), [`BlockingKind::LastFirstName`] without a birth date.
+    /// cover the others, ~100x tighter), [`BlockingKind::FirstSoundexMonthDay`] without a last
+    /// name, [`BlockingKind::LastFirstName`], [`BlockingKind::NamesSoundex`] and
+    /// [`BlockingKind::LastNameZip`] without a birth date.
     pub fn of_record(kind: BlockingKind, r: &Record) -> Option<BlockingKey> {
         let has = |v: &Option<String>| v.as_deref().is_some_and(|f| !f.trim().is_empty());
         match kind {
             BlockingKind::LastSoundexYear if has(&r.first_name) => return None,
-            BlockingKind::LastFirstName if r.dob.is_some() => return None,
+            BlockingKind::FirstSoundexMonthDay if has(&r.last_name) => return None,
+            BlockingKind::LastFirstName | BlockingKind::NamesSoundex | BlockingKind::LastNameZip
+                if r.dob.is_some() =>
+            {
+                return None
+            }
             _ => {}
         }
         Self::of(
@@ -347,6 +413,7 @@ impl BlockingKey {
                 last: r.last_name.as_deref(),
                 dob: r.dob,
                 address: r.address.as_deref(),
+                city: r.city.as_deref(),
                 zip: r.zip.as_deref(),
                 phone: r.phone.as_deref(),
             },
@@ -361,6 +428,7 @@ pub struct KeyParts<'a> {
     pub last: Option<&'a str>,
     pub dob: Option<NaiveDate>,
     pub address: Option<&'a str>,
+    pub city: Option<&'a str>,
     pub zip: Option<&'a str>,
     pub phone: Option<&'a str>,
 }

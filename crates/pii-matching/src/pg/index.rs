@@ -1,5 +1,5 @@
 //! The person index in PostgreSQL: the keys of a batch hashed here as the generated key columns
-//! of `person` (migrations 0002, 0007), looked up in one set-based query per chunk.
+//! of `person` (migrations 0002, 0007, 0008), looked up in one set-based query per chunk.
 
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ pub struct PgIndex {
     pub chunk: usize,
 }
 
-/// The keys of one query as the hashes of the generated key columns (migrations 0002, 0007),
+/// The keys of one query as the hashes of the generated key columns (migrations 0002, 0007, 0008),
 /// one array per key kind that has keys. Hashing here, not in SQL, keeps that work off the
 /// shared database.
 #[derive(Default)]
@@ -59,6 +59,13 @@ pub fn column(kind: BlockingKind) -> &'static str {
         BlockingKind::FirstSoundexDob => "k_first_sdx_dob",
         BlockingKind::LastSoundexYear => "k_last_sdx_year",
         BlockingKind::ZipHouseStreet => "k_zip_house_street",
+        BlockingKind::DobCity => "k_dob_city",
+        BlockingKind::PhoneLast7 => "k_phone_last7",
+        BlockingKind::NamesZip => "k_names_zip",
+        BlockingKind::ZipDob => "k_zip_dob",
+        BlockingKind::FirstSoundexMonthDay => "k_first_sdx_mmdd",
+        BlockingKind::NamesSoundex => "k_names_sdx",
+        BlockingKind::LastNameZip => "k_last_zip",
     }
 }
 
@@ -88,6 +95,13 @@ pub fn key_hash(k: &BlockingKey) -> i64 {
         }
         BlockingKey::LastSoundexYear { code, year } => write!(text, "{}|{year}", sdx(code)),
         BlockingKey::ZipHouseStreet { zip, house, street } => write!(text, "{zip}|{house}|{street}"),
+        BlockingKey::DobCity { dob, city } => write!(text, "{city}|{}", days(dob)),
+        BlockingKey::PhoneLast7 { digits } => write!(text, "{digits}"),
+        BlockingKey::NamesZip { low, high, zip } => write!(text, "{}|{}|{zip}", sdx(low), sdx(high)),
+        BlockingKey::ZipDob { zip, dob } => write!(text, "{zip}|{}", days(dob)),
+        BlockingKey::FirstSoundexMonthDay { code, month, day } => write!(text, "{}|{month}-{day}", sdx(code)),
+        BlockingKey::NamesSoundex { low, high } => write!(text, "{}|{}", sdx(low), sdx(high)),
+        BlockingKey::LastNameZip { last_name, zip } => write!(text, "{last_name}|{zip}"),
     };
     pg_hash_bytes_extended(text.as_bytes()) as i64
 }
