@@ -140,7 +140,7 @@ async fn blocked(m: &Matcher, index: &MemoryIndex, records: &[Record]) -> Result
                 keys.iter().any(|x| x.kind() == *k && BlockingKey::of_person(*k, p).as_ref() == Some(x))
             };
             let contact = kinds.iter().filter(|k| CONTACT_KEYS.contains(k)).any(shared);
-            let identity = kinds.iter().filter(|k| !CONTACT_KEYS.contains(k)).any(shared);
+            let identity = kinds.iter().filter(|k| IDENTITY_KEYS.contains(k)).any(shared);
             pairs.push(Pair { record: i, person: p.person_id, pattern, contact, identity });
         }
     }
@@ -148,9 +148,30 @@ async fn blocked(m: &Matcher, index: &MemoryIndex, records: &[Record]) -> Result
 }
 
 /// The key kinds made of contact fields only (address, ZIP, phone): pairs found by them say
-/// something about names and dates, and the others about contact fields.
-const CONTACT_KEYS: [BlockingKind; 4] =
-    [BlockingKind::Address, BlockingKind::AddressZip, BlockingKind::Phone, BlockingKind::ZipHouseStreet];
+/// something about names and dates.
+const CONTACT_KEYS: [BlockingKind; 5] = [
+    BlockingKind::Address,
+    BlockingKind::AddressZip,
+    BlockingKind::Phone,
+    BlockingKind::ZipHouseStreet,
+    BlockingKind::PhoneLast7,
+];
+
+/// The key kinds made of names and dates only: pairs found by them say something about contact
+/// fields. The kinds that mix both (city or ZIP with a date or names) are in neither list: the
+/// pairs they find agree on a contact field and on an identity field by construction.
+const IDENTITY_KEYS: [BlockingKind; 10] = [
+    BlockingKind::LastNameDob,
+    BlockingKind::FirstNameDob,
+    BlockingKind::LastFirstName,
+    BlockingKind::NamesYear,
+    BlockingKind::NamesMonthDay,
+    BlockingKind::LastSoundexDob,
+    BlockingKind::FirstSoundexDob,
+    BlockingKind::LastSoundexYear,
+    BlockingKind::FirstSoundexMonthDay,
+    BlockingKind::NamesSoundex,
+];
 
 /// A blocked pair: its comparison vector and which kinds of key found it.
 struct Pair {
