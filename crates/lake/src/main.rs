@@ -13,6 +13,7 @@ mod matching;
 mod query;
 mod reaper;
 mod review;
+mod rules_train;
 mod synth_cmd;
 
 use std::path::PathBuf;
@@ -102,7 +103,8 @@ enum Cmd {
     /// Try the matching rules: records against a person file (or database), decisions to CSV,
     /// precision and recall per tier with --truth.
     Match(matching::MatchArgs),
-    /// The matching rules at run time: `lake rules check FILE`, `lake rules publish FILE`.
+    /// The matching rules: `lake rules check FILE`, `lake rules publish FILE` (the version used at
+    /// run time), `lake rules train` (weights learnt from the data).
     #[command(subcommand)]
     Rules(matching::RulesCmd),
     /// The WorkSpaces reaper in dry run: `lake reaper plan [--fleet FILE]` prints what it would do.

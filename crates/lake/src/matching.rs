@@ -2,8 +2,10 @@
 //! (CSV or Parquet with canonical column names, normalised as the transform writes them, or any
 //! source file mapped by its source contract) against a person file in memory or a PostgreSQL
 //! person index; one decision row per record in `--out`; with `--truth`, precision and recall
-//! per tier. `rules check` validates a rules file; `rules publish` makes it the version the
-//! pii-matching function uses (within a minute, no redeploy).
+//! per tier, and how blocking did (pair completeness, candidates per record, per error kind:
+//! `pii_matching::measure`). `rules check` validates a rules file; `rules publish` makes it the
+//! version the pii-matching function uses (within a minute, no redeploy); `rules train` learns
+//! the weights from the data (`crate::rules_train`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,7 +46,9 @@ pub struct MatchArgs {
     /// Rules file (default: the shipped config/matching.toml).
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
-    /// Truth file (record id, true person id or empty): prints precision and recall per tier.
+    /// Truth file (record id, true person id or empty; optional variant and errors columns):
+    /// prints precision and recall per tier, pair completeness, candidates per record and a
+    /// table per error kind.
     #[arg(long, value_name = "FILE")]
     truth: Option<PathBuf>,
 }
@@ -136,9 +140,10 @@ pub fn run(a: MatchArgs) -> Result<ExitCode> {
             Some(name) => records_through_contract(&contract_path(name, &a.contracts)?, &a.records)?,
             None => evaluate::read_records(&a.records)?,
         };
-        let m = Arc::new(Matcher::new(rules));
+        let records: Arc<[_]> = records.into();
+        let m = Arc::new(Matcher::new(rules).with_trace(a.truth.is_some()));
         let t = std::time::Instant::now();
-        let (ds, _) = m.match_batch(index.as_ref(), records.into()).await.context("matching")?;
+        let (ds, _) = m.match_batch(index.as_ref(), records.clone()).await.context("matching")?;
         evaluate::write_decisions(&a.out, &ds)?;
         let n = |t: Tier| ds.iter().filter(|d| d.tier == t).count();
         println!(
@@ -151,7 +156,8 @@ pub fn run(a: MatchArgs) -> Result<ExitCode> {
             a.out.display()
         );
         if let Some(path) = &a.truth {
-            let truth = evaluate::read_truth(path)?;
+            let rows = pii_matching::measure::read_truth_rows(path)?;
+            let truth = rows.iter().map(|(k, v)| (k.clone(), v.person)).collect();
             println!("{:<16} {:>9} {:>9} {:>9} {:>9}", "tier", "predicted", "correct", "precision", "recall");
             println!("{}", line("exact", evaluate::quality(&ds, &truth, &[Tier::Exact])));
             println!("{}", line("proposed", evaluate::quality(&ds, &truth, &[Tier::Proposed])));
@@ -159,6 +165,7 @@ pub fn run(a: MatchArgs) -> Result<ExitCode> {
                 "{}",
                 line("exact+proposed", evaluate::quality(&ds, &truth, &[Tier::Exact, Tier::Proposed]))
             );
+            print!("{}", pii_matching::measure::Report::of(&ds, &records, &rows).render());
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -181,6 +188,10 @@ pub enum RulesCmd {
         #[arg(long, default_value = "local")]
         backend: Backend,
     },
+    /// Learn the comparison weights from the data (u from random pairs, m by EM over the
+    /// blocked pairs), choose the exact tier's threshold for a precision of 0.999, and write
+    /// the rules with them.
+    Train(crate::rules_train::TrainArgs),
 }
 
 fn read_text(file: &Path) -> Result<String> {
@@ -231,6 +242,7 @@ pub fn run_rules(c: RulesCmd) -> Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            RulesCmd::Train(a) => crate::rules_train::run(a).await,
         }
     })
 }

@@ -156,18 +156,23 @@ fn people_file_matches_completes_and_proposes_and_a_rerun_changes_nothing() {
         rows.iter().filter(|r| r[1] == source).map(|r| r[i].parse::<u64>().unwrap()).sum()
     };
     // columns: file_id source status stage good bad malformed matched proposed unmatched seconds
-    assert_eq!((col("county_general", 7), col("county_general", 8), col("county_general", 9)), (3, 1, 19));
-    assert_eq!((col("st_marys", 7), col("st_marys", 8), col("st_marys", 9)), (3, 1, 12));
-    assert_eq!((col("brookside_xlsx", 7), col("brookside_xlsx", 8)), (0, 3), "no address: proposed");
+    // the trained rules (config/matching.toml) decide exact what the hand-set ones proposed with a
+    // single candidate: a nickname at another address with the same dob, city and ZIP (county_general),
+    // a swapped day/month at the same address (st_marys), name + dob + sex + ZIP without address or
+    // phone (brookside_xlsx, old_mill); a surname change (valley_clinic) stays proposed
+    assert_eq!((col("county_general", 7), col("county_general", 8), col("county_general", 9)), (4, 0, 19));
+    assert_eq!((col("st_marys", 7), col("st_marys", 8), col("st_marys", 9)), (4, 0, 12));
+    assert_eq!((col("brookside_xlsx", 7), col("brookside_xlsx", 8)), (3, 0), "no address: name, dob, ZIP");
+    assert_eq!((col("valley_clinic", 7), col("valley_clinic", 8)), (2, 1), "surname change: proposed");
     assert_eq!((col("harbor_lab", 7), col("harbor_lab", 5)), (2, 0), "completed rows leave `bad`");
     assert!(
-        out.contains("matching: 14 row(s) matched and completed into raw/ (*.matched.parquet), 8 proposed"),
+        out.contains("matching: 21 row(s) matched and completed into raw/ (*.matched.parquet), 1 proposed"),
         "{out}"
     );
 
     // exact matches: completed rows in the dataset, SSN from the person file
     let done = completed(&l, ".matched.parquet");
-    assert_eq!(done.len(), 14, "{done:?}");
+    assert_eq!(done.len(), 21, "{done:?}");
     assert!(done.iter().all(|r| r.2.as_deref().is_some_and(|s| s.starts_with("900-10-"))), "{done:?}");
     assert_eq!(ssn_of(&done, "2000000010").as_deref(), Some("900-10-0001"), "county_general: exact copy");
     assert_eq!(ssn_of(&done, "V1000000316").as_deref(), Some("900-10-0006"), "st_marys: surname typo");
@@ -181,7 +186,7 @@ fn people_file_matches_completes_and_proposes_and_a_rerun_changes_nothing() {
     // the rest stays in quarantine, with reasons; the bad files are still there
     let left = left_in_quarantine(&l);
     let count = |reason: &str| left.iter().filter(|x| x.2 == reason).count();
-    assert_eq!((count("unmatched"), count("in_review"), count("incomplete")), (47, 8, 1), "{left:?}");
+    assert_eq!((count("unmatched"), count("in_review"), count("incomplete")), (47, 1, 1), "{left:?}");
     assert!(left.contains(&("county_general".into(), 3, "unmatched".into())), "same name, other person");
     assert!(left.contains(&("st_marys".into(), 0, "incomplete".into())), "its MRN is missing too");
     assert_eq!(files(&l.join("buckets/quarantine/bad"), ".bad.parquet").len(), 14);
@@ -190,13 +195,13 @@ fn people_file_matches_completes_and_proposes_and_a_rerun_changes_nothing() {
     let o = lake(&["review", "list", "--lake", l.to_str().unwrap()]);
     let (list, err) = text(&o);
     assert!(o.status.success(), "{list}{err}");
-    assert!(list.contains("8 pending review(s)"), "{list}");
-    assert!(list.contains("valley_clinic") && list.contains("county_general"), "{list}");
-    for m in PHI.iter().chain(&["DAVID", "HOLT", "1955-11-25"]) {
+    assert!(list.contains("1 pending review(s)"), "{list}");
+    assert!(list.contains("valley_clinic"), "{list}");
+    for m in PHI.iter().chain(&["BARBARA", "WILSON", "1989-01-08"]) {
         assert!(!list.contains(m), "{m} in the masked list:\n{list}");
     }
     let o = lake(&["review", "list", "--lake", l.to_str().unwrap(), "--unmask"]);
-    assert!(text(&o).0.contains("DAVID HOLT 1955-11-25"), "nickname + other address: proposed");
+    assert!(text(&o).0.contains("BARBARA WILSON 1989-01-08"), "surname change: proposed");
 
     // a second run: same table, same objects, no new proposal
     let snapshot = |l: &Path| -> Vec<(PathBuf, Vec<u8>)> {
@@ -261,7 +266,7 @@ fn without_people_matching_is_skipped_and_said_so_then_a_run_with_people_drains_
         "{out}"
     );
     assert_eq!(rows.iter().filter(|r| r[3] == "matched").count(), 14, "{out}");
-    assert_eq!(completed(&l, ".matched.parquet").len(), 14);
+    assert_eq!(completed(&l, ".matched.parquet").len(), 21);
     assert!(files(&l.join("queues/pii"), ".json").is_empty(), "drained");
 }
 

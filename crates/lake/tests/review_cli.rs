@@ -21,6 +21,10 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The hand-set rules that leave eight sample rows proposed (tests/fixtures/matching.handset.toml):
+/// the review mechanics under test need proposals, which the shipped trained rules mostly decide.
+const HANDSET_RULES: &str = include_str!("fixtures/matching.handset.toml");
+
 /// A fresh, empty database (random name); its URL.
 async fn empty_db() -> String {
     e2e::empty_database().await.0
@@ -49,7 +53,10 @@ async fn lake_with_pg_proposals(l: &Path, db: &Arc<Db>) {
         pipeline: deps,
         index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
         reviews: Arc::new(PgReviews { db: db.clone() }),
-        matcher: Arc::new(pii_matching::rules_store::ActiveRules::builtin()),
+        matcher: Arc::new(pii_matching::rules_store::ActiveRules::fixed(
+            pii_matching::Rules::from_toml_str(HANDSET_RULES, "matching.handset.toml").unwrap(),
+            "handset",
+        )),
     };
     lake::embedded::drain_matching(&m).await.unwrap();
 }

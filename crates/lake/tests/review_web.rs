@@ -28,12 +28,28 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The hand-set rules that leave eight sample rows proposed (tests/fixtures/matching.handset.toml):
+/// the review mechanics under test need proposals, which the shipped trained rules mostly decide.
+const HANDSET_RULES: &str = include_str!("fixtures/matching.handset.toml");
+
+/// Publishes the hand-set rules into the lake `l` (the rules `lake run --people` then uses).
+fn publish_handset_rules(l: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_lake"))
+        .args(["rules", "publish"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/matching.handset.toml"))
+        .args(["--lake", l.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// `lake run` over the samples into `l` (with `--people`: proposals in the embedded store).
 fn lake_run(l: &Path, people: bool) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lake"));
     c.args(["run", root().join("samples").to_str().unwrap(), "--lake", l.to_str().unwrap()])
         .args(["--contracts", root().join("config/sources").to_str().unwrap()]);
     if people {
+        publish_handset_rules(l);
         c.args(["--people", root().join("config/people.example.csv").to_str().unwrap()]);
     }
     let o = c.output().unwrap();
@@ -78,7 +94,10 @@ async fn pg_fixture() -> (Fixture, String) {
         pipeline: deps,
         index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
         reviews: Arc::new(PgReviews { db: db.clone() }),
-        matcher: Arc::new(pii_matching::rules_store::ActiveRules::builtin()),
+        matcher: Arc::new(pii_matching::rules_store::ActiveRules::fixed(
+            pii_matching::Rules::from_toml_str(HANDSET_RULES, "matching.handset.toml").unwrap(),
+            "handset",
+        )),
     };
     lake::embedded::drain_matching(&m).await.unwrap();
     let f = Fixture {

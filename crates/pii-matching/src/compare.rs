@@ -199,11 +199,63 @@ pub fn text_level(kind: &LevelKind, a: &str, b: &str, nick: &Nicknames) -> bool 
             ns > 0 && ns < nl && short.into_iter().all(|t| long.clone().any(|u| u == t))
         }
         LevelKind::Initial => a.chars().next().is_some_and(|c| b.starts_with(c)),
-        LevelKind::DateSwapped
+        LevelKind::TokenOverlap { min } => token_overlap(a, b) >= *min,
+        // Swapped needs both names (the matcher checks it); the rest are date levels
+        LevelKind::Swapped
+        | LevelKind::DateSwapped
         | LevelKind::DateOneDigit
         | LevelKind::DateDaysApart { .. }
-        | LevelKind::DateYearOff { .. } => false,
+        | LevelKind::DateYearOff { .. }
+        | LevelKind::DateMonthsApart { .. } => false,
     }
+}
+
+/// A street word in its usual abbreviation (USPS suffixes and directions).
+fn fold(w: &str) -> &str {
+    match w {
+        "STREET" | "STR" => "ST",
+        "AVENUE" | "AV" => "AVE",
+        "ROAD" => "RD",
+        "DRIVE" => "DR",
+        "LANE" => "LN",
+        "COURT" => "CT",
+        "PLACE" => "PL",
+        "TERRACE" => "TER",
+        "CIRCLE" => "CIR",
+        "BOULEVARD" => "BLVD",
+        "PARKWAY" => "PKWY",
+        "HIGHWAY" => "HWY",
+        "SQUARE" => "SQ",
+        "APARTMENT" | "UNIT" => "APT",
+        "NORTH" => "N",
+        "SOUTH" => "S",
+        "EAST" => "E",
+        "WEST" => "W",
+        _ => w,
+    }
+}
+
+/// Token similarity of two street addresses: 0 unless both start with the same house number;
+/// else the share of the shorter address's other words (folded, [`fold`]) found in the longer,
+/// a word with one typo (Levenshtein 1, four letters or more) counting as found.
+pub fn token_overlap(a: &str, b: &str) -> f64 {
+    let (mut ta, mut tb) = (tokens(a), tokens(b));
+    let (Some(ha), Some(hb)) = (ta.next(), tb.next()) else { return 0.0 };
+    if ha != hb || !ha.bytes().next().is_some_and(|c| c.is_ascii_digit()) {
+        return 0.0;
+    }
+    let (wa, wb): (Vec<&str>, Vec<&str>) = (ta.map(fold).collect(), tb.map(fold).collect());
+    let (short, long) = if wa.len() <= wb.len() { (&wa, &wb) } else { (&wb, &wa) };
+    if short.is_empty() {
+        return 0.0;
+    }
+    let found = short
+        .iter()
+        .filter(|w| {
+            long.iter().any(|x| x == *w || (w.len() >= 4 && x.len() >= 4 && levenshtein_within(w, x, 1)))
+        })
+        .count();
+    found as f64 / short.len() as f64
 }
 
 fn ymd(d: NaiveDate) -> u32 {
@@ -225,6 +277,13 @@ pub fn date_level(kind: &LevelKind, a: NaiveDate, b: NaiveDate) -> bool {
         LevelKind::DateDaysApart { max } => a != b && (a - b).num_days().abs() <= *max,
         LevelKind::DateYearOff { max } => {
             a != b && a.month() == b.month() && a.day() == b.day() && (a.year() - b.year()).abs() <= *max
+        }
+        LevelKind::DateMonthsApart { max } => {
+            let months = |d: NaiveDate| d.year() * 12 + d.month() as i32;
+            let month_end = |d: NaiveDate| d.succ_opt().is_none_or(|n| n.month() != d.month());
+            let same_day =
+                a.day() == b.day() || (month_end(a) && month_end(b)) || (a.day() >= 28 && b.day() >= 28);
+            a != b && same_day && (1..=*max).contains(&(months(a) - months(b)).abs())
         }
         _ => false,
     }
@@ -314,6 +373,31 @@ mod tests {
         assert!(!date_level(&LevelKind::DateOneDigit, d("1985-03-05"), d("1985-03-05")));
         assert!(!date_level(&LevelKind::DateOneDigit, d("1985-03-05"), d("1986-03-06")));
         assert!(!date_level(&LevelKind::DateOneDigit, d("1985-03-05"), d("1985-05-03")));
+    }
+
+    #[test]
+    fn new_date_levels_take_months_and_a_year_off() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default();
+        let months = LevelKind::DateMonthsApart { max: 3 };
+        assert!(date_level(&months, d("1980-03-05"), d("1980-06-05")));
+        assert!(date_level(&months, d("1980-11-05"), d("1981-01-05")));
+        assert!(date_level(&months, d("1980-01-31"), d("1980-02-29")), "clamped to the month's end");
+        assert!(!date_level(&months, d("1980-03-05"), d("1980-07-05")), "four months");
+        assert!(!date_level(&months, d("1980-03-05"), d("1980-04-06")), "another day");
+        assert!(!date_level(&months, d("1980-03-05"), d("1980-03-05")));
+        assert!(date_level(&LevelKind::DateDaysApart { max: 30 }, d("1980-03-05"), d("1980-02-04")));
+        assert!(date_level(&LevelKind::DateYearOff { max: 1 }, d("1980-03-05"), d("1981-03-05")));
+    }
+
+    #[test]
+    fn token_overlap_needs_the_house_number_and_folds_suffixes() {
+        assert_eq!(token_overlap("12 ELM STREET", "12 ELM ST"), 1.0);
+        assert_eq!(token_overlap("12 ELM ST APT 4", "12 ELM ST"), 1.0);
+        assert_eq!(token_overlap("12 MASSACHUSETS AVE", "12 MASSACHUSETTS AVENUE"), 1.0);
+        assert_eq!(token_overlap("12 OAK ST", "12 ELM ST"), 0.5);
+        assert_eq!(token_overlap("13 ELM ST", "12 ELM ST"), 0.0);
+        assert_eq!(token_overlap("ELM ST", "ELM ST"), 0.0, "no house number");
+        assert_eq!(token_overlap("12", "12 ELM ST"), 0.0);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod evaluate;
 pub mod handler;
 pub mod index;
 pub mod matcher;
+pub mod measure;
 pub mod model;
 pub mod people;
 pub mod pg;
@@ -25,8 +26,9 @@ pub mod rows;
 pub mod rules;
 pub mod rules_store;
 pub mod setup;
+pub mod train;
 
 pub use index::{IndexError, MemoryIndex, PersonIndex};
-pub use matcher::{Decision, Matcher, Scored, Tier};
+pub use matcher::{Decision, Matcher, Scored, Tier, Trace};
 pub use model::{BlockingKey, BlockingKind, Person, Record};
 pub use rules::Rules;

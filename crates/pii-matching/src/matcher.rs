@@ -17,8 +17,8 @@ use serde::Serialize;
 
 use crate::compare::{date_level, text_level, Nicknames};
 use crate::index::{IndexError, PersonIndex};
-use crate::model::{norm_compact, norm_phone, zip5, BlockingKey, BlockingKind, Person, Record};
-use crate::rules::{Comparison, Field, Rule, Rules};
+use crate::model::{norm_compact, norm_phone, us_zip5, BlockingKey, BlockingKind, KeyParts, Person, Record};
+use crate::rules::{Comparison, Field, LevelKind, Rule, Rules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,6 +59,19 @@ pub struct Decision {
     /// How many candidates blocking found.
     pub candidates: usize,
     pub best_score: Option<f64>,
+    /// What blocking did for this record, only when the matcher traces ([`Matcher::with_trace`]):
+    /// never stored nor serialised (it names every candidate).
+    #[serde(skip)]
+    pub trace: Option<Box<Trace>>,
+}
+
+/// The blocking trace of one decision (`lake match --truth` measures blocking with it).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Trace {
+    /// Every person scored for the record (after the cut at `max_candidates`).
+    pub scored: Vec<i64>,
+    /// Candidates found but cut by `blocking.max_candidates`.
+    pub truncated: usize,
 }
 
 /// Records per group in [`Matcher::match_batch`]: small enough that the groups of one batch
@@ -72,12 +85,14 @@ pub struct Matcher {
     nick: Nicknames,
     /// Records per group in [`Matcher::match_batch`] ([`GROUP`] unless set).
     pub group: usize,
+    /// Fill [`Decision::trace`] (off by default: then it costs one branch per record).
+    trace: bool,
 }
 
 /// Identity values normalised once (per record, per candidate), not once per pair; inline
 /// strings, so preparing a candidate seldom allocates.
 #[derive(Debug, Default)]
-struct Prepared {
+pub(crate) struct Prepared {
     first: Option<CompactString>,
     last: Option<CompactString>,
     dob: Option<NaiveDate>,
@@ -86,35 +101,63 @@ struct Prepared {
     city: Option<CompactString>,
     zip: Option<CompactString>,
     phone: Option<CompactString>,
+    /// A record's (not a candidate's): record-only keys such as the first-name fallback.
+    record: bool,
 }
 
 fn n(v: Option<&str>) -> Option<CompactString> {
     v.map(norm_compact).filter(|s| !s.is_empty())
 }
 
+/// `M` or `F`; unknown (`U`, anything else) is missing, so it is no evidence either way.
+fn known_sex(v: Option<&str>) -> Option<CompactString> {
+    crate::model::norm_sex(v?).filter(|s| s != "U")
+}
+
+/// A US ZIP as its five digits ([`us_zip5`]); anything else (a foreign postcode) normalised
+/// whole, so `SW1A 1AA` is never read as `11`.
+fn zip_value(v: Option<&str>) -> Option<CompactString> {
+    let v = v?;
+    us_zip5(v).or_else(|| n(Some(v)))
+}
+
 impl Prepared {
-    fn record(r: &Record) -> Self {
+    pub(crate) fn record(r: &Record) -> Self {
         Self {
             first: n(r.first_name.as_deref()),
             last: n(r.last_name.as_deref()),
             dob: r.dob,
-            sex: n(r.sex.as_deref()),
+            sex: known_sex(r.sex.as_deref()),
             address: n(r.address.as_deref()),
             city: n(r.city.as_deref()),
-            zip: r.zip.as_deref().map(zip5).filter(|s| !s.is_empty()),
+            zip: zip_value(r.zip.as_deref()),
             phone: r.phone.as_deref().and_then(norm_phone),
+            record: true,
         }
     }
-    fn person(p: &Person) -> Self {
+    /// How many values both sides have and agree on exactly (ranks candidates beyond the cap).
+    fn equal_values(&self, o: &Prepared) -> usize {
+        let eq = |a: &Option<CompactString>, b: &Option<CompactString>| usize::from(a.is_some() && a == b);
+        eq(&self.first, &o.first)
+            + eq(&self.last, &o.last)
+            + usize::from(self.dob.is_some() && self.dob == o.dob)
+            + eq(&self.sex, &o.sex)
+            + eq(&self.address, &o.address)
+            + eq(&self.city, &o.city)
+            + eq(&self.zip, &o.zip)
+            + eq(&self.phone, &o.phone)
+    }
+    pub(crate) fn person(p: &Person) -> Self {
         Self {
             first: n(p.first_name.as_deref()),
             last: n(p.last_name.as_deref()),
             dob: p.dob,
-            sex: n(p.sex.as_deref()),
+            sex: known_sex(p.sex.as_deref()),
             address: n(p.address.as_deref()),
             city: n(p.city.as_deref()),
-            zip: p.zip.as_deref().map(zip5).filter(|s| !s.is_empty()),
+            zip: zip_value(p.zip.as_deref()),
             phone: p.phone.as_deref().and_then(norm_phone),
+            record: false,
         }
     }
     fn text(&self, f: Field) -> Option<&str> {
@@ -137,20 +180,49 @@ impl Prepared {
             BlockingKind::LastNameDob => (self.last.as_deref()?, self.dob?).hash(&mut h),
             BlockingKind::FirstNameDob => (self.first.as_deref()?, self.dob?).hash(&mut h),
             BlockingKind::Address => self.address.as_deref()?.hash(&mut h),
-            BlockingKind::AddressZip => {
-                (self.address.as_deref()?, self.zip.as_deref().filter(|z| z.len() == 5)?).hash(&mut h)
-            }
+            BlockingKind::AddressZip => (self.address.as_deref()?, self.us_zip()?).hash(&mut h),
             BlockingKind::Phone => self.phone.as_deref()?.hash(&mut h),
+            BlockingKind::LastFirstName if self.record && self.dob.is_some() => return None,
             BlockingKind::LastFirstName => (self.last.as_deref()?, self.first.as_deref()?).hash(&mut h),
+            BlockingKind::LastSoundexYear if self.record && self.first.is_some() => return None,
+            BlockingKind::FirstSoundexMonthDay if self.record && self.last.is_some() => return None,
+            BlockingKind::NamesSoundex | BlockingKind::LastNameZip if self.record && self.dob.is_some() => {
+                return None
+            }
+            _ => BlockingKey::of(kind, self.parts())?.hash(&mut h),
         }
         Some(h.finish())
+    }
+
+    /// The ZIP when it is a US one (five digits).
+    fn us_zip(&self) -> Option<&str> {
+        self.zip.as_deref().filter(|z| z.len() == 5 && z.bytes().all(|c| c.is_ascii_digit()))
+    }
+
+    fn parts(&self) -> KeyParts<'_> {
+        KeyParts {
+            first: self.first.as_deref(),
+            last: self.last.as_deref(),
+            dob: self.dob,
+            address: self.address.as_deref(),
+            city: self.city.as_deref(),
+            zip: self.us_zip(),
+            phone: self.phone.as_deref(),
+        }
     }
 }
 
 impl Matcher {
     pub fn new(rules: Rules) -> Self {
         let nick = Nicknames::new(&rules.nicknames);
-        Self { rules, nick, group: GROUP }
+        Self { rules, nick, group: GROUP, trace: false }
+    }
+
+    /// The same matcher, recording for every decision which persons were scored and how many
+    /// candidates `max_candidates` cut ([`Decision::trace`]). Decisions are otherwise the same.
+    pub fn with_trace(mut self, on: bool) -> Self {
+        self.trace = on;
+        self
     }
 
     /// The first-pass blocking keys of a record (those whose parts are all present).
@@ -288,17 +360,36 @@ impl Matcher {
         let persons = &pool.persons;
         let work = |recs: &[(&Record, &Prepared)]| -> Vec<Decision> {
             // buffers reused from record to record (three allocations per record otherwise)
-            let (mut idx, mut cands, mut scored) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut idx, mut shared, mut cands, mut scored) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let mut out = Vec::with_capacity(recs.len());
             for &(r, rp) in recs {
                 idx.clear();
                 idx.extend(kinds.iter().filter_map(|k| rp.key_hash(*k)).flat_map(|h| pool.with_key(h)));
                 idx.sort_unstable_by_key(|&i| (persons[i as usize].person_id, i));
-                idx.dedup_by_key(|i| persons[*i as usize].person_id);
-                idx.truncate(self.rules.blocking.max_candidates);
+                // a person found by n keys is n times in `idx` (the pool holds each person once)
+                shared.clear();
+                shared.extend(idx.chunk_by(|a, b| a == b).map(|run| (run.len(), run[0])));
+                let found = shared.len();
+                if found > self.rules.blocking.max_candidates {
+                    // cut the candidates that share the fewest keys with the record, then those
+                    // with the fewest equal values (a record without a birth date finds every
+                    // namesake in the ZIP through the same keys), not the highest ids
+                    shared.sort_by_cached_key(|&(n, i)| {
+                        let same = rp.equal_values(&pool.prepared[i as usize]);
+                        (std::cmp::Reverse((n, same)), persons[i as usize].person_id)
+                    });
+                    shared.truncate(self.rules.blocking.max_candidates);
+                    shared.sort_unstable_by_key(|&(_, i)| persons[i as usize].person_id);
+                }
                 cands.clear();
-                cands.extend(idx.iter().map(|&i| (&persons[i as usize], &pool.prepared[i as usize])));
-                out.push(self.decide_scored(r, rp, &cands, &mut scored));
+                cands.extend(shared.iter().map(|&(_, i)| (&persons[i as usize], &pool.prepared[i as usize])));
+                let mut d = self.decide_scored(r, rp, &cands, &mut scored);
+                if self.trace {
+                    let scored = cands.iter().map(|(p, _)| p.person_id).collect();
+                    d.trace = Some(Box::new(Trace { scored, truncated: found - shared.len() }));
+                }
+                out.push(d);
             }
             out
         };
@@ -336,24 +427,44 @@ impl Matcher {
     }
 
     fn compare<'c>(&self, c: &'c Comparison, r: &Prepared, p: &Prepared) -> (&'c str, f64) {
+        let i = self.level_of(c, r, p);
+        match c.levels.get(i) {
+            Some(l) => (l.name(), l.weight),
+            None if i == c.levels.len() => ("else", c.else_weight),
+            None => ("missing", c.missing),
+        }
+    }
+
+    /// The index of the first level of `c` that holds; `levels.len()` for `else`, one more
+    /// for `missing` (either side has no value).
+    fn level_of(&self, c: &Comparison, r: &Prepared, p: &Prepared) -> usize {
+        let n = c.levels.len();
         if c.field == Field::Dob {
-            let (Some(a), Some(b)) = (r.dob, p.dob) else { return ("missing", c.missing) };
-            for l in &c.levels {
-                if date_level(&l.kind, a, b) {
-                    return (l.name(), l.weight);
-                }
-            }
-            return ("else", c.else_weight);
+            let (Some(a), Some(b)) = (r.dob, p.dob) else { return n + 1 };
+            return c.levels.iter().position(|l| date_level(&l.kind, a, b)).unwrap_or(n);
         }
-        let (Some(a), Some(b)) = (r.text(c.field), p.text(c.field)) else {
-            return ("missing", c.missing);
+        let (Some(a), Some(b)) = (r.text(c.field), p.text(c.field)) else { return n + 1 };
+        let swapped = || {
+            let (rf, rl, pf, pl) =
+                (r.first.as_deref(), r.last.as_deref(), p.first.as_deref(), p.last.as_deref());
+            rf.is_some() && rf == pl && rl.is_some() && rl == pf && rf != rl
         };
-        for l in &c.levels {
-            if text_level(&l.kind, a, b, &self.nick) {
-                return (l.name(), l.weight);
-            }
+        c.levels
+            .iter()
+            .position(|l| match l.kind {
+                LevelKind::Swapped => swapped(),
+                _ => text_level(&l.kind, a, b, &self.nick),
+            })
+            .unwrap_or(n)
+    }
+
+    /// The comparison vector of a pair: per comparison, [`Matcher::level_of`] (for training).
+    pub(crate) fn pattern(&self, r: &Prepared, p: &Prepared) -> [u8; FIELDS] {
+        let mut out = [0u8; FIELDS];
+        for (c, slot) in self.rules.comparisons.iter().zip(out.iter_mut()) {
+            *slot = u8::try_from(self.level_of(c, r, p)).unwrap_or(u8::MAX);
         }
-        ("else", c.else_weight)
+        out
     }
 
     fn holds(&self, rule: &Rule, s: &Compact) -> bool {
@@ -395,6 +506,7 @@ impl Matcher {
             chosen: vec![],
             candidates: n,
             best_score: best,
+            trace: None,
         };
         let Some(best) = scored.first() else { return none("no_candidates", None) };
         let t = &self.rules.tiers;
@@ -408,6 +520,7 @@ impl Matcher {
                     chosen: vec![best.expand(self)],
                     candidates: n,
                     best_score: Some(best.score),
+                    trace: None,
                 };
             }
         }
@@ -437,6 +550,7 @@ impl Matcher {
                 chosen,
                 candidates: n,
                 best_score,
+                trace: None,
             },
             None => none("below_threshold", best_score),
         }
@@ -552,7 +666,7 @@ mod tests {
         rules.blocking.settle_score = settle;
         let m = Arc::new(Matcher::new(rules));
         let p = robert();
-        // a first-name typo and another street: no exact rule holds, but the score is high
+        // a first-name typo and another street: a high score, but two persons score close
         let close = Record {
             reference: "close".into(),
             first_name: Some("ROBERY".into()),
@@ -574,7 +688,9 @@ mod tests {
             phone: Some("5559990000".into()),
             ..Record::default()
         };
-        let index = Counting(MemoryIndex::new(vec![p]), Mutex::new(Vec::new()));
+        // a twin at another town: the record is as close to both, so it is proposed, not exact
+        let twin = Person { person_id: 8, city: s("SHELBYVILLE"), ..robert() };
+        let index = Counting(MemoryIndex::new(vec![p, twin]), Mutex::new(Vec::new()));
         let (ds, _) = m.match_batch(&index, vec![close, nobody].into()).await.unwrap();
         let asked = index.1.into_inner().unwrap();
         (ds, asked)

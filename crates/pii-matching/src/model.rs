@@ -3,8 +3,10 @@
 
 use std::fmt;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use compact_str::CompactString;
+
+use crate::compare::soundex_code;
 
 /// The columns of a person file (CSV header or Parquet schema) and of `person`, as in the
 /// county's person extract.
@@ -74,7 +76,8 @@ impl Person {
     }
 }
 
-fn norm_sex(s: &str) -> Option<CompactString> {
+/// `M`, `F` or `U` (`MALE`, `1`, `FEMALE`, `2` accepted; anything else is `U`); empty: None.
+pub fn norm_sex(s: &str) -> Option<CompactString> {
     let s = norm(s);
     let v = match s.as_str() {
         "" => return None,
@@ -103,8 +106,13 @@ fn digits_as(s: &str, groups: &[usize]) -> Option<CompactString> {
     Some(out)
 }
 
-/// Five digits: 3-5 digits left-padded with zeros (a ZIP read as a number), 9 cut to the first 5.
+/// A US ZIP as five digits: 3-5 digits left-padded with zeros (a ZIP read as a number), 9 cut to
+/// the first 5. A value with anything but digits, spaces and one dash (a foreign postcode such as
+/// `H2X 1Y4` or `SW1A 1AA`) is kept whole, upper case: never padded into a false ZIP.
 fn norm_zip(s: &str) -> Option<CompactString> {
+    if !s.trim().bytes().all(|c| c.is_ascii_digit() || c == b'-' || c == b' ') {
+        return Some(norm_compact(s)).filter(|z| !z.is_empty());
+    }
     let d: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).collect();
     let five = match d.len() {
         3..=5 => std::iter::repeat_n(b'0', 5 - d.len()).chain(d.iter().copied()).collect::<Vec<u8>>(),
@@ -177,8 +185,64 @@ pub enum BlockingKind {
     AddressZip,
     /// Same phone number.
     Phone,
-    /// Same last and first name (any birth date).
+    /// Same last and first name (any birth date): ~140 candidates a record at 1,000,000
+    /// persons, so asked only by records without a birth date.
     LastFirstName,
+    /// Soundex of the last and of the first name as a sorted pair (swapped names give the same
+    /// key) and birth year: survives a typo that keeps a name's sound and any day/month error.
+    NamesYear,
+    /// The same sorted Soundex pair and birth month and day: survives a wrong birth year.
+    NamesMonthDay,
+    /// Soundex of the last name and birth date: survives any error in the first name.
+    LastSoundexDob,
+    /// Soundex of the first name and birth date: survives any error in the last name.
+    FirstSoundexDob,
+    /// Soundex of the last name and birth year, asked only by records without a first name.
+    LastSoundexYear,
+    /// US ZIP (5 digits, or ZIP+4), house number and first letter of the street: survives a
+    /// typo in the street name or a missing suffix.
+    ZipHouseStreet,
+    /// Birth date and city: survives wrong or missing names, a move within the town, a new phone.
+    DobCity,
+    /// The last seven digits of the phone (`NNN-NNNN`): survives a wrong area code.
+    PhoneLast7,
+    /// The sorted Soundex pair of the names and the US ZIP: survives a missing or wrong birth date.
+    NamesZip,
+    /// US ZIP and birth date: survives wrong or missing names and a street address that changed
+    /// within the ZIP.
+    ZipDob,
+    /// Soundex of the first name and birth month and day, asked only by records without a last
+    /// name: survives a wrong birth year and a first-name typo.
+    FirstSoundexMonthDay,
+    /// The sorted Soundex pair of the names alone, asked only by records without a birth date.
+    NamesSoundex,
+    /// Last name and US ZIP, asked only by records without a birth date.
+    LastNameZip,
+}
+
+impl BlockingKind {
+    /// Every kind, in the order of the index columns.
+    pub const ALL: [BlockingKind; 19] = [
+        BlockingKind::LastNameDob,
+        BlockingKind::FirstNameDob,
+        BlockingKind::Address,
+        BlockingKind::AddressZip,
+        BlockingKind::Phone,
+        BlockingKind::LastFirstName,
+        BlockingKind::NamesYear,
+        BlockingKind::NamesMonthDay,
+        BlockingKind::LastSoundexDob,
+        BlockingKind::FirstSoundexDob,
+        BlockingKind::LastSoundexYear,
+        BlockingKind::ZipHouseStreet,
+        BlockingKind::DobCity,
+        BlockingKind::PhoneLast7,
+        BlockingKind::NamesZip,
+        BlockingKind::ZipDob,
+        BlockingKind::FirstSoundexMonthDay,
+        BlockingKind::NamesSoundex,
+        BlockingKind::LastNameZip,
+    ];
 }
 
 /// One blocking key value. Values are normalised with [`norm`] / [`norm_phone`] on both sides.
@@ -190,7 +254,23 @@ pub enum BlockingKey {
     AddressZip { address: CompactString, zip: CompactString },
     Phone { phone: CompactString },
     LastFirstName { last_name: CompactString, first_name: CompactString },
+    NamesYear { low: Soundex, high: Soundex, year: i32 },
+    NamesMonthDay { low: Soundex, high: Soundex, month: u32, day: u32 },
+    LastSoundexDob { code: Soundex, dob: NaiveDate },
+    FirstSoundexDob { code: Soundex, dob: NaiveDate },
+    LastSoundexYear { code: Soundex, year: i32 },
+    ZipHouseStreet { zip: CompactString, house: CompactString, street: char },
+    DobCity { dob: NaiveDate, city: CompactString },
+    PhoneLast7 { digits: CompactString },
+    NamesZip { low: Soundex, high: Soundex, zip: CompactString },
+    ZipDob { zip: CompactString, dob: NaiveDate },
+    FirstSoundexMonthDay { code: Soundex, month: u32, day: u32 },
+    NamesSoundex { low: Soundex, high: Soundex },
+    LastNameZip { last_name: CompactString, zip: CompactString },
 }
+
+/// A Soundex code (letter and three digits, [`crate::compare::soundex_code`]).
+pub type Soundex = [u8; 4];
 
 impl fmt::Debug for BlockingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -207,24 +287,90 @@ impl BlockingKey {
             BlockingKey::AddressZip { .. } => BlockingKind::AddressZip,
             BlockingKey::Phone { .. } => BlockingKind::Phone,
             BlockingKey::LastFirstName { .. } => BlockingKind::LastFirstName,
+            BlockingKey::NamesYear { .. } => BlockingKind::NamesYear,
+            BlockingKey::NamesMonthDay { .. } => BlockingKind::NamesMonthDay,
+            BlockingKey::LastSoundexDob { .. } => BlockingKind::LastSoundexDob,
+            BlockingKey::FirstSoundexDob { .. } => BlockingKind::FirstSoundexDob,
+            BlockingKey::LastSoundexYear { .. } => BlockingKind::LastSoundexYear,
+            BlockingKey::ZipHouseStreet { .. } => BlockingKind::ZipHouseStreet,
+            BlockingKey::DobCity { .. } => BlockingKind::DobCity,
+            BlockingKey::PhoneLast7 { .. } => BlockingKind::PhoneLast7,
+            BlockingKey::NamesZip { .. } => BlockingKind::NamesZip,
+            BlockingKey::ZipDob { .. } => BlockingKind::ZipDob,
+            BlockingKey::FirstSoundexMonthDay { .. } => BlockingKind::FirstSoundexMonthDay,
+            BlockingKey::NamesSoundex { .. } => BlockingKind::NamesSoundex,
+            BlockingKey::LastNameZip { .. } => BlockingKind::LastNameZip,
         }
     }
 
     /// The key of `kind` for these identity values, if every part is present.
     pub fn of(kind: BlockingKind, v: KeyParts<'_>) -> Option<BlockingKey> {
         let n = |v: Option<&str>| v.map(norm_compact).filter(|s| !s.is_empty());
-        let KeyParts { first, last, dob, address, zip, phone } = v;
+        let KeyParts { first, last, dob, address, zip, phone, .. } = v;
         Some(match kind {
             BlockingKind::LastNameDob => BlockingKey::LastNameDob { last_name: n(last)?, dob: dob? },
             BlockingKind::FirstNameDob => BlockingKey::FirstNameDob { first_name: n(first)?, dob: dob? },
             BlockingKind::Address => BlockingKey::Address { address: n(address)? },
-            BlockingKind::AddressZip => {
-                BlockingKey::AddressZip { address: n(address)?, zip: zip.map(zip5).filter(|z| z.len() == 5)? }
-            }
+            BlockingKind::AddressZip => BlockingKey::AddressZip { address: n(address)?, zip: us_zip5(zip?)? },
             BlockingKind::Phone => BlockingKey::Phone { phone: phone.and_then(norm_phone)? },
             BlockingKind::LastFirstName => {
                 BlockingKey::LastFirstName { last_name: n(last)?, first_name: n(first)? }
             }
+            BlockingKind::DobCity => BlockingKey::DobCity { dob: dob?, city: n(v.city)? },
+            BlockingKind::PhoneLast7 => {
+                let phone = phone.and_then(norm_phone)?;
+                BlockingKey::PhoneLast7 { digits: CompactString::new(&phone[4..]) }
+            }
+            BlockingKind::ZipDob => BlockingKey::ZipDob { zip: us_zip5(zip?)?, dob: dob? },
+            BlockingKind::LastNameZip => {
+                BlockingKey::LastNameZip { last_name: n(last)?, zip: us_zip5(zip?)? }
+            }
+            _ => return Self::fuzzy(kind, v),
+        })
+    }
+
+    /// The keys of the Soundex and house-number kinds (computed on normalised values, as the
+    /// generated columns of migration 0007 compute them on the stored ones).
+    fn fuzzy(kind: BlockingKind, v: KeyParts<'_>) -> Option<BlockingKey> {
+        let sdx = |x: Option<&str>| x.map(norm_compact).and_then(|s| soundex_code(&s));
+        let pair = || {
+            let (a, b) = (sdx(v.last)?, sdx(v.first)?);
+            Some((a.min(b), a.max(b)))
+        };
+        Some(match kind {
+            BlockingKind::NamesYear => {
+                let (low, high) = pair()?;
+                BlockingKey::NamesYear { low, high, year: v.dob?.year() }
+            }
+            BlockingKind::NamesMonthDay => {
+                let ((low, high), d) = (pair()?, v.dob?);
+                BlockingKey::NamesMonthDay { low, high, month: d.month(), day: d.day() }
+            }
+            BlockingKind::LastSoundexDob => BlockingKey::LastSoundexDob { code: sdx(v.last)?, dob: v.dob? },
+            BlockingKind::FirstSoundexDob => {
+                BlockingKey::FirstSoundexDob { code: sdx(v.first)?, dob: v.dob? }
+            }
+            BlockingKind::LastSoundexYear => {
+                BlockingKey::LastSoundexYear { code: sdx(v.last)?, year: v.dob?.year() }
+            }
+            BlockingKind::ZipHouseStreet => {
+                let address = norm_compact(v.address?);
+                let (house, street) = house_street(&address)?;
+                BlockingKey::ZipHouseStreet { zip: us_zip5(v.zip?)?, house: house.into(), street }
+            }
+            BlockingKind::FirstSoundexMonthDay => {
+                let d = v.dob?;
+                BlockingKey::FirstSoundexMonthDay { code: sdx(v.first)?, month: d.month(), day: d.day() }
+            }
+            BlockingKind::NamesSoundex => {
+                let (low, high) = pair()?;
+                BlockingKey::NamesSoundex { low, high }
+            }
+            BlockingKind::NamesZip => {
+                let ((low, high), zip) = (pair()?, us_zip5(v.zip?)?);
+                BlockingKey::NamesZip { low, high, zip }
+            }
+            _ => return None,
         })
     }
 
@@ -236,13 +382,30 @@ impl BlockingKey {
                 last: p.last_name.as_deref(),
                 dob: p.dob,
                 address: p.address.as_deref(),
+                city: p.city.as_deref(),
                 zip: p.zip.as_deref(),
                 phone: p.phone.as_deref(),
             },
         )
     }
 
+    /// The record's key of `kind`. Five kinds are fallbacks, asked only by records that lack a
+    /// field: [`BlockingKind::LastSoundexYear`] without a first name (the Soundex pair keys
+    /// cover the others, ~100x tighter), [`BlockingKind::FirstSoundexMonthDay`] without a last
+    /// name, [`BlockingKind::LastFirstName`], [`BlockingKind::NamesSoundex`] and
+    /// [`BlockingKind::LastNameZip`] without a birth date.
     pub fn of_record(kind: BlockingKind, r: &Record) -> Option<BlockingKey> {
+        let has = |v: &Option<String>| v.as_deref().is_some_and(|f| !f.trim().is_empty());
+        match kind {
+            BlockingKind::LastSoundexYear if has(&r.first_name) => return None,
+            BlockingKind::FirstSoundexMonthDay if has(&r.last_name) => return None,
+            BlockingKind::LastFirstName | BlockingKind::NamesSoundex | BlockingKind::LastNameZip
+                if r.dob.is_some() =>
+            {
+                return None
+            }
+            _ => {}
+        }
         Self::of(
             kind,
             KeyParts {
@@ -250,6 +413,7 @@ impl BlockingKey {
                 last: r.last_name.as_deref(),
                 dob: r.dob,
                 address: r.address.as_deref(),
+                city: r.city.as_deref(),
                 zip: r.zip.as_deref(),
                 phone: r.phone.as_deref(),
             },
@@ -264,6 +428,7 @@ pub struct KeyParts<'a> {
     pub last: Option<&'a str>,
     pub dob: Option<NaiveDate>,
     pub address: Option<&'a str>,
+    pub city: Option<&'a str>,
     pub zip: Option<&'a str>,
     pub phone: Option<&'a str>,
 }
@@ -275,6 +440,29 @@ pub fn zip5(s: &str) -> CompactString {
         return CompactString::new(s);
     }
     s.chars().filter(char::is_ascii_digit).take(5).collect()
+}
+
+/// A US ZIP as its five digits: `NNNNN`, `NNNNN-NNNN` or nine digits; anything else (a
+/// foreign postcode, a ZIP that lost its leading zero) is not a US ZIP and gives `None`.
+pub fn us_zip5(s: &str) -> Option<CompactString> {
+    let b = s.as_bytes();
+    let digits = |x: &[u8]| x.iter().all(u8::is_ascii_digit);
+    let ok = match b.len() {
+        5 | 9 => digits(b),
+        10 => digits(&b[..5]) && b[5] == b'-' && digits(&b[6..]),
+        _ => false,
+    };
+    ok.then(|| CompactString::new(&s[..5]))
+}
+
+/// The house number (leading digits of the first word) and the first character of the second
+/// word of a normalised street address: `12B ELM ST` -> (`12`, `E`).
+pub fn house_street(address: &str) -> Option<(&str, char)> {
+    let mut words = address.split(' ');
+    let first = words.next()?;
+    let n = first.bytes().take_while(u8::is_ascii_digit).count();
+    let street = words.next()?.chars().next()?;
+    (n > 0).then(|| (&first[..n], street))
 }
 
 /// Upper case, trimmed, inner whitespace collapsed to one space (the canonical `name` rule).
@@ -389,6 +577,8 @@ mod tests {
             Person { person_id: 8, ssn: c("12-34"), zip: c("02138-1234"), sex: c("x"), ..Person::default() };
         let odd = odd.normalised();
         assert_eq!((odd.ssn, odd.zip.as_deref(), odd.sex.as_deref()), (None, Some("02138"), Some("U")));
+        let foreign = Person { person_id: 9, zip: c("h2x 1y4"), ..Person::default() }.normalised();
+        assert_eq!(foreign.zip.as_deref(), Some("H2X 1Y4"), "a Canadian postcode is not padded into a ZIP");
     }
 
     #[test]

@@ -343,8 +343,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let store = LocalRules { dir: d.path().join("rules") };
         let bad = BUILTIN_TOML.replacen(
-            "{ kind = \"exact\", weight = 12.0 }",
-            "{ kind = \"soundex\", weight = 12.0 }",
+            "{ kind = \"exact\", weight = 15.01 }",
+            "{ kind = \"soundex\", weight = 15.01 }",
             1,
         );
         let e = publish(&store, &bad, "bad.toml").await.unwrap_err();

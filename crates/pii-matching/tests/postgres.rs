@@ -545,6 +545,112 @@ async fn key_hashes_equal_the_generated_columns() {
     }
 }
 
+/// The keys of migrations 0007 and 0008 (Soundex pairs, house number, city and birth date,
+/// phone's last seven digits, names or first name with ZIP) on the values a load stores
+/// (normalised): SQL `lake_soundex` and the column texts equal the Rust keys exactly, on names
+/// with non-ASCII letters, apostrophes, hyphens, H/W between equal codes, leading vowels, no
+/// letter at all; US and foreign ZIPs; addresses with and without a house number; cities with
+/// accents or none; phones present or not.
+#[tokio::test]
+async fn fuzzy_key_hashes_equal_the_generated_columns() {
+    use pii_matching::model::{norm, BlockingKey, BlockingKind, Person};
+    use pii_matching::pg::{column, key_hash};
+    let (db, _) = fresh_db().await;
+    let names = [
+        "ASHCRAFT",
+        "TYMCZAK",
+        "PFISTER",
+        "HONG",
+        "WHITE",
+        "ANNA",
+        "O'BRIEN",
+        "SOSA-VINCENT",
+        "JOSÉ",
+        "ÉMILE",
+        "ØRSTED",
+        "STRAßE",
+        "中村",
+        "-",
+        "",
+        "LEE",
+        "LI",
+        "SCHMIDT",
+        "BURROUGHS",
+        "GUTIÉRREZ",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "Y",
+        "MC DONALD",
+    ];
+    let addresses =
+        ["12 ELM ST", "12B ELM ST", "221B BAKER ST", "ELM ST", "7", "7 É RUE", "1 中 RD", "10  X", "0 A"];
+    let zips = ["02138", "02138-1234", "021381234", "SW1A 1AA", "2138", "H2Y 1G5", "06050", "0213"];
+    let cities = ["SPRINGFIELD", "SAINT-LÉONARD", "NEW YORK", "中村"];
+    let phones = ["617-555-0101", "857-000-9999", "781-123-4567"];
+    let kinds = &BlockingKind::ALL[6..];
+    let mut want = Vec::new();
+    for i in 0..400usize {
+        let dob =
+            NaiveDate::from_ymd_opt(1899 + (i as i32 * 13) % 130, 1 + (i as u32 % 12), 1 + (i as u32 % 28));
+        let p = Person {
+            person_id: i as i64,
+            first_name: Some(norm(names[i % names.len()]).into()),
+            last_name: Some(norm(names[(i * 7 + 3) % names.len()]).into()),
+            dob: dob.filter(|_| i % 17 != 0),
+            address: Some(norm(addresses[i % addresses.len()]).into()),
+            city: (i % 5 != 0).then(|| norm(cities[(i / 5) % cities.len()]).into()),
+            zip: Some(zips[(i / 3) % zips.len()].into()),
+            phone: (i % 4 != 0).then(|| phones[(i / 4) % phones.len()].into()),
+            ..Person::default()
+        };
+        sqlx::query(
+            "INSERT INTO person (person_id, first_name, last_name, dob, address, city, zip, phone) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(p.person_id)
+        .bind(p.first_name.as_deref())
+        .bind(p.last_name.as_deref())
+        .bind(p.dob)
+        .bind(p.address.as_deref())
+        .bind(p.city.as_deref())
+        .bind(p.zip.as_deref())
+        .bind(p.phone.as_deref())
+        .execute(&db.pool())
+        .await
+        .unwrap();
+        want.push(
+            kinds
+                .iter()
+                .map(|k| BlockingKey::of_person(*k, &p).map(|key| key_hash(&key)))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let cols: Vec<&str> = kinds.iter().map(|k| column(*k)).collect();
+    let sql = format!("SELECT {} FROM person ORDER BY person_id", cols.join(", "));
+    let rows = sqlx::query(&sql).fetch_all(&db.pool()).await.unwrap();
+    assert_eq!(rows.len(), 400);
+    let mut present = 0;
+    for (i, (r, w)) in rows.iter().zip(&want).enumerate() {
+        use sqlx::Row;
+        let got: Vec<Option<i64>> = (0..kinds.len()).map(|c| r.get(c)).collect();
+        assert_eq!(
+            &got,
+            w,
+            "person {i}: {:?} / {:?}",
+            names[i % names.len()],
+            addresses[i % addresses.len()]
+        );
+        present += got.iter().flatten().count();
+    }
+    assert!(present > 1000, "most keys present ({present})");
+    // the SQL Soundex is the Rust one, value by value
+    for n in names {
+        let sql: Option<String> =
+            sqlx::query_scalar("SELECT lake_soundex($1)").bind(n).fetch_one(&db.pool()).await.unwrap();
+        let rust = pii_matching::compare::soundex(n);
+        assert_eq!(sql.unwrap_or_default(), rust, "{n}");
+    }
+}
+
 /// The test database `name` as one of the roles the migrations create (scripts/test.sh lets
 /// them in without a password, as IAM authentication does in Aurora).
 fn as_role(role: &str, name: &str) -> Arc<Db> {
@@ -669,7 +775,7 @@ async fn two_concurrent_migrations_apply_each_once_and_a_rerun_changes_nothing()
     use pii_matching::pg::MIGRATOR;
     let (url, _) = empty_db().await;
     let all: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-    assert_eq!(all, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(all, [1, 2, 3, 4, 5, 6, 7, 8]);
     let (a, b) = (Db::from_url(&url, 1).unwrap(), Db::from_url(&url, 1).unwrap());
     let (ra, rb) = tokio::join!(a.apply(&MIGRATOR), b.apply(&MIGRATOR));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
@@ -798,7 +904,7 @@ async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformatio
     let field = |i: usize, k: &str| b[i][k].as_str().unwrap().to_string();
     assert_eq!(
         (field(0, "Status"), b[0]["Data"]["Applied"].as_str()),
-        ("SUCCESS".into(), Some("1,2,3,4,5,6"))
+        ("SUCCESS".into(), Some("1,2,3,4,5,6,7,8"))
     );
     assert_eq!(
         (field(1, "Status"), b[1]["Data"]["Applied"].as_str()),
@@ -818,7 +924,7 @@ async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformatio
         assert_eq!(field(i, "LogicalResourceId"), "MatchingSchema");
         assert!(field(i, "StackId").ends_with("stack/county-lake-dev/1f2e"));
     }
-    assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3, 4, 5, 6, 7, 8]);
 }
 
 /// `PEOPLE` as a county export might carry it: lower case, stray spaces, other column order,
@@ -978,19 +1084,19 @@ async fn a_rollback_to_older_code_answers_success_when_the_database_is_ahead() {
     let (url, _) = empty_db().await;
     let open = || async { Ok(Arc::new(Db::from_url(&url, 1).unwrap())) };
     let newer = respond_with(&cfn_request("Update", "unused"), open, &pii_matching::pg::MIGRATOR).await;
-    assert_eq!((newer.status.as_str(), newer.data["Applied"].as_str()), ("SUCCESS", "1,2,3,4,5,6"));
+    assert_eq!((newer.status.as_str(), newer.data["Applied"].as_str()), ("SUCCESS", "1,2,3,4,5,6,7,8"));
     // the stack rolls back: the previous function answers the Update with its own migrations
     let old = older_migrator();
     let rollback = respond_with(&cfn_request("Update", "unused"), open, &old).await;
     assert_eq!(rollback.status, "SUCCESS", "{}", rollback.reason);
     assert_eq!(rollback.data["Applied"], "");
-    assert_eq!(rollback.data["DatabaseAhead"], "6", "the response says the database is ahead");
-    // an older migrator on a database missing one of its own applies it, and still tolerates 6
+    assert_eq!(rollback.data["DatabaseAhead"], "8", "the response says the database is ahead");
+    // an older migrator on a database missing one of its own applies it, and still tolerates 8
     let db = Db::from_url(&url, 1).unwrap();
     let report = db.apply_report(&old).await.unwrap();
     assert!(report.applied.is_empty());
-    assert_eq!(versions(&report.ahead), [6]);
-    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3, 4, 5, 6], "nothing undone");
+    assert_eq!(versions(&report.ahead), [8]);
+    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3, 4, 5, 6, 7, 8], "nothing undone");
 }
 
 #[tokio::test]
@@ -1019,7 +1125,7 @@ async fn a_failing_migration_answers_failed_naming_its_version_and_applies_nothi
         "{reason}"
     );
     let db = Db::from_url(&url, 1).unwrap();
-    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3, 4, 5, 6], "the shipped ones stay");
+    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3, 4, 5, 6, 7, 8], "the shipped ones stay");
     let left: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('half_done')::text").fetch_one(&db.pool()).await.unwrap();
     assert_eq!(left, None);

@@ -1,16 +1,17 @@
 //! The person index in PostgreSQL: the keys of a batch hashed here as the generated key columns
-//! of `person` (migration 0002), looked up in one set-based query per chunk.
+//! of `person` (migrations 0002, 0007, 0008), looked up in one set-based query per chunk.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use compact_str::CompactString;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::Row;
 
 use super::Db;
 use crate::index::{IndexError, PersonIndex};
-use crate::model::{BlockingKey, Person};
+use crate::model::{BlockingKey, BlockingKind, Person};
 
 /// The person index in PostgreSQL: one query per chunk of keys (a UNION ALL of one `= ANY`
 /// index scan per key kind over the keys' hashes, computed here by [`key_hash`]), the chunks
@@ -21,33 +22,50 @@ pub struct PgIndex {
     pub chunk: usize,
 }
 
-/// The keys of one query as the hashes of the generated key columns (migration 0002), one
-/// array per key kind. Hashing here, not in SQL, keeps that work off the shared database.
+/// The keys of one query as the hashes of the generated key columns (migrations 0002, 0007, 0008),
+/// one array per key kind that has keys. Hashing here, not in SQL, keeps that work off the
+/// shared database.
 #[derive(Default)]
-struct KeyArrays {
-    last_dob: Vec<i64>,
-    first_dob: Vec<i64>,
-    address: Vec<i64>,
-    address_zip: Vec<i64>,
-    phone: Vec<i64>,
-    last_first: Vec<i64>,
-}
+struct KeyArrays(Vec<(BlockingKind, Vec<i64>)>);
 
 impl KeyArrays {
     fn of(keys: &[BlockingKey]) -> Self {
-        let mut a = Self::default();
+        let mut a: Vec<(BlockingKind, Vec<i64>)> = Vec::new();
         for k in keys {
+            let kind = k.kind();
             let h = key_hash(k);
-            match k {
-                BlockingKey::LastNameDob { .. } => a.last_dob.push(h),
-                BlockingKey::FirstNameDob { .. } => a.first_dob.push(h),
-                BlockingKey::Address { .. } => a.address.push(h),
-                BlockingKey::AddressZip { .. } => a.address_zip.push(h),
-                BlockingKey::Phone { .. } => a.phone.push(h),
-                BlockingKey::LastFirstName { .. } => a.last_first.push(h),
+            match a.iter_mut().find(|(x, _)| *x == kind) {
+                Some((_, v)) => v.push(h),
+                None => a.push((kind, vec![h])),
             }
         }
-        a
+        a.sort_by_key(|(k, _)| column(*k)); // one statement text per set of kinds
+        Self(a)
+    }
+}
+
+/// The generated hash column of `person` that holds a key kind.
+pub fn column(kind: BlockingKind) -> &'static str {
+    match kind {
+        BlockingKind::LastNameDob => "k_last_dob",
+        BlockingKind::FirstNameDob => "k_first_dob",
+        BlockingKind::Address => "k_address",
+        BlockingKind::AddressZip => "k_address_zip",
+        BlockingKind::Phone => "k_phone",
+        BlockingKind::LastFirstName => "k_last_first",
+        BlockingKind::NamesYear => "k_names_year",
+        BlockingKind::NamesMonthDay => "k_names_mmdd",
+        BlockingKind::LastSoundexDob => "k_last_sdx_dob",
+        BlockingKind::FirstSoundexDob => "k_first_sdx_dob",
+        BlockingKind::LastSoundexYear => "k_last_sdx_year",
+        BlockingKind::ZipHouseStreet => "k_zip_house_street",
+        BlockingKind::DobCity => "k_dob_city",
+        BlockingKind::PhoneLast7 => "k_phone_last7",
+        BlockingKind::NamesZip => "k_names_zip",
+        BlockingKind::ZipDob => "k_zip_dob",
+        BlockingKind::FirstSoundexMonthDay => "k_first_sdx_mmdd",
+        BlockingKind::NamesSoundex => "k_names_sdx",
+        BlockingKind::LastNameZip => "k_last_zip",
     }
 }
 
@@ -58,6 +76,7 @@ impl KeyArrays {
 pub fn key_hash(k: &BlockingKey) -> i64 {
     use std::fmt::Write;
     let days = |d: &NaiveDate| (*d - EPOCH_2000).num_days();
+    let sdx = |c: &[u8; 4]| c.iter().map(|&b| char::from(b)).collect::<CompactString>();
     let mut text = CompactString::default();
     // writing to a string cannot fail
     let _ = match k {
@@ -67,6 +86,22 @@ pub fn key_hash(k: &BlockingKey) -> i64 {
         BlockingKey::AddressZip { address, zip } => write!(text, "{address}|{zip}"),
         BlockingKey::Phone { phone } => write!(text, "{phone}"),
         BlockingKey::LastFirstName { last_name, first_name } => write!(text, "{last_name}|{first_name}"),
+        BlockingKey::NamesYear { low, high, year } => write!(text, "{}|{}|{year}", sdx(low), sdx(high)),
+        BlockingKey::NamesMonthDay { low, high, month, day } => {
+            write!(text, "{}|{}|{month}-{day}", sdx(low), sdx(high))
+        }
+        BlockingKey::LastSoundexDob { code, dob } | BlockingKey::FirstSoundexDob { code, dob } => {
+            write!(text, "{}|{}", sdx(code), days(dob))
+        }
+        BlockingKey::LastSoundexYear { code, year } => write!(text, "{}|{year}", sdx(code)),
+        BlockingKey::ZipHouseStreet { zip, house, street } => write!(text, "{zip}|{house}|{street}"),
+        BlockingKey::DobCity { dob, city } => write!(text, "{city}|{}", days(dob)),
+        BlockingKey::PhoneLast7 { digits } => write!(text, "{digits}"),
+        BlockingKey::NamesZip { low, high, zip } => write!(text, "{}|{}|{zip}", sdx(low), sdx(high)),
+        BlockingKey::ZipDob { zip, dob } => write!(text, "{zip}|{}", days(dob)),
+        BlockingKey::FirstSoundexMonthDay { code, month, day } => write!(text, "{}|{month}-{day}", sdx(code)),
+        BlockingKey::NamesSoundex { low, high } => write!(text, "{}|{}", sdx(low), sdx(high)),
+        BlockingKey::LastNameZip { last_name, zip } => write!(text, "{last_name}|{zip}"),
     };
     pg_hash_bytes_extended(text.as_bytes()) as i64
 }
@@ -116,51 +151,55 @@ fn pg_hash_bytes_extended(mut k: &[u8]) -> u64 {
     (u64::from(s[B]) << 32) | u64::from(s[C])
 }
 
+/// The candidate query for these key kinds: one `UNION ALL` branch per kind, each handing its
+/// generated hash column all of its keys at once (one b-tree scan over the sorted hashes). A
+/// row may come back twice (two keys) or, on a 64-bit collision, for no record at all: the
+/// matcher dedups, and attaches a person to a record only when their normalised keys agree.
+fn candidates_sql(kinds: impl Iterator<Item = BlockingKind>) -> String {
+    let branches: Vec<String> = kinds
+        .enumerate()
+        .map(|(i, k)| {
+            format!(
+                "SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob, q.sex, q.ssn, \
+                 q.address, q.city, q.state, q.zip, q.phone FROM person q WHERE q.{} = ANY(${}::int8[])",
+                column(k),
+                i + 1
+            )
+        })
+        .collect();
+    branches.join("\nUNION ALL\n")
+}
+
 async fn candidates_query(pool: PgPool, a: Arc<KeyArrays>) -> Result<Vec<Person>, sqlx::Error> {
-    // Each branch hands one generated hash column (migration 0002) all of its keys at once:
-    // one b-tree scan over the sorted hashes. A row may come back twice (two keys) or, on a
-    // 64-bit collision, for no record at all: the matcher dedups, and attaches a person to a
-    // record only when their normalised key values are equal.
-    let rows = sqlx::query_as!(
-        Person,
-        r#"
-        SELECT q.person_id AS "person_id!", q.first_name AS "first_name: CompactString",
-               q.last_name AS "last_name: CompactString", q.middle_initial AS "middle_initial: CompactString",
-               q.dob, q.sex AS "sex: CompactString", q.ssn AS "ssn: CompactString",
-               q.address AS "address: CompactString", q.city AS "city: CompactString",
-               q.state AS "state: CompactString", q.zip AS "zip: CompactString", q.phone AS "phone: CompactString"
-          FROM person q WHERE q.k_last_dob = ANY($1::int8[])
-        UNION ALL
-        SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
-               q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q WHERE q.k_first_dob = ANY($2::int8[])
-        UNION ALL
-        SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
-               q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q WHERE q.k_address = ANY($3::int8[])
-        UNION ALL
-        SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
-               q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q WHERE q.k_phone = ANY($4::int8[])
-        UNION ALL
-        SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
-               q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q WHERE q.k_last_first = ANY($5::int8[])
-        UNION ALL
-        SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob,
-               q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone
-          FROM person q WHERE q.k_address_zip = ANY($6::int8[])
-        "#,
-        &a.last_dob,
-        &a.first_dob,
-        &a.address,
-        &a.phone,
-        &a.last_first,
-        &a.address_zip,
-    )
-    .fetch_all(&pool)
-    .await?;
-    Ok(rows)
+    if a.0.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = candidates_sql(a.0.iter().map(|(k, _)| *k));
+    let mut q = sqlx::query(&sql);
+    for (_, hashes) in &a.0 {
+        q = q.bind(hashes);
+    }
+    let rows = q.fetch_all(&pool).await?;
+    rows.iter().map(person_row).collect()
+}
+
+/// A `person` row in the column order of [`candidates_sql`] (values decode as inline strings).
+fn person_row(r: &PgRow) -> Result<Person, sqlx::Error> {
+    let s = |i: usize| r.try_get::<Option<CompactString>, _>(i);
+    Ok(Person {
+        person_id: r.try_get(0)?,
+        first_name: s(1)?,
+        last_name: s(2)?,
+        middle_initial: s(3)?,
+        dob: r.try_get(4)?,
+        sex: s(5)?,
+        ssn: s(6)?,
+        address: s(7)?,
+        city: s(8)?,
+        state: s(9)?,
+        zip: s(10)?,
+        phone: s(11)?,
+    })
 }
 
 #[async_trait]

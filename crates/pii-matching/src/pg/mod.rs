@@ -10,7 +10,7 @@ mod load;
 mod reviews;
 
 pub use iam::{auth_token, IamTarget, IamToken};
-pub use index::{key_hash, PgIndex};
+pub use index::{column, key_hash, PgIndex};
 pub use load::{copy_people_csv, upsert_people, upsert_people_with, LoadCounts, Missing};
 pub use reviews::PgReviews;
 
