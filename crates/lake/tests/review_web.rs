@@ -20,7 +20,7 @@ use pii_matching::handler::MatchDeps;
 use pii_matching::pg::{copy_people_csv, Db, PgIndex, PgReviews};
 use pii_matching::review::ReviewDesk;
 use pii_matching::review_store::LocalDesk;
-use review_web::store::{Action, WebStore};
+use review_web::store::{Action, Lease, WebStore};
 use review_web::{App, Auth, ClaimsAuth, LocalAuth, Settings};
 use tower::ServiceExt;
 
@@ -826,6 +826,40 @@ async fn several_candidates_races_and_paging_against_postgresql() {
     let (f, _) = pg_fixture().await;
     dataset_filter_and_paging(&f).await;
     several_candidates_and_races(&f).await;
+}
+
+/// A lease asked while its holder takes and releases it is granted or held, never an error: the
+/// holder's release can fall between the store's upsert and its read (a reviewer's 500 once).
+async fn lease_while_the_holder_releases(f: &Fixture) {
+    let (id, _) = with_three_candidates(f, "brookside_xlsx").await;
+    let ttl = chrono::Duration::seconds(60);
+    let store = f.store.clone();
+    let holder = tokio::spawn(async move {
+        for _ in 0..300 {
+            store.lease(id, "bo@county.gov", ttl).await.unwrap();
+            store.release(id, "bo@county.gov").await.unwrap();
+        }
+    });
+    let (mut granted, mut held) = (0, 0);
+    for i in 0..300 {
+        match f.store.lease(id, "ana@county.gov", ttl).await {
+            Ok(Lease::Granted { .. }) => granted += 1,
+            Ok(Lease::Held { by, .. }) => {
+                assert_eq!(by, "bo@county.gov");
+                held += 1
+            }
+            Err(e) => panic!("lease {i}: {e}"),
+        }
+        f.store.release(id, "ana@county.gov").await.unwrap();
+    }
+    holder.await.unwrap();
+    assert_eq!(granted + held, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_asked_while_its_holder_releases_it_is_never_an_error() {
+    lease_while_the_holder_releases(&local_fixture()).await;
+    lease_while_the_holder_releases(&pg_fixture().await.0).await;
 }
 
 /// `lake review serve` as a user starts it; killed when the test ends.

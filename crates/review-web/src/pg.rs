@@ -275,26 +275,33 @@ impl WebStore for PgWebStore {
     ) -> Result<Lease, StoreError> {
         let secs = ttl.num_seconds() as f64;
         self.run(|pool| async move {
-            let got: Option<DateTime<Utc>> = sqlx::query_scalar(
-                "INSERT INTO review_lease (review_id, reviewer, expires_at) \
-                 VALUES ($1, $2, now() + make_interval(secs => $3)) \
-                 ON CONFLICT (review_id) DO UPDATE SET reviewer = EXCLUDED.reviewer, expires_at = EXCLUDED.expires_at \
-                 WHERE review_lease.reviewer = EXCLUDED.reviewer OR review_lease.expires_at <= now() \
-                 RETURNING expires_at",
-            )
-            .bind(review_id)
-            .bind(reviewer)
-            .bind(secs)
-            .fetch_optional(&pool)
-            .await?;
-            if let Some(until) = got {
-                return Ok(Lease::Granted { until });
-            }
-            let r = sqlx::query("SELECT reviewer, expires_at FROM review_lease WHERE review_id = $1")
+            // The holder may release between the upsert and the read (it decided meanwhile):
+            // then the lease is free and the upsert is tried again.
+            for _ in 0..5 {
+                let got: Option<DateTime<Utc>> = sqlx::query_scalar(
+                    "INSERT INTO review_lease (review_id, reviewer, expires_at) \
+                     VALUES ($1, $2, now() + make_interval(secs => $3)) \
+                     ON CONFLICT (review_id) DO UPDATE SET reviewer = EXCLUDED.reviewer, expires_at = EXCLUDED.expires_at \
+                     WHERE review_lease.reviewer = EXCLUDED.reviewer OR review_lease.expires_at <= now() \
+                     RETURNING expires_at",
+                )
                 .bind(review_id)
-                .fetch_one(&pool)
+                .bind(reviewer)
+                .bind(secs)
+                .fetch_optional(&pool)
                 .await?;
-            Ok(Lease::Held { by: r.try_get(0)?, until: r.try_get(1)? })
+                if let Some(until) = got {
+                    return Ok(Lease::Granted { until });
+                }
+                let held = sqlx::query("SELECT reviewer, expires_at FROM review_lease WHERE review_id = $1")
+                    .bind(review_id)
+                    .fetch_optional(&pool)
+                    .await?;
+                if let Some(r) = held {
+                    return Ok(Lease::Held { by: r.try_get(0)?, until: r.try_get(1)? });
+                }
+            }
+            Err(sqlx::Error::Protocol("the lease kept changing hands".into()))
         })
         .await
     }
