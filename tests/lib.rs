@@ -68,6 +68,26 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The hand-set matching rules (a test fixture, not shipped): they leave eight sample rows
+/// proposed, several with two or three candidates, which the review tests need; the shipped
+/// trained rules decide all but one of those rows.
+pub fn handset_rules() -> PathBuf {
+    root().join("crates/lake/tests/fixtures/matching.handset.toml")
+}
+
+/// Publishes the hand-set rules into the embedded lake `l` with the `lake` binary `lake_bin`
+/// (the rules `lake run --people` then uses).
+pub fn publish_handset_rules(lake_bin: &str, l: &Path) {
+    let o = std::process::Command::new(lake_bin)
+        .args(["rules", "publish"])
+        .arg(handset_rules())
+        .arg("--lake")
+        .arg(l)
+        .output()
+        .expect("the lake binary runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 pub struct World {
     pub deps: Deps,
     pub topo: Topology,

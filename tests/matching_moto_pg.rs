@@ -120,8 +120,7 @@ fn lake(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 /// sample's swapped day/month proposed, which the accept below needs; the shipped trained rules
 /// decide it exact), and a file naming a field that does not exist.
 fn rules_v1(dir: &std::path::Path) -> (PathBuf, PathBuf) {
-    let text =
-        std::fs::read_to_string(root().join("crates/lake/tests/fixtures/matching.handset.toml")).unwrap();
+    let text = std::fs::read_to_string(e2e::handset_rules()).unwrap();
     let good = dir.join("matching_v1.toml");
     std::fs::write(&good, format!("{text}\n# v1: reviewed by the data science team\n")).unwrap();
     let bad = dir.join("matching_bad.toml");

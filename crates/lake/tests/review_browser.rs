@@ -63,13 +63,7 @@ fn a_reviewer_decides_in_chromium_and_a_race_lands_once() {
     let l = dir.path().join("lake");
     // the hand-set rules leave eight sample rows proposed (one with three candidates), which this
     // test needs; the shipped trained rules decide all but one of them
-    let o = Command::new(env!("CARGO_BIN_EXE_lake"))
-        .args(["rules", "publish"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/matching.handset.toml"))
-        .args(["--lake", l.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    e2e::publish_handset_rules(env!("CARGO_BIN_EXE_lake"), &l);
     let o = Command::new(env!("CARGO_BIN_EXE_lake"))
         .args(["run", root().join("samples").to_str().unwrap(), "--lake", l.to_str().unwrap()])
         .args(["--contracts", root().join("config/sources").to_str().unwrap()])

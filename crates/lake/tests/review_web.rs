@@ -32,24 +32,13 @@ fn root() -> PathBuf {
 /// the review mechanics under test need proposals, which the shipped trained rules mostly decide.
 const HANDSET_RULES: &str = include_str!("fixtures/matching.handset.toml");
 
-/// Publishes the hand-set rules into the lake `l` (the rules `lake run --people` then uses).
-fn publish_handset_rules(l: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_lake"))
-        .args(["rules", "publish"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/matching.handset.toml"))
-        .args(["--lake", l.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
 /// `lake run` over the samples into `l` (with `--people`: proposals in the embedded store).
 fn lake_run(l: &Path, people: bool) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lake"));
     c.args(["run", root().join("samples").to_str().unwrap(), "--lake", l.to_str().unwrap()])
         .args(["--contracts", root().join("config/sources").to_str().unwrap()]);
     if people {
-        publish_handset_rules(l);
+        e2e::publish_handset_rules(env!("CARGO_BIN_EXE_lake"), l);
         c.args(["--people", root().join("config/people.example.csv").to_str().unwrap()]);
     }
     let o = c.output().unwrap();
