@@ -170,7 +170,12 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str, versioned: boo
     let region = CreateBucketConfiguration::builder()
         .location_constraint(BucketLocationConstraint::from("us-gov-west-1"))
         .build();
-    s3.create_bucket().bucket(bucket).create_bucket_configuration(region).send().await.unwrap();
+    match s3.create_bucket().bucket(bucket).create_bucket_configuration(region).send().await {
+        Ok(_) => {}
+        // the SDK retried a create whose first attempt succeeded (moto closed the connection)
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_bucket_already_owned_by_you()) => {}
+        Err(e) => panic!("create bucket {bucket}: {e:?}"),
+    }
     if versioned {
         let on = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
         s3.put_bucket_versioning().bucket(bucket).versioning_configuration(on).send().await.unwrap();

@@ -276,8 +276,10 @@ impl WebStore for PgWebStore {
         let secs = ttl.num_seconds() as f64;
         self.run(|pool| async move {
             // The holder may release between the upsert and the read (it decided meanwhile):
-            // then the lease is free and the upsert is tried again.
-            for _ in 0..5 {
+            // then the lease is free and the upsert is tried again. Each lost round means another
+            // reviewer took and released the lease in between; five was too few under a busy
+            // holder (the test's 300 rounds), a hundred is not reached.
+            for _ in 0..100 {
                 let got: Option<DateTime<Utc>> = sqlx::query_scalar(
                     "INSERT INTO review_lease (review_id, reviewer, expires_at) \
                      VALUES ($1, $2, now() + make_interval(secs => $3)) \

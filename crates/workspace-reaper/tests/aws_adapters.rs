@@ -108,10 +108,7 @@ async fn aws() -> Aws {
 
 async fn bucket(a: &Aws) -> String {
     let name = unique("reaper-reports");
-    let loc = aws_sdk_s3::types::CreateBucketConfiguration::builder()
-        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from("us-gov-west-1"))
-        .build();
-    a.s3.create_bucket().bucket(&name).create_bucket_configuration(loc).send().await.unwrap();
+    e2e::create_bucket(&a.s3, &name, false).await;
     name
 }
 
