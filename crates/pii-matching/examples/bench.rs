@@ -296,7 +296,7 @@ async fn bench_pg(a: &Args, m: &Arc<Matcher>, db: &Db, pg: &PgIndex, recs: &[Rec
 async fn phases(m: &Matcher, pg: &PgIndex, recs: &[Record]) -> Result<()> {
     let keys: Vec<_> = recs.iter().flat_map(|r| m.keys(r)).collect::<HashSet<_>>().into_iter().collect();
     let t = Instant::now();
-    let persons = pg.candidates(&keys).await?;
+    let persons = pg.candidates(&keys).await?.persons;
     let q = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let _ = m.decide_all(recs, &persons, &m.rules.blocking.passes[0]);

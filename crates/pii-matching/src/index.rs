@@ -12,24 +12,41 @@ pub use crate::error::IndexError;
 use crate::model::{BlockingKey, BlockingKind, Person};
 use crate::people::{self, PeopleMapping};
 
-/// Finds the persons that share at least one of `keys` (one call per batch: set-based). A
-/// person may come back more than once (found by two keys); callers deduplicate by id.
+/// Finds the persons that share at least one of `keys` (one call per batch: set-based), each
+/// once, with the keys each one holds: the matcher attaches a person to exactly the records
+/// that asked for one of its keys, and never hashes a person's values again.
 #[async_trait]
 pub trait PersonIndex: Send + Sync {
-    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Vec<Person>, IndexError>;
+    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Found, IndexError>;
 }
 
 #[async_trait]
 impl<T: PersonIndex + ?Sized> PersonIndex for Arc<T> {
-    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Vec<Person>, IndexError> {
+    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Found, IndexError> {
         (**self).candidates(keys).await
+    }
+}
+
+/// What [`PersonIndex::candidates`] found: every person once, and which asked keys each holds.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Found {
+    pub persons: Vec<Person>,
+    /// `(k, p)`: `keys[k]` is a key of `persons[p]`; a person holding two of the keys appears
+    /// twice. In no particular order.
+    pub hits: Vec<(u32, u32)>,
+}
+
+impl Found {
+    /// The persons found for `keys[k]` (for tests and tools: a scan over every hit).
+    pub fn for_key(&self, k: usize) -> impl Iterator<Item = &Person> + '_ {
+        self.hits.iter().filter(move |h| h.0 as usize == k).map(|h| &self.persons[h.1 as usize])
     }
 }
 
 /// Every person in memory, with one sorted index of (key hash, person) over every blocking key
 /// kind: 16 bytes per key instead of a map entry and a list per key (16 kinds of 1,000,000
-/// persons fit in ~260 MB). A hash collision can only add a candidate; the matcher attaches a
-/// person to a record only when their own keys agree.
+/// persons fit in ~260 MB). A 64-bit hash collision (odds of about 1e-9 per batch at a million
+/// persons) could only add a candidate, scored on its values like any other.
 #[derive(Debug, Default)]
 pub struct MemoryIndex {
     persons: Vec<Person>,
@@ -93,15 +110,20 @@ impl MemoryIndex {
 
 #[async_trait]
 impl PersonIndex for MemoryIndex {
-    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Vec<Person>, IndexError> {
-        let mut idx: Vec<u32> = Vec::new();
-        for k in keys {
-            let h = key_hash(k);
+    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Found, IndexError> {
+        let mut local: HashMap<u32, u32> = HashMap::new();
+        let mut found = Found::default();
+        for (k, key) in keys.iter().enumerate() {
+            let h = key_hash(key);
             let from = self.by_key.partition_point(|e| e.0 < h);
-            idx.extend(self.by_key[from..].iter().take_while(|e| e.0 == h).map(|e| e.1));
+            for e in self.by_key[from..].iter().take_while(|e| e.0 == h) {
+                let p = *local.entry(e.1).or_insert_with(|| {
+                    found.persons.push(self.persons[e.1 as usize].clone());
+                    u32::try_from(found.persons.len() - 1).unwrap_or(u32::MAX)
+                });
+                found.hits.push((u32::try_from(k).unwrap_or(u32::MAX), p));
+            }
         }
-        idx.sort_unstable();
-        idx.dedup();
-        Ok(idx.into_iter().map(|i| self.persons[i as usize].clone()).collect())
+        Ok(found)
     }
 }

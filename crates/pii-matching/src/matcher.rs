@@ -3,11 +3,9 @@
 //! decision per record, naming the rule or score that fired.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
-use foldhash::fast::FixedState;
-use foldhash::{HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use futures_util::future::try_join_all;
 
 use chrono::NaiveDate;
@@ -16,8 +14,8 @@ use compact_str::CompactString;
 use serde::Serialize;
 
 use crate::compare::{date_level, text_level, Nicknames};
-use crate::index::{IndexError, PersonIndex};
-use crate::model::{norm_compact, norm_phone, us_zip5, BlockingKey, BlockingKind, KeyParts, Person, Record};
+use crate::index::{Found, IndexError, PersonIndex};
+use crate::model::{norm_compact, norm_phone, us_zip5, BlockingKey, BlockingKind, Person, Record};
 use crate::rules::{Comparison, Field, LevelKind, Rule, Rules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -101,8 +99,6 @@ pub(crate) struct Prepared {
     city: Option<CompactString>,
     zip: Option<CompactString>,
     phone: Option<CompactString>,
-    /// A record's (not a candidate's): record-only keys such as the first-name fallback.
-    record: bool,
 }
 
 fn n(v: Option<&str>) -> Option<CompactString> {
@@ -132,7 +128,6 @@ impl Prepared {
             city: n(r.city.as_deref()),
             zip: zip_value(r.zip.as_deref()),
             phone: r.phone.as_deref().and_then(norm_phone),
-            record: true,
         }
     }
     /// How many values both sides have and agree on exactly (ranks candidates beyond the cap).
@@ -157,7 +152,6 @@ impl Prepared {
             city: n(p.city.as_deref()),
             zip: zip_value(p.zip.as_deref()),
             phone: p.phone.as_deref().and_then(norm_phone),
-            record: false,
         }
     }
     fn text(&self, f: Field) -> Option<&str> {
@@ -170,44 +164,6 @@ impl Prepared {
             Field::Zip => self.zip.as_deref(),
             Field::Phone => self.phone.as_deref(),
             Field::Dob => None,
-        }
-    }
-    /// A hash of the blocking key of `kind` (the same value as `BlockingKey::of_*` would give).
-    fn key_hash(&self, kind: BlockingKind) -> Option<u64> {
-        let mut h = FixedState::with_seed(0x5eed).build_hasher();
-        kind.hash(&mut h);
-        match kind {
-            BlockingKind::LastNameDob => (self.last.as_deref()?, self.dob?).hash(&mut h),
-            BlockingKind::FirstNameDob => (self.first.as_deref()?, self.dob?).hash(&mut h),
-            BlockingKind::Address => self.address.as_deref()?.hash(&mut h),
-            BlockingKind::AddressZip => (self.address.as_deref()?, self.us_zip()?).hash(&mut h),
-            BlockingKind::Phone => self.phone.as_deref()?.hash(&mut h),
-            BlockingKind::LastFirstName if self.record && self.dob.is_some() => return None,
-            BlockingKind::LastFirstName => (self.last.as_deref()?, self.first.as_deref()?).hash(&mut h),
-            BlockingKind::LastSoundexYear if self.record && self.first.is_some() => return None,
-            BlockingKind::FirstSoundexMonthDay if self.record && self.last.is_some() => return None,
-            BlockingKind::NamesSoundex | BlockingKind::LastNameZip if self.record && self.dob.is_some() => {
-                return None
-            }
-            _ => BlockingKey::of(kind, self.parts())?.hash(&mut h),
-        }
-        Some(h.finish())
-    }
-
-    /// The ZIP when it is a US one (five digits).
-    fn us_zip(&self) -> Option<&str> {
-        self.zip.as_deref().filter(|z| z.len() == 5 && z.bytes().all(|c| c.is_ascii_digit()))
-    }
-
-    fn parts(&self) -> KeyParts<'_> {
-        KeyParts {
-            first: self.first.as_deref(),
-            last: self.last.as_deref(),
-            dob: self.dob,
-            address: self.address.as_deref(),
-            city: self.city.as_deref(),
-            zip: self.us_zip(),
-            phone: self.phone.as_deref(),
         }
     }
 }
@@ -231,12 +187,28 @@ impl Matcher {
         first.iter().filter_map(|k| BlockingKey::of_record(*k, r)).collect()
     }
 
-    fn keys_of(kinds: &[BlockingKind], recs: &[&Record]) -> Vec<BlockingKey> {
-        let mut all: HashSet<BlockingKey> = HashSet::new();
-        for r in recs {
-            all.extend(kinds.iter().filter_map(|k| BlockingKey::of_record(*k, r)));
+    /// The keys of `kinds` of the records `open`, each once, numbered from `first` on: appends
+    /// each record's key numbers to its list in `rec_keys`.
+    fn number_keys(
+        kinds: &[BlockingKind],
+        records: &[Record],
+        open: &[usize],
+        first: usize,
+        rec_keys: &mut [Vec<u32>],
+    ) -> Vec<BlockingKey> {
+        let mut ids: HashMap<BlockingKey, u32> = HashMap::new();
+        let mut keys = Vec::new();
+        for &i in open {
+            for k in kinds {
+                let Some(key) = BlockingKey::of_record(*k, &records[i]) else { continue };
+                let id = *ids.entry(key).or_insert_with_key(|key| {
+                    keys.push(key.clone());
+                    u32::try_from(first + keys.len() - 1).unwrap_or(u32::MAX)
+                });
+                rec_keys[i].push(id);
+            }
         }
-        all.into_iter().collect()
+        keys
     }
 
     /// Finds candidates with one set-based index call per blocking pass (each pass only for the
@@ -274,36 +246,39 @@ impl Matcher {
         range: std::ops::Range<usize>,
     ) -> Result<(Vec<Decision>, Vec<Person>), IndexError> {
         let records = &all_records[range.clone()];
-        let all_kinds = self.rules.blocking.all_kinds();
         let mut pool = Pool::default();
         // the records' normalised values, made in the first scoring task and kept for the later passes
         let mut prepared: Vec<Prepared> = Vec::new();
         let mut decisions: Vec<Option<Decision>> = vec![None; records.len()];
         let mut open: Vec<usize> = (0..records.len()).collect();
-        let mut kinds: Vec<BlockingKind> = Vec::new();
+        // the numbers of the keys each record asked for, all passes so far
+        let mut rec_keys: Vec<Vec<u32>> = vec![Vec::new(); records.len()];
+        let mut asked = 0usize;
         for pass in &self.rules.blocking.passes {
             if open.is_empty() {
                 break;
             }
-            kinds.extend(pass.iter().copied());
-            let keys = Self::keys_of(pass, &open.iter().map(|&i| &records[i]).collect::<Vec<_>>());
-            let found = if keys.is_empty() { Vec::new() } else { index.candidates(&keys).await? };
-            let (m, arc, ks, all) = (self.clone(), all_records.clone(), kinds.clone(), all_kinds.clone());
+            let keys = Self::number_keys(pass, records, &open, asked, &mut rec_keys);
+            let first = u32::try_from(asked).unwrap_or(u32::MAX);
+            asked += keys.len();
+            let found = if keys.is_empty() { Found::default() } else { index.candidates(&keys).await? };
+            let (m, arc) = (self.clone(), all_records.clone());
             let (now, range) = (std::mem::take(&mut open), range.clone());
-            let (p, rp, ds, now) = tokio::task::spawn_blocking(move || {
+            let (p, rp, rk, ds, now) = tokio::task::spawn_blocking(move || {
                 let recs = &arc[range];
                 let (mut pool, mut rp) = (pool, prepared);
                 if rp.is_empty() {
                     rp = recs.iter().map(Prepared::record).collect();
                 }
-                pool.add(found, &all);
-                let rs: Vec<(&Record, &Prepared)> = now.iter().map(|&i| (&recs[i], &rp[i])).collect();
-                let ds = m.decide_pool(&rs, &pool, &ks);
-                (pool, rp, ds, now)
+                pool.add(found, first);
+                let rs: Vec<(&Record, &Prepared, &[u32])> =
+                    now.iter().map(|&i| (&recs[i], &rp[i], rec_keys[i].as_slice())).collect();
+                let ds = m.decide_pool(&rs, &pool);
+                (pool, rp, rec_keys, ds, now)
             })
             .await
             .map_err(|e| IndexError::Query(format!("scoring task failed: {e}")))?;
-            (pool, prepared) = (p, rp);
+            (pool, prepared, rec_keys) = (p, rp, rk);
             for (i, d) in now.into_iter().zip(ds) {
                 if !self.settled(&d) {
                     open.push(i);
@@ -344,28 +319,37 @@ impl Matcher {
         persons: &[Person],
         kinds: &[BlockingKind],
     ) -> Vec<Decision> {
+        let open: Vec<usize> = (0..records.len()).collect();
+        let mut rec_keys: Vec<Vec<u32>> = vec![Vec::new(); records.len()];
+        let keys = Self::number_keys(kinds, records, &open, 0, &mut rec_keys);
+        let ids: HashMap<&BlockingKey, u32> = keys.iter().zip(0..).collect();
+        let mut found = Found { persons: persons.to_vec(), hits: Vec::new() };
+        for (p, person) in (0..).zip(persons) {
+            for k in kinds {
+                if let Some(&id) = BlockingKey::of_person(*k, person).and_then(|key| ids.get(&key)) {
+                    found.hits.push((id, p));
+                }
+            }
+        }
         let mut pool = Pool::default();
-        pool.add(persons.to_vec(), kinds);
+        pool.add(found, 0);
         let prepared: Vec<Prepared> = records.iter().map(Prepared::record).collect();
-        let recs: Vec<(&Record, &Prepared)> = records.iter().zip(&prepared).collect();
-        self.decide_pool(&recs, &pool, kinds)
+        let recs: Vec<(&Record, &Prepared, &[u32])> =
+            (0..records.len()).map(|i| (&records[i], &prepared[i], rec_keys[i].as_slice())).collect();
+        self.decide_pool(&recs, &pool)
     }
 
-    fn decide_pool(
-        &self,
-        records: &[(&Record, &Prepared)],
-        pool: &Pool,
-        kinds: &[BlockingKind],
-    ) -> Vec<Decision> {
+    /// Decides every record (with the numbers of the keys it asked for) against the pool.
+    fn decide_pool(&self, records: &[(&Record, &Prepared, &[u32])], pool: &Pool) -> Vec<Decision> {
         let persons = &pool.persons;
-        let work = |recs: &[(&Record, &Prepared)]| -> Vec<Decision> {
+        let work = |recs: &[(&Record, &Prepared, &[u32])]| -> Vec<Decision> {
             // buffers reused from record to record (three allocations per record otherwise)
             let (mut idx, mut shared, mut cands, mut scored) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let mut out = Vec::with_capacity(recs.len());
-            for &(r, rp) in recs {
+            for &(r, rp, keys) in recs {
                 idx.clear();
-                idx.extend(kinds.iter().filter_map(|k| rp.key_hash(*k)).flat_map(|h| pool.with_key(h)));
+                idx.extend(keys.iter().flat_map(|&k| pool.with_key(k)));
                 idx.sort_unstable_by_key(|&i| (persons[i as usize].person_id, i));
                 // a person found by n keys is n times in `idx` (the pool holds each person once)
                 shared.clear();
@@ -563,44 +547,41 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(8))
 }
 
-/// The candidates found so far, normalised once and hashed by blocking key.
+/// The candidates found so far, each once and normalised once, with the keys each holds.
 #[derive(Default)]
 struct Pool {
     persons: Vec<Person>,
     prepared: Vec<Prepared>,
-    ids: HashSet<i64>,
-    /// (key hash, index into `persons`), sorted: one allocation instead of a list per key.
-    by_key: Vec<(u64, u32)>,
+    ids: HashMap<i64, u32>,
+    /// (key number, index into `persons`), sorted: one allocation instead of a list per key.
+    by_key: Vec<(u32, u32)>,
 }
 
 impl Pool {
-    fn add(&mut self, found: Vec<Person>, kinds: &[BlockingKind]) {
-        // sized once: growing these vectors step by step touched fresh memory on every step
-        self.persons.reserve(found.len());
-        self.prepared.reserve(found.len());
-        self.ids.reserve(found.len());
-        self.by_key.reserve(found.len() * kinds.len());
-        for p in found {
-            if !self.ids.insert(p.person_id) {
-                continue;
+    /// Adds what the index found for keys numbered from `first` on (above every key before).
+    fn add(&mut self, found: Found, first: u32) {
+        self.persons.reserve(found.persons.len());
+        self.prepared.reserve(found.persons.len());
+        let mut to = Vec::with_capacity(found.persons.len());
+        for p in found.persons {
+            let next = u32::try_from(self.persons.len()).unwrap_or(u32::MAX);
+            let i = *self.ids.entry(p.person_id).or_insert(next);
+            if i == next {
+                self.prepared.push(Prepared::person(&p));
+                self.persons.push(p);
             }
-            let pp = Prepared::person(&p);
-            let i = u32::try_from(self.persons.len()).unwrap_or(u32::MAX);
-            for k in kinds {
-                if let Some(h) = pp.key_hash(*k) {
-                    self.by_key.push((h, i));
-                }
-            }
-            self.persons.push(p);
-            self.prepared.push(pp);
+            to.push(i);
         }
-        self.by_key.sort_unstable();
+        let from = self.by_key.len();
+        self.by_key.extend(found.hits.into_iter().map(|(k, p)| (first + k, to[p as usize])));
+        // the earlier keys all have lower numbers: the new entries sort after them
+        self.by_key[from..].sort_unstable();
     }
 
-    /// The persons holding the key with hash `h`.
-    fn with_key(&self, h: u64) -> impl Iterator<Item = u32> + '_ {
-        let from = self.by_key.partition_point(|e| e.0 < h);
-        self.by_key[from..].iter().take_while(move |e| e.0 == h).map(|e| e.1)
+    /// The persons holding key number `k`.
+    fn with_key(&self, k: u32) -> impl Iterator<Item = u32> + '_ {
+        let from = self.by_key.partition_point(|e| e.0 < k);
+        self.by_key[from..].iter().take_while(move |e| e.0 == k).map(|e| e.1)
     }
 }
 
@@ -636,7 +617,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl PersonIndex for Counting {
-        async fn candidates(&self, keys: &[BlockingKey]) -> Result<Vec<Person>, IndexError> {
+        async fn candidates(&self, keys: &[BlockingKey]) -> Result<Found, IndexError> {
             self.1.lock().unwrap().extend(keys.iter().map(BlockingKey::kind));
             self.0.candidates(keys).await
         }

@@ -129,7 +129,7 @@ async fn blocked(m: &Matcher, index: &MemoryIndex, records: &[Record]) -> Result
         if keys.is_empty() {
             continue;
         }
-        let mut cands = index.candidates(&keys).await?;
+        let mut cands = index.candidates(&keys).await?.persons;
         cands.sort_by_key(|p| p.person_id);
         cands.dedup_by_key(|p| p.person_id);
         cands.truncate(m.rules.blocking.max_candidates);

@@ -375,7 +375,8 @@ async fn a_rotated_secret_is_refetched_once_and_works() {
     let idx = PgIndex { db: rotated, chunk: 100 };
     let key = pii_matching::BlockingKey::Address { address: "1 MAIN ST".into() };
     let found = idx.candidates(&[key]).await.unwrap();
-    assert_eq!(found.iter().map(|p| p.person_id).collect::<Vec<_>>(), vec![101]);
+    assert_eq!(found.persons.iter().map(|p| p.person_id).collect::<Vec<_>>(), vec![101]);
+    assert_eq!(found.hits, vec![(0, 0)]);
     assert_eq!(src.calls.load(Ordering::SeqCst), 2);
 }
 

@@ -1,6 +1,7 @@
 //! The person index in PostgreSQL: the keys of a batch hashed here as the generated key columns
 //! of `person` (migrations 0002, 0007, 0008), looked up in one set-based query per chunk.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,12 +11,13 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 
 use super::Db;
-use crate::index::{IndexError, PersonIndex};
+use crate::index::{Found, IndexError, PersonIndex};
 use crate::model::{BlockingKey, BlockingKind, Person};
 
 /// The person index in PostgreSQL: one query per chunk of keys (a UNION ALL of one `= ANY`
 /// index scan per key kind over the keys' hashes, computed here by [`key_hash`]), the chunks
-/// run concurrently on the pool's connections. A person may come back twice.
+/// run concurrently on the pool's connections. Each row names the branch and hash it matched,
+/// which maps it back to the asked keys.
 pub struct PgIndex {
     pub db: Arc<Db>,
     /// Keys per query; a batch larger than this runs as several concurrent queries.
@@ -26,21 +28,41 @@ pub struct PgIndex {
 /// one array per key kind that has keys. Hashing here, not in SQL, keeps that work off the
 /// shared database.
 #[derive(Default)]
-struct KeyArrays(Vec<(BlockingKind, Vec<i64>)>);
+struct KeyArrays {
+    kinds: Vec<(BlockingKind, Vec<i64>)>,
+    /// (branch, hash, index of the key in the batch), sorted: a row's branch and hash name the
+    /// keys it answers.
+    back: Vec<(i16, i64, u32)>,
+}
 
 impl KeyArrays {
-    fn of(keys: &[BlockingKey]) -> Self {
-        let mut a: Vec<(BlockingKind, Vec<i64>)> = Vec::new();
-        for k in keys {
+    /// `keys` are the batch's keys from index `first` on.
+    fn of(keys: &[BlockingKey], first: usize) -> Self {
+        let mut a: Vec<(BlockingKind, Vec<(i64, u32)>)> = Vec::new();
+        for (j, k) in keys.iter().enumerate() {
             let kind = k.kind();
-            let h = key_hash(k);
+            let e = (key_hash(k), u32::try_from(first + j).unwrap_or(u32::MAX));
             match a.iter_mut().find(|(x, _)| *x == kind) {
-                Some((_, v)) => v.push(h),
-                None => a.push((kind, vec![h])),
+                Some((_, v)) => v.push(e),
+                None => a.push((kind, vec![e])),
             }
         }
         a.sort_by_key(|(k, _)| column(*k)); // one statement text per set of kinds
-        Self(a)
+        let mut back = Vec::with_capacity(keys.len());
+        let mut kinds = Vec::with_capacity(a.len());
+        for (b, (kind, v)) in a.into_iter().enumerate() {
+            let b = i16::try_from(b).unwrap_or(i16::MAX);
+            back.extend(v.iter().map(|&(h, i)| (b, h, i)));
+            kinds.push((kind, v.into_iter().map(|(h, _)| h).collect()));
+        }
+        back.sort_unstable();
+        Self { kinds, back }
+    }
+
+    /// The batch indexes of the keys a row of `branch` with hash `h` answers.
+    fn keys_of(&self, branch: i16, h: i64) -> impl Iterator<Item = u32> + '_ {
+        let from = self.back.partition_point(|e| (e.0, e.1) < (branch, h));
+        self.back[from..].iter().take_while(move |e| (e.0, e.1) == (branch, h)).map(|e| e.2)
     }
 }
 
@@ -152,84 +174,117 @@ fn pg_hash_bytes_extended(mut k: &[u8]) -> u64 {
 }
 
 /// The candidate query for these key kinds: one `UNION ALL` branch per kind, each handing its
-/// generated hash column all of its keys at once (one b-tree scan over the sorted hashes). A
-/// row may come back twice (two keys) or, on a 64-bit collision, for no record at all: the
-/// matcher dedups, and attaches a person to a record only when their normalised keys agree.
+/// generated hash column all of its keys at once (one b-tree scan over the sorted hashes), and
+/// naming its branch and the hash it matched. A person comes back once per key it holds; on a
+/// 64-bit collision (odds of about 1e-9 per batch at a million persons) a person holding none
+/// of the keys may come back, a candidate scored on its values like any other.
 fn candidates_sql(kinds: impl Iterator<Item = BlockingKind>) -> String {
     let branches: Vec<String> = kinds
         .enumerate()
         .map(|(i, k)| {
             format!(
-                "SELECT q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob, q.sex, q.ssn, \
-                 q.address, q.city, q.state, q.zip, q.phone FROM person q WHERE q.{} = ANY(${}::int8[])",
-                column(k),
-                i + 1
+                "SELECT {i}::int2, q.{col}, q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob, \
+                 q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone FROM person q WHERE q.{col} = ANY(${}::int8[])",
+                i + 1,
+                col = column(k),
             )
         })
         .collect();
     branches.join("\nUNION ALL\n")
 }
 
-async fn candidates_query(pool: PgPool, a: Arc<KeyArrays>) -> Result<Vec<Person>, sqlx::Error> {
-    if a.0.is_empty() {
-        return Ok(Vec::new());
+/// One chunk's rows as a [`Found`]: each person decoded once, every row a hit.
+async fn candidates_query(pool: PgPool, a: Arc<KeyArrays>) -> Result<Found, sqlx::Error> {
+    let mut found = Found::default();
+    if a.kinds.is_empty() {
+        return Ok(found);
     }
-    let sql = candidates_sql(a.0.iter().map(|(k, _)| *k));
+    let sql = candidates_sql(a.kinds.iter().map(|(k, _)| *k));
     let mut q = sqlx::query(&sql);
-    for (_, hashes) in &a.0 {
+    for (_, hashes) in &a.kinds {
         q = q.bind(hashes);
     }
     let rows = q.fetch_all(&pool).await?;
-    rows.iter().map(person_row).collect()
+    let mut seen: HashMap<i64, u32> = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let (branch, h, id): (i16, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let p = match seen.get(&id) {
+            Some(&p) => p,
+            None => {
+                let p = u32::try_from(found.persons.len()).unwrap_or(u32::MAX);
+                found.persons.push(person_row(r, id)?);
+                seen.insert(id, p);
+                p
+            }
+        };
+        found.hits.extend(a.keys_of(branch, h).map(|k| (k, p)));
+    }
+    Ok(found)
 }
 
 /// A `person` row in the column order of [`candidates_sql`] (values decode as inline strings).
-fn person_row(r: &PgRow) -> Result<Person, sqlx::Error> {
+fn person_row(r: &PgRow, person_id: i64) -> Result<Person, sqlx::Error> {
     let s = |i: usize| r.try_get::<Option<CompactString>, _>(i);
     Ok(Person {
-        person_id: r.try_get(0)?,
-        first_name: s(1)?,
-        last_name: s(2)?,
-        middle_initial: s(3)?,
-        dob: r.try_get(4)?,
-        sex: s(5)?,
-        ssn: s(6)?,
-        address: s(7)?,
-        city: s(8)?,
-        state: s(9)?,
-        zip: s(10)?,
-        phone: s(11)?,
+        person_id,
+        first_name: s(3)?,
+        last_name: s(4)?,
+        middle_initial: s(5)?,
+        dob: r.try_get(6)?,
+        sex: s(7)?,
+        ssn: s(8)?,
+        address: s(9)?,
+        city: s(10)?,
+        state: s(11)?,
+        zip: s(12)?,
+        phone: s(13)?,
     })
+}
+
+/// The chunks' finds as one: each person once (a person may answer keys of two chunks).
+fn merge(parts: Vec<Found>) -> Found {
+    let mut parts = parts.into_iter();
+    let Some(mut all) = parts.next() else { return Found::default() };
+    let mut seen: Option<HashMap<i64, u32>> = None;
+    for part in parts {
+        let seen = seen.get_or_insert_with(|| {
+            all.persons.iter().enumerate().map(|(i, p)| (p.person_id, i as u32)).collect()
+        });
+        let mut to: Vec<u32> = Vec::with_capacity(part.persons.len());
+        for p in part.persons {
+            let next = u32::try_from(all.persons.len()).unwrap_or(u32::MAX);
+            let i = *seen.entry(p.person_id).or_insert(next);
+            if i == next {
+                all.persons.push(p);
+            }
+            to.push(i);
+        }
+        all.hits.extend(part.hits.into_iter().map(|(k, p)| (k, to[p as usize])));
+    }
+    all
 }
 
 #[async_trait]
 impl PersonIndex for PgIndex {
-    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Vec<Person>, IndexError> {
+    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Found, IndexError> {
+        let step = self.chunk.max(1);
         let chunks: Vec<Arc<KeyArrays>> =
-            keys.chunks(self.chunk.max(1)).map(|c| Arc::new(KeyArrays::of(c))).collect();
-        let out: Vec<Person> = self
+            keys.chunks(step).enumerate().map(|(i, c)| Arc::new(KeyArrays::of(c, i * step))).collect();
+        let parts: Vec<Found> = self
             .db
             .run(|pool| {
                 let chunks = chunks.clone();
                 async move {
                     let tasks: Vec<_> =
                         chunks.into_iter().map(|a| tokio::spawn(candidates_query(pool.clone(), a))).collect();
-                    let mut all = Vec::new();
+                    let mut parts = Vec::with_capacity(tasks.len());
                     for t in tasks {
-                        let rows =
-                            t.await.map_err(|e| sqlx::Error::Protocol(format!("query task: {e}")))??;
-                        if all.is_empty() {
-                            all = rows; // one chunk (the usual case): no copy
-                        } else {
-                            all.extend(rows);
-                        }
+                        parts.push(t.await.map_err(|e| sqlx::Error::Protocol(format!("query task: {e}")))??);
                     }
-                    Ok(all)
+                    Ok(parts)
                 }
             })
             .await?;
-        // A person found by two keys comes back twice; the matcher's pool keeps the first (sorting
-        // and deduplicating the ~300-byte rows here cost more than the duplicates).
-        Ok(out)
+        Ok(merge(parts))
     }
 }
