@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use compact_str::CompactString;
+use futures_util::TryStreamExt;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 
@@ -204,15 +205,16 @@ async fn candidates_query(pool: PgPool, a: Arc<KeyArrays>) -> Result<Found, sqlx
     for (_, hashes) in &a.kinds {
         q = q.bind(hashes);
     }
-    let rows = q.fetch_all(&pool).await?;
-    let mut seen: HashMap<i64, u32> = HashMap::with_capacity(rows.len());
-    for r in &rows {
+    // rows decoded as they arrive (collecting them first copied every row once more)
+    let mut rows = q.fetch(&pool);
+    let mut seen: HashMap<i64, u32> = HashMap::with_capacity(a.back.len());
+    while let Some(r) = rows.try_next().await? {
         let (branch, h, id): (i16, i64, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
         let p = match seen.get(&id) {
             Some(&p) => p,
             None => {
                 let p = u32::try_from(found.persons.len()).unwrap_or(u32::MAX);
-                found.persons.push(person_row(r, id)?);
+                found.persons.push(person_row(&r, id)?);
                 seen.insert(id, p);
                 p
             }
@@ -223,8 +225,10 @@ async fn candidates_query(pool: PgPool, a: Arc<KeyArrays>) -> Result<Found, sqlx
 }
 
 /// A `person` row in the column order of [`candidates_sql`] (values decode as inline strings).
+/// The text columns skip sqlx's per-value type check: the statement above fixes their types
+/// (text, as migration 0001 declares them), and any byte string that is not UTF-8 still fails.
 fn person_row(r: &PgRow, person_id: i64) -> Result<Person, sqlx::Error> {
-    let s = |i: usize| r.try_get::<Option<CompactString>, _>(i);
+    let s = |i: usize| r.try_get_unchecked::<Option<CompactString>, _>(i);
     Ok(Person {
         person_id,
         first_name: s(3)?,
