@@ -464,6 +464,49 @@ async fn in_memory_and_postgres_adapters_give_the_same_decisions() {
     assert_eq!(a, b);
 }
 
+/// The index names which asked key each person answers; the matcher attaches persons to records
+/// by it alone. Both adapters must name the same (key, person) pairs, for every key kind,
+/// across query chunks (a person answering keys of two chunks comes back once).
+#[tokio::test]
+async fn both_adapters_name_the_same_persons_for_every_key() {
+    use pii_matching::{BlockingKey, BlockingKind};
+    use std::collections::BTreeSet;
+    let (db, _) = fresh_db().await;
+    let (csv, mut recs) = synthetic(3000, 300);
+    for r in recs.iter_mut().step_by(3) {
+        r.dob = None; // the keys asked only without a birth date
+    }
+    for r in recs.iter_mut().skip(1).step_by(5) {
+        r.first_name = None; // and only without a first name
+    }
+    for r in recs.iter_mut().skip(2).step_by(7) {
+        r.last_name = None; // or a last name
+    }
+    let f = load_people(&db, &csv).await;
+    let mem = MemoryIndex::load(f.path()).unwrap();
+    let mut keys: Vec<BlockingKey> = Vec::new();
+    for r in &recs {
+        for k in BlockingKind::ALL {
+            if let Some(key) = BlockingKey::of_record(k, r) {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    let kinds: BTreeSet<String> = keys.iter().map(|k| format!("{:?}", k.kind())).collect();
+    assert_eq!(kinds.len(), BlockingKind::ALL.len(), "every kind asked: {kinds:?}");
+    let pairs = |f: &pii_matching::index::Found| -> BTreeSet<(u32, i64)> {
+        let ids: BTreeSet<i64> = f.persons.iter().map(|p| p.person_id).collect();
+        assert_eq!(ids.len(), f.persons.len(), "each person once");
+        f.hits.iter().map(|&(k, p)| (k, f.persons[p as usize].person_id)).collect()
+    };
+    let want = pairs(&mem.candidates(&keys).await.unwrap());
+    let got = pairs(&PgIndex { db, chunk: 7 }.candidates(&keys).await.unwrap());
+    assert!(want.len() > keys.len(), "most keys find someone: {} pairs, {} keys", want.len(), keys.len());
+    assert_eq!(got, want);
+}
+
 #[tokio::test]
 async fn an_accepted_review_completes_the_row_like_an_exact_match() {
     let (db, _) = fresh_db().await;
