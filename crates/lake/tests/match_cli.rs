@@ -157,12 +157,12 @@ fn rules_given_with_rules_decide_and_an_invalid_rules_file_is_named() {
     let records = dir.path().join("r.csv");
     std::fs::write(&records, RECORDS).unwrap();
     let shipped = std::fs::read_to_string(root().join("config/matching.toml")).unwrap();
-    assert!(shipped.contains("min_score = 27.08\n") && shipped.contains("min_score = 20.0"));
+    assert!(shipped.contains("min_score = 27.08\n") && shipped.contains("min_score = 19.25"));
     // every rule needs 500 points: nothing is exact, nothing is proposed
     let strict = shipped
         .replace("min_score = 27.08\n", "")
         .replace("[[tiers.exact.rules]]\nname = ", "[[tiers.exact.rules]]\nmin_score = 500.0\nname = ")
-        .replacen("min_score = 20.0", "min_score = 500.0", 1);
+        .replacen("min_score = 19.25", "min_score = 500.0", 1);
     let strict_path = dir.path().join("strict.toml");
     std::fs::write(&strict_path, strict).unwrap();
     let default = decide(dir.path(), "default", &records, &[]);

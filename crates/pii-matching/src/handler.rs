@@ -366,7 +366,7 @@ mod tests {
         assert_eq!((first.completed, first.proposed, first.rules_version.clone()), (1, 1, builtin_label()));
 
         // a data scientist publishes rules that propose nothing below 99 points
-        let strict = crate::rules::BUILTIN_TOML.replacen("min_score = 20.0", "min_score = 99.0", 1);
+        let strict = crate::rules::BUILTIN_TOML.replacen("min_score = 19.25", "min_score = 99.0", 1);
         assert_eq!(publish(store.as_ref(), &strict, "strict.toml").await.unwrap(), (1, true));
         let cached = process(&d, file(&pipeline, "00000000000000f2").await).await.unwrap();
         assert_eq!(

@@ -333,8 +333,8 @@ mod tests {
 
     /// The shipped rules with another proposal threshold (a valid change).
     fn v2_text() -> String {
-        let t = BUILTIN_TOML.replacen("min_score = 20.0", "min_score = 21.0", 1);
-        assert_ne!(t, BUILTIN_TOML, "the shipped rules have a proposed min_score of 20");
+        let t = BUILTIN_TOML.replacen("min_score = 19.25", "min_score = 21.0", 1);
+        assert_ne!(t, BUILTIN_TOML, "the shipped rules have a proposed min_score of 19.25");
         t
     }
 

@@ -69,10 +69,13 @@ pub struct Training {
     /// `model` or `truth`).
     pub exact_min_score: f64,
     pub exact_precision: f64,
-    /// The proposed tier's threshold and the precision of the records' best candidates at it.
+    /// The proposed tier's threshold and the precision at it: of the records' best candidates
+    /// (estimated), or, after [`tune_proposed`], of every exact and proposed pair (measured).
     pub proposed_min_score: f64,
     pub proposed_precision: f64,
     pub precision_from: &'static str,
+    /// Whether [`tune_proposed`] chose the proposed threshold by matching the records.
+    pub proposed_measured: bool,
 }
 
 /// A comparison vector: per comparison, the level index (levels, then `else`, then `missing`).
@@ -420,7 +423,43 @@ pub async fn train(
         proposed_min_score,
         proposed_precision,
         precision_from: if truth.is_some() { "truth" } else { "model" },
+        proposed_measured: false,
     })
+}
+
+/// With a truth file, the proposed tier's `min_score` chosen on what `lake match --truth`
+/// measures: the precision of every exact and proposed pair (a record proposes up to the tier's
+/// `max_candidates` persons, so the best-candidate estimate of [`train`] undershoots it). The
+/// records are matched with the written rules `text` at each threshold from that estimate up,
+/// in steps of 0.25, until the pairs reach `want`; at the exact threshold at the latest. Returns
+/// the rules at the chosen threshold; `t` records it and its precision.
+pub async fn tune_proposed(
+    text: &str,
+    t: &mut Training,
+    index: &MemoryIndex,
+    records: &[Record],
+    truth: &HashMap<String, Option<i64>>,
+    want: f64,
+) -> Result<String, IndexError> {
+    use crate::evaluate::quality;
+    use crate::matcher::Tier;
+    let bad = |e: String| IndexError::Load(format!("trained rules: {e}"));
+    let records: std::sync::Arc<[Record]> = records.to_vec().into();
+    let mut min = round2(t.proposed_min_score).min(round2(t.exact_min_score));
+    loop {
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| bad(format!("{e}")))?;
+        doc["tiers"]["proposed"]["min_score"] = toml_edit::value(min);
+        let out = doc.to_string();
+        let rules = Rules::from_toml_str(&out, "trained rules").map_err(|e| bad(e.to_string()))?;
+        let m = std::sync::Arc::new(Matcher::new(rules));
+        let (ds, _) = m.match_batch(index, records.clone()).await?;
+        let precision = quality(&ds, truth, &[Tier::Exact, Tier::Proposed]).precision();
+        if precision >= want || min >= t.exact_min_score {
+            (t.proposed_min_score, t.proposed_precision, t.proposed_measured) = (min, precision, true);
+            return Ok(out);
+        }
+        min = round2(min + 0.25).min(round2(t.exact_min_score));
+    }
 }
 
 /// The lowest score at which the pairs scoring at least it reach `want` precision, and that
@@ -586,8 +625,17 @@ pub fn report(t: &Training) -> String {
     }
     let _ = writeln!(
         s,
-        "exact tier: min_score {:.2} (pair precision {:.4}, {}); proposed: min_score {:.2} (best-candidate precision {:.4})",
-        t.exact_min_score, t.exact_precision, t.precision_from, t.proposed_min_score, t.proposed_precision
+        "exact tier: min_score {:.2} (pair precision {:.4}, {}); proposed: min_score {:.2} ({} {:.4})",
+        t.exact_min_score,
+        t.exact_precision,
+        t.precision_from,
+        t.proposed_min_score,
+        if t.proposed_measured {
+            "exact+proposed pair precision, measured by matching the records:"
+        } else {
+            "best-candidate precision"
+        },
+        t.proposed_precision
     );
     s
 }
@@ -671,5 +719,42 @@ mod tests {
         );
         assert!(trained.tiers.exact.rules.iter().any(|r| r.name == "score_threshold"));
         assert!(report(&a).contains("dob         exact"), "{}", report(&a));
+    }
+
+    #[tokio::test]
+    async fn the_proposed_threshold_is_chosen_on_every_exact_and_proposed_pair() {
+        use crate::evaluate::quality;
+        use crate::matcher::Tier;
+        let (index, records) = data();
+        let truth: HashMap<String, Option<i64>> =
+            records.iter().zip(1000..).map(|(r, p)| (r.reference.clone(), Some(p))).collect();
+        let o = TrainOptions { random_pairs: 20_000, ..TrainOptions::default() };
+        let mut t = train(&Rules::builtin(), &index, &records, Some(&truth), &o).await.unwrap();
+        let (estimate, exact) = (round2(t.proposed_min_score), round2(t.exact_min_score));
+        let text = write_rules(include_str!("../../../config/matching.toml"), &t).unwrap();
+        let measured = |min: f64| {
+            let text = text.clone();
+            let (index, records, truth) = (&index, &records, &truth);
+            async move {
+                let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
+                doc["tiers"]["proposed"]["min_score"] = toml_edit::value(min);
+                let rules = Rules::from_toml_str(&doc.to_string(), "t").unwrap();
+                let m = std::sync::Arc::new(Matcher::new(rules));
+                let (ds, _) = m.match_batch(index, records.clone().into()).await.unwrap();
+                quality(&ds, truth, &[Tier::Exact, Tier::Proposed]).precision()
+            }
+        };
+        // the data's best-candidate estimate is too low for the pairs: the scan has to climb
+        let want = (measured(estimate).await + 0.0001).min(1.0);
+        let out = tune_proposed(&text, &mut t, &index, &records, &truth, want).await.unwrap();
+        assert!(t.proposed_measured);
+        let chosen = Rules::from_toml_str(&out, "t").unwrap().tiers.proposed.min_score;
+        assert_eq!(chosen, t.proposed_min_score);
+        assert!(chosen > estimate && chosen <= exact, "{estimate} < {chosen} <= {exact}");
+        // what `lake match --truth` measures with the written rules, and the lowest that reaches it
+        assert_eq!(measured(chosen).await, t.proposed_precision);
+        assert!(t.proposed_precision >= want || chosen == exact, "{} < {want}", t.proposed_precision);
+        assert!(measured(round2(chosen - 0.25)).await < want);
+        assert!(report(&t).contains("measured by matching the records"), "{}", report(&t));
     }
 }
