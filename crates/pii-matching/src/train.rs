@@ -445,7 +445,9 @@ pub async fn tune_proposed(
     use crate::matcher::Tier;
     let bad = |e: String| IndexError::Load(format!("trained rules: {e}"));
     let records: std::sync::Arc<[Record]> = records.to_vec().into();
-    let mut min = round2(t.proposed_min_score).min(round2(t.exact_min_score));
+    // the scan ends at the exact threshold as written (two decimals), so it always ends
+    let cap = round2(t.exact_min_score);
+    let mut min = round2(t.proposed_min_score).min(cap);
     loop {
         let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| bad(format!("{e}")))?;
         doc["tiers"]["proposed"]["min_score"] = toml_edit::value(min);
@@ -454,11 +456,11 @@ pub async fn tune_proposed(
         let m = std::sync::Arc::new(Matcher::new(rules));
         let (ds, _) = m.match_batch(index, records.clone()).await?;
         let precision = quality(&ds, truth, &[Tier::Exact, Tier::Proposed]).precision();
-        if precision >= want || min >= t.exact_min_score {
+        if precision >= want || min >= cap {
             (t.proposed_min_score, t.proposed_precision, t.proposed_measured) = (min, precision, true);
             return Ok(out);
         }
-        min = round2(min + 0.25).min(round2(t.exact_min_score));
+        min = round2(min + 0.25).min(cap);
     }
 }
 
@@ -756,5 +758,10 @@ mod tests {
         assert!(t.proposed_precision >= want || chosen == exact, "{} < {want}", t.proposed_precision);
         assert!(measured(round2(chosen - 0.25)).await < want);
         assert!(report(&t).contains("measured by matching the records"), "{}", report(&t));
+        // a precision no threshold reaches: the scan stops at the exact threshold, never loops
+        t.exact_min_score += 0.004; // not on the two-decimal grid
+        let out = tune_proposed(&text, &mut t, &index, &records, &truth, 1.0 + 1e-9).await.unwrap();
+        assert_eq!(t.proposed_min_score, round2(t.exact_min_score));
+        assert_eq!(Rules::from_toml_str(&out, "t").unwrap().tiers.proposed.min_score, t.proposed_min_score);
     }
 }
