@@ -36,13 +36,6 @@ pub struct Found {
     pub hits: Vec<(u32, u32)>,
 }
 
-impl Found {
-    /// The persons found for `keys[k]` (for tests and tools: a scan over every hit).
-    pub fn for_key(&self, k: usize) -> impl Iterator<Item = &Person> + '_ {
-        self.hits.iter().filter(move |h| h.0 as usize == k).map(|h| &self.persons[h.1 as usize])
-    }
-}
-
 /// Every person in memory, with one sorted index of (key hash, person) over every blocking key
 /// kind: 16 bytes per key instead of a map entry and a list per key (16 kinds of 1,000,000
 /// persons fit in ~260 MB). A 64-bit hash collision (odds of about 1e-9 per batch at a million
