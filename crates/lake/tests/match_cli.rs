@@ -79,6 +79,42 @@ r3,ZEBEDEE,QUIXWORTH,2001-01-01,M,1 NOWHERE LN,NOWHERE,09999,
     }
 }
 
+#[test]
+fn by_key_shows_what_each_blocking_key_kind_costs_and_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    // RECORDS: 9000001 right, 9000002 with a birth date one day off, and nobody (no phone)
+    let (rp, tp, out) = (dir.path().join("r.csv"), dir.path().join("t.csv"), dir.path().join("d.csv"));
+    std::fs::write(&rp, RECORDS).unwrap();
+    std::fs::write(&tp, "record_id,person_id\nr1,9000001\nr2,9000002\nr3,\n").unwrap();
+    let people = root().join("config/people.example.csv");
+    let args = ["match", "--people", people.to_str().unwrap(), "--records", rp.to_str().unwrap()];
+    let (ok, stdout, stderr) = lake(
+        &[&args[..], &["--out", out.to_str().unwrap(), "--truth", tp.to_str().unwrap(), "--by-key"]].concat(),
+    );
+    assert!(ok, "{stdout}{stderr}");
+    // kind, pass, keys, rows, rows/key, wide, true pairs, only this
+    let row = |kind: &str| -> Vec<String> {
+        let line = stdout.lines().find(|l| l.split_whitespace().next() == Some(kind));
+        line.unwrap_or_else(|| panic!("no {kind} row in\n{stdout}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    // every record has a last name and a birth date; only r1's is right
+    assert_eq!(row("last_name_dob")[1..4], ["1", "3", "1"], "{stdout}");
+    assert_eq!(row("last_name_dob")[6], "1", "{stdout}");
+    // r3 has no phone; r1's and r2's phones find their persons
+    assert_eq!(row("phone")[1..3], ["3", "2"], "{stdout}");
+    assert_eq!(row("phone")[6], "2", "{stdout}");
+    // a fallback kind without a birth date: no record asks it
+    assert_eq!(row("last_first_name")[2], "0", "{stdout}");
+    assert!(stdout.contains("true pairs no kind finds: 0"), "{stdout}");
+
+    // the table needs a truth file
+    let (ok, _, stderr) = lake(&[&args[..], &["--out", out.to_str().unwrap(), "--by-key"]].concat());
+    assert!(!ok && stderr.contains("--truth"), "{stderr}");
+}
+
 fn lake(args: &[&str]) -> (bool, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_lake")).args(args).current_dir(root()).output().unwrap();
     (o.status.success(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
@@ -294,7 +330,24 @@ async fn a_postgres_index_given_with_database_url_decides_like_the_person_file()
         out.to_str().unwrap(),
     ]);
     assert!(ok, "{stdout}{stderr}");
-    let got: Vec<String> = std::fs::read_to_string(out).unwrap().lines().skip(1).map(String::from).collect();
+    let got: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().skip(1).map(String::from).collect();
     assert_eq!(got, want);
     assert!(got[0].starts_with("r1,exact,") && got[2].starts_with("r3,none,"), "{got:?}");
+
+    // the table of blocking key kinds is the same from PostgreSQL as from the person file
+    let truth = dir.path().join("t.csv");
+    std::fs::write(&truth, "record_id,person_id\nr1,9000001\nr2,9000002\nr3,\n").unwrap();
+    let table = |source: &[&str]| {
+        let rest = ["--records", records.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        let (ok, stdout, stderr) = lake(
+            &[&["match"][..], source, &rest, &["--truth", truth.to_str().unwrap(), "--by-key"]].concat(),
+        );
+        assert!(ok, "{stdout}{stderr}");
+        let from = stdout.find("blocking keys").unwrap_or_else(|| panic!("no table in\n{stdout}"));
+        stdout[from..].to_string()
+    };
+    let (memory, pg) =
+        (table(&["--people", "config/people.example.csv"]), table(&["--database-url", &db_url]));
+    assert_eq!(memory, pg);
+    assert!(memory.lines().count() > 10 && memory.contains("last_name_dob"), "{memory}");
 }

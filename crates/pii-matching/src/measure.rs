@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::index::IndexError;
+use crate::index::{IndexError, PersonIndex};
 use crate::matcher::{Decision, Tier};
-use crate::model::Record;
+use crate::model::{BlockingKey, BlockingKind, Record};
+use crate::rules::Rules;
 
 /// One row of a truth file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -271,6 +272,125 @@ impl Report {
     }
 }
 
+/// What one blocking key kind costs and finds (`lake match --truth --by-key`), as if every record
+/// asked it: the passes ask the later kinds only for the records the earlier ones left open, so
+/// a run fetches fewer rows than this; the pairs a kind finds do not depend on that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyKindRow {
+    pub kind: BlockingKind,
+    /// 1-based pass of the rules that asks the kind.
+    pub pass: usize,
+    /// Distinct keys of the kind among the records (a record without the kind's values has none).
+    pub keys: usize,
+    /// Persons found through those keys (a person holding two of the keys counts twice): the
+    /// rows the index returns.
+    pub rows: usize,
+    /// Keys that find more persons than `blocking.max_candidates`.
+    pub wide_keys: usize,
+    /// True pairs the kind finds: the record's key of this kind is a key of its true person.
+    pub pairs: usize,
+    /// True pairs no other kind of the rules finds.
+    pub only: usize,
+}
+
+/// Per blocking key kind of `rules` (in pass order): keys, rows, wide keys, and the true pairs
+/// it finds and that only it finds, by asking `index` for each kind's keys once. Also returns
+/// the true pairs in the index that no kind finds. Figures only: no key or value leaves here.
+pub async fn by_key(
+    rules: &Rules,
+    index: &dyn PersonIndex,
+    records: &[Record],
+    truth: &HashMap<String, TruthRow>,
+) -> Result<(Vec<KeyKindRow>, usize), IndexError> {
+    let true_person: Vec<Option<i64>> =
+        records.iter().map(|r| truth.get(&r.reference).and_then(|t| t.person)).collect();
+    // per record with a true person, the kinds that find it
+    let mut finders: Vec<Vec<usize>> = vec![Vec::new(); records.len()];
+    let mut rows = Vec::new();
+    let kinds =
+        rules.blocking.passes.iter().enumerate().flat_map(|(p, ks)| ks.iter().map(move |k| (p + 1, *k)));
+    for (pass, kind) in kinds {
+        let mut ids: HashMap<BlockingKey, u32> = HashMap::new();
+        let mut keys = Vec::new();
+        let rec_key: Vec<Option<u32>> = records
+            .iter()
+            .map(|r| {
+                let key = BlockingKey::of_record(kind, r)?;
+                Some(*ids.entry(key).or_insert_with_key(|key| {
+                    keys.push(key.clone());
+                    u32::try_from(keys.len() - 1).unwrap_or(u32::MAX)
+                }))
+            })
+            .collect();
+        let found = if keys.is_empty() { Default::default() } else { index.candidates(&keys).await? };
+        let mut holders: Vec<(u32, i64)> =
+            found.hits.iter().map(|&(k, p)| (k, found.persons[p as usize].person_id)).collect();
+        holders.sort_unstable();
+        let mut per_key = vec![0usize; keys.len()];
+        for &(k, _) in &holders {
+            per_key[k as usize] += 1;
+        }
+        let row_no = rows.len();
+        let mut pairs = 0;
+        for (i, (k, t)) in rec_key.iter().zip(&true_person).enumerate() {
+            let (Some(k), Some(t)) = (k, t) else { continue };
+            if holders.binary_search(&(*k, *t)).is_ok() {
+                pairs += 1;
+                finders[i].push(row_no);
+            }
+        }
+        rows.push(KeyKindRow {
+            kind,
+            pass,
+            keys: keys.len(),
+            rows: holders.len(),
+            wide_keys: per_key.iter().filter(|&&n| n > rules.blocking.max_candidates).count(),
+            pairs,
+            only: 0,
+        });
+    }
+    let mut missed = 0;
+    for (f, t) in finders.iter().zip(&true_person) {
+        match f.as_slice() {
+            [one] => rows[*one].only += 1,
+            [] if t.is_some() => missed += 1,
+            _ => {}
+        }
+    }
+    Ok((rows, missed))
+}
+
+/// [`by_key`]'s table as text lines.
+pub fn render_by_key(rows: &[KeyKindRow], missed: usize, max_candidates: usize) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "blocking keys (every record asking every kind; the passes ask fewer): rows = persons found, wide = keys finding more than {max_candidates}"
+    );
+    let _ = writeln!(
+        s,
+        "{:<26} {:>4} {:>7} {:>9} {:>8} {:>6} {:>10} {:>9}",
+        "kind", "pass", "keys", "rows", "rows/key", "wide", "true pairs", "only this"
+    );
+    for r in rows {
+        let name =
+            serde_json::to_value(r.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{name:<26} {:>4} {:>7} {:>9} {:>8.2} {:>6} {:>10} {:>9}",
+            r.pass,
+            r.keys,
+            r.rows,
+            r.rows as f64 / r.keys.max(1) as f64,
+            r.wide_keys,
+            r.pairs,
+            r.only
+        );
+    }
+    let _ = writeln!(s, "true pairs no kind finds: {missed}");
+    s
+}
+
 fn ratio(a: usize, b: usize) -> f64 {
     a as f64 / b.max(1) as f64
 }
@@ -333,5 +453,73 @@ mod tests {
             text.contains("0 errors 1.0000 (1 of 1), 1 errors 0.0000 (0 of 1), 2 errors 1.0000 (1 of 1)"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn by_key_counts_keys_rows_wide_keys_and_the_pairs_only_one_kind_finds() {
+        use crate::index::MemoryIndex;
+        use crate::model::Person;
+        use chrono::NaiveDate;
+        let dob = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        let person = |id: i64, last: &str, born, phone: &str| Person {
+            person_id: id,
+            first_name: Some("ANNA".into()),
+            last_name: Some(last.into()),
+            dob: born,
+            phone: Some(phone.into()),
+            ..Person::default()
+        };
+        let index = MemoryIndex::new(vec![
+            person(1, "SMITH", dob(1980, 1, 1), "5550000001"),
+            person(2, "JONES", dob(1981, 2, 2), "5550000002"),
+            person(3, "BROWN", dob(1982, 3, 3), "5550000003"),
+            // twins: one last name and birth date, two persons
+            person(4, "GREEN", dob(1990, 9, 9), "5550000004"),
+            person(5, "GREEN", dob(1990, 9, 9), "5550000005"),
+        ]);
+        let rec = |id: &str, last: &str, born, phone: Option<&str>| Record {
+            reference: id.into(),
+            first_name: Some("ANNA".into()),
+            last_name: Some(last.into()),
+            dob: born,
+            phone: phone.map(String::from),
+            ..Record::default()
+        };
+        let records = [
+            // found by both kinds
+            rec("a", "SMITH", dob(1980, 1, 1), Some("555-000-0001")),
+            // the same key as a: counted once
+            rec("a2", "SMITH", dob(1980, 1, 1), None),
+            // a last-name typo: only the phone finds it
+            rec("b", "JONSE", dob(1981, 2, 2), Some("5550000002")),
+            // nothing right: no kind finds it
+            rec("c", "BRAUN", dob(1983, 3, 3), Some("5559999999")),
+            // nobody to find; its key finds both twins
+            rec("d", "GREEN", dob(1990, 9, 9), None),
+        ];
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("t.csv");
+        std::fs::write(&p, "record_id,true_person_id\na,1\na2,1\nb,2\nc,3\nd,\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let truth = read_truth_rows(&p).unwrap_or_else(|e| panic!("{e}"));
+        let mut rules = Rules::builtin();
+        rules.blocking.passes = vec![vec![BlockingKind::LastNameDob], vec![BlockingKind::Phone]];
+        rules.blocking.max_candidates = 1;
+        let (rows, missed) = by_key(&rules, &index, &records, &truth).await.unwrap_or_else(|e| panic!("{e}"));
+        let got: Vec<_> =
+            rows.iter().map(|r| (r.kind, r.pass, r.keys, r.rows, r.wide_keys, r.pairs, r.only)).collect();
+        assert_eq!(
+            got,
+            vec![
+                // keys SMITH, JONSE, BRAUN, GREEN; rows SMITH 1 + GREEN 2; a and a2 found by it
+                (BlockingKind::LastNameDob, 1, 4, 3, 1, 2, 1),
+                // phones of a, b, c; a and b found, b by nothing else
+                (BlockingKind::Phone, 2, 3, 2, 0, 2, 1),
+            ]
+        );
+        assert_eq!(missed, 1, "c");
+        let text = render_by_key(&rows, missed, 1);
+        assert!(text.contains("last_name_dob"), "{text}");
+        assert!(text.contains("true pairs no kind finds: 1"), "{text}");
     }
 }
