@@ -3,9 +3,10 @@
 //! source file mapped by its source contract) against a person file in memory or a PostgreSQL
 //! person index; one decision row per record in `--out`; with `--truth`, precision and recall
 //! per tier, and how blocking did (pair completeness, candidates per record, per error kind, and
-//! with `--by-key` what each blocking key kind costs and finds: `pii_matching::measure`). `rules check` validates a rules file; `rules publish` makes it the
-//! version the pii-matching function uses (within a minute, no redeploy); `rules train` learns
-//! the weights from the data (`crate::rules_train`).
+//! with `--by-key` what each blocking key kind costs and finds: `pii_matching::measure`).
+//! `rules check` validates a rules file; `rules publish` makes it the version the pii-matching
+//! function uses (within a minute, no redeploy); `rules train` learns the weights from the data
+//! (`crate::rules_train`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,9 +52,11 @@ pub struct MatchArgs {
     /// table per error kind.
     #[arg(long, value_name = "FILE")]
     truth: Option<PathBuf>,
-    /// With --truth: per blocking key kind of the rules, the keys, the persons found (rows), the
-    /// keys finding more than max_candidates, and the true pairs it finds and that only it finds
-    /// (what each kind costs against what it is for).
+    /// With --truth: per blocking key kind of the rules, as if every record asked it, the keys,
+    /// the persons found (rows), the keys finding more than max_candidates, the true pairs it
+    /// finds and those only it finds; then the true pairs no kind finds (what each kind costs
+    /// against what it is for). One more index query per kind (with --database-url, on the
+    /// database).
     #[arg(long, requires = "truth")]
     by_key: bool,
 }
@@ -127,7 +130,6 @@ pub fn run(a: MatchArgs) -> Result<ExitCode> {
             Some(p) => Rules::from_file(p)?,
             None => Rules::builtin(),
         };
-        let blocking = rules.clone();
         let index: Box<dyn PersonIndex> = match (&a.people, &a.database_url) {
             (Some(p), None) => {
                 let mapping = match &a.people_mapping {
@@ -174,8 +176,8 @@ pub fn run(a: MatchArgs) -> Result<ExitCode> {
             print!("{}", pii_matching::measure::Report::of(&ds, &records, &rows).render());
             if a.by_key {
                 let (kinds, missed) =
-                    pii_matching::measure::by_key(&blocking, index.as_ref(), &records, &rows).await?;
-                let max = blocking.blocking.max_candidates;
+                    pii_matching::measure::by_key(&m.rules, index.as_ref(), &records, &rows).await?;
+                let max = m.rules.blocking.max_candidates;
                 print!("{}", pii_matching::measure::render_by_key(&kinds, missed, max));
             }
         }
