@@ -189,7 +189,7 @@ impl Matcher {
 
     /// The keys of `kinds` of the records `open`, each once, numbered from `first` on: appends
     /// each record's key numbers to its list in `rec_keys`.
-    fn number_keys(
+    pub(crate) fn number_keys(
         kinds: &[BlockingKind],
         records: &[Record],
         open: &[usize],

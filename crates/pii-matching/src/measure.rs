@@ -8,8 +8,8 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::index::{IndexError, PersonIndex};
-use crate::matcher::{Decision, Tier};
-use crate::model::{BlockingKey, BlockingKind, Record};
+use crate::matcher::{Decision, Matcher, Tier};
+use crate::model::{BlockingKind, Record};
 use crate::rules::Rules;
 
 /// One row of a truth file.
@@ -312,19 +312,12 @@ pub async fn by_key(
     let mut rows = Vec::new();
     let kinds =
         rules.blocking.passes.iter().enumerate().flat_map(|(p, ks)| ks.iter().map(move |k| (p + 1, *k)));
+    let every: Vec<usize> = (0..records.len()).collect();
     for (pass, kind) in kinds {
-        let mut ids: HashMap<BlockingKey, u32> = HashMap::new();
-        let mut keys = Vec::new();
-        let rec_key: Vec<Option<u32>> = records
-            .iter()
-            .map(|r| {
-                let key = BlockingKey::of_record(kind, r)?;
-                Some(*ids.entry(key).or_insert_with_key(|key| {
-                    keys.push(key.clone());
-                    u32::try_from(keys.len() - 1).unwrap_or(u32::MAX)
-                }))
-            })
-            .collect();
+        // each record's key of the kind (none or one), numbered as the matcher numbers a pass's
+        let mut rec_keys: Vec<Vec<u32>> = vec![Vec::new(); records.len()];
+        let keys = Matcher::number_keys(&[kind], records, &every, 0, &mut rec_keys);
+        let rec_key = rec_keys.iter().map(|k| k.first().copied());
         let found = if keys.is_empty() { Default::default() } else { index.candidates(&keys).await? };
         let mut holders: Vec<(u32, i64)> =
             found.hits.iter().map(|&(k, p)| (k, found.persons[p as usize].person_id)).collect();
@@ -335,9 +328,9 @@ pub async fn by_key(
         }
         let row_no = rows.len();
         let mut pairs = 0;
-        for (i, (k, t)) in rec_key.iter().zip(&true_person).enumerate() {
+        for (i, (k, t)) in rec_key.zip(&true_person).enumerate() {
             let (Some(k), Some(t)) = (k, t) else { continue };
-            if holders.binary_search(&(*k, *t)).is_ok() {
+            if holders.binary_search(&(k, *t)).is_ok() {
                 pairs += 1;
                 finders[i] = (finders[i].0 + 1, row_no);
             }
