@@ -160,7 +160,7 @@ async fn bad_rows_are_matched_through_moto_and_a_deployed_database_then_one_is_a
     let matcher_db = as_role(&base, "lake_matcher", &dbname);
     let m = MatchDeps {
         pipeline: pipeline.clone(),
-        index: Arc::new(PgIndex { db: matcher_db.clone(), chunk: 4096 }),
+        index: Arc::new(PgIndex::new(matcher_db.clone(), 4096)),
         reviews: Arc::new(PgReviews { db: matcher_db.clone() }),
         matcher: Arc::new(ActiveRules::published(Arc::new(store), DEFAULT_TTL)),
     };

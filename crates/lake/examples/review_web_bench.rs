@@ -52,7 +52,7 @@ async fn proposals(l: &Path, db: &Arc<Db>, n: i64) -> Result<i64> {
     lake::embedded::drain(&deps, &topo).await?;
     let m = MatchDeps {
         pipeline: deps,
-        index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
+        index: Arc::new(PgIndex::new(db.clone(), 1024)),
         reviews: Arc::new(PgReviews { db: db.clone() }),
         matcher: Arc::new(pii_matching::rules_store::ActiveRules::builtin()),
     };

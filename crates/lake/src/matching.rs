@@ -138,10 +138,10 @@ pub fn run(a: MatchArgs) -> Result<ExitCode> {
                 };
                 Box::new(lake::embedded::load_people_mapped(p, &mapping)?)
             }
-            (None, Some(url)) => Box::new(pii_matching::pg::PgIndex {
-                db: Arc::new(pii_matching::pg::Db::from_url(url, 4)?),
-                chunk: 4096,
-            }),
+            (None, Some(url)) => Box::new(pii_matching::pg::PgIndex::new(
+                Arc::new(pii_matching::pg::Db::from_url(url, 4)?),
+                4096,
+            )),
             _ => bail!("give --people FILE or --database-url URL"),
         };
         let records = match &a.contract {
@@ -175,10 +175,10 @@ pub fn run(a: MatchArgs) -> Result<ExitCode> {
             );
             print!("{}", pii_matching::measure::Report::of(&ds, &records, &rows).render());
             if a.by_key {
-                let (kinds, missed) =
+                let (kinds, unfound) =
                     pii_matching::measure::by_key(&m.rules, index.as_ref(), &records, &rows).await?;
                 let max = m.rules.blocking.max_candidates;
-                print!("{}", pii_matching::measure::render_by_key(&kinds, missed, max));
+                print!("{}", pii_matching::measure::render_by_key(&kinds, unfound, max));
             }
         }
         Ok(ExitCode::SUCCESS)

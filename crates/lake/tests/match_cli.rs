@@ -109,6 +109,7 @@ fn by_key_shows_what_each_blocking_key_kind_costs_and_finds() {
     // a fallback kind without a birth date: no record asks it
     assert_eq!(row("last_first_name")[2], "0", "{stdout}");
     assert!(stdout.contains("true pairs no kind finds: 0"), "{stdout}");
+    assert!(stdout.contains("true pairs only wide keys find (none in a run): 0"), "{stdout}");
     // figures and kind names only: no value of a record or a person
     for value in ["BARNES", "WALSH", "QUIXWORTH", "HILLSIDE", "1999-04-06", "01824", "7748331605", "774-833"]
     {

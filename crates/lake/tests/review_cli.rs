@@ -51,7 +51,7 @@ async fn lake_with_pg_proposals(l: &Path, db: &Arc<Db>) {
     let (deps, _) = lake::embedded::local_deps(l, None);
     let m = MatchDeps {
         pipeline: deps,
-        index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
+        index: Arc::new(PgIndex::new(db.clone(), 1024)),
         reviews: Arc::new(PgReviews { db: db.clone() }),
         matcher: Arc::new(pii_matching::rules_store::ActiveRules::fixed(
             pii_matching::Rules::from_toml_str(HANDSET_RULES, "matching.handset.toml").unwrap(),

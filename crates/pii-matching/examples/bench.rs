@@ -296,7 +296,7 @@ async fn bench_pg(a: &Args, m: &Arc<Matcher>, db: &Db, pg: &PgIndex, recs: &[Rec
 async fn phases(m: &Matcher, pg: &PgIndex, recs: &[Record]) -> Result<()> {
     let keys: Vec<_> = recs.iter().flat_map(|r| m.keys(r)).collect::<HashSet<_>>().into_iter().collect();
     let t = Instant::now();
-    let persons = pg.candidates(&keys).await?.persons;
+    let persons = pg.candidates(&keys, Some(m.rules.blocking.max_candidates)).await?.persons;
     let q = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let _ = m.decide_all(recs, &persons, &m.rules.blocking.passes[0]);
@@ -467,7 +467,7 @@ async fn main() -> Result<()> {
     println!("{} records, load average {}", recs.len(), load_avg());
 
     let s = setup_pg(&a).await?;
-    let pg = PgIndex { db: s.db.clone(), chunk: a.chunk };
+    let pg = PgIndex::new(s.db.clone(), a.chunk);
     let runs = bench_pg(&a, &matcher, &s.db, &pg, &recs).await?;
     phases(&matcher, &pg, &recs).await?;
     let (mem_med, same) = bench_memory(&a, &matcher, &recs, &runs.decisions).await?;

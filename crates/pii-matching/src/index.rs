@@ -15,15 +15,24 @@ use crate::people::{self, PeopleMapping};
 /// Finds the persons that share at least one of `keys` (one call per batch: set-based), each
 /// once, with the keys each one holds: the matcher attaches a person to exactly the records
 /// that asked for one of its keys, and never hashes a person's values again.
+///
+/// With `max_persons`, a *wide* key, one that more than `max_persons` persons hold, finds
+/// nobody (the matcher passes `blocking.max_candidates`: such a key cannot single out a
+/// record's person); `None` finds every holder of every key (the `--by-key` table, training).
 #[async_trait]
 pub trait PersonIndex: Send + Sync {
-    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Found, IndexError>;
+    async fn candidates(&self, keys: &[BlockingKey], max_persons: Option<usize>)
+        -> Result<Found, IndexError>;
 }
 
 #[async_trait]
 impl<T: PersonIndex + ?Sized> PersonIndex for Arc<T> {
-    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Found, IndexError> {
-        (**self).candidates(keys).await
+    async fn candidates(
+        &self,
+        keys: &[BlockingKey],
+        max_persons: Option<usize>,
+    ) -> Result<Found, IndexError> {
+        (**self).candidates(keys, max_persons).await
     }
 }
 
@@ -34,6 +43,39 @@ pub struct Found {
     /// `(k, p)`: `keys[k]` is a key of `persons[p]`; a person holding two of the keys appears
     /// twice. In no particular order.
     pub hits: Vec<(u32, u32)>,
+}
+
+impl Found {
+    /// Without the hits of keys that more than `max_persons` of the found persons hold, and
+    /// without the persons left with no hit. An index that leaves wide keys out before reading
+    /// them (PostgreSQL, from its `wide_key` table) applies this to what it read, so that a key
+    /// the table does not list yet finds nobody all the same.
+    pub fn without_wide(mut self, max_persons: usize) -> Self {
+        let mut per_key: HashMap<u32, usize> = HashMap::new();
+        for &(k, _) in &self.hits {
+            *per_key.entry(k).or_default() += 1;
+        }
+        if per_key.values().all(|&n| n <= max_persons) {
+            return self;
+        }
+        self.hits.retain(|(k, _)| per_key[k] <= max_persons);
+        let mut to: Vec<Option<u32>> = vec![None; self.persons.len()];
+        for &(_, p) in &self.hits {
+            to[p as usize] = Some(0);
+        }
+        let mut kept = Vec::with_capacity(self.persons.len());
+        for (slot, p) in to.iter_mut().zip(self.persons) {
+            if slot.is_some() {
+                *slot = Some(u32::try_from(kept.len()).unwrap_or(u32::MAX));
+                kept.push(p);
+            }
+        }
+        self.persons = kept;
+        for (_, p) in &mut self.hits {
+            *p = to[*p as usize].unwrap_or(u32::MAX);
+        }
+        self
+    }
 }
 
 /// Every person in memory, with one sorted index of (key hash, person) over every blocking key
@@ -103,13 +145,21 @@ impl MemoryIndex {
 
 #[async_trait]
 impl PersonIndex for MemoryIndex {
-    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Found, IndexError> {
+    async fn candidates(
+        &self,
+        keys: &[BlockingKey],
+        max_persons: Option<usize>,
+    ) -> Result<Found, IndexError> {
         let mut local: HashMap<u32, u32> = HashMap::new();
         let mut found = Found::default();
         for (k, key) in keys.iter().enumerate() {
             let h = key_hash(key);
             let from = self.by_key.partition_point(|e| e.0 < h);
-            for e in self.by_key[from..].iter().take_while(|e| e.0 == h) {
+            let to = from + self.by_key[from..].partition_point(|e| e.0 == h);
+            if max_persons.is_some_and(|max| to - from > max) {
+                continue; // a wide key
+            }
+            for e in &self.by_key[from..to] {
                 let p = *local.entry(e.1).or_insert_with(|| {
                     found.persons.push(self.persons[e.1 as usize].clone());
                     u32::try_from(found.persons.len() - 1).unwrap_or(u32::MAX)
@@ -118,5 +168,29 @@ impl PersonIndex for MemoryIndex {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(id: i64) -> Person {
+        Person { person_id: id, ..Person::default() }
+    }
+
+    #[test]
+    fn without_wide_drops_the_hits_of_keys_held_by_too_many_and_the_persons_left_without_one() {
+        // key 0: persons 10, 20, 30; key 1: 30; key 2: 20
+        let found = Found {
+            persons: vec![person(10), person(20), person(30)],
+            hits: vec![(0, 0), (0, 1), (1, 2), (0, 2), (2, 1)],
+        };
+        assert_eq!(found.clone().without_wide(3), found, "no key above 3: unchanged");
+        let narrow = found.without_wide(2);
+        let named: Vec<(u32, i64)> =
+            narrow.hits.iter().map(|&(k, p)| (k, narrow.persons[p as usize].person_id)).collect();
+        assert_eq!(named, vec![(1, 30), (2, 20)]);
+        assert_eq!(narrow.persons.iter().map(|p| p.person_id).collect::<Vec<_>>(), vec![20, 30]);
     }
 }

@@ -261,7 +261,10 @@ impl Matcher {
             let keys = Self::number_keys(pass, records, &open, asked, &mut rec_keys);
             let first = u32::try_from(asked).unwrap_or(u32::MAX);
             asked += keys.len();
-            let found = if keys.is_empty() { Found::default() } else { index.candidates(&keys).await? };
+            // a key more persons hold than a record may have candidates finds nobody (wide)
+            let wide = Some(self.rules.blocking.max_candidates);
+            let found =
+                if keys.is_empty() { Found::default() } else { index.candidates(&keys, wide).await? };
             let (m, arc) = (self.clone(), all_records.clone());
             let (now, range) = (std::mem::take(&mut open), range.clone());
             let (p, rp, rk, ds, now) = tokio::task::spawn_blocking(move || {
@@ -617,9 +620,9 @@ mod tests {
 
     #[async_trait::async_trait]
     impl PersonIndex for Counting {
-        async fn candidates(&self, keys: &[BlockingKey]) -> Result<Found, IndexError> {
+        async fn candidates(&self, keys: &[BlockingKey], wide: Option<usize>) -> Result<Found, IndexError> {
             self.1.lock().unwrap().extend(keys.iter().map(BlockingKey::kind));
-            self.0.candidates(keys).await
+            self.0.candidates(keys, wide).await
         }
     }
 
@@ -694,6 +697,33 @@ mod tests {
             assert_eq!((count(&asked_open, k), count(&asked_settled, k)), (2, 1), "{k:?}");
         }
         assert_eq!(count(&asked_settled, LastNameDob), 2);
+    }
+
+    #[tokio::test]
+    async fn a_key_more_persons_hold_than_max_candidates_finds_nobody() {
+        let p = robert();
+        let rec = Record {
+            reference: "r".into(),
+            first_name: Some("ROBERT".into()),
+            last_name: Some("SMITH".into()),
+            dob: p.dob,
+            ..Record::default()
+        };
+        // the twin shares the record's only key (last name and birth date)
+        let twin = Person { person_id: 8, ..robert() };
+        let index = MemoryIndex::new(vec![p, twin]);
+        let decide = |max: usize| {
+            let mut rules = Rules::builtin();
+            rules.blocking.passes = vec![vec![BlockingKind::LastNameDob]];
+            rules.blocking.max_candidates = max;
+            let m = Arc::new(Matcher::new(rules));
+            let (index, rec) = (&index, rec.clone());
+            async move { m.match_batch(index, vec![rec].into()).await.unwrap().0.remove(0) }
+        };
+        let held = decide(2).await;
+        assert_eq!(held.candidates, 2, "two holders, not above 2");
+        let wide = decide(1).await;
+        assert_eq!((wide.candidates, wide.tier), (0, Tier::None), "two holders, above 1: a wide key");
     }
 
     #[tokio::test]

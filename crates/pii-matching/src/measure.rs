@@ -286,7 +286,8 @@ pub struct KeyKindRow {
     /// Persons found through those keys: the rows the index returns (a person holds one key
     /// of a kind).
     pub rows: usize,
-    /// Keys that find more persons than `blocking.max_candidates`.
+    /// Keys that find more persons than `blocking.max_candidates`: wide keys, which find nobody
+    /// in a run (`PersonIndex::candidates`).
     pub wide_keys: usize,
     /// True pairs the kind finds: the record's key of this kind is a key of its true person.
     pub pairs: usize,
@@ -294,21 +295,33 @@ pub struct KeyKindRow {
     pub only: usize,
 }
 
+/// The true pairs [`by_key`] finds through no key a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Unfound {
+    /// Found by no kind (a true person missing from the index counts here).
+    pub by_no_kind: usize,
+    /// Found only through wide keys, which a run leaves out.
+    pub only_by_wide_keys: usize,
+}
+
 /// Per blocking key kind of `rules` (in pass order): keys, rows, wide keys, and the true pairs
-/// it finds and that only it finds, by asking `index` for each kind's keys once. Also returns
-/// the true pairs that no kind finds (a true person missing from the index counts there). The
-/// rules name a kind in one pass only (`rules.rs`), so a pair's finders are distinct kinds.
+/// it finds and that only it finds, by asking `index` for each kind's keys once, wide keys
+/// included. Also returns the true pairs that no kind finds and those that only wide keys find.
+/// The rules name a kind in one pass only (`rules.rs`), so a pair's finders are distinct kinds.
 /// Figures only: no key or value leaves here.
 pub async fn by_key(
     rules: &Rules,
     index: &dyn PersonIndex,
     records: &[Record],
     truth_rows: &HashMap<String, TruthRow>,
-) -> Result<(Vec<KeyKindRow>, usize), IndexError> {
+) -> Result<(Vec<KeyKindRow>, Unfound), IndexError> {
     let true_person: Vec<Option<i64>> =
         records.iter().map(|r| truth_rows.get(&r.reference).and_then(|t| t.person)).collect();
     // per record: how many kinds find its true person, and the row of the last one
     let mut finders: Vec<(usize, usize)> = vec![(0, 0); records.len()];
+    // per record: is its true person found through a key that is not wide?
+    let mut narrow = vec![false; records.len()];
+    let max = rules.blocking.max_candidates;
     let mut rows = Vec::new();
     let kinds =
         rules.blocking.passes.iter().enumerate().flat_map(|(p, ks)| ks.iter().map(move |k| (p + 1, *k)));
@@ -318,7 +331,8 @@ pub async fn by_key(
         let mut rec_keys: Vec<Vec<u32>> = vec![Vec::new(); records.len()];
         let keys = Matcher::number_keys(&[kind], records, &every, 0, &mut rec_keys);
         let rec_key = rec_keys.iter().map(|k| k.first().copied());
-        let found = if keys.is_empty() { Default::default() } else { index.candidates(&keys).await? };
+        // every holder, so that the table shows what the wide keys hold
+        let found = if keys.is_empty() { Default::default() } else { index.candidates(&keys, None).await? };
         let mut holders: Vec<(u32, i64)> =
             found.hits.iter().map(|&(k, p)| (k, found.persons[p as usize].person_id)).collect();
         holders.sort_unstable();
@@ -332,6 +346,7 @@ pub async fn by_key(
             let (Some(k), Some(t)) = (k, t) else { continue };
             if holders.binary_search(&(k, *t)).is_ok() {
                 pairs += 1;
+                narrow[i] |= per_key[k as usize] <= max;
                 finders[i] = (finders[i].0 + 1, row_no);
             }
         }
@@ -340,29 +355,34 @@ pub async fn by_key(
             pass,
             keys: keys.len(),
             rows: holders.len(),
-            wide_keys: per_key.iter().filter(|&&n| n > rules.blocking.max_candidates).count(),
+            wide_keys: per_key.iter().filter(|&&n| n > max).count(),
             pairs,
             only: 0,
         });
     }
-    let mut missed = 0;
-    for (&(n, last), t) in finders.iter().zip(&true_person) {
+    let mut unfound = Unfound::default();
+    for ((&(n, last), t), narrow) in finders.iter().zip(&true_person).zip(narrow) {
         match n {
-            1 => rows[last].only += 1,
-            0 if t.is_some() => missed += 1,
+            0 if t.is_some() => unfound.by_no_kind += 1,
+            0 => {}
+            _ if !narrow => unfound.only_by_wide_keys += 1,
             _ => {}
         }
+        if n == 1 {
+            rows[last].only += 1;
+        }
     }
-    Ok((rows, missed))
+    Ok((rows, unfound))
 }
 
 /// [`by_key`]'s table as text lines.
-pub fn render_by_key(rows: &[KeyKindRow], missed: usize, max_candidates: usize) -> String {
+pub fn render_by_key(rows: &[KeyKindRow], unfound: Unfound, max_candidates: usize) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "blocking keys (every record asking each kind it has the values for; the passes ask fewer \
-         records): rows = persons found, wide = keys finding more than {max_candidates}"
+         records): rows = persons found, wide = keys finding more than {max_candidates}, which a run \
+         leaves out"
     );
     let _ = writeln!(
         s,
@@ -384,7 +404,8 @@ pub fn render_by_key(rows: &[KeyKindRow], missed: usize, max_candidates: usize) 
             r.only
         );
     }
-    let _ = writeln!(s, "true pairs no kind finds: {missed}");
+    let _ = writeln!(s, "true pairs no kind finds: {}", unfound.by_no_kind);
+    let _ = writeln!(s, "true pairs only wide keys find (none in a run): {}", unfound.only_by_wide_keys);
     s
 }
 
@@ -495,30 +516,35 @@ mod tests {
             rec("d", "GREEN", dob(1990, 9, 9), None),
             // a true person the index does not hold: found by no kind
             rec("e", "WHITE", dob(1970, 7, 7), None),
+            // a twin, found only through d's wide key
+            rec("f", "GREEN", dob(1990, 9, 9), None),
         ];
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let p = dir.path().join("t.csv");
-        std::fs::write(&p, "record_id,true_person_id\na,1\na2,1\nb,2\nc,3\nd,\ne,99\n")
+        std::fs::write(&p, "record_id,true_person_id\na,1\na2,1\nb,2\nc,3\nd,\ne,99\nf,4\n")
             .unwrap_or_else(|e| panic!("{e}"));
         let truth = read_truth_rows(&p).unwrap_or_else(|e| panic!("{e}"));
         let mut rules = Rules::builtin();
         rules.blocking.passes = vec![vec![BlockingKind::LastNameDob], vec![BlockingKind::Phone]];
         rules.blocking.max_candidates = 1;
-        let (rows, missed) = by_key(&rules, &index, &records, &truth).await.unwrap_or_else(|e| panic!("{e}"));
+        let (rows, unfound) =
+            by_key(&rules, &index, &records, &truth).await.unwrap_or_else(|e| panic!("{e}"));
         let got: Vec<_> =
             rows.iter().map(|r| (r.kind, r.pass, r.keys, r.rows, r.wide_keys, r.pairs, r.only)).collect();
         assert_eq!(
             got,
             vec![
-                // keys SMITH, JONSE, BRAUN, GREEN, WHITE; rows SMITH 1 + GREEN 2; a and a2 found
-                (BlockingKind::LastNameDob, 1, 5, 3, 1, 2, 1),
+                // keys SMITH, JONSE, BRAUN, GREEN (d and f), WHITE; rows SMITH 1 + GREEN 2; a, a2
+                // and f found, a2 and f by nothing else
+                (BlockingKind::LastNameDob, 1, 5, 3, 1, 3, 2),
                 // phones of a, b, c; a and b found, b by nothing else
                 (BlockingKind::Phone, 2, 3, 2, 0, 2, 1),
             ]
         );
-        assert_eq!(missed, 2, "c and e");
-        let text = render_by_key(&rows, missed, 1);
+        assert_eq!(unfound, Unfound { by_no_kind: 2, only_by_wide_keys: 1 }, "c and e; f");
+        let text = render_by_key(&rows, unfound, 1);
         assert!(text.contains("last_name_dob"), "{text}");
         assert!(text.contains("true pairs no kind finds: 2"), "{text}");
+        assert!(text.contains("true pairs only wide keys find (none in a run): 1"), "{text}");
     }
 }

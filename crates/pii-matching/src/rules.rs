@@ -177,7 +177,10 @@ pub struct Blocking {
     #[serde(default)]
     pub settle_score: Option<f64>,
     /// Records whose candidate set is larger are scored against the N persons sharing the most
-    /// keys with them only (ties by id).
+    /// keys with them only (then the most equal values, then by id). A key more than N persons
+    /// hold (a *wide* key: a common surname without a birth date) finds nobody: it cannot
+    /// single out the record's person, and reading its holders would cost more than the rest
+    /// of the record's keys together (`PersonIndex::candidates`, migration 0009).
     #[serde(default = "default_max_candidates")]
     pub max_candidates: usize,
 }

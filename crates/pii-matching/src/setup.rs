@@ -179,7 +179,7 @@ pub async fn deps_from_env() -> Result<MatchDeps, SetupError> {
     };
     Ok(MatchDeps {
         pipeline,
-        index: Arc::new(PgIndex { db: db.clone(), chunk: 4096 }),
+        index: Arc::new(PgIndex::new(db.clone(), 4096)),
         reviews: Arc::new(PgReviews { db }),
         matcher: Arc::new(rules),
     })

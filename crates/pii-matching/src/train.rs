@@ -132,7 +132,9 @@ async fn blocked(m: &Matcher, index: &MemoryIndex, records: &[Record]) -> Result
         if keys.is_empty() {
             continue;
         }
-        let mut cands = index.candidates(&keys).await?.persons;
+        // every holder of every key, wide ones included, as before migration 0009 (the shipped
+        // rules are this trainer's output); the cut below keeps max_candidates
+        let mut cands = index.candidates(&keys, None).await?.persons;
         cands.sort_by_key(|p| p.person_id);
         cands.dedup_by_key(|p| p.person_id);
         cands.truncate(m.rules.blocking.max_candidates);

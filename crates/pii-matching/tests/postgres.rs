@@ -150,7 +150,7 @@ fn event(body: &str, receive_count: u32) -> layer::pipeline::SqsInvocation {
 fn match_deps(l: &Lake, db: &Arc<Db>) -> MatchDeps {
     MatchDeps {
         pipeline: l.deps.clone(),
-        index: Arc::new(PgIndex { db: db.clone(), chunk: 1024 }),
+        index: Arc::new(PgIndex::new(db.clone(), 1024)),
         reviews: Arc::new(PgReviews { db: db.clone() }),
         matcher: Arc::new(pii_matching::rules_store::ActiveRules::builtin()),
     }
@@ -372,9 +372,9 @@ async fn a_rotated_secret_is_refetched_once_and_works() {
     sqlx::query("GRANT SELECT ON person TO lake_pw").execute(&db.pool()).await.unwrap();
     let src = Arc::new(Rotating { calls: AtomicUsize::new(0), base: base.clone(), dbname: dbname.clone() });
     let rotated = Arc::new(Db::from_secret(src.clone(), settings(&base, &dbname)).await.unwrap());
-    let idx = PgIndex { db: rotated, chunk: 100 };
+    let idx = PgIndex::new(rotated, 100);
     let key = pii_matching::BlockingKey::Address { address: "1 MAIN ST".into() };
-    let found = idx.candidates(&[key]).await.unwrap();
+    let found = idx.candidates(&[key], None).await.unwrap();
     assert_eq!(found.persons.iter().map(|p| p.person_id).collect::<Vec<_>>(), vec![101]);
     assert_eq!(found.hits, vec![(0, 0)]);
     assert_eq!(src.calls.load(Ordering::SeqCst), 2);
@@ -451,7 +451,7 @@ async fn in_memory_and_postgres_adapters_give_the_same_decisions() {
     let mem = MemoryIndex::load(f.path()).unwrap();
     let m = Arc::new(Matcher::new(Rules::builtin()));
     let recs: std::sync::Arc<[Record]> = recs.into();
-    let (a, _) = m.match_batch(&PgIndex { db, chunk: 128 }, recs.clone()).await.unwrap();
+    let (a, _) = m.match_batch(&PgIndex::new(db, 128), recs.clone()).await.unwrap();
     let (b, _) = m.match_batch(&mem, recs.clone()).await.unwrap();
     assert_eq!(a.len(), 600);
     let tiers = |ds: &[pii_matching::Decision]| {
@@ -501,10 +501,123 @@ async fn both_adapters_name_the_same_persons_for_every_key() {
         assert_eq!(ids.len(), f.persons.len(), "each person once");
         f.hits.iter().map(|&(k, p)| (k, f.persons[p as usize].person_id)).collect()
     };
-    let want = pairs(&mem.candidates(&keys).await.unwrap());
-    let got = pairs(&PgIndex { db, chunk: 7 }.candidates(&keys).await.unwrap());
+    let pg = PgIndex::new(db, 7);
+    let want = pairs(&mem.candidates(&keys, None).await.unwrap());
+    let got = pairs(&pg.candidates(&keys, None).await.unwrap());
     assert!(want.len() > keys.len(), "most keys find someone: {} pairs, {} keys", want.len(), keys.len());
     assert_eq!(got, want);
+    // with a limit, the keys more persons hold than it find nobody, in both adapters alike
+    let holders = |k: u32| want.iter().filter(|e| e.0 == k).count();
+    for limit in [5, 20] {
+        let narrow: BTreeSet<(u32, i64)> = want.iter().copied().filter(|e| holders(e.0) <= limit).collect();
+        assert!(narrow.len() < want.len() && !narrow.is_empty(), "limit {limit} drops some keys, not all");
+        assert_eq!(
+            pairs(&mem.candidates(&keys, Some(limit)).await.unwrap()),
+            narrow,
+            "memory, limit {limit}"
+        );
+        assert_eq!(
+            pairs(&pg.candidates(&keys, Some(limit)).await.unwrap()),
+            narrow,
+            "postgres, limit {limit}"
+        );
+    }
+}
+
+/// A person CSV of 120 SMITHs in ZIP 01851 and 40 JONESes in 01852, for the wide-key test.
+fn namesakes() -> String {
+    let mut csv = String::from(
+        "person_id,first_name,last_name,middle_initial,dob,sex,ssn,address,city,state,zip,phone\n",
+    );
+    let first = ["ANNA", "BRUNO", "CARLA", "DIEGO", "ELENA", "FELIX", "GRETA", "HUGO"];
+    for i in 0..160u32 {
+        let (last, zip) = if i < 120 { ("SMITH", "01851") } else { ("JONES", "01852") };
+        csv.push_str(&format!(
+            "{},{},{last},,19{:02}-{:02}-{:02},F,,{} ELM ST,LOWELL,MA,{zip},978-555-{:04}\n",
+            1000 + i,
+            first[(i % 8) as usize],
+            50 + i % 40,
+            1 + i % 12,
+            1 + i % 28,
+            10 + i,
+            1000 + i
+        ));
+    }
+    csv
+}
+
+/// A key more persons hold than the limit finds nobody: PostgreSQL leaves out what `wide_key`
+/// lists (refreshed by every load) before reading a row, and drops a key the list does not name
+/// yet by the rows it read; the in-memory index counts. Both give the same finds throughout.
+#[tokio::test]
+async fn wide_keys_find_nobody_in_both_adapters_whether_wide_key_lists_them_or_not() {
+    use pii_matching::BlockingKey;
+    let (db, _) = fresh_db().await;
+    let csv = namesakes();
+    let f = load_people(&db, &csv).await;
+    let smiths = BlockingKey::LastNameZip { last_name: "SMITH".into(), zip: "01851".into() };
+    let joneses = BlockingKey::LastNameZip { last_name: "JONES".into(), zip: "01852".into() };
+    let anna = BlockingKey::Phone { phone: "978-555-1000".into() };
+    let keys = [smiths.clone(), joneses.clone(), anna];
+    let listed = |db: Arc<Db>| async move {
+        sqlx::query_as::<_, (String, i64, i32)>(
+            "SELECT key_column, hash, persons FROM wide_key ORDER BY 1, 2",
+        )
+        .fetch_all(&db.pool())
+        .await
+        .unwrap()
+    };
+    // the load listed the 120 SMITHs (and the keys they share: names alone, city + ...) but not
+    // the 40 JONESes (50 or fewer)
+    let wide = listed(db.clone()).await;
+    assert!(wide.contains(&("k_last_zip".into(), pii_matching::pg::key_hash(&smiths), 120)), "{wide:?}");
+    assert!(!wide.iter().any(|w| w.1 == pii_matching::pg::key_hash(&joneses)), "{wide:?}");
+    let hits = |f: &pii_matching::index::Found| -> Vec<(u32, usize)> {
+        (0..3u32).map(|k| (k, f.hits.iter().filter(|h| h.0 == k).count())).collect()
+    };
+    let pg = PgIndex::new(db.clone(), 2);
+    let mem = MemoryIndex::load(f.path()).unwrap();
+    for (limit, want) in
+        [(None, [120, 40, 1]), (Some(200), [120, 40, 1]), (Some(100), [0, 40, 1]), (Some(30), [0, 0, 1])]
+    {
+        let want: Vec<(u32, usize)> = (0..3u32).zip(want).collect();
+        let (m, p) =
+            (mem.candidates(&keys, limit).await.unwrap(), pg.candidates(&keys, limit).await.unwrap());
+        assert_eq!(hits(&m), want, "memory, limit {limit:?}");
+        assert_eq!(hits(&p), want, "postgres, limit {limit:?}");
+        assert_eq!(p.persons.len(), m.persons.len(), "no person without a hit, limit {limit:?}");
+    }
+    // the list is what PostgreSQL consults: a key it names as wide finds nobody there, even one
+    // a single person holds (the in-memory index still finds her). An index reads which
+    // columns have wide keys at most every 5 minutes: a new one (a new container) sees k_phone.
+    sqlx::query("INSERT INTO wide_key VALUES ('k_phone', $1, 500)")
+        .bind(pii_matching::pg::key_hash(&keys[2]))
+        .execute(&db.pool())
+        .await
+        .unwrap();
+    assert_eq!(hits(&pg.candidates(&keys, Some(100)).await.unwrap())[2], (2, 1), "k_phone had no wide key");
+    let pg = PgIndex::new(db.clone(), 2);
+    assert_eq!(hits(&pg.candidates(&keys, Some(100)).await.unwrap())[2], (2, 0));
+    assert_eq!(hits(&mem.candidates(&keys, Some(100)).await.unwrap())[2], (2, 1));
+    // 80 more JONESes written behind the list's back: not listed, still dropped by the rows read
+    sqlx::query(
+        "INSERT INTO person (person_id, first_name, last_name, dob, address, city, state, zip) \
+         SELECT 5000 + g, 'IVO', 'JONES', DATE '1980-01-01' + g, g || ' OAK ST', 'LOWELL', 'MA', '01852' \
+         FROM generate_series(1, 80) g",
+    )
+    .execute(&db.pool())
+    .await
+    .unwrap();
+    assert!(!listed(db.clone()).await.iter().any(|w| w.1 == pii_matching::pg::key_hash(&joneses)));
+    let p = pg.candidates(&keys, Some(100)).await.unwrap();
+    assert_eq!(hits(&p)[1], (1, 0), "120 JONESes now: dropped without the list");
+    assert!(p.persons.is_empty(), "and none of them comes back without a hit: {}", p.persons.len());
+    // the loader's ANALYZE (lake_analyze_person, run by every `lake people load`) refreshes it,
+    // and drops the stale entry made above
+    sqlx::query("SELECT lake_analyze_person()").execute(&db.pool()).await.unwrap();
+    let wide = listed(db.clone()).await;
+    assert!(wide.contains(&("k_last_zip".into(), pii_matching::pg::key_hash(&joneses), 120)), "{wide:?}");
+    assert!(!wide.iter().any(|w| w.0 == "k_phone"), "{wide:?}");
 }
 
 #[tokio::test]
@@ -819,7 +932,7 @@ async fn two_concurrent_migrations_apply_each_once_and_a_rerun_changes_nothing()
     use pii_matching::pg::MIGRATOR;
     let (url, _) = empty_db().await;
     let all: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-    assert_eq!(all, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(all, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
     let (a, b) = (Db::from_url(&url, 1).unwrap(), Db::from_url(&url, 1).unwrap());
     let (ra, rb) = tokio::join!(a.apply(&MIGRATOR), b.apply(&MIGRATOR));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
@@ -948,7 +1061,7 @@ async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformatio
     let field = |i: usize, k: &str| b[i][k].as_str().unwrap().to_string();
     assert_eq!(
         (field(0, "Status"), b[0]["Data"]["Applied"].as_str()),
-        ("SUCCESS".into(), Some("1,2,3,4,5,6,7,8"))
+        ("SUCCESS".into(), Some("1,2,3,4,5,6,7,8,9"))
     );
     assert_eq!(
         (field(1, "Status"), b[1]["Data"]["Applied"].as_str()),
@@ -968,7 +1081,10 @@ async fn the_schema_custom_resource_migrates_on_deploy_and_answers_cloudformatio
         assert_eq!(field(i, "LogicalResourceId"), "MatchingSchema");
         assert!(field(i, "StackId").ends_with("stack/county-lake-dev/1f2e"));
     }
-    assert_eq!(versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(
+        versions(&Db::from_url(&url, 1).unwrap().applied().await.unwrap()),
+        [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    );
 }
 
 /// `PEOPLE` as a county export might carry it: lower case, stray spaces, other column order,
@@ -1003,7 +1119,7 @@ async fn a_messy_lower_case_export_matches_exactly_like_the_clean_one_through_bo
             .iter()
             .flat_map(|r| r.candidates.as_array().unwrap().iter().map(|c| c["person_id"].as_i64().unwrap()))
             .collect();
-        let (pg, _) = m.match_batch(&PgIndex { db, chunk: 1024 }, records.clone()).await.unwrap();
+        let (pg, _) = m.match_batch(&PgIndex::new(db, 1024), records.clone()).await.unwrap();
         let (mem, _) = m.match_batch(&MemoryIndex::load(f.path()).unwrap(), records.clone()).await.unwrap();
         assert!(pg == mem, "the two adapters decide alike");
         let tiers: Vec<&str> = pg.iter().map(|d| d.tier.as_str()).collect();
@@ -1128,19 +1244,19 @@ async fn a_rollback_to_older_code_answers_success_when_the_database_is_ahead() {
     let (url, _) = empty_db().await;
     let open = || async { Ok(Arc::new(Db::from_url(&url, 1).unwrap())) };
     let newer = respond_with(&cfn_request("Update", "unused"), open, &pii_matching::pg::MIGRATOR).await;
-    assert_eq!((newer.status.as_str(), newer.data["Applied"].as_str()), ("SUCCESS", "1,2,3,4,5,6,7,8"));
+    assert_eq!((newer.status.as_str(), newer.data["Applied"].as_str()), ("SUCCESS", "1,2,3,4,5,6,7,8,9"));
     // the stack rolls back: the previous function answers the Update with its own migrations
     let old = older_migrator();
     let rollback = respond_with(&cfn_request("Update", "unused"), open, &old).await;
     assert_eq!(rollback.status, "SUCCESS", "{}", rollback.reason);
     assert_eq!(rollback.data["Applied"], "");
-    assert_eq!(rollback.data["DatabaseAhead"], "8", "the response says the database is ahead");
-    // an older migrator on a database missing one of its own applies it, and still tolerates 8
+    assert_eq!(rollback.data["DatabaseAhead"], "9", "the response says the database is ahead");
+    // an older migrator on a database missing one of its own applies it, and still tolerates 9
     let db = Db::from_url(&url, 1).unwrap();
     let report = db.apply_report(&old).await.unwrap();
     assert!(report.applied.is_empty());
-    assert_eq!(versions(&report.ahead), [8]);
-    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3, 4, 5, 6, 7, 8], "nothing undone");
+    assert_eq!(versions(&report.ahead), [9]);
+    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3, 4, 5, 6, 7, 8, 9], "nothing undone");
 }
 
 #[tokio::test]
@@ -1169,7 +1285,7 @@ async fn a_failing_migration_answers_failed_naming_its_version_and_applies_nothi
         "{reason}"
     );
     let db = Db::from_url(&url, 1).unwrap();
-    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3, 4, 5, 6, 7, 8], "the shipped ones stay");
+    assert_eq!(versions(&db.applied().await.unwrap()), [1, 2, 3, 4, 5, 6, 7, 8, 9], "the shipped ones stay");
     let left: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('half_done')::text").fetch_one(&db.pool()).await.unwrap();
     assert_eq!(left, None);

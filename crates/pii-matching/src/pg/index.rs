@@ -1,8 +1,10 @@
 //! The person index in PostgreSQL: the keys of a batch hashed here as the generated key columns
-//! of `person` (migrations 0002, 0007, 0008), looked up in one set-based query per chunk.
+//! of `person` (migrations 0002, 0007, 0008), looked up in one set-based query per chunk, less
+//! the wide keys `wide_key` lists (migration 0009).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -20,9 +22,43 @@ use crate::model::{BlockingKey, BlockingKind, Person};
 /// run concurrently on the pool's connections. Each row names the branch and hash it matched,
 /// which maps it back to the asked keys.
 pub struct PgIndex {
-    pub db: Arc<Db>,
+    db: Arc<Db>,
     /// Keys per query; a batch larger than this runs as several concurrent queries.
-    pub chunk: usize,
+    chunk: usize,
+    /// Per key column, the most persons a key of `wide_key` holds, read at most every
+    /// [`WIDE_COLUMNS_AGE`]: only the branches of columns with a key above the limit take
+    /// `wide_key` out (the others would pay for it and find nothing to take out).
+    wide_columns: tokio::sync::Mutex<Option<(Instant, HashMap<String, i32>)>>,
+}
+
+/// How long [`PgIndex`] trusts its list of columns with wide keys. A column that gained wide
+/// keys since costs time until then (its keys are read, then dropped), never a decision.
+const WIDE_COLUMNS_AGE: Duration = Duration::from_secs(300);
+
+impl PgIndex {
+    /// `chunk`: keys per query (a batch larger than this runs as several concurrent queries).
+    pub fn new(db: Arc<Db>, chunk: usize) -> Self {
+        Self { db, chunk, wide_columns: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The columns holding a key that more than `max` persons hold, by `wide_key`.
+    async fn columns_wider_than(&self, max: i32) -> Result<Vec<String>, IndexError> {
+        let mut cached = self.wide_columns.lock().await;
+        let fresh = cached.as_ref().is_some_and(|(at, _)| at.elapsed() < WIDE_COLUMNS_AGE);
+        if !fresh {
+            let rows: Vec<(String, i32)> = self
+                .db
+                .run(|pool| async move {
+                    sqlx::query_as("SELECT key_column, max(persons) FROM wide_key GROUP BY key_column")
+                        .fetch_all(&pool)
+                        .await
+                })
+                .await?;
+            *cached = Some((Instant::now(), rows.into_iter().collect()));
+        }
+        let columns = cached.as_ref().map(|(_, c)| c);
+        Ok(columns.into_iter().flatten().filter(|(_, &n)| n > max).map(|(c, _)| c.clone()).collect())
+    }
 }
 
 /// The keys of one query as the hashes of the generated key columns (migrations 0002, 0007, 0008),
@@ -179,15 +215,29 @@ fn pg_hash_bytes_extended(mut k: &[u8]) -> u64 {
 /// naming its branch and the hash it matched. A person comes back once per key it holds; on a
 /// 64-bit collision (odds of about 1e-9 per batch at a million persons) a person holding none
 /// of the keys may come back, a candidate scored on its values like any other.
-fn candidates_sql(kinds: impl Iterator<Item = BlockingKind>) -> String {
+///
+/// The branches of the kinds whose column is in `wide` first take out the hashes `wide_key`
+/// (migration 0009) lists as held by more persons than the parameter after the arrays (the
+/// rules' limit): one small index scan of that table, and no row of a wide key is read.
+fn candidates_sql(kinds: impl Iterator<Item = BlockingKind>, wide: &[String]) -> String {
+    let kinds: Vec<BlockingKind> = kinds.collect();
+    let limit = kinds.len() + 1;
     let branches: Vec<String> = kinds
+        .iter()
         .enumerate()
         .map(|(i, k)| {
+            let (n, col) = (i + 1, column(*k));
+            let hashes = if wide.iter().any(|w| w == col) {
+                format!(
+                    "ARRAY(SELECT unnest(${n}::int8[]) EXCEPT SELECT w.hash FROM wide_key w \
+                     WHERE w.key_column = '{col}' AND w.persons > ${limit}::int4)"
+                )
+            } else {
+                format!("${n}::int8[]")
+            };
             format!(
                 "SELECT {i}::int2, q.{col}, q.person_id, q.first_name, q.last_name, q.middle_initial, q.dob, \
-                 q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone FROM person q WHERE q.{col} = ANY(${}::int8[])",
-                i + 1,
-                col = column(k),
+                 q.sex, q.ssn, q.address, q.city, q.state, q.zip, q.phone FROM person q WHERE q.{col} = ANY({hashes})"
             )
         })
         .collect();
@@ -195,15 +245,25 @@ fn candidates_sql(kinds: impl Iterator<Item = BlockingKind>) -> String {
 }
 
 /// One chunk's rows as a [`Found`]: each person decoded once, every row a hit.
-async fn candidates_query(pool: PgPool, a: Arc<KeyArrays>) -> Result<Found, sqlx::Error> {
+async fn candidates_query(
+    pool: PgPool,
+    a: Arc<KeyArrays>,
+    max_persons: Option<i32>,
+    wide: Arc<[String]>,
+) -> Result<Found, sqlx::Error> {
     let mut found = Found::default();
     if a.kinds.is_empty() {
         return Ok(found);
     }
-    let sql = candidates_sql(a.kinds.iter().map(|(k, _)| *k));
+    let sql = candidates_sql(a.kinds.iter().map(|(k, _)| *k), &wide);
     let mut q = sqlx::query(&sql);
     for (_, hashes) in &a.kinds {
         q = q.bind(hashes);
+    }
+    // the limit is a parameter only when a branch takes wide keys out
+    let takes_out = a.kinds.iter().any(|(k, _)| wide.iter().any(|w| w == column(*k)));
+    if let Some(max) = max_persons.filter(|_| takes_out) {
+        q = q.bind(max);
     }
     // rows decoded as they arrive (collecting them first copied every row once more)
     let mut rows = q.fetch(&pool);
@@ -270,17 +330,28 @@ fn merge(parts: Vec<Found>) -> Found {
 
 #[async_trait]
 impl PersonIndex for PgIndex {
-    async fn candidates(&self, keys: &[BlockingKey]) -> Result<Found, IndexError> {
+    async fn candidates(
+        &self,
+        keys: &[BlockingKey],
+        max_persons: Option<usize>,
+    ) -> Result<Found, IndexError> {
         let step = self.chunk.max(1);
+        let limit = max_persons.map(|m| i32::try_from(m).unwrap_or(i32::MAX));
+        let wide: Arc<[String]> = match limit {
+            Some(max) => self.columns_wider_than(max).await?.into(),
+            None => Arc::new([]),
+        };
         let chunks: Vec<Arc<KeyArrays>> =
             keys.chunks(step).enumerate().map(|(i, c)| Arc::new(KeyArrays::of(c, i * step))).collect();
         let parts: Vec<Found> = self
             .db
             .run(|pool| {
-                let chunks = chunks.clone();
+                let (chunks, wide) = (chunks.clone(), wide.clone());
                 async move {
-                    let tasks: Vec<_> =
-                        chunks.into_iter().map(|a| tokio::spawn(candidates_query(pool.clone(), a))).collect();
+                    let tasks: Vec<_> = chunks
+                        .into_iter()
+                        .map(|a| tokio::spawn(candidates_query(pool.clone(), a, limit, wide.clone())))
+                        .collect();
                     let mut parts = Vec::with_capacity(tasks.len());
                     for t in tasks {
                         parts.push(t.await.map_err(|e| sqlx::Error::Protocol(format!("query task: {e}")))??);
@@ -289,6 +360,12 @@ impl PersonIndex for PgIndex {
                 }
             })
             .await?;
-        Ok(merge(parts))
+        // a key wide_key does not list yet (persons added since its refresh) finds nobody too:
+        // a key's rows all come from one chunk, so the merged counts are the key's
+        let found = merge(parts);
+        Ok(match max_persons {
+            Some(max) => found.without_wide(max),
+            None => found,
+        })
     }
 }
