@@ -41,20 +41,35 @@ impl PgIndex {
         Self { db, chunk, wide_columns: tokio::sync::Mutex::new(None) }
     }
 
-    /// The columns holding a key that more than `max` persons hold, by `wide_key`.
+    /// The columns holding a key that more than `max` persons hold, by `wide_key`. When the
+    /// table cannot be read (a missing grant, a failed query), the last list read (or none)
+    /// until the next try: without it the wide keys are read and then dropped by their rows, the
+    /// same finds, only slower. A database that cannot be reached or rejects the credentials
+    /// fails the call, as the candidate query would.
     async fn columns_wider_than(&self, max: i32) -> Result<Vec<String>, IndexError> {
         let mut cached = self.wide_columns.lock().await;
         let fresh = cached.as_ref().is_some_and(|(at, _)| at.elapsed() < WIDE_COLUMNS_AGE);
         if !fresh {
-            let rows: Vec<(String, i32)> = self
+            let read: Result<Vec<(String, i32)>, IndexError> = self
                 .db
                 .run(|pool| async move {
                     sqlx::query_as("SELECT key_column, max(persons) FROM wide_key GROUP BY key_column")
                         .fetch_all(&pool)
                         .await
                 })
-                .await?;
-            *cached = Some((Instant::now(), rows.into_iter().collect()));
+                .await;
+            let columns = match read {
+                Ok(rows) => rows.into_iter().collect(),
+                Err(e @ (IndexError::Auth(_) | IndexError::Unavailable(_) | IndexError::Secret(_))) => {
+                    return Err(e)
+                }
+                Err(e) => {
+                    // the error's kind only: the query holds no value of a person
+                    tracing::warn!(error = %e, "wide_key unreadable: wide keys are read, then dropped");
+                    cached.take().map(|(_, c)| c).unwrap_or_default()
+                }
+            };
+            *cached = Some((Instant::now(), columns));
         }
         let columns = cached.as_ref().map(|(_, c)| c);
         Ok(columns.into_iter().flatten().filter(|(_, &n)| n > max).map(|(c, _)| c.clone()).collect())

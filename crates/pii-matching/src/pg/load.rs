@@ -101,13 +101,14 @@ pub struct LoadCounts {
 
 /// Upserts `persons` by `person_id` in one transaction (all or nothing): a person whose values
 /// are already stored is left alone, so loading the same export twice changes nothing; persons
-/// missing from the export are handled as `missing` says. Then ANALYZE.
+/// missing from the export are handled as `missing` says; `wide_key` is recounted in the same
+/// transaction. Then ANALYZE.
 pub async fn upsert_people(db: &Db, persons: &[Person], missing: Missing) -> Result<LoadCounts, IndexError> {
     upsert_people_with(db, persons, missing, &|_| {}).await
 }
 
 /// [`upsert_people`], telling `phase` what it starts: `staging` (COPY into a temporary table),
-/// `upserting`, `missing persons`, `committing`, `analyzing`.
+/// `upserting`, `missing persons`, `counting wide keys`, `committing`, `analyzing`.
 pub async fn upsert_people_with(
     db: &Db,
     persons: &[Person],
@@ -195,6 +196,10 @@ pub async fn upsert_people_with(
             (0, n)
         }
     };
+    // the wide keys of what this transaction commits (migration 0009), counted before the
+    // commit so that no matcher sees these persons with an older count
+    phase("counting wide keys");
+    sqlx::query("SELECT lake_refresh_wide_keys()").execute(&mut *tx).await.map_err(map_err)?;
     phase("committing");
     tx.commit().await.map_err(map_err)?;
     phase("analyzing");
