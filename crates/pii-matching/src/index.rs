@@ -51,14 +51,16 @@ impl Found {
     /// them (PostgreSQL, from its `wide_key` table) applies this to what it read, so that a key
     /// the table does not list yet finds nobody all the same.
     pub fn without_wide(mut self, max_persons: usize) -> Self {
-        let mut per_key: HashMap<u32, usize> = HashMap::new();
+        // key numbers index the asked keys: a vector, not a map
+        let keys = self.hits.iter().map(|&(k, _)| k as usize + 1).max().unwrap_or(0);
+        let mut per_key = vec![0usize; keys];
         for &(k, _) in &self.hits {
-            *per_key.entry(k).or_default() += 1;
+            per_key[k as usize] += 1;
         }
-        if per_key.values().all(|&n| n <= max_persons) {
+        if per_key.iter().all(|&n| n <= max_persons) {
             return self;
         }
-        self.hits.retain(|(k, _)| per_key[k] <= max_persons);
+        self.hits.retain(|&(k, _)| per_key[k as usize] <= max_persons);
         let mut to: Vec<Option<u32>> = vec![None; self.persons.len()];
         for &(_, p) in &self.hits {
             to[p as usize] = Some(0);

@@ -234,15 +234,19 @@ fn pg_hash_bytes_extended(mut k: &[u8]) -> u64 {
 /// The branches of the kinds whose column is in `wide` first take out the hashes `wide_key`
 /// (migration 0009) lists as held by more persons than the parameter after the arrays (the
 /// rules' limit): one small index scan of that table, and no row of a wide key is read.
-fn candidates_sql(kinds: impl Iterator<Item = BlockingKind>, wide: &[String]) -> String {
+/// Also says whether any branch does, i.e. whether the statement takes that parameter.
+fn candidates_sql(kinds: impl Iterator<Item = BlockingKind>, wide: &[String]) -> (String, bool) {
     let kinds: Vec<BlockingKind> = kinds.collect();
     let limit = kinds.len() + 1;
+    let mut takes_out = false;
     let branches: Vec<String> = kinds
         .iter()
         .enumerate()
         .map(|(i, k)| {
             let (n, col) = (i + 1, column(*k));
-            let hashes = if wide.iter().any(|w| w == col) {
+            let wide_here = wide.iter().any(|w| w == col);
+            takes_out |= wide_here;
+            let hashes = if wide_here {
                 format!(
                     "ARRAY(SELECT unnest(${n}::int8[]) EXCEPT SELECT w.hash FROM wide_key w \
                      WHERE w.key_column = '{col}' AND w.persons > ${limit}::int4)"
@@ -256,7 +260,7 @@ fn candidates_sql(kinds: impl Iterator<Item = BlockingKind>, wide: &[String]) ->
             )
         })
         .collect();
-    branches.join("\nUNION ALL\n")
+    (branches.join("\nUNION ALL\n"), takes_out)
 }
 
 /// One chunk's rows as a [`Found`]: each person decoded once, every row a hit.
@@ -270,13 +274,12 @@ async fn candidates_query(
     if a.kinds.is_empty() {
         return Ok(found);
     }
-    let sql = candidates_sql(a.kinds.iter().map(|(k, _)| *k), &wide);
+    let (sql, takes_out) = candidates_sql(a.kinds.iter().map(|(k, _)| *k), &wide);
     let mut q = sqlx::query(&sql);
     for (_, hashes) in &a.kinds {
         q = q.bind(hashes);
     }
     // the limit is a parameter only when a branch takes wide keys out
-    let takes_out = a.kinds.iter().any(|(k, _)| wide.iter().any(|w| w == column(*k)));
     if let Some(max) = max_persons.filter(|_| takes_out) {
         q = q.bind(max);
     }
